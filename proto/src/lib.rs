@@ -1,0 +1,79 @@
+//! The `herald.v1` contract shared by every Herald service and by the
+//! systems that publish to Herald.
+//!
+//! Types are generated from `proto/herald/v1/*.proto`. Subject and stream
+//! names live in [`subjects`] and nowhere else.
+
+pub mod subjects;
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("herald.v1");
+
+    /// Encoded `FileDescriptorSet` of every herald.v1 file, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/herald_descriptor.bin"));
+}
+
+pub use prost::Message;
+pub use prost_types::Timestamp;
+
+use v1::{Channel, Lane};
+
+impl Channel {
+    /// Lower-case name used in config files, subjects and the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Unspecified => "unspecified",
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "email" => Some(Channel::Email),
+            "sms" => Some(Channel::Sms),
+            "voice" | "phone" | "call" => Some(Channel::Voice),
+            _ => None,
+        }
+    }
+
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Voice];
+}
+
+impl Lane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Normal => "normal",
+            Lane::Emergency => "emergency",
+        }
+    }
+
+    pub const ALL: [Lane; 2] = [Lane::Normal, Lane::Emergency];
+}
+
+/// A protobuf timestamp for a wall-clock instant.
+pub fn timestamp(t: std::time::SystemTime) -> Timestamp {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// The wall-clock instant a protobuf timestamp names (the epoch when absent).
+pub fn system_time(t: Option<&Timestamp>) -> std::time::SystemTime {
+    match t {
+        Some(t) if t.seconds >= 0 => {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::new(t.seconds as u64, t.nanos.clamp(0, 999_999_999) as u32)
+        }
+        _ => std::time::UNIX_EPOCH,
+    }
+}
+
+pub fn now() -> Timestamp {
+    timestamp(std::time::SystemTime::now())
+}

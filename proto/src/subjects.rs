@@ -1,0 +1,167 @@
+//! Every NATS subject and JetStream stream name Herald uses, versioned under
+//! `herald.v1`. Services import these; nobody spells a subject by hand.
+//!
+//! Emergency traffic has its own subjects and streams (the `emergency` lane)
+//! so that no consumer ever has to read past ordinary traffic to reach it.
+
+use crate::v1::{Channel, Lane};
+
+/// Request/reply: a `NotificationRequest` in, an `IntakeReply` out.
+pub const INTAKE_NOTIFY: &str = "herald.v1.intake.notify";
+/// Request/reply for emergency traffic, served by intake's own workers.
+pub const INTAKE_NOTIFY_EMERGENCY: &str = "herald.v1.emergency.intake.notify";
+
+/// Queue groups, so that several instances of a service share the work.
+pub const QUEUE_INTAKE: &str = "herald-intake";
+
+/// Accepted notifications (`AcceptedNotification`), one stream per lane.
+pub const STREAM_NOTIFY: &str = "HERALD_NOTIFY";
+pub const STREAM_NOTIFY_EMERGENCY: &str = "HERALD_EMERGENCY_NOTIFY";
+pub const NOTIFY_ACCEPTED: &str = "herald.v1.notify.accepted";
+pub const NOTIFY_ACCEPTED_EMERGENCY: &str = "herald.v1.emergency.notify.accepted";
+
+/// Delivery jobs (`DeliveryJob`), one stream per lane, one subject per channel.
+pub const STREAM_DELIVERY: &str = "HERALD_DELIVERY";
+pub const STREAM_DELIVERY_EMERGENCY: &str = "HERALD_EMERGENCY_DELIVERY";
+const DELIVERY_JOB_PREFIX: &str = "herald.v1.delivery.job";
+const DELIVERY_JOB_PREFIX_EMERGENCY: &str = "herald.v1.emergency.delivery.job";
+
+/// Delivery status events (`DeliveryStatus`).
+pub const STREAM_STATUS: &str = "HERALD_STATUS";
+const STATUS_PREFIX: &str = "herald.v1.delivery.status";
+
+/// The audit trail (`AuditRecord`), all in one stream. A record's subject
+/// names its case and its notification (`_` where there is none), so one
+/// filter reads a notification's trail and another a whole case's.
+pub const STREAM_AUDIT: &str = "HERALD_AUDIT";
+const AUDIT_PREFIX: &str = "herald.v1.audit";
+/// Stands for "no case" or "no notification" in an audit subject.
+pub const AUDIT_NONE: &str = "_";
+
+/// Jobs that could not be delivered and have no fallback.
+pub const STREAM_DLQ: &str = "HERALD_DLQ";
+const DLQ_PREFIX: &str = "herald.v1.dlq";
+
+pub fn notify_accepted(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => NOTIFY_ACCEPTED,
+        Lane::Emergency => NOTIFY_ACCEPTED_EMERGENCY,
+    }
+}
+
+pub fn notify_stream(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => STREAM_NOTIFY,
+        Lane::Emergency => STREAM_NOTIFY_EMERGENCY,
+    }
+}
+
+pub fn intake_notify(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => INTAKE_NOTIFY,
+        Lane::Emergency => INTAKE_NOTIFY_EMERGENCY,
+    }
+}
+
+pub fn delivery_stream(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => STREAM_DELIVERY,
+        Lane::Emergency => STREAM_DELIVERY_EMERGENCY,
+    }
+}
+
+/// Subject of a delivery job for one channel on one lane.
+pub fn delivery_job(lane: Lane, channel: Channel) -> String {
+    format!("{}.{}", delivery_job_prefix(lane), channel.name())
+}
+
+/// Wildcard covering every channel's jobs on a lane.
+pub fn delivery_jobs(lane: Lane) -> String {
+    format!("{}.*", delivery_job_prefix(lane))
+}
+
+fn delivery_job_prefix(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => DELIVERY_JOB_PREFIX,
+        Lane::Emergency => DELIVERY_JOB_PREFIX_EMERGENCY,
+    }
+}
+
+pub fn delivery_status(channel: Channel) -> String {
+    format!("{STATUS_PREFIX}.{}", channel.name())
+}
+
+pub fn delivery_statuses() -> String {
+    format!("{STATUS_PREFIX}.>")
+}
+
+/// Subject of one audit record.
+pub fn audit(case_id: &str, notification_id: &str) -> String {
+    let or_none = |s: &str| if s.is_empty() { AUDIT_NONE.to_string() } else { s.to_string() };
+    format!("{AUDIT_PREFIX}.{}.{}", or_none(case_id), or_none(notification_id))
+}
+
+/// Filter for one notification's trail.
+pub fn audit_of_notification(notification_id: &str) -> String {
+    format!("{AUDIT_PREFIX}.*.{notification_id}")
+}
+
+/// Filter for a whole case's trail, notifications included.
+pub fn audit_of_case(case_id: &str) -> String {
+    format!("{AUDIT_PREFIX}.{case_id}.*")
+}
+
+pub fn audit_all() -> &'static str {
+    "herald.v1.audit.>"
+}
+
+pub fn dlq(channel: Channel) -> String {
+    format!("{DLQ_PREFIX}.{}", channel.name())
+}
+
+pub fn dlq_all() -> String {
+    format!("{DLQ_PREFIX}.>")
+}
+
+/// Whether a caller-chosen id can be one token of a subject: no dots,
+/// wildcards or whitespace, and of a sane length.
+pub fn is_subject_token(s: &str) -> bool {
+    !s.is_empty()
+        && s != AUDIT_NONE
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'@' | b'+' | b'='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_never_share_subjects_or_streams() {
+        assert_ne!(notify_accepted(Lane::Normal), notify_accepted(Lane::Emergency));
+        assert_ne!(notify_stream(Lane::Normal), notify_stream(Lane::Emergency));
+        assert_ne!(delivery_jobs(Lane::Normal), delivery_jobs(Lane::Emergency));
+        // The normal wildcard must not match an emergency job subject.
+        let emergency = delivery_job(Lane::Emergency, Channel::Email);
+        assert!(!emergency.starts_with(DELIVERY_JOB_PREFIX));
+        assert!(!INTAKE_NOTIFY_EMERGENCY.starts_with(INTAKE_NOTIFY));
+    }
+
+    #[test]
+    fn audit_subjects_filter_by_notification_and_by_case() {
+        assert_eq!(audit("", "ntf_1"), "herald.v1.audit._.ntf_1");
+        assert_eq!(audit("C-9", "ntf_1"), "herald.v1.audit.C-9.ntf_1");
+        assert_eq!(audit("C-9", ""), "herald.v1.audit.C-9._");
+        assert_eq!(audit_of_notification("ntf_1"), "herald.v1.audit.*.ntf_1");
+        assert_eq!(audit_of_case("C-9"), "herald.v1.audit.C-9.*");
+    }
+
+    #[test]
+    fn subject_tokens_reject_wildcards_and_dots() {
+        assert!(is_subject_token("CASE-2026-001"));
+        for bad in ["", "a.b", "a*", ">", "a b", "ü"] {
+            assert!(!is_subject_token(bad), "{bad:?}");
+        }
+    }
+}

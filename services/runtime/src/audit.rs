@@ -1,0 +1,93 @@
+//! Writing the audit trail: every step a service takes on a notification or
+//! a case becomes an `AuditRecord` in the audit stream (SOP 001 §4.1, SOP
+//! 000 §6: document every action and escalation).
+//!
+//! Records carry identifiers, channels and outcomes, never message content
+//! or addresses, so the trail can be kept for its full retention period.
+
+use std::collections::BTreeMap;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use herald_proto::{
+    subjects,
+    v1::{AuditRecord, AuditStep, Channel, Lane},
+};
+
+use crate::bus::{Bus, PublishError};
+
+/// Builds and publishes audit records on behalf of one actor (a service
+/// name or a person).
+#[derive(Clone)]
+pub struct Auditor {
+    bus: Bus,
+    actor: String,
+}
+
+/// The parts of a record that vary; the rest is filled in.
+#[derive(Debug, Default, Clone)]
+pub struct Entry {
+    pub notification_id: String,
+    pub case_id: String,
+    pub step: AuditStep,
+    pub summary: String,
+    pub channel: Channel,
+    pub job_id: String,
+    pub contact_id: String,
+    pub responsible_staff: String,
+    pub lane: Lane,
+    pub attributes: BTreeMap<String, String>,
+    /// Overrides the auditor's actor (a person acting through a service).
+    pub actor: Option<String>,
+}
+
+impl Entry {
+    pub fn new(step: AuditStep, summary: impl Into<String>) -> Entry {
+        Entry {
+            step,
+            summary: summary.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn attr(mut self, key: &str, value: impl ToString) -> Entry {
+        self.attributes.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+impl Auditor {
+    pub fn new(bus: Bus, actor: impl Into<String>) -> Auditor {
+        Auditor {
+            bus,
+            actor: actor.into(),
+        }
+    }
+
+    /// Publishes a record; await the returned future to know it is stored.
+    pub async fn record(&self, entry: Entry) -> Result<PublishAckFuture, PublishError> {
+        let record = AuditRecord {
+            record_id: crate::ids::record_id(),
+            notification_id: entry.notification_id,
+            case_id: entry.case_id,
+            step: entry.step as i32,
+            at: Some(herald_proto::now()),
+            actor: entry.actor.unwrap_or_else(|| self.actor.clone()),
+            summary: entry.summary,
+            channel: entry.channel as i32,
+            job_id: entry.job_id,
+            contact_id: entry.contact_id,
+            responsible_staff: entry.responsible_staff,
+            lane: entry.lane as i32,
+            attributes: entry.attributes.into_iter().collect(),
+        };
+        let subject = subjects::audit(&record.case_id, &record.notification_id);
+        let id = record.record_id.clone();
+        self.bus.publish(subject, &record, Some(&id)).await
+    }
+
+    /// Publishes a record and waits until it is stored.
+    pub async fn record_durable(&self, entry: Entry) -> Result<(), PublishError> {
+        let ack = self.record(entry).await?;
+        crate::bus::confirm(subjects::audit_all().to_string(), ack).await
+    }
+}

@@ -1,0 +1,418 @@
+//! The NATS side of every service: connecting, declaring Herald's JetStream
+//! streams, publishing protobuf messages with trace context, and a consumer
+//! loop with bounded concurrency and a graceful drain.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_nats::{
+    Client, HeaderMap,
+    jetstream::{
+        self, AckKind,
+        consumer::{AckPolicy, pull},
+        context::{PublishAckFuture, PublishErrorKind},
+        stream::{self, RetentionPolicy, StorageType},
+    },
+};
+use futures::StreamExt;
+use herald_proto::{
+    subjects,
+    v1::{Channel, Lane},
+};
+use prost::Message;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::config::NatsConfig;
+
+/// A connection to NATS and its JetStream context.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: Client,
+    pub js: jetstream::Context,
+    pub cfg: NatsConfig,
+}
+
+/// The JetStream publish failed or was not confirmed in time; the caller
+/// should treat the message as not written and retry or refuse.
+#[derive(Debug, thiserror::Error)]
+#[error("publish to {subject} not confirmed: {reason}")]
+pub struct PublishError {
+    pub subject: String,
+    pub reason: String,
+}
+
+impl Bus {
+    /// Connects, retrying until NATS answers or `shutdown` fires.
+    pub async fn connect(
+        cfg: &NatsConfig,
+        name: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Bus> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let opts = async_nats::ConnectOptions::new()
+                .name(name)
+                .max_reconnects(None)
+                .connection_timeout(Duration::from_secs(3))
+                .client_capacity(65_536)
+                .reconnect_delay_callback(|attempts| {
+                    Duration::from_millis((50 * 2u64.saturating_pow(attempts.min(6) as u32)).min(2_000))
+                });
+            match opts.connect(cfg.url.as_str()).await {
+                Ok(client) => {
+                    let js = jetstream::ContextBuilder::new()
+                        .timeout(cfg.publish_timeout)
+                        .ack_timeout(cfg.publish_timeout)
+                        .max_ack_inflight(20_000)
+                        .backpressure_on_inflight(true)
+                        .build(client.clone());
+                    return Ok(Bus {
+                        client,
+                        js,
+                        cfg: cfg.clone(),
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "NATS not reachable yet; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => anyhow::bail!("shut down before NATS was reachable"),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Declares every Herald stream (creating or updating it), so any
+    /// service can start first.
+    pub async fn ensure_streams(&self) -> anyhow::Result<()> {
+        for config in stream_configs(&self.cfg) {
+            let name = config.name.clone();
+            let mut attempt = 0;
+            loop {
+                match self.js.create_or_update_stream(config.clone()).await {
+                    Ok(_) => break,
+                    // Two services declaring the same stream at once: the
+                    // loser retries and finds it there.
+                    Err(e) if attempt < 5 => {
+                        attempt += 1;
+                        debug!(stream = %name, error = %e, "declaring stream; retrying");
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => anyhow::bail!("declaring stream {name}: {e}"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes to JetStream with the current trace context. `msg_id` makes
+    /// a repeated publish within the duplicate window a no-op. Returns once
+    /// the message is sent; await the future for the stream's confirmation.
+    pub async fn publish<M: Message>(
+        &self,
+        subject: String,
+        msg: &M,
+        msg_id: Option<&str>,
+    ) -> Result<PublishAckFuture, PublishError> {
+        let mut headers = HeaderMap::new();
+        crate::telemetry::inject(&mut headers);
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(msg.encode_to_vec().into())
+            .headers(headers);
+        if let Some(id) = msg_id {
+            publish = publish.message_id(id);
+        }
+        self.js
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| PublishError {
+                subject,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Publishes and waits for JetStream to confirm the message is stored.
+    pub async fn publish_durable<M: Message>(
+        &self,
+        subject: String,
+        msg: &M,
+        msg_id: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let ack = self.publish(subject.clone(), msg, msg_id).await?;
+        confirm(subject, ack).await
+    }
+
+    /// Publishes a core NATS message (no persistence) with trace context.
+    pub async fn publish_core<M: Message>(&self, subject: String, msg: &M) -> anyhow::Result<()> {
+        let mut headers = HeaderMap::new();
+        crate::telemetry::inject(&mut headers);
+        self.client
+            .publish_with_headers(subject, headers, msg.encode_to_vec().into())
+            .await?;
+        Ok(())
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+/// Waits for a publish confirmation.
+pub async fn confirm(subject: String, ack: PublishAckFuture) -> Result<(), PublishError> {
+    match ack.await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(PublishError {
+            subject,
+            reason: match e.kind() {
+                PublishErrorKind::TimedOut => "timed out".into(),
+                _ => e.to_string(),
+            },
+        }),
+    }
+}
+
+/// Every stream Herald uses. Work queues for jobs that are consumed once;
+/// limits retention for what is read again (status, audit, dead letters).
+pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
+    let base = |name: &str, subjects: Vec<String>, retention, max_age| stream::Config {
+        name: name.to_string(),
+        subjects,
+        retention,
+        max_age,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        duplicate_window: cfg.duplicate_window,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for lane in Lane::ALL {
+        out.push(base(
+            subjects::notify_stream(lane),
+            vec![subjects::notify_accepted(lane).to_string()],
+            RetentionPolicy::WorkQueue,
+            Duration::ZERO,
+        ));
+        out.push(base(
+            subjects::delivery_stream(lane),
+            vec![subjects::delivery_jobs(lane)],
+            RetentionPolicy::WorkQueue,
+            Duration::ZERO,
+        ));
+    }
+    out.push(base(
+        subjects::STREAM_STATUS,
+        vec![subjects::delivery_statuses()],
+        RetentionPolicy::Limits,
+        Duration::from_secs(14 * 24 * 3600),
+    ));
+    out.push(base(
+        subjects::STREAM_AUDIT,
+        vec![subjects::audit_all().to_string()],
+        RetentionPolicy::Limits,
+        cfg.audit_retention,
+    ));
+    out.push(base(
+        subjects::STREAM_DLQ,
+        vec![subjects::dlq_all()],
+        RetentionPolicy::Limits,
+        Duration::from_secs(90 * 24 * 3600),
+    ));
+    out
+}
+
+/// What a handler decided about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or deliberately dropped after being documented): never again.
+    Ack,
+    /// Not done; deliver again after the delay.
+    Retry(Duration),
+    /// Poison: will never succeed; stop redelivering.
+    Reject,
+}
+
+/// How a durable pull consumer is declared and run.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: String,
+    pub durable: String,
+    pub filter: String,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    pub ack_wait: Duration,
+    /// -1 for unlimited.
+    pub max_deliver: i64,
+}
+
+/// Runs `handler` over a durable pull consumer until `shutdown` fires, with
+/// at most `spec.concurrency` messages in flight. On shutdown it stops
+/// pulling and waits up to `grace` for in-flight messages; anything not
+/// finished is redelivered by JetStream later, so nothing is lost.
+pub async fn consume<F, Fut>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    handler: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(jetstream::Message) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Disposition> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(spec.concurrency));
+    let batch = spec.concurrency.clamp(1, 512);
+    'outer: loop {
+        let consumer = match bind_consumer(bus, &spec).await {
+            Ok(c) => c,
+            Err(e) => {
+                ready.store(false, Ordering::Relaxed);
+                warn!(consumer = %spec.durable, error = %e, "binding consumer; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue 'outer,
+                }
+            }
+        };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                ready.store(false, Ordering::Relaxed);
+                warn!(consumer = %spec.durable, error = %e, "pulling; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue 'outer,
+                }
+            }
+        };
+        ready.store(true, Ordering::Relaxed);
+        info!(consumer = %spec.durable, "consuming");
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break 'outer,
+                p = slots.clone().acquire_owned() => p?,
+            };
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break 'outer,
+                m = messages.next() => m,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let disposition = handler(msg.clone()).await;
+                        settle(&msg, disposition).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    // Missed heartbeats and the like: the stream recovers by
+                    // itself; a broken one ends and is rebuilt below.
+                    debug!(consumer = %spec.durable, error = %e, "pull stream hiccup");
+                }
+                None => {
+                    ready.store(false, Ordering::Relaxed);
+                    continue 'outer;
+                }
+            }
+        }
+    }
+    ready.store(false, Ordering::Relaxed);
+    let drained = tokio::time::timeout(
+        grace,
+        slots.acquire_many(spec.concurrency as u32),
+    )
+    .await;
+    if drained.is_err() {
+        warn!(consumer = %spec.durable, "grace period over with work in flight; JetStream will redeliver it");
+    }
+    Ok(())
+}
+
+async fn bind_consumer(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let stream = bus.js.get_stream(&spec.stream).await?;
+    let config = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subject: spec.filter.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_deliver: spec.max_deliver,
+        max_ack_pending: (spec.concurrency * 4).max(1024) as i64,
+        ..Default::default()
+    };
+    Ok(stream.get_or_create_consumer(&spec.durable, config).await?)
+}
+
+/// Acknowledges a message the way its handler decided.
+pub async fn settle(msg: &jetstream::Message, disposition: Disposition) {
+    let kind = match disposition {
+        Disposition::Ack => AckKind::Ack,
+        Disposition::Retry(d) => AckKind::Nak(Some(d)),
+        Disposition::Reject => AckKind::Term,
+    };
+    if let Err(e) = msg.ack_with(kind).await {
+        // The message will be redelivered after ack_wait; handlers are
+        // idempotent, so that costs time, not correctness.
+        warn!(error = %e, "acknowledging message failed");
+    }
+}
+
+/// How many times JetStream has delivered this message (1 on the first).
+pub fn delivery_count(msg: &jetstream::Message) -> u32 {
+    msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1)
+}
+
+/// A span for handling one message, joined to the publisher's trace, with
+/// the OpenTelemetry messaging attributes.
+pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::Span {
+    let span = tracing::info_span!(
+        "process",
+        otel.name = name,
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %msg.subject,
+        trace_id = tracing::field::Empty,
+        notification_id = tracing::field::Empty,
+        case_id = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        channel = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    crate::telemetry::adopt(&span, msg.headers.as_ref());
+    span
+}
+
+/// Runs `fut` inside `span`.
+pub fn in_span<F: Future>(span: tracing::Span, fut: F) -> tracing::instrument::Instrumented<F> {
+    fut.instrument(span)
+}
+
+/// Channel of a delivery-job subject (`….job.<channel>`).
+pub fn channel_of_subject(subject: &str) -> Channel {
+    subject
+        .rsplit('.')
+        .next()
+        .and_then(Channel::parse)
+        .unwrap_or(Channel::Unspecified)
+}

@@ -1,0 +1,548 @@
+//! Layered configuration: compiled-in defaults, then an optional TOML file,
+//! then `HERALD_<SECTION>_<KEY>` environment variables.
+//!
+//! The environment is passed in rather than read here, so tests can load a
+//! configuration without touching the process environment. Every problem
+//! (unknown keys, values of the wrong type, invalid values) is collected and
+//! reported at once, so an operator fixes a file in one pass.
+//!
+//! `config/herald.example.toml` documents every key.
+
+use std::{collections::BTreeMap, fmt, path::Path, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole system's configuration. Each service reads its own section and
+/// the shared ones (`nats`, `redis`, `telemetry`, `content`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+    pub content: ContentConfig,
+    pub intake: IntakeConfig,
+    pub router: RouterConfig,
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsConfig {
+    pub url: String,
+    /// JetStream replicas for every Herald stream (1 on a single server).
+    pub replicas: usize,
+    /// How long JetStream remembers message ids to drop duplicate publishes.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long the audit trail is kept before it is destroyed (SOP 003 §6.5).
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
+    /// How long a consumer waits for an ack before JetStream redelivers.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// How long to wait for JetStream to confirm a publish.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(10 * 60),
+            audit_retention: Duration::from_secs(400 * 24 * 3600),
+            ack_wait: Duration::from_secs(30),
+            publish_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key Herald writes, so one Redis can serve several
+    /// deployments.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "herald:".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Plain,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Templates and routing rules, read by intake (to validate) and the router
+/// (to render and route).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContentConfig {
+    /// Folder of versioned templates: `<template_id>/v<N>.toml`.
+    pub templates_dir: PathBuf,
+    /// Routing rules; the rules shipped in `config/routing.toml` are compiled
+    /// in and used when this is empty.
+    pub routing_file: Option<PathBuf>,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        Self {
+            templates_dir: PathBuf::from("config/templates"),
+            routing_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntakeConfig {
+    /// gRPC listener (tonic, with reflection and health).
+    pub grpc_addr: String,
+    /// Health and metrics listener.
+    pub http_addr: String,
+    /// Largest encoded request accepted, in bytes.
+    pub max_payload_bytes: usize,
+    pub max_recipients: usize,
+    /// How long an idempotency key is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+    /// Requests handled at once per lane.
+    pub concurrency: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:9101".into(),
+            max_payload_bytes: 64 * 1024,
+            max_recipients: 1000,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            concurrency: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouterConfig {
+    pub http_addr: String,
+    /// Notifications routed at once per lane.
+    pub concurrency: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9102".into(),
+            concurrency: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    pub http_addr: String,
+    /// Jobs sent at once per lane.
+    pub concurrency: usize,
+    /// Where messages go when a channel has no endpoint configured.
+    pub outbox_dir: PathBuf,
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required`
+    /// (STARTTLS) or `smtps://host:port` (TLS), optionally with
+    /// `user:password@`. Empty: emails go to the outbox.
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// Pooled SMTP connections.
+    pub smtp_pool_size: u32,
+    /// Provider endpoint for SMS (form-encoded To, From, Body,
+    /// StatusCallback). Empty: SMS go to the outbox.
+    pub sms_url: Option<String>,
+    pub sms_from: String,
+    /// Provider endpoint for calls (form-encoded To, From, Twiml,
+    /// StatusCallback). Empty: calls go to the outbox.
+    pub voice_url: Option<String>,
+    pub voice_from: String,
+    /// Basic-auth account id and secret for the SMS and voice provider; the
+    /// secret also signs status callbacks.
+    pub provider_account: Option<String>,
+    pub provider_token: Option<String>,
+    /// Public base URL of the status-callback endpoint given to providers.
+    pub status_callback_base: Option<String>,
+    /// Time limit for one attempt.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// Delays before the 2nd, 3rd, ... attempt of a transient failure.
+    #[serde(with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// How long a job is remembered as sent, so a redelivery never sends it
+    /// again.
+    #[serde(with = "humantime_serde")]
+    pub sent_ttl: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9103".into(),
+            concurrency: 256,
+            outbox_dir: PathBuf::from("run/outbox"),
+            smtp_url: None,
+            smtp_from: "Herald <herald@localhost>".into(),
+            smtp_pool_size: 16,
+            sms_url: None,
+            sms_from: "+15550100000".into(),
+            voice_url: None,
+            voice_from: "+15550100000".into(),
+            provider_account: None,
+            provider_token: None,
+            status_callback_base: None,
+            attempt_timeout: Duration::from_secs(15),
+            retry_schedule: [1, 5, 30, 120, 600, 1800]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            sent_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Everything wrong with a configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the optional file and the given
+    /// environment (pass `std::env::vars()` in a binary).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match toml::Table::try_from(Config::default()) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigError {
+                    problems: vec![format!("defaults: {e}")],
+                });
+            }
+        };
+        if let Some(path) = file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Ok(t) => merge(&mut table, t),
+                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                },
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        apply_env(&mut table, env, &mut problems);
+
+        let mut unknown = Vec::new();
+        let config: Option<Config> = match serde_ignored::deserialize(
+            toml::Value::Table(table),
+            |path| unknown.push(path.to_string()),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        };
+        for key in unknown {
+            problems.push(format!("unknown key `{key}`"));
+        }
+        if let Some(c) = &config {
+            c.validate(&mut problems);
+        }
+        match config {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// Loads from `HERALD_CONFIG` (if set) and the process environment.
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        let file = std::env::var_os("HERALD_CONFIG").map(PathBuf::from);
+        Config::load(file.as_deref(), std::env::vars())
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let url_scheme = |key: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>| {
+            if !schemes.iter().any(|s| value.starts_with(&format!("{s}://"))) {
+                problems.push(format!(
+                    "`{key}` = {value:?}: expected a URL starting with {}",
+                    schemes
+                        .iter()
+                        .map(|s| format!("{s}://"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+            }
+        };
+        url_scheme("nats.url", &self.nats.url, &["nats", "tls"], problems);
+        url_scheme("redis.url", &self.redis.url, &["redis", "rediss", "unix"], problems);
+        if self.nats.replicas == 0 || self.nats.replicas > 5 {
+            problems.push("`nats.replicas` must be between 1 and 5".into());
+        }
+        for (key, addr) in [
+            ("intake.grpc_addr", &self.intake.grpc_addr),
+            ("intake.http_addr", &self.intake.http_addr),
+            ("router.http_addr", &self.router.http_addr),
+            ("delivery.http_addr", &self.delivery.http_addr),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                problems.push(format!("`{key}` = {addr:?}: expected host:port, e.g. 127.0.0.1:9101"));
+            }
+        }
+        for (key, n) in [
+            ("intake.concurrency", self.intake.concurrency),
+            ("router.concurrency", self.router.concurrency),
+            ("delivery.concurrency", self.delivery.concurrency),
+            ("intake.max_recipients", self.intake.max_recipients),
+            ("intake.max_payload_bytes", self.intake.max_payload_bytes),
+        ] {
+            if n == 0 {
+                problems.push(format!("`{key}` must be at least 1"));
+            }
+        }
+        if let Some(url) = &self.delivery.smtp_url {
+            url_scheme("delivery.smtp_url", url, &["smtp", "smtps"], problems);
+        }
+        for (key, url) in [
+            ("delivery.sms_url", &self.delivery.sms_url),
+            ("delivery.voice_url", &self.delivery.voice_url),
+            ("delivery.status_callback_base", &self.delivery.status_callback_base),
+        ] {
+            if let Some(url) = url {
+                url_scheme(key, url, &["http", "https"], problems);
+            }
+        }
+        if self.delivery.provider_account.is_some() != self.delivery.provider_token.is_some() {
+            problems.push(
+                "`delivery.provider_account` and `delivery.provider_token` must be set together"
+                    .into(),
+            );
+        }
+        if self.delivery.attempt_timeout.is_zero() {
+            problems.push("`delivery.attempt_timeout` must be more than zero".into());
+        }
+    }
+}
+
+/// A list of durations written the human way: `["1s", "5s", "30s"]`.
+mod duration_list {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for d in v {
+            seq.serialize_element(&humantime_serde::re::humantime::format_duration(*d).to_string())?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        items
+            .iter()
+            .map(|s| {
+                humantime_serde::re::humantime::parse_duration(s)
+                    .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else
+/// replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `HERALD_DELIVERY_SMTP_URL=…` sets `delivery.smtp_url`. Variables whose
+/// second word is not a section (such as `HERALD_CONFIG`) are left alone.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<String>,
+) {
+    let vars: BTreeMap<String, String> = env.into_iter().collect();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("HERALD_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
+        let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
+            continue;
+        };
+        let value = match section_table.get(key) {
+            Some(existing) => coerce(existing, &raw),
+            None => infer(&raw),
+        };
+        match value {
+            Ok(v) => {
+                section_table.insert(key.to_string(), v);
+            }
+            Err(why) => problems.push(format!("{name}: {why}")),
+        }
+    }
+}
+
+/// Reads an environment value as the type the default has.
+fn coerce(existing: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    match existing {
+        V::String(_) => Ok(V::String(raw.to_string())),
+        V::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(V::Integer)
+            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        V::Boolean(_) => match raw.trim() {
+            "true" | "1" | "yes" => Ok(V::Boolean(true)),
+            "false" | "0" | "no" => Ok(V::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        V::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(V::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
+        V::Array(_) => infer(raw).and_then(|v| match v {
+            V::Array(_) => Ok(v),
+            _ => Ok(V::Array(
+                raw.split(',')
+                    .map(|s| V::String(s.trim().to_string()))
+                    .collect(),
+            )),
+        }),
+        _ => infer(raw),
+    }
+}
+
+/// Reads an environment value whose key has no default (an optional key):
+/// a TOML literal if it is one, else a string.
+fn infer(raw: &str) -> Result<toml::Value, String> {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => Ok(t.remove("v").unwrap_or(toml::Value::String(raw.into()))),
+        Err(_) => Ok(toml::Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+        assert!(c.delivery.smtp_url.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\n[delivery]\nconcurrency = 8\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("HERALD_NATS_URL", "nats://127.0.0.1:2"),
+                ("HERALD_DELIVERY_SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("HERALD_INTAKE_IDEMPOTENCY_TTL", "2h"),
+                ("HERALD_CONFIG", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.nats.url, "nats://127.0.0.1:2");
+        assert_eq!(c.delivery.concurrency, 8);
+        assert_eq!(c.delivery.smtp_url.as_deref(), Some("smtp://127.0.0.1:2525"));
+        assert_eq!(c.intake.idempotency_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "[nats]\nurl = \"http://x\"\nsurl = 1\n[router]\ncolour = \"red\"\nhttp_addr = \"nowhere\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file), env(&[("HERALD_INTAKE_CONCURRENCY", "many")]))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("nats.surl"), "{text}");
+        assert!(text.contains("router.colour"), "{text}");
+        assert!(text.contains("nats.url"), "{text}");
+        assert!(text.contains("router.http_addr"), "{text}");
+        assert!(text.contains("HERALD_INTAKE_CONCURRENCY"), "{text}");
+    }
+}

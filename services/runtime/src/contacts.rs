@@ -1,0 +1,337 @@
+//! The contact directory in Redis: who people are, how they may be reached
+//! (SOP 001 §4.2: preferred channel documented per client), whether their
+//! identity is verified (SOP 000 §4) and what they consented to (SOP 001
+//! §4.4).
+//!
+//! One JSON value per contact at `<prefix>contact:<id>`, plus a set of all
+//! ids for listing. Files to import are YAML (`contacts: [...]` or a bare
+//! list) or TOML (`[[contact]]`).
+
+use std::path::Path;
+
+use herald_proto::v1::Channel;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use serde::{Deserialize, Serialize};
+
+use crate::validate;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// email, sms or voice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_channel: Option<String>,
+    #[serde(default = "default_language")]
+    pub language: String,
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    #[serde(default)]
+    pub identity_verified: bool,
+    #[serde(default)]
+    pub consent: Consent,
+    /// Organisation or site, for broadcasts to everyone there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+    /// Staff role such as team_lead, supervisor, management, dpo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// Channels the person agreed to be contacted on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    #[serde(default)]
+    pub email: bool,
+    #[serde(default)]
+    pub sms: bool,
+    #[serde(default)]
+    pub voice: bool,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+impl Consent {
+    pub fn allows(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email,
+            Channel::Sms => self.sms,
+            Channel::Voice => self.voice,
+            Channel::Unspecified => false,
+        }
+    }
+}
+
+impl Contact {
+    /// The address this contact has for a channel, if any.
+    pub fn address(&self, channel: Channel) -> Option<&str> {
+        match channel {
+            Channel::Email => self.email.as_deref(),
+            Channel::Sms | Channel::Voice => self.phone.as_deref(),
+            Channel::Unspecified => None,
+        }
+    }
+
+    pub fn preferred(&self) -> Option<Channel> {
+        self.preferred_channel.as_deref().and_then(Channel::parse)
+    }
+
+    /// Every problem with this contact, as (field, reason).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !herald_proto::subjects::is_subject_token(&self.id) {
+            out.push((
+                "id".into(),
+                "must be 1-128 letters, digits or - _ : @ + = (no dots or spaces)".into(),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            out.push(("name".into(), "is empty".into()));
+        }
+        if let Some(e) = &self.email {
+            if let Err(why) = validate::email(e) {
+                out.push(("email".into(), why));
+            }
+        }
+        if let Some(p) = &self.phone {
+            if let Err(why) = validate::e164(p) {
+                out.push(("phone".into(), why));
+            }
+        }
+        if self.email.is_none() && self.phone.is_none() {
+            out.push(("email".into(), "a contact needs an email address or a phone number".into()));
+        }
+        if let Some(c) = &self.preferred_channel {
+            match Channel::parse(c) {
+                None => out.push(("preferred_channel".into(), format!("{c:?} is not email, sms or voice"))),
+                Some(ch) if self.address(ch).is_none() => out.push((
+                    "preferred_channel".into(),
+                    format!("is {} but the contact has no address for it", ch.name()),
+                )),
+                Some(_) => {}
+            }
+        }
+        if let Err(why) = validate::language(&self.language) {
+            out.push(("language".into(), why));
+        }
+        if let Err(why) = validate::time_zone(&self.time_zone) {
+            out.push(("time_zone".into(), why));
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("contact {id}: {field} {reason}")]
+    Invalid { id: String, field: String, reason: String },
+    #[error("{0}")]
+    File(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Reads contacts from a YAML or TOML file and checks every one, reporting
+/// all problems found.
+pub fn parse_file(path: &Path) -> Result<Vec<Contact>, DirectoryError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| DirectoryError::File(format!("{}: {e}", path.display())))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    #[derive(Deserialize)]
+    struct TomlFile {
+        contact: Vec<Contact>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum YamlFile {
+        Wrapped { contacts: Vec<Contact> },
+        Bare(Vec<Contact>),
+    }
+    let contacts = match ext {
+        "toml" => toml::from_str::<TomlFile>(&text)
+            .map(|f| f.contact)
+            .map_err(|e| DirectoryError::File(format!("{}: {e}", path.display())))?,
+        "yaml" | "yml" | "json" => match serde_yaml::from_str::<YamlFile>(&text) {
+            Ok(YamlFile::Wrapped { contacts }) | Ok(YamlFile::Bare(contacts)) => contacts,
+            Err(_) => {
+                // Re-parse strictly for a precise message.
+                serde_yaml::from_str::<Vec<Contact>>(&text)
+                    .or_else(|_| {
+                        #[derive(Deserialize)]
+                        struct W {
+                            contacts: Vec<Contact>,
+                        }
+                        serde_yaml::from_str::<W>(&text).map(|w| w.contacts)
+                    })
+                    .map_err(|e| DirectoryError::File(format!("{}: {e}", path.display())))?
+            }
+        },
+        _ => {
+            return Err(DirectoryError::File(format!(
+                "{}: expected a .yaml, .yml, .json or .toml file",
+                path.display()
+            )));
+        }
+    };
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in contacts.iter().enumerate() {
+        for (field, reason) in c.problems() {
+            problems.push(format!("contacts[{i}] ({}): {field} {reason}", c.id));
+        }
+        if !seen.insert(c.id.clone()) {
+            problems.push(format!("contacts[{i}]: id {} appears twice", c.id));
+        }
+    }
+    if problems.is_empty() {
+        Ok(contacts)
+    } else {
+        Err(DirectoryError::File(format!(
+            "{}:\n  {}",
+            path.display(),
+            problems.join("\n  ")
+        )))
+    }
+}
+
+/// The directory, shared by intake (to validate), the router (to resolve)
+/// and the command line (to import and show).
+#[derive(Clone)]
+pub struct Directory {
+    redis: ConnectionManager,
+    prefix: String,
+}
+
+impl Directory {
+    pub fn new(redis: ConnectionManager, prefix: &str) -> Directory {
+        Directory {
+            redis,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}contact:{id}", self.prefix)
+    }
+
+    fn index(&self) -> String {
+        format!("{}contacts", self.prefix)
+    }
+
+    /// Adds or replaces a contact after checking it.
+    pub async fn put(&self, contact: &Contact) -> Result<(), DirectoryError> {
+        if let Some((field, reason)) = contact.problems().into_iter().next() {
+            return Err(DirectoryError::Invalid {
+                id: contact.id.clone(),
+                field,
+                reason,
+            });
+        }
+        let json = serde_json::to_string(contact).expect("contacts serialise");
+        let mut r = self.redis.clone();
+        redis::pipe()
+            .atomic()
+            .set(self.key(&contact.id), json)
+            .sadd(self.index(), &contact.id)
+            .exec_async(&mut r)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn put_all(&self, contacts: &[Contact]) -> Result<(), DirectoryError> {
+        for c in contacts {
+            self.put(c).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Contact>, DirectoryError> {
+        Ok(self.get_many(&[id.to_string()]).await?.pop().flatten())
+    }
+
+    /// Looks contacts up in one round trip; `None` where an id is unknown.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Contact>>, DirectoryError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        let mut r = self.redis.clone();
+        let values: Vec<Option<String>> = if keys.len() == 1 {
+            vec![r.get(&keys[0]).await?]
+        } else {
+            r.mget(&keys).await?
+        };
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|json| serde_json::from_str(&json).ok()))
+            .collect())
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
+        let mut r = self.redis.clone();
+        let (n, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .del(self.key(id))
+            .srem(self.index(), id)
+            .query_async(&mut r)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Every contact id, sorted.
+    pub async fn ids(&self) -> Result<Vec<String>, DirectoryError> {
+        let mut r = self.redis.clone();
+        let mut ids: Vec<String> = r.smembers(self.index()).await?;
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_with_several_bad_contacts_reports_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "contacts:\n- id: a\n  name: A\n  email: not-an-email\n- id: b\n  name: B\n  phone: '0770'\n  time_zone: Nowhere/City\n",
+        )
+        .unwrap();
+        let err = parse_file(&f).unwrap_err().to_string();
+        assert!(err.contains("contacts[0] (a): email"), "{err}");
+        assert!(err.contains("contacts[1] (b): phone"), "{err}");
+        assert!(err.contains("contacts[1] (b): time_zone"), "{err}");
+    }
+
+    #[test]
+    fn toml_and_yaml_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("c.toml");
+        std::fs::write(
+            &t,
+            "[[contact]]\nid = \"alice\"\nname = \"Alice\"\nemail = \"alice@example.org\"\nconsent = { email = true }\n",
+        )
+        .unwrap();
+        let c = parse_file(&t).unwrap();
+        assert_eq!(c[0].language, "en");
+        assert!(c[0].consent.email);
+        let y = dir.path().join("c.yaml");
+        std::fs::write(&y, "- id: bob\n  name: Bob\n  phone: '+447700900123'\n  preferred_channel: sms\n").unwrap();
+        assert_eq!(parse_file(&y).unwrap()[0].preferred(), Some(Channel::Sms));
+    }
+}

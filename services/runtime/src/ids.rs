@@ -1,0 +1,18 @@
+//! Identifiers Herald mints. Sortable by creation time, safe as subject
+//! tokens and file names.
+
+use herald_proto::v1::Channel;
+
+pub fn notification_id() -> String {
+    format!("ntf_{}", ulid::Ulid::new())
+}
+
+pub fn record_id() -> String {
+    format!("aud_{}", ulid::Ulid::new())
+}
+
+/// A delivery job id is derived, never random: routing the same
+/// notification twice yields the same jobs, which delivery then sends once.
+pub fn job_id(notification_id: &str, recipient_index: usize, channel: Channel) -> String {
+    format!("{notification_id}-r{recipient_index}-{}", channel.name())
+}

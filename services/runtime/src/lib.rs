@@ -1,0 +1,24 @@
+//! What every Herald service stands on. Services share this crate and
+//! `herald-proto`, and never import each other.
+
+pub mod audit;
+pub mod bus;
+pub mod config;
+pub mod contacts;
+pub mod health;
+pub mod ids;
+pub mod metrics;
+pub mod pii;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod templates;
+pub mod validate;
+
+pub use config::Config;
+
+/// Installs the process-wide TLS crypto provider (rustls with ring) that
+/// reqwest and lettre use. Safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
