@@ -1,0 +1,432 @@
+//! intake: where other systems hand Herald a notification.
+//!
+//! Requests arrive by NATS request/reply (`herald.v1.intake.notify`, and
+//! `herald.v1.emergency.intake.notify` for the emergency lane, each served by
+//! its own workers) or by gRPC (`herald.v1.Intake/Notify`). Each is checked
+//! field by field, deduplicated by idempotency key, and written to the
+//! notifications stream of its lane; only once JetStream confirms the write
+//! does the caller hear "accepted".
+
+pub mod dedupe;
+mod grpc;
+pub mod validate;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use herald_proto::{
+    Message, subjects,
+    v1::{
+        Accepted, AcceptedNotification, AuditStep, CommunicationType, ErrorCode, IntakeReply,
+        Lane, NotificationRequest, Priority, Rejected, intake_reply,
+    },
+};
+use herald_runtime::{
+    Config,
+    audit::{Auditor, Entry},
+    bus::Bus,
+    contacts::Directory,
+    health::Health,
+    metrics::{LaneLabel, ReasonLabel},
+    routing::RoutingRules,
+    templates::TemplateStore,
+};
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::{sync::Semaphore, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, warn};
+
+use crate::{
+    dedupe::{Claim, Dedupe},
+    validate::{Limits, reject},
+};
+
+/// Counters an operator watches on intake.
+struct Metrics {
+    accepted: Family<LaneLabel, Counter>,
+    duplicates: Family<LaneLabel, Counter>,
+    rejected: Family<ReasonLabel, Counter>,
+    latency: Family<LaneLabel, Histogram>,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            accepted: Family::default(),
+            duplicates: Family::default(),
+            rejected: Family::default(),
+            latency: herald_runtime::metrics::latency_family(),
+        };
+        registry.register("intake_accepted", "Notification requests accepted", m.accepted.clone());
+        registry.register(
+            "intake_duplicates",
+            "Requests answered from an idempotency key already seen",
+            m.duplicates.clone(),
+        );
+        registry.register("intake_rejected", "Requests refused, by reason", m.rejected.clone());
+        registry.register(
+            "intake_request_seconds",
+            "Time from receiving a request to answering it",
+            m.latency.clone(),
+        );
+        m
+    }
+}
+
+/// Everything a request needs, shared by the NATS and gRPC paths.
+#[derive(Clone)]
+pub(crate) struct Intake {
+    bus: Bus,
+    directory: Directory,
+    dedupe: Dedupe,
+    templates: Arc<TemplateStore>,
+    rules: Arc<RoutingRules>,
+    auditor: Auditor,
+    limits: Arc<Limits>,
+    max_payload: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// A started intake: where it listens, and its task.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub health: Health,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the service has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Runs intake until `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(cfg, shutdown).await?.wait().await
+}
+
+/// Connects, binds its listeners and starts serving; returns once ready to
+/// take requests.
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let templates = TemplateStore::load(&cfg.content.templates_dir)
+        .map_err(|p| anyhow::anyhow!("templates:\n  {}", p.join("\n  ")))?;
+    let rules = RoutingRules::load(cfg.content.routing_file.as_deref())
+        .map_err(|p| anyhow::anyhow!("routing rules:\n  {}", p.join("\n  ")))?;
+    let bus = Bus::connect(&cfg.nats, "herald-intake", &shutdown).await?;
+    bus.ensure_streams().await?;
+    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
+
+    let health = Health::new();
+    health.watch_nats(&bus);
+    health.watch_redis(&redis);
+    let mut registry = Registry::with_prefix("herald");
+    let metrics = Arc::new(Metrics::register(&mut registry));
+
+    let intake = Intake {
+        directory: Directory::new(redis.clone(), &cfg.redis.prefix),
+        dedupe: Dedupe::new(redis, &cfg.redis.prefix, cfg.intake.idempotency_ttl),
+        templates: Arc::new(templates),
+        rules: Arc::new(rules),
+        auditor: Auditor::new(bus.clone(), "intake"),
+        limits: Arc::new(Limits {
+            max_recipients: cfg.intake.max_recipients,
+        }),
+        max_payload: cfg.intake.max_payload_bytes,
+        metrics,
+        bus: bus.clone(),
+    };
+
+    let (http_addr, http_task) = herald_runtime::health::serve(
+        &cfg.intake.http_addr,
+        health.clone(),
+        Arc::new(registry),
+        None,
+        shutdown.clone(),
+    )
+    .await?;
+    let (grpc_addr, grpc_task) =
+        grpc::serve(&cfg.intake.grpc_addr, intake.clone(), health.flag("grpc"), shutdown.clone()).await?;
+
+    let mut lanes = Vec::new();
+    for lane in Lane::ALL {
+        let sub = bus
+            .client
+            .queue_subscribe(subjects::intake_notify(lane), subjects::QUEUE_INTAKE.to_string())
+            .await?;
+        let ready = health.flag(format!("nats-{}", lane.name()));
+        ready.store(true, Ordering::Relaxed);
+        lanes.push(tokio::spawn(serve_nats(
+            intake.clone(),
+            sub,
+            lane,
+            cfg.intake.concurrency,
+            shutdown.clone(),
+        )));
+    }
+    // Make sure the subscriptions are registered with the server before
+    // anyone is told we are up.
+    bus.client.flush().await?;
+    info!(%grpc_addr, %http_addr, "intake ready");
+
+    let task = tokio::spawn(async move {
+        for l in lanes {
+            l.await?;
+        }
+        let _ = grpc_task.await;
+        let _ = http_task.await;
+        let _ = bus.client.flush().await;
+        Ok(())
+    });
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        health,
+        task,
+    })
+}
+
+/// Serves one lane's request subject with its own bounded set of workers.
+async fn serve_nats(
+    intake: Intake,
+    mut sub: async_nats::Subscriber,
+    lane: Lane,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = sub.next() => match m { Some(m) => m, None => break },
+        };
+        let intake = intake.clone();
+        tokio::spawn(async move {
+            intake.handle_nats(msg, lane).await;
+            drop(permit);
+        });
+    }
+    // Stop taking new requests, then let the ones in hand finish: each was
+    // either answered or will be retried by its caller with the same key.
+    let _ = sub.unsubscribe().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(concurrency as u32)).await;
+}
+
+impl Intake {
+    async fn handle_nats(&self, msg: async_nats::Message, lane: Lane) {
+        let span = herald_runtime::bus::process_span("intake notify", &msg);
+        let reply = async {
+            if msg.payload.len() > self.max_payload {
+                return self.refused(
+                    lane,
+                    reject(
+                        ErrorCode::PayloadTooLarge,
+                        "",
+                        format!(
+                            "request is {} bytes; the limit is {}",
+                            msg.payload.len(),
+                            self.max_payload
+                        ),
+                    ),
+                );
+            }
+            match NotificationRequest::decode(msg.payload.clone()) {
+                Ok(req) => self.submit(req, lane).await,
+                Err(e) => self.refused(
+                    lane,
+                    reject(
+                        ErrorCode::Undecodable,
+                        "",
+                        format!("not a herald.v1.NotificationRequest: {e}"),
+                    ),
+                ),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        if let Some(to) = msg.reply {
+            if let Err(e) = self.bus.client.publish(to, reply.encode_to_vec().into()).await {
+                warn!(parent: &span, error = %e, "could not send the reply");
+            }
+        }
+    }
+
+    fn refused(&self, lane: Lane, r: Rejected) -> IntakeReply {
+        let reason = ErrorCode::try_from(r.code)
+            .map(|c| c.as_str_name().trim_start_matches("ERROR_CODE_").to_ascii_lowercase())
+            .unwrap_or_else(|_| "unknown".into());
+        self.metrics
+            .rejected
+            .get_or_create(&ReasonLabel {
+                lane: lane.name().into(),
+                reason,
+            })
+            .inc();
+        info!(field = %r.field, reason = %r.message, "request refused");
+        IntakeReply {
+            result: Some(intake_reply::Result::Rejected(r)),
+        }
+    }
+
+    /// Checks, deduplicates and queues one request. The reply says accepted
+    /// only once the notification is stored in JetStream.
+    pub(crate) async fn submit(&self, req: NotificationRequest, hinted: Lane) -> IntakeReply {
+        let started = Instant::now();
+        let contacts = match self.directory.get_many(&validate::contact_ids(&req)).await {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "contact lookup failed");
+                return self.refused(hinted, unavailable());
+            }
+        };
+        let req = match validate::check(req, &contacts, &self.templates, &self.rules, &self.limits) {
+            Ok(r) => r,
+            Err(r) => return self.refused(hinted, r),
+        };
+        let lane = lane_for(&req, hinted);
+        let span = tracing::Span::current();
+
+        let fresh_id = herald_runtime::ids::notification_id();
+        let (id, duplicate) = match self.dedupe.claim(&req, &fresh_id).await {
+            Ok(Claim::New) => (fresh_id, false),
+            Ok(Claim::Done(id)) => {
+                span.record("notification_id", id.as_str());
+                self.metrics
+                    .duplicates
+                    .get_or_create(&LaneLabel { lane: lane.name().into() })
+                    .inc();
+                info!("duplicate request answered with the first notification id");
+                return accepted(id, true);
+            }
+            Ok(Claim::Pending(id)) => (id, true),
+            Ok(Claim::Conflict) => {
+                return self.refused(
+                    lane,
+                    reject(
+                        ErrorCode::IdempotencyConflict,
+                        "idempotency_key",
+                        "was already used for a different request; use a new key for a new notification",
+                    ),
+                );
+            }
+            Err(e) => {
+                error!(error = %e, "idempotency check failed");
+                return self.refused(lane, unavailable());
+            }
+        };
+        span.record("notification_id", id.as_str());
+
+        let accepted_at = herald_proto::now();
+        let record = AcceptedNotification {
+            notification_id: id.clone(),
+            request: Some(req.clone()),
+            accepted_at: Some(accepted_at),
+            lane: lane as i32,
+        };
+        let audit = Entry {
+            notification_id: id.clone(),
+            case_id: req.case_id.clone(),
+            responsible_staff: req.responsible_staff.clone(),
+            lane,
+            ..Entry::new(
+                AuditStep::Accepted,
+                format!(
+                    "accepted {} for {} recipient(s), template {}",
+                    type_name(req.communication_type),
+                    req.recipients.len(),
+                    req.template_id
+                ),
+            )
+        }
+        .attr("requester", &req.requester)
+        .attr("priority", priority_name(req.priority));
+
+        // The audit record goes first on the same connection, so the trail
+        // starts with "accepted" before the router can add to it.
+        let audit_ack = if duplicate { None } else { Some(self.auditor.record(audit).await) };
+        let stored = self
+            .bus
+            .publish_durable(subjects::notify_accepted(lane).to_string(), &record, Some(&id))
+            .await;
+        if let Err(e) = stored {
+            error!(error = %e, "notification not stored");
+            return self.refused(lane, unavailable());
+        }
+        match audit_ack {
+            Some(Ok(ack)) => {
+                if let Err(e) = herald_runtime::bus::confirm(subjects::audit_all().into(), ack).await {
+                    error!(error = %e, "audit record for acceptance not confirmed");
+                }
+            }
+            Some(Err(e)) => error!(error = %e, "audit record for acceptance not written"),
+            None => {}
+        }
+        if let Err(e) = self.dedupe.complete(&req, &id).await {
+            // The key stays pending: a retry publishes again under the same
+            // id, which JetStream and delivery both drop as a duplicate.
+            warn!(error = %e, "could not mark the idempotency key done");
+        }
+        let lane_label = LaneLabel { lane: lane.name().into() };
+        if duplicate {
+            self.metrics.duplicates.get_or_create(&lane_label).inc();
+        } else {
+            self.metrics.accepted.get_or_create(&lane_label).inc();
+        }
+        self.metrics
+            .latency
+            .get_or_create(&lane_label)
+            .observe(started.elapsed().as_secs_f64());
+        accepted(id, duplicate)
+    }
+}
+
+/// Emergencies, breaches and critical incidents take the emergency lane
+/// wherever they arrive; anything sent to the emergency subject stays there.
+pub fn lane_for(req: &NotificationRequest, hinted: Lane) -> Lane {
+    let t = CommunicationType::try_from(req.communication_type).unwrap_or_default();
+    let p = Priority::try_from(req.priority).unwrap_or_default();
+    let urgent = matches!(t, CommunicationType::Emergency | CommunicationType::DataBreach)
+        || (t == CommunicationType::Incident && p == Priority::Critical);
+    if urgent { Lane::Emergency } else { hinted }
+}
+
+fn accepted(notification_id: String, duplicate: bool) -> IntakeReply {
+    IntakeReply {
+        result: Some(intake_reply::Result::Accepted(Accepted {
+            notification_id,
+            duplicate,
+        })),
+    }
+}
+
+fn unavailable() -> Rejected {
+    reject(
+        ErrorCode::Unavailable,
+        "",
+        "Herald could not store the request just now; retry with the same idempotency key",
+    )
+}
+
+fn type_name(t: i32) -> String {
+    CommunicationType::try_from(t)
+        .map(|t| t.as_str_name().trim_start_matches("COMMUNICATION_TYPE_").to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn priority_name(p: i32) -> String {
+    Priority::try_from(p)
+        .map(|p| p.as_str_name().trim_start_matches("PRIORITY_").to_ascii_lowercase())
+        .unwrap_or_default()
+}

@@ -9,6 +9,7 @@ pub mod health;
 pub mod ids;
 pub mod metrics;
 pub mod pii;
+pub mod routing;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

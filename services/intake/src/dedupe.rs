@@ -1,0 +1,122 @@
+//! Idempotency: a retried request returns the first request's notification
+//! id, and nothing is queued twice.
+//!
+//! One Redis key per (requester, idempotency key) holds
+//! `<notification id> <request fingerprint> <state>`:
+//!
+//! ```text
+//!   (absent) --claim--> pending --stream confirmed--> done
+//! ```
+//!
+//! A request that finds `done` is answered with the stored id. One that finds
+//! `pending` (the first attempt crashed or timed out before the stream
+//! confirmed) publishes again under the *same* notification id: JetStream
+//! drops the copy if the first publish did land (same message id inside the
+//! duplicate window), and the router and delivery derive every job id from
+//! the notification id, so nothing is sent twice either way. The same key
+//! with a different request is refused rather than silently ignored.
+
+use prost::Message;
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+
+use herald_proto::v1::NotificationRequest;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// First time this key is seen: queue under this id.
+    New,
+    /// Seen and queued: answer with this id.
+    Done(String),
+    /// Seen but not confirmed queued: queue again under this id.
+    Pending(String),
+    /// Seen with a different request.
+    Conflict,
+}
+
+#[derive(Clone)]
+pub struct Dedupe {
+    redis: ConnectionManager,
+    prefix: String,
+    ttl_secs: u64,
+}
+
+impl Dedupe {
+    pub fn new(redis: ConnectionManager, prefix: &str, ttl: std::time::Duration) -> Dedupe {
+        Dedupe {
+            redis,
+            prefix: prefix.to_string(),
+            ttl_secs: ttl.as_secs().max(1),
+        }
+    }
+
+    fn key(&self, req: &NotificationRequest) -> String {
+        let digest = Sha256::digest(
+            format!("{}\u{0}{}", req.requester, req.idempotency_key.trim()).as_bytes(),
+        );
+        format!("{}idem:{}", self.prefix, hex(&digest[..16]))
+    }
+
+    /// Claims the key for `notification_id`, or reports who has it.
+    pub async fn claim(
+        &self,
+        req: &NotificationRequest,
+        notification_id: &str,
+    ) -> redis::RedisResult<Claim> {
+        let key = self.key(req);
+        let fp = fingerprint(req);
+        let mut r = self.redis.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(format!("{notification_id} {fp} pending"))
+            .arg("NX")
+            .arg("EX")
+            .arg(self.ttl_secs)
+            .query_async(&mut r)
+            .await?;
+        if set.is_some() {
+            return Ok(Claim::New);
+        }
+        let existing: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut r).await?;
+        let Some(existing) = existing else {
+            // Expired between the two commands: try once more.
+            return Box::pin(self.claim(req, notification_id)).await;
+        };
+        let mut parts = existing.split(' ');
+        let (id, their_fp, state) = (
+            parts.next().unwrap_or_default().to_string(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        Ok(if their_fp != fp {
+            Claim::Conflict
+        } else if state == "done" {
+            Claim::Done(id)
+        } else {
+            Claim::Pending(id)
+        })
+    }
+
+    /// Records that the notification is safely in the stream.
+    pub async fn complete(&self, req: &NotificationRequest, notification_id: &str) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        redis::cmd("SET")
+            .arg(self.key(req))
+            .arg(format!("{notification_id} {} done", fingerprint(req)))
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async::<Option<String>>(&mut r)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A digest of the request as received (maps encode in key order, so the
+/// encoding is deterministic).
+pub fn fingerprint(req: &NotificationRequest) -> String {
+    hex(&Sha256::digest(req.encode_to_vec())[..12])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
