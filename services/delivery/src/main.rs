@@ -1,1 +1,11 @@
-fn main() {}
+//! The delivery service binary. Configuration: `HERALD_CONFIG` (a TOML file)
+//! and `HERALD_*` variables; see `config/herald.example.toml`.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    herald_runtime::install_crypto();
+    let cfg = herald_runtime::Config::from_process_env()?;
+    let _telemetry = herald_runtime::telemetry::init("herald-delivery", &cfg.telemetry)?;
+    let shutdown = herald_runtime::shutdown::on_signals();
+    herald_delivery::run(cfg, shutdown).await
+}

@@ -38,6 +38,9 @@ pub struct Entry {
     pub attributes: BTreeMap<String, String>,
     /// Overrides the auditor's actor (a person acting through a service).
     pub actor: Option<String>,
+    /// A deterministic id, for steps that may be repeated after a crash: the
+    /// audit stream then keeps one record, not two.
+    pub record_id: Option<String>,
 }
 
 impl Entry {
@@ -66,7 +69,7 @@ impl Auditor {
     /// Publishes a record; await the returned future to know it is stored.
     pub async fn record(&self, entry: Entry) -> Result<PublishAckFuture, PublishError> {
         let record = AuditRecord {
-            record_id: crate::ids::record_id(),
+            record_id: entry.record_id.unwrap_or_else(crate::ids::record_id),
             notification_id: entry.notification_id,
             case_id: entry.case_id,
             step: entry.step as i32,

@@ -205,6 +205,10 @@ pub struct DeliveryConfig {
     /// Delays before the 2nd, 3rd, ... attempt of a transient failure.
     #[serde(with = "duration_list")]
     pub retry_schedule: Vec<Duration>,
+    /// After this long since a job was created, a transient failure is
+    /// treated as permanent (fallback or dead letter).
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
     /// How long a job is remembered as sent, so a redelivery never sends it
     /// again.
     #[serde(with = "humantime_serde")]
@@ -232,6 +236,7 @@ impl Default for DeliveryConfig {
                 .into_iter()
                 .map(Duration::from_secs)
                 .collect(),
+            give_up_after: Duration::from_secs(6 * 3600),
             sent_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }

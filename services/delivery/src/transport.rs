@@ -1,0 +1,391 @@
+//! The wire: email over SMTP with lettre (pooled connections), SMS and calls
+//! as form-encoded POSTs to provider webhooks with reqwest (pooled,
+//! keep-alive), or files in a local outbox when a channel has no endpoint.
+//!
+//! Every failure is classified here and nowhere else: transient ones
+//! (connection errors, timeouts, SMTP 4xx, HTTP 5xx and 429) are retried,
+//! permanent ones (SMTP 5xx, HTTP 4xx, a malformed address) are not.
+
+use std::{path::PathBuf, time::Duration};
+
+use herald_proto::v1::{Channel, DeliveryJob};
+use herald_runtime::config::DeliveryConfig;
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, header::ContentType},
+    transport::smtp::PoolConfig,
+};
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    #[error("transient: {reason}")]
+    Transient {
+        reason: String,
+        /// What the provider asked for (HTTP Retry-After).
+        retry_after: Option<Duration>,
+    },
+    #[error("permanent: {reason}")]
+    Permanent { reason: String },
+}
+
+impl SendError {
+    fn transient(reason: impl Into<String>) -> SendError {
+        SendError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    fn permanent(reason: impl Into<String>) -> SendError {
+        SendError::Permanent {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            SendError::Transient { reason, .. } | SendError::Permanent { reason } => reason,
+        }
+    }
+}
+
+/// What the provider said when it took the message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sent {
+    pub provider_id: String,
+    /// Where the message went: "smtp", "http" or an outbox path.
+    pub via: String,
+}
+
+/// HTTP status → classification (the rule, in one place).
+pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &str) -> Result<(), SendError> {
+    let snippet: String = body.chars().take(200).collect();
+    match status {
+        200..=299 => Ok(()),
+        429 | 408 | 425 => Err(SendError::Transient {
+            reason: format!("HTTP {status}: {snippet}"),
+            retry_after,
+        }),
+        500..=599 => Err(SendError::Transient {
+            reason: format!("HTTP {status}: {snippet}"),
+            retry_after,
+        }),
+        // 3xx: a provider endpoint that redirects is misconfigured.
+        _ => Err(SendError::permanent(format!("HTTP {status}: {snippet}"))),
+    }
+}
+
+/// SMTP error → classification.
+pub fn classify_smtp(e: &lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::permanent(format!("SMTP {e}"))
+    } else {
+        // 4xx replies, timeouts, refused or dropped connections, TLS
+        // handshakes that failed mid-way: all may succeed later.
+        SendError::transient(format!("SMTP {e}"))
+    }
+}
+
+/// Parses `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+enum Email {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox(PathBuf),
+}
+
+enum Webhook {
+    Http(String),
+    Outbox(PathBuf),
+}
+
+/// All three channels, configured once at start.
+pub struct Transports {
+    email: Email,
+    sms: Webhook,
+    voice: Webhook,
+    http: reqwest::Client,
+    from_email: Mailbox,
+    sms_from: String,
+    voice_from: String,
+    auth: Option<(String, String)>,
+    callback_base: Option<String>,
+}
+
+impl Transports {
+    pub fn new(cfg: &DeliveryConfig) -> anyhow::Result<Transports> {
+        let from_email: Mailbox = cfg
+            .smtp_from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("delivery.smtp_from {:?}: {e}", cfg.smtp_from))?;
+        let email = match &cfg.smtp_url {
+            Some(url) => Email::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))?
+                    .timeout(Some(cfg.attempt_timeout))
+                    .pool_config(
+                        PoolConfig::new()
+                            .max_size(cfg.smtp_pool_size)
+                            .idle_timeout(Duration::from_secs(30)),
+                    )
+                    .build(),
+            ),
+            None => Email::Outbox(cfg.outbox_dir.join("email")),
+        };
+        let webhook = |url: &Option<String>, name: &str| match url {
+            Some(u) => Webhook::Http(u.clone()),
+            None => Webhook::Outbox(cfg.outbox_dir.join(name)),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(cfg.attempt_timeout)
+            .connect_timeout(cfg.attempt_timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(cfg.concurrency.max(16))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        for dir in [&cfg.outbox_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("delivery.outbox_dir {}: {e}", dir.display()))?;
+        }
+        Ok(Transports {
+            email,
+            sms: webhook(&cfg.sms_url, "sms"),
+            voice: webhook(&cfg.voice_url, "voice"),
+            http,
+            from_email,
+            sms_from: cfg.sms_from.clone(),
+            voice_from: cfg.voice_from.clone(),
+            auth: cfg
+                .provider_account
+                .clone()
+                .zip(cfg.provider_token.clone()),
+            callback_base: cfg.status_callback_base.clone(),
+        })
+    }
+
+    /// Sends one job over its channel.
+    pub async fn send(&self, job: &DeliveryJob) -> Result<Sent, SendError> {
+        match Channel::try_from(job.channel) {
+            Ok(Channel::Email) => self.send_email(job).await,
+            Ok(Channel::Sms) => {
+                let form = vec![
+                    ("To", job.address.clone()),
+                    ("From", self.sms_from.clone()),
+                    ("Body", job.body.clone()),
+                ];
+                self.post(&self.sms, Channel::Sms, job, form).await
+            }
+            Ok(Channel::Voice) => {
+                let form = vec![
+                    ("To", job.address.clone()),
+                    ("From", self.voice_from.clone()),
+                    ("Twiml", twiml(&job.body, &job.language)),
+                ];
+                self.post(&self.voice, Channel::Voice, job, form).await
+            }
+            _ => Err(SendError::permanent("job has no channel")),
+        }
+    }
+
+    async fn send_email(&self, job: &DeliveryJob) -> Result<Sent, SendError> {
+        let to: lettre::Address = job
+            .address
+            .parse()
+            .map_err(|e| SendError::permanent(format!("recipient address: {e}")))?;
+        let name = (!job.recipient_name.is_empty()).then(|| job.recipient_name.clone());
+        let message_id = format!("<{}@herald>", job.job_id);
+        let message = Message::builder()
+            .from(self.from_email.clone())
+            .to(Mailbox::new(name, to))
+            .subject(job.subject.clone())
+            .message_id(Some(message_id.clone()))
+            .header(ContentType::TEXT_PLAIN)
+            .body(job.body.clone())
+            .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
+        match &self.email {
+            Email::Smtp(smtp) => match smtp.send(message).await {
+                Ok(_) => Ok(Sent {
+                    provider_id: message_id,
+                    via: "smtp".into(),
+                }),
+                Err(e) => Err(classify_smtp(&e)),
+            },
+            Email::Outbox(dir) => {
+                let path = write_outbox(dir, &format!("{}.eml", job.job_id), &message.formatted()).await?;
+                Ok(Sent {
+                    provider_id: message_id,
+                    via: path.display().to_string(),
+                })
+            }
+        }
+    }
+
+    async fn post(
+        &self,
+        endpoint: &Webhook,
+        channel: Channel,
+        job: &DeliveryJob,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<Sent, SendError> {
+        if let Some(base) = &self.callback_base {
+            form.push((
+                "StatusCallback",
+                format!(
+                    "{}/v1/status/{}?job={}",
+                    base.trim_end_matches('/'),
+                    channel.name(),
+                    job.job_id
+                ),
+            ));
+        }
+        match endpoint {
+            Webhook::Outbox(dir) => {
+                let fields: serde_json::Map<String, serde_json::Value> = form
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+                    .collect();
+                let body = serde_json::to_vec_pretty(&fields).unwrap_or_default();
+                let path = write_outbox(dir, &format!("{}.json", job.job_id), &body).await?;
+                Ok(Sent {
+                    provider_id: job.job_id.clone(),
+                    via: path.display().to_string(),
+                })
+            }
+            Webhook::Http(url) => {
+                let mut req = self
+                    .http
+                    .post(url)
+                    // Providers that honour it drop a repeat of the same job.
+                    .header("Idempotency-Key", &job.job_id)
+                    .form(&form);
+                if let Some(tp) = herald_runtime::telemetry::current_traceparent() {
+                    req = req.header("traceparent", tp);
+                }
+                if let Some((user, token)) = &self.auth {
+                    req = req.basic_auth(user, Some(token));
+                }
+                let resp = req.send().await.map_err(|e| {
+                    let kind = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "connection failed"
+                    } else {
+                        "request failed"
+                    };
+                    SendError::transient(format!("{kind}: {}", without_url(&e)))
+                })?;
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let body = resp.text().await.unwrap_or_default();
+                classify_http(status, retry_after, &body)?;
+                Ok(Sent {
+                    provider_id: provider_id(&body).unwrap_or_default(),
+                    via: "http".into(),
+                })
+            }
+        }
+    }
+}
+
+/// The provider's id for the message, from a JSON reply (`sid` or `id`).
+fn provider_id(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    ["sid", "id", "message_id"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string))
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "<provider>");
+    }
+    s
+}
+
+/// Writes an outbox file atomically (temp file, then rename), so a reader
+/// never sees half a message and a repeated job overwrites, not duplicates.
+async fn write_outbox(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<PathBuf, SendError> {
+    let io = |e: std::io::Error| SendError::transient(format!("outbox: {e}"));
+    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    tokio::fs::write(&tmp, data).await.map_err(io)?;
+    tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+    Ok(path)
+}
+
+/// The call script: the message read out in the recipient's language.
+pub fn twiml(text: &str, language: &str) -> String {
+    let lang = if language.is_empty() { "en" } else { language };
+    format!(
+        "<Response><Say language=\"{}\">{}</Say></Response>",
+        xml_escape(lang),
+        xml_escape(text)
+    )
+}
+
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_are_classified_once() {
+        assert!(classify_http(200, None, "").is_ok());
+        assert!(classify_http(202, None, "").is_ok());
+        assert!(matches!(
+            classify_http(429, Some(Duration::from_secs(7)), ""),
+            Err(SendError::Transient { retry_after: Some(d), .. }) if d == Duration::from_secs(7)
+        ));
+        assert!(matches!(classify_http(503, None, ""), Err(SendError::Transient { .. })));
+        assert!(matches!(classify_http(400, None, "bad number"), Err(SendError::Permanent { .. })));
+        assert!(matches!(classify_http(404, None, ""), Err(SendError::Permanent { .. })));
+        assert!(matches!(classify_http(301, None, ""), Err(SendError::Permanent { .. })));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn call_scripts_escape_the_text() {
+        assert_eq!(
+            twiml("Tom & Jerry <3", "en"),
+            "<Response><Say language=\"en\">Tom &amp; Jerry &lt;3</Say></Response>"
+        );
+    }
+}
