@@ -94,3 +94,43 @@ impl Auditor {
         crate::bus::confirm(subjects::audit_all().to_string(), ack).await
     }
 }
+
+/// Reads a trail in the order it was written. `filter` is
+/// [`subjects::audit_of_notification`] or [`subjects::audit_of_case`].
+pub async fn read_trail(bus: &Bus, filter: &str) -> anyhow::Result<Vec<AuditRecord>> {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    use futures::StreamExt;
+    use prost::Message;
+
+    let stream = bus.js.get_stream(subjects::STREAM_AUDIT).await?;
+    let mut consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: filter.to_string(),
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::All,
+            inactive_threshold: std::time::Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await?;
+    let total = consumer.info().await?.num_pending as usize;
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let before = out.len();
+        let mut batch = consumer
+            .fetch()
+            .max_messages((total - out.len()).min(500))
+            .expires(std::time::Duration::from_secs(2))
+            .messages()
+            .await?;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| anyhow::anyhow!("reading the trail: {e}"))?;
+            out.push(AuditRecord::decode(m.payload.clone())?);
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    Ok(out)
+}

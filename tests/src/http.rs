@@ -1,0 +1,201 @@
+//! A real HTTP listener standing in for SMS and voice providers. It records
+//! every request (path, headers, form fields) and answers as the test
+//! scripts it: 201 with a message id by default, or errors such as 503 and
+//! 429 with `Retry-After`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// One request as it arrived.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub query: String,
+    pub headers: HashMap<String, String>,
+    pub form: Vec<(String, String)>,
+    pub at: Instant,
+    /// The status the listener answered with.
+    pub answered: u16,
+}
+
+impl Request {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// What the listener answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(id: &str) -> Reply {
+        Reply {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!("{{\"sid\":\"{id}\",\"status\":\"queued\"}}"),
+        }
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: format!("{{\"error\":{status}}}"),
+        }
+    }
+
+    pub fn retry_after(mut self, value: &str) -> Reply {
+        self.headers.push(("retry-after".into(), value.into()));
+        self
+    }
+}
+
+type Responder = Box<dyn Fn(&Request, usize) -> Reply + Send + Sync>;
+
+struct State_ {
+    requests: Mutex<Vec<Request>>,
+    responder: Mutex<Option<Responder>>,
+    arrived: Notify,
+}
+
+pub struct HttpSink {
+    pub port: u16,
+    state: Arc<State_>,
+    stop: CancellationToken,
+}
+
+impl HttpSink {
+    pub async fn start() -> HttpSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP sink");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State_ {
+            requests: Mutex::new(Vec::new()),
+            responder: Mutex::new(None),
+            arrived: Notify::new(),
+        });
+        let stop = CancellationToken::new();
+        let app = Router::new().fallback(record).with_state(state.clone());
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await;
+        });
+        HttpSink { port, state, stop }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Answers every request with `f(request, how many came before it)`.
+    pub fn respond_with(&self, f: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) {
+        *self.state.responder.lock().unwrap() = Some(Box::new(f));
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn requests_to(&self, path: &str) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// Requests at `path` the listener accepted (2xx): what a provider
+    /// would go on to deliver.
+    pub fn accepted_at(&self, path: &str) -> Vec<Request> {
+        self.requests_to(path)
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.answered))
+            .collect()
+    }
+
+    /// Waits until at least `n` requests have arrived at `path`.
+    pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Request> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.arrived.notified();
+            let got = self.requests_to(path);
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "expected {n} request(s) at {path} within {timeout:?}, got {}",
+                    self.requests_to(path).len()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for HttpSink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn record(
+    State(state): State<Arc<State_>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let request = Request {
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        form,
+        at: Instant::now(),
+        answered: 0,
+    };
+    let reply = {
+        let mut requests = state.requests.lock().unwrap();
+        let before = requests.iter().filter(|r| r.path == request.path).count();
+        let reply = match &*state.responder.lock().unwrap() {
+            Some(f) => f(&request, before),
+            None => Reply::ok(&format!("SM{:06}", requests.len())),
+        };
+        let mut request = request;
+        request.answered = reply.status;
+        requests.push(request);
+        reply
+    };
+    state.arrived.notify_waiters();
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), reply.body).into_response();
+    for (k, v) in reply.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            axum::http::HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,343 @@
+//! A real SMTP server that records every message it accepts. It speaks
+//! enough ESMTP for lettre (EHLO, MAIL, RCPT, DATA with dot-unstuffing,
+//! RSET, NOOP, QUIT) and can be told to misbehave: refuse connections
+//! outright, answer with temporary errors, or reject some mailboxes for good.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+use tokio_util::sync::CancellationToken;
+
+/// One message as it arrived.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The raw message: headers, blank line, body.
+    pub data: String,
+}
+
+impl Mail {
+    /// A header's value (first occurrence, unfolded).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
+        let mut found: Option<String> = None;
+        for line in head.split("\r\n") {
+            if let Some(v) = found.as_mut() {
+                if line.starts_with(' ') || line.starts_with('\t') {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                    continue;
+                }
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case(name) {
+                    found = Some(v.trim().to_string());
+                }
+            }
+        }
+        found
+    }
+
+    pub fn subject(&self) -> String {
+        let raw = self.header("Subject").unwrap_or_default();
+        decode_encoded_words(&raw)
+    }
+
+    /// The body, with quoted-printable or base64 transfer encoding undone.
+    pub fn body(&self) -> String {
+        let body = self.data.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+        match self
+            .header("Content-Transfer-Encoding")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("quoted-printable") => decode_qp(body),
+            Some("base64") => {
+                use base64::Engine;
+                let clean: String = body.split_whitespace().collect();
+                String::from_utf8_lossy(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(clean)
+                        .unwrap_or_default(),
+                )
+                .to_string()
+            }
+            _ => body.to_string(),
+        }
+    }
+}
+
+fn decode_qp(s: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
+                i += 3;
+                continue;
+            }
+            if let (Some(a), Some(b)) = (bytes.get(i + 1), bytes.get(i + 2)) {
+                if let Ok(v) = u8::from_str_radix(&format!("{}{}", *a as char, *b as char), 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Decodes RFC 2047 `=?utf-8?b?...?=` / `?q?` words, as lettre writes
+/// non-ASCII subjects.
+fn decode_encoded_words(s: &str) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    let mut previous_encoded = false;
+    for word in s.split(' ') {
+        let decoded = word
+            .strip_prefix("=?")
+            .and_then(|w| w.strip_suffix("?="))
+            .and_then(|w| {
+                let mut p = w.splitn(3, '?');
+                let (_charset, enc, text) = (p.next()?, p.next()?, p.next()?);
+                match enc {
+                    "b" | "B" => base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .ok()
+                        .map(|b| String::from_utf8_lossy(&b).to_string()),
+                    "q" | "Q" => Some(decode_qp(&text.replace('_', " "))),
+                    _ => None,
+                }
+            });
+        // Space between two encoded words is folding, not text (RFC 2047).
+        let encoded = decoded.is_some();
+        if !out.is_empty() && !(encoded && previous_encoded) {
+            out.push(' ');
+        }
+        out.push_str(&decoded.unwrap_or_else(|| word.to_string()));
+        previous_encoded = encoded;
+    }
+    out
+}
+
+#[derive(Default)]
+struct State {
+    mails: Mutex<Vec<Mail>>,
+    /// Answer every transaction with 451 (temporary failure).
+    tempfail: Mutex<bool>,
+    /// Mailboxes answered with 550 (permanent failure).
+    rejected: Mutex<HashSet<String>>,
+    arrived: Notify,
+}
+
+/// The SMTP server. Dropping it stops it.
+pub struct SmtpSink {
+    pub port: u16,
+    state: Arc<State>,
+    running: Mutex<Option<CancellationToken>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP sink");
+        let port = listener.local_addr().unwrap().port();
+        let sink = SmtpSink {
+            port,
+            state: Arc::new(State::default()),
+            running: Mutex::new(None),
+        };
+        sink.serve(listener);
+        sink
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let token = CancellationToken::new();
+        *self.running.lock().unwrap() = Some(token.clone());
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = tokio::select! {
+                    _ = token.cancelled() => break,
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                };
+                let state = state.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = session(socket, state) => {}
+                    }
+                });
+            }
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the port and every open connection: clients get "connection
+    /// refused" until [`SmtpSink::up`].
+    pub fn down(&self) {
+        if let Some(t) = self.running.lock().unwrap().take() {
+            t.cancel();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn up(&self) {
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("rebinding SMTP sink: {e}"),
+            }
+        };
+        self.serve(listener);
+    }
+
+    pub fn set_tempfail(&self, on: bool) {
+        *self.state.tempfail.lock().unwrap() = on;
+    }
+
+    pub fn reject_mailbox(&self, address: &str) {
+        self.state
+            .rejected
+            .lock()
+            .unwrap()
+            .insert(address.to_ascii_lowercase());
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.state.mails.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.mails.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` messages have arrived.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.arrived.notified();
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "expected {n} email(s) at the SMTP server within {timeout:?}, got {}",
+                    self.count()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+async fn session(socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    let _ = socket.set_nodelay(true);
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+    let mut from = String::new();
+    let mut to: Vec<String> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-sink.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n"
+        } else if upper.starts_with("HELO") {
+            b"250 sink.test\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            if *state.tempfail.lock().unwrap() {
+                b"451 4.3.0 try again later\r\n"
+            } else {
+                from = addr(&cmd[10..]);
+                to.clear();
+                b"250 2.1.0 ok\r\n"
+            }
+        } else if upper.starts_with("RCPT TO:") {
+            let a = addr(&cmd[8..]);
+            if state.rejected.lock().unwrap().contains(&a.to_ascii_lowercase()) {
+                b"550 5.1.1 no such mailbox\r\n"
+            } else {
+                to.push(a);
+                b"250 2.1.5 ok\r\n"
+            }
+        } else if upper == "DATA" {
+            write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                let l = line.strip_prefix('.').unwrap_or(&line);
+                data.push_str(l);
+            }
+            let data = data.strip_suffix("\r\n").unwrap_or(&data).to_string();
+            state.mails.lock().unwrap().push(Mail {
+                from: from.clone(),
+                to: std::mem::take(&mut to),
+                data,
+            });
+            state.arrived.notify_waiters();
+            b"250 2.0.0 queued\r\n"
+        } else if upper == "RSET" {
+            to.clear();
+            b"250 2.0.0 ok\r\n"
+        } else if upper == "NOOP" {
+            b"250 2.0.0 ok\r\n"
+        } else if upper == "QUIT" {
+            write.write_all(b"221 2.0.0 bye\r\n").await?;
+            return Ok(());
+        } else {
+            b"502 5.5.2 command not recognised\r\n"
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+fn addr(s: &str) -> String {
+    let s = s.trim();
+    let inner = s
+        .strip_prefix('<')
+        .and_then(|r| r.split_once('>'))
+        .map(|(a, _)| a)
+        .unwrap_or(s);
+    inner.to_string()
+}

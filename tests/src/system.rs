@@ -1,0 +1,234 @@
+//! A whole Herald on one machine for a test: its own nats-server and
+//! redis-server, an SMTP server and an HTTP listener as providers, and the
+//! services running in this process, each stoppable on its own.
+
+use std::{path::PathBuf, time::Duration};
+
+use herald_proto::{
+    Message, subjects,
+    v1::{AuditRecord, AuditStep, IntakeReply, Lane, NotificationRequest, intake_reply},
+};
+use herald_runtime::{Config, bus::Bus, contacts::Contact};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    http::HttpSink,
+    servers::{NatsServer, RedisServer},
+    smtp::SmtpSink,
+};
+
+/// The shipped templates and routing rules.
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+/// A configuration pointing at the given servers and sinks, on free ports.
+pub fn config(nats: &NatsServer, redis: &RedisServer, smtp: &SmtpSink, http: &HttpSink, outbox: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.nats.url = nats.url();
+    cfg.nats.ack_wait = Duration::from_secs(10);
+    cfg.redis.url = redis.url();
+    cfg.content.templates_dir = config_dir().join("templates");
+    cfg.intake.grpc_addr = "127.0.0.1:0".into();
+    cfg.intake.http_addr = "127.0.0.1:0".into();
+    cfg.router.http_addr = "127.0.0.1:0".into();
+    cfg.delivery.http_addr = "127.0.0.1:0".into();
+    cfg.delivery.smtp_url = Some(smtp.url());
+    cfg.delivery.sms_url = Some(http.url("/sms"));
+    cfg.delivery.voice_url = Some(http.url("/voice"));
+    cfg.delivery.outbox_dir = outbox.to_path_buf();
+    cfg.delivery.attempt_timeout = Duration::from_secs(5);
+    cfg.delivery.retry_schedule = [200, 500, 1000, 2000].into_iter().map(Duration::from_millis).collect();
+    cfg
+}
+
+struct Service {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    http_addr: std::net::SocketAddr,
+}
+
+pub struct TestSystem {
+    pub nats: NatsServer,
+    pub redis: RedisServer,
+    pub smtp: SmtpSink,
+    pub http: HttpSink,
+    pub cfg: Config,
+    pub client: async_nats::Client,
+    pub grpc_addr: std::net::SocketAddr,
+    outbox: tempfile::TempDir,
+    intake: Option<Service>,
+    router: Option<Service>,
+    delivery: Option<Service>,
+}
+
+impl TestSystem {
+    /// Everything up and ready, with the default test configuration.
+    pub async fn start() -> TestSystem {
+        TestSystem::start_with(|_| {}).await
+    }
+
+    /// Everything up and ready, after `tweak` adjusts the configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestSystem {
+        herald_runtime::install_crypto();
+        let nats = NatsServer::start();
+        let redis = RedisServer::start();
+        let smtp = SmtpSink::start().await;
+        let http = HttpSink::start().await;
+        let outbox = tempfile::tempdir().expect("outbox dir");
+        let mut cfg = config(&nats, &redis, &smtp, &http, outbox.path());
+        tweak(&mut cfg);
+        let client = async_nats::connect(nats.url()).await.expect("test client connects");
+        let mut s = TestSystem {
+            nats,
+            redis,
+            smtp,
+            http,
+            cfg,
+            client,
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            outbox,
+            intake: None,
+            router: None,
+            delivery: None,
+        };
+        s.start_intake().await;
+        s.start_router().await;
+        s.start_delivery().await;
+        s
+    }
+
+    pub fn outbox(&self) -> &std::path::Path {
+        self.outbox.path()
+    }
+
+    pub async fn start_intake(&mut self) {
+        let stop = CancellationToken::new();
+        let running = herald_intake::start(self.cfg.clone(), stop.clone()).await.expect("intake starts");
+        self.grpc_addr = running.grpc_addr;
+        let http_addr = running.http_addr;
+        self.intake = Some(Service { stop, http_addr, task: tokio::spawn(running.wait()) });
+    }
+
+    pub async fn start_router(&mut self) {
+        let stop = CancellationToken::new();
+        let running = herald_router::start(self.cfg.clone(), stop.clone()).await.expect("router starts");
+        let http_addr = running.http_addr;
+        wait_ready(&running.health).await;
+        self.router = Some(Service { stop, http_addr, task: tokio::spawn(running.wait()) });
+    }
+
+    pub async fn start_delivery(&mut self) {
+        let stop = CancellationToken::new();
+        let running = herald_delivery::start(self.cfg.clone(), stop.clone()).await.expect("delivery starts");
+        let http_addr = running.http_addr;
+        wait_ready(&running.health).await;
+        self.delivery = Some(Service { stop, http_addr, task: tokio::spawn(running.wait()) });
+    }
+
+    /// Stops a service gracefully and waits for it to finish.
+    pub async fn stop(&mut self, name: &str) {
+        let svc = match name {
+            "intake" => self.intake.take(),
+            "router" => self.router.take(),
+            "delivery" => self.delivery.take(),
+            other => panic!("no service {other}"),
+        };
+        if let Some(s) = svc {
+            s.stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(30), s.task).await;
+        }
+    }
+
+    /// The HTTP (health and metrics) address of a running service.
+    pub fn http_addr(&self, name: &str) -> std::net::SocketAddr {
+        let svc = match name {
+            "intake" => &self.intake,
+            "router" => &self.router,
+            "delivery" => &self.delivery,
+            other => panic!("no service {other}"),
+        };
+        svc.as_ref().expect("service running").http_addr
+    }
+
+    pub async fn bus(&self) -> Bus {
+        Bus::connect(&self.cfg.nats, "herald-test", &CancellationToken::new())
+            .await
+            .expect("bus")
+    }
+
+    /// Adds contacts to the directory.
+    pub async fn add_contacts(&self, contacts: &[Contact]) {
+        let redis = herald_runtime::store::connect(&self.cfg.redis, &CancellationToken::new())
+            .await
+            .expect("redis");
+        herald_runtime::contacts::Directory::new(redis, &self.cfg.redis.prefix)
+            .put_all(contacts)
+            .await
+            .expect("contacts stored");
+    }
+
+    /// Sends a request over NATS request/reply, as another system would.
+    pub async fn notify(&self, req: &NotificationRequest) -> IntakeReply {
+        self.notify_raw(req.encode_to_vec(), Lane::Normal).await
+    }
+
+    pub async fn notify_raw(&self, payload: Vec<u8>, lane: Lane) -> IntakeReply {
+        let msg = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.client.request(subjects::intake_notify(lane), payload.into()),
+        )
+        .await
+        .expect("intake answers in time")
+        .expect("intake answers");
+        IntakeReply::decode(msg.payload).expect("a herald.v1.IntakeReply")
+    }
+
+    /// Sends a request and insists it is accepted; returns the id.
+    pub async fn notify_ok(&self, req: &NotificationRequest) -> String {
+        match self.notify(req).await.result {
+            Some(intake_reply::Result::Accepted(a)) => a.notification_id,
+            other => panic!("expected accepted, got {other:?}"),
+        }
+    }
+
+    /// A notification's audit trail, in order.
+    pub async fn trail(&self, notification_id: &str) -> Vec<AuditRecord> {
+        herald_runtime::audit::read_trail(&self.bus().await, &subjects::audit_of_notification(notification_id))
+            .await
+            .expect("trail readable")
+    }
+
+    /// Waits until the trail holds a record of `step`.
+    pub async fn wait_for_step(&self, notification_id: &str, step: AuditStep, timeout: Duration) -> Vec<AuditRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let trail = self.trail(notification_id).await;
+            if trail.iter().any(|r| r.step == step as i32) {
+                return trail;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no {step:?} in the trail of {notification_id} within {timeout:?}: {trail:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn wait_ready(health: &herald_runtime::health::Health) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !health.is_ready().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("service not ready: {:?}", health.check().await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Drop for TestSystem {
+    fn drop(&mut self) {
+        for s in [&self.intake, &self.router, &self.delivery].into_iter().flatten() {
+            s.stop.cancel();
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! End to end: a request from another system becomes an email, an SMS or a
+//! call that arrives on the wire, over real NATS, Redis, SMTP and HTTP.
+
+use std::time::Duration;
+
+use herald_proto::{
+    Message,
+    v1::{
+        AuditStep, Channel, CommunicationType, Confidentiality, ErrorCode, InlineRecipient,
+        IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_client::IntakeClient,
+        intake_reply, recipient::Target,
+    },
+};
+use herald_testkit::{
+    TestSystem,
+    fixtures::{contact, inquiry, to_contact},
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn rejected(reply: IntakeReply) -> (ErrorCode, String, String) {
+    match reply.result {
+        Some(intake_reply::Result::Rejected(r)) => (ErrorCode::try_from(r.code).unwrap(), r.field, r.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_nats_arrives_as_an_email_with_the_rendered_subject_and_body() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("alice", Some("alice@example.org"), Some("+447700900001"), "email")])
+        .await;
+
+    let id = sys.notify_ok(&inquiry("crm-1", "alice", "INQ-1001")).await;
+
+    let mails = sys.smtp.wait_for(1, WAIT).await;
+    let mail = &mails[0];
+    assert_eq!(mail.to, vec!["alice@example.org".to_string()]);
+    assert_eq!(mail.subject(), "We have received your inquiry INQ-1001");
+    let body = mail.body();
+    assert!(body.contains("Dear Alice,"), "{body}");
+    assert!(body.contains("under reference INQ-1001"), "{body}");
+    assert!(mail.header("Message-ID").unwrap().contains(&id));
+
+    // Every step is documented, in order.
+    let trail = sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
+    let steps: Vec<AuditStep> = trail.iter().map(|r| r.step()).collect();
+    assert_eq!(
+        steps,
+        vec![AuditStep::Accepted, AuditStep::Routed, AuditStep::Rendered, AuditStep::Sent]
+    );
+    assert!(trail.iter().all(|r| r.notification_id == id));
+    assert_eq!(trail[0].responsible_staff, "frontline-7");
+    // The trail names channels and ids, never the address or the text.
+    for r in &trail {
+        let text = format!("{r:?}");
+        assert!(!text.contains("alice@example.org") && !text.contains("INQ-1001"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_who_prefers_sms_gets_an_sms_at_the_provider_webhook() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("bob", Some("bob@example.org"), Some("+447700900002"), "sms")])
+        .await;
+
+    let id = sys.notify_ok(&inquiry("crm-2", "bob", "INQ-2002")).await;
+
+    let got = sys.http.wait_for("/sms", 1, WAIT).await;
+    let sms = &got[0];
+    assert_eq!(sms.field("To"), Some("+447700900002"));
+    assert_eq!(sms.field("From"), Some(sys.cfg.delivery.sms_from.as_str()));
+    assert_eq!(
+        sms.field("Body"),
+        Some("We received your inquiry INQ-2002. A full response follows within 2 business days.")
+    );
+    assert_eq!(sms.header("idempotency-key"), Some(format!("{id}-r0-sms").as_str()));
+    sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
+    assert_eq!(sys.smtp.count(), 0, "an SMS-first inquiry sends no email");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_request_carries_the_words_to_speak() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("carol", None, Some("+447700900003"), "voice")]).await;
+
+    let mut req = inquiry("crm-3", "carol", "INQ-3003");
+    req.channel_override = vec![Channel::Voice as i32];
+    sys.notify_ok(&req).await;
+
+    let got = sys.http.wait_for("/voice", 1, WAIT).await;
+    let call = &got[0];
+    assert_eq!(call.field("To"), Some("+447700900003"));
+    let twiml = call.field("Twiml").unwrap();
+    assert!(twiml.starts_with("<Response><Say language=\"en\">"), "{twiml}");
+    assert!(twiml.contains("reference INQ-3003"), "{twiml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_gets_an_error_naming_the_field_and_nothing_is_sent() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("dan", Some("dan@example.org"), None, "email")]).await;
+    let mut no_consent = contact("erin", Some("erin@example.org"), None, "email");
+    no_consent.consent.email = false;
+    sys.add_contacts(&[no_consent]).await;
+
+    let inline = |email: &str, phone: &str| Recipient {
+        target: Some(Target::Inline(InlineRecipient {
+            name: "X".into(),
+            email: email.into(),
+            phone: phone.into(),
+            consent_email: true,
+            consent_sms: true,
+            ..Default::default()
+        })),
+    };
+    let cases: Vec<(NotificationRequest, ErrorCode, &str)> = vec![
+        (
+            NotificationRequest { recipients: vec![inline("not an email", "")], ..inquiry("b1", "dan", "R") },
+            ErrorCode::InvalidArgument,
+            "recipients[0].inline.email",
+        ),
+        (
+            NotificationRequest { recipients: vec![inline("", "+44 7700 900123")], ..inquiry("b2", "dan", "R") },
+            ErrorCode::InvalidArgument,
+            "recipients[0].inline.phone",
+        ),
+        (
+            NotificationRequest { template_id: "no_such_template".into(), ..inquiry("b3", "dan", "R") },
+            ErrorCode::UnknownTemplate,
+            "template_id",
+        ),
+        (inquiry("b4", "nobody", "R"), ErrorCode::UnknownContact, "recipients[0].contact_id"),
+        (inquiry("b5", "erin", "R"), ErrorCode::MissingConsent, "recipients[0]"),
+        (
+            NotificationRequest { recipients: vec![], ..inquiry("b6", "dan", "R") },
+            ErrorCode::EmptyRecipients,
+            "recipients",
+        ),
+        (
+            NotificationRequest { params: Default::default(), ..inquiry("b7", "dan", "R") },
+            ErrorCode::InvalidArgument,
+            "params.reference",
+        ),
+        (
+            NotificationRequest { idempotency_key: String::new(), ..inquiry("", "dan", "R") },
+            ErrorCode::InvalidArgument,
+            "idempotency_key",
+        ),
+    ];
+    for (req, code, field) in cases {
+        let (got_code, got_field, message) = rejected(sys.notify(&req).await);
+        assert_eq!((got_code, got_field.as_str()), (code, field), "{message}");
+        assert!(!message.is_empty());
+    }
+
+    // Oversized and undecodable payloads.
+    let mut big = inquiry("b8", "dan", "R");
+    big.params.insert("padding".into(), "x".repeat(4000));
+    for i in 0..20 {
+        big.params.insert(format!("p{i}"), "y".repeat(4000));
+    }
+    let (code, _, message) = rejected(sys.notify(&big).await);
+    assert_eq!(code, ErrorCode::PayloadTooLarge, "{message}");
+    let (code, _, _) = rejected(sys.notify_raw(vec![0xff, 0xff, 0xff, 0x07], Lane::Normal).await);
+    assert_eq!(code, ErrorCode::Undecodable);
+
+    // A good request afterwards still goes through: bad input loses nothing else.
+    sys.notify_ok(&inquiry("b9", "dan", "R-OK")).await;
+    let mails = sys.smtp.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sys.smtp.count(), 1, "only the good request was sent: {mails:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_idempotency_key_sends_once_and_returns_the_first_id() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("fay", Some("fay@example.org"), None, "email")]).await;
+    let req = inquiry("order-77-ack", "fay", "INQ-77");
+
+    // Five retries racing each other, then one more after the first landed.
+    let replies = futures::future::join_all((0..5).map(|_| sys.notify(&req))).await;
+    let ids: Vec<String> = replies
+        .into_iter()
+        .map(|r| match r.result {
+            Some(intake_reply::Result::Accepted(a)) => a.notification_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(ids.iter().all(|i| i == &ids[0]), "{ids:?}");
+    sys.smtp.wait_for(1, WAIT).await;
+    match sys.notify(&req).await.result {
+        Some(intake_reply::Result::Accepted(a)) => {
+            assert_eq!(a.notification_id, ids[0]);
+            assert!(a.duplicate);
+        }
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sys.smtp.count(), 1);
+
+    // The same key with a different request is refused, not ignored.
+    let (code, field, _) = rejected(sys.notify(&inquiry("order-77-ack", "fay", "INQ-78")).await);
+    assert_eq!((code, field.as_str()), (ErrorCode::IdempotencyConflict, "idempotency_key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_content_never_goes_over_sms_only_a_content_free_notice() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("gil", Some("gil@example.org"), Some("+447700900007"), "sms")])
+        .await;
+
+    let req = NotificationRequest {
+        idempotency_key: "complaint-9".into(),
+        communication_type: CommunicationType::FeedbackComplaint as i32,
+        recipients: vec![to_contact("gil")],
+        template_id: "complaint_received".into(),
+        params: [("reference".to_string(), "CMP-SECRET-9".to_string())].into(),
+        ..Default::default()
+    };
+    sys.notify_ok(&req).await;
+
+    // The content goes by email to the verified contact ...
+    let mails = sys.smtp.wait_for(1, WAIT).await;
+    assert!(mails[0].body().contains("CMP-SECRET-9"));
+    // ... and the preferred channel gets a notice that says nothing of it.
+    let sms = sys.http.wait_for("/sms", 1, WAIT).await;
+    let body = sms[0].field("Body").unwrap();
+    assert!(!body.contains("CMP-SECRET-9") && !body.to_lowercase().contains("feedback"), "{body}");
+    assert!(body.contains("secure message"), "{body}");
+
+    // An unverified contact gets the notice even by email.
+    let mut unverified = contact("hal", Some("hal@example.org"), None, "email");
+    unverified.identity_verified = false;
+    sys.add_contacts(&[unverified]).await;
+    let mut req2 = req.clone();
+    req2.idempotency_key = "complaint-10".into();
+    req2.recipients = vec![to_contact("hal")];
+    sys.notify_ok(&req2).await;
+    let mails = sys.smtp.wait_for(2, WAIT).await;
+    let hal = mails.iter().find(|m| m.to[0] == "hal@example.org").unwrap();
+    assert!(!hal.body().contains("CMP-SECRET-9"));
+    assert_eq!(hal.subject(), "You have a new secure message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_via_grpc_is_delivered_and_a_bad_one_names_the_field() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("ivy", Some("ivy@example.org"), None, "email")]).await;
+    let mut client = IntakeClient::connect(format!("http://{}", sys.grpc_addr)).await.unwrap();
+
+    let reply = client.notify(inquiry("grpc-1", "ivy", "INQ-G1")).await.unwrap().into_inner();
+    let Some(intake_reply::Result::Accepted(a)) = reply.result else { panic!("{reply:?}") };
+    assert!(a.notification_id.starts_with("ntf_"));
+    let mails = sys.smtp.wait_for(1, WAIT).await;
+    assert_eq!(mails[0].subject(), "We have received your inquiry INQ-G1");
+
+    let err = client.notify(inquiry("grpc-2", "nobody", "R")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(err.message().starts_with("recipients[0].contact_id:"), "{}", err.message());
+    assert_eq!(
+        err.metadata().get("x-herald-error-code").unwrap(),
+        "ERROR_CODE_UNKNOWN_CONTACT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_incident_reaches_the_client_by_email_and_phone_at_once() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("jon", Some("jon@example.org"), Some("+447700900010"), "sms")])
+        .await;
+    let req = NotificationRequest {
+        idempotency_key: "inc-1".into(),
+        communication_type: CommunicationType::Incident as i32,
+        priority: Priority::Critical as i32,
+        confidentiality: Confidentiality::Confidential as i32,
+        recipients: vec![to_contact("jon")],
+        template_id: "incident_alert".into(),
+        params: [
+            ("reference".to_string(), "INC-5".to_string()),
+            ("summary".to_string(), "Portal outage".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let id = sys.notify_ok(&req).await;
+    sys.smtp.wait_for(1, WAIT).await;
+    let calls = sys.http.wait_for("/voice", 1, WAIT).await;
+    assert!(calls[0].field("Twiml").unwrap().contains("Portal outage"));
+    let trail = sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
+    assert!(trail.iter().all(|r| r.lane == Lane::Emergency as i32), "critical incidents take the emergency lane");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_french_speaking_contact_gets_french_text_and_falls_back_where_none_exists() {
+    let sys = TestSystem::start().await;
+    let mut c = contact("kim", Some("kim@example.org"), Some("+447700900011"), "email");
+    c.language = "fr-CA".into();
+    sys.add_contacts(&[c]).await;
+    let mut req = inquiry("fr-1", "kim", "INQ-F1");
+    req.channel_override = vec![Channel::Email as i32, Channel::Voice as i32];
+    sys.notify_ok(&req).await;
+    let mails = sys.smtp.wait_for(1, WAIT).await;
+    assert_eq!(mails[0].subject(), "Nous avons bien reçu votre demande INQ-F1");
+    // The template has no French voice text: English is used.
+    let calls = sys.http.wait_for("/voice", 1, WAIT).await;
+    assert!(calls[0].field("Twiml").unwrap().contains("<Say language=\"en\">"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_provider_endpoints_messages_land_in_the_outbox() {
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.smtp_url = None;
+        cfg.delivery.sms_url = None;
+    })
+    .await;
+    sys.add_contacts(&[contact("lea", Some("lea@example.org"), Some("+447700900012"), "email")])
+        .await;
+    let id = sys.notify_ok(&inquiry("outbox-1", "lea", "INQ-O1")).await;
+    sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
+    let eml = std::fs::read_to_string(sys.outbox().join("email").join(format!("{id}-r0-email.eml"))).unwrap();
+    assert!(eml.contains("To: Lea <lea@example.org>"), "{eml}");
+    assert!(eml.contains("INQ-O1"));
+    assert_eq!(sys.smtp.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_on_the_wire_does_not_stop_the_next_one() {
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("max", Some("max@example.org"), None, "email")]).await;
+    // Garbage straight into the notifications stream, bypassing intake.
+    let bus = sys.bus().await;
+    bus.js
+        .publish(herald_proto::subjects::NOTIFY_ACCEPTED, vec![0xff, 0x01].into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    sys.notify_ok(&inquiry("after-garbage", "max", "INQ-AG")).await;
+    sys.smtp.wait_for(1, WAIT).await;
+    let _ = NotificationRequest::default().encode_to_vec();
+}
