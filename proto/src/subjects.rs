@@ -97,8 +97,18 @@ pub fn delivery_statuses() -> String {
 
 /// Subject of one audit record.
 pub fn audit(case_id: &str, notification_id: &str) -> String {
-    let or_none = |s: &str| if s.is_empty() { AUDIT_NONE.to_string() } else { s.to_string() };
-    format!("{AUDIT_PREFIX}.{}.{}", or_none(case_id), or_none(notification_id))
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            AUDIT_NONE.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    format!(
+        "{AUDIT_PREFIX}.{}.{}",
+        or_none(case_id),
+        or_none(notification_id)
+    )
 }
 
 /// Filter for one notification's trail.
@@ -129,8 +139,9 @@ pub fn is_subject_token(s: &str) -> bool {
     !s.is_empty()
         && s != AUDIT_NONE
         && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'@' | b'+' | b'='))
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'@' | b'+' | b'=')
+        })
 }
 
 #[cfg(test)]
@@ -139,7 +150,10 @@ mod tests {
 
     #[test]
     fn lanes_never_share_subjects_or_streams() {
-        assert_ne!(notify_accepted(Lane::Normal), notify_accepted(Lane::Emergency));
+        assert_ne!(
+            notify_accepted(Lane::Normal),
+            notify_accepted(Lane::Emergency)
+        );
         assert_ne!(notify_stream(Lane::Normal), notify_stream(Lane::Emergency));
         assert_ne!(delivery_jobs(Lane::Normal), delivery_jobs(Lane::Emergency));
         // The normal wildcard must not match an emergency job subject.

@@ -33,11 +33,16 @@ pub struct Request {
 
 impl Request {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -88,7 +93,9 @@ pub struct HttpSink {
 
 impl HttpSink {
     pub async fn start() -> HttpSink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP sink");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind HTTP sink");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State_ {
             requests: Mutex::new(Vec::new()),
@@ -120,7 +127,10 @@ impl HttpSink {
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Requests at `path` the listener accepted (2xx): what a provider
@@ -169,7 +179,12 @@ async fn record(
         query: uri.query().unwrap_or_default().to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
         form,
         at: Instant::now(),
@@ -188,7 +203,11 @@ async fn record(
         reply
     };
     state.arrived.notify_waiters();
-    let mut resp = (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), reply.body).into_response();
+    let mut resp = (
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+        reply.body,
+    )
+        .into_response();
     for (k, v) in reply.headers {
         if let (Ok(k), Ok(v)) = (
             axum::http::HeaderName::from_bytes(k.as_bytes()),

@@ -73,7 +73,14 @@ impl NatsServer {
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(find_binary("nats-server"))
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.dir.path().join("js"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -182,7 +189,10 @@ impl RedisServer {
     pub fn used_memory(&self) -> u64 {
         let client = redis::Client::open(self.url()).expect("redis url");
         let mut c = client.get_connection().expect("redis connection");
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut c).expect("INFO");
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut c)
+            .expect("INFO");
         info.lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())

@@ -39,10 +39,10 @@ impl Mail {
                 }
                 break;
             }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case(name) {
-                    found = Some(v.trim().to_string());
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case(name)
+            {
+                found = Some(v.trim().to_string());
             }
         }
         found
@@ -55,7 +55,11 @@ impl Mail {
 
     /// The body, with quoted-printable or base64 transfer encoding undone.
     pub fn body(&self) -> String {
-        let body = self.data.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+        let body = self
+            .data
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or_default();
         match self
             .header("Content-Transfer-Encoding")
             .map(|s| s.to_ascii_lowercase())
@@ -87,12 +91,12 @@ fn decode_qp(s: &str) -> String {
                 i += 3;
                 continue;
             }
-            if let (Some(a), Some(b)) = (bytes.get(i + 1), bytes.get(i + 2)) {
-                if let Ok(v) = u8::from_str_radix(&format!("{}{}", *a as char, *b as char), 16) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
+            if let (Some(a), Some(b)) = (bytes.get(i + 1), bytes.get(i + 2))
+                && let Ok(v) = u8::from_str_radix(&format!("{}{}", *a as char, *b as char), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
             }
         }
         out.push(bytes[i]);
@@ -125,7 +129,8 @@ fn decode_encoded_words(s: &str) -> String {
             });
         // Space between two encoded words is folding, not text (RFC 2047).
         let encoded = decoded.is_some();
-        if !out.is_empty() && !(encoded && previous_encoded) {
+        let folding = encoded && previous_encoded;
+        if !out.is_empty() && !folding {
             out.push(' ');
         }
         out.push_str(&decoded.unwrap_or_else(|| word.to_string()));
@@ -153,7 +158,9 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP sink");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind SMTP sink");
         let port = listener.local_addr().unwrap().port();
         let sink = SmtpSink {
             port,
@@ -289,7 +296,12 @@ async fn session(socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             }
         } else if upper.starts_with("RCPT TO:") {
             let a = addr(&cmd[8..]);
-            if state.rejected.lock().unwrap().contains(&a.to_ascii_lowercase()) {
+            if state
+                .rejected
+                .lock()
+                .unwrap()
+                .contains(&a.to_ascii_lowercase())
+            {
                 b"550 5.1.1 no such mailbox\r\n"
             } else {
                 to.push(a);

@@ -23,7 +23,13 @@ pub fn config_dir() -> PathBuf {
 }
 
 /// A configuration pointing at the given servers and sinks, on free ports.
-pub fn config(nats: &NatsServer, redis: &RedisServer, smtp: &SmtpSink, http: &HttpSink, outbox: &std::path::Path) -> Config {
+pub fn config(
+    nats: &NatsServer,
+    redis: &RedisServer,
+    smtp: &SmtpSink,
+    http: &HttpSink,
+    outbox: &std::path::Path,
+) -> Config {
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
     cfg.nats.ack_wait = Duration::from_secs(10);
@@ -38,7 +44,10 @@ pub fn config(nats: &NatsServer, redis: &RedisServer, smtp: &SmtpSink, http: &Ht
     cfg.delivery.voice_url = Some(http.url("/voice"));
     cfg.delivery.outbox_dir = outbox.to_path_buf();
     cfg.delivery.attempt_timeout = Duration::from_secs(5);
-    cfg.delivery.retry_schedule = [200, 500, 1000, 2000].into_iter().map(Duration::from_millis).collect();
+    cfg.delivery.retry_schedule = [200, 500, 1000, 2000]
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect();
     cfg
 }
 
@@ -78,7 +87,9 @@ impl TestSystem {
         let outbox = tempfile::tempdir().expect("outbox dir");
         let mut cfg = config(&nats, &redis, &smtp, &http, outbox.path());
         tweak(&mut cfg);
-        let client = async_nats::connect(nats.url()).await.expect("test client connects");
+        let client = async_nats::connect(nats.url())
+            .await
+            .expect("test client connects");
         let mut s = TestSystem {
             nats,
             redis,
@@ -104,26 +115,44 @@ impl TestSystem {
 
     pub async fn start_intake(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_intake::start(self.cfg.clone(), stop.clone()).await.expect("intake starts");
+        let running = herald_intake::start(self.cfg.clone(), stop.clone())
+            .await
+            .expect("intake starts");
         self.grpc_addr = running.grpc_addr;
         let http_addr = running.http_addr;
-        self.intake = Some(Service { stop, http_addr, task: tokio::spawn(running.wait()) });
+        self.intake = Some(Service {
+            stop,
+            http_addr,
+            task: tokio::spawn(running.wait()),
+        });
     }
 
     pub async fn start_router(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_router::start(self.cfg.clone(), stop.clone()).await.expect("router starts");
+        let running = herald_router::start(self.cfg.clone(), stop.clone())
+            .await
+            .expect("router starts");
         let http_addr = running.http_addr;
         wait_ready(&running.health).await;
-        self.router = Some(Service { stop, http_addr, task: tokio::spawn(running.wait()) });
+        self.router = Some(Service {
+            stop,
+            http_addr,
+            task: tokio::spawn(running.wait()),
+        });
     }
 
     pub async fn start_delivery(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_delivery::start(self.cfg.clone(), stop.clone()).await.expect("delivery starts");
+        let running = herald_delivery::start(self.cfg.clone(), stop.clone())
+            .await
+            .expect("delivery starts");
         let http_addr = running.http_addr;
         wait_ready(&running.health).await;
-        self.delivery = Some(Service { stop, http_addr, task: tokio::spawn(running.wait()) });
+        self.delivery = Some(Service {
+            stop,
+            http_addr,
+            task: tokio::spawn(running.wait()),
+        });
     }
 
     /// Stops a service gracefully and waits for it to finish.
@@ -176,7 +205,8 @@ impl TestSystem {
     pub async fn notify_raw(&self, payload: Vec<u8>, lane: Lane) -> IntakeReply {
         let msg = tokio::time::timeout(
             Duration::from_secs(20),
-            self.client.request(subjects::intake_notify(lane), payload.into()),
+            self.client
+                .request(subjects::intake_notify(lane), payload.into()),
         )
         .await
         .expect("intake answers in time")
@@ -194,13 +224,21 @@ impl TestSystem {
 
     /// A notification's audit trail, in order.
     pub async fn trail(&self, notification_id: &str) -> Vec<AuditRecord> {
-        herald_runtime::audit::read_trail(&self.bus().await, &subjects::audit_of_notification(notification_id))
-            .await
-            .expect("trail readable")
+        herald_runtime::audit::read_trail(
+            &self.bus().await,
+            &subjects::audit_of_notification(notification_id),
+        )
+        .await
+        .expect("trail readable")
     }
 
     /// Waits until the trail holds a record of `step`.
-    pub async fn wait_for_step(&self, notification_id: &str, step: AuditStep, timeout: Duration) -> Vec<AuditRecord> {
+    pub async fn wait_for_step(
+        &self,
+        notification_id: &str,
+        step: AuditStep,
+        timeout: Duration,
+    ) -> Vec<AuditRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let trail = self.trail(notification_id).await;
@@ -208,7 +246,9 @@ impl TestSystem {
                 return trail;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("no {step:?} in the trail of {notification_id} within {timeout:?}: {trail:#?}");
+                panic!(
+                    "no {step:?} in the trail of {notification_id} within {timeout:?}: {trail:#?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -227,7 +267,10 @@ async fn wait_ready(health: &herald_runtime::health::Health) {
 
 impl Drop for TestSystem {
     fn drop(&mut self) {
-        for s in [&self.intake, &self.router, &self.delivery].into_iter().flatten() {
+        for s in [&self.intake, &self.router, &self.delivery]
+            .into_iter()
+            .flatten()
+        {
             s.stop.cancel();
         }
     }

@@ -20,7 +20,9 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn rejected(reply: IntakeReply) -> (ErrorCode, String, String) {
     match reply.result {
-        Some(intake_reply::Result::Rejected(r)) => (ErrorCode::try_from(r.code).unwrap(), r.field, r.message),
+        Some(intake_reply::Result::Rejected(r)) => {
+            (ErrorCode::try_from(r.code).unwrap(), r.field, r.message)
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -28,8 +30,13 @@ fn rejected(reply: IntakeReply) -> (ErrorCode, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_on_nats_arrives_as_an_email_with_the_rendered_subject_and_body() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("alice", Some("alice@example.org"), Some("+447700900001"), "email")])
-        .await;
+    sys.add_contacts(&[contact(
+        "alice",
+        Some("alice@example.org"),
+        Some("+447700900001"),
+        "email",
+    )])
+    .await;
 
     let id = sys.notify_ok(&inquiry("crm-1", "alice", "INQ-1001")).await;
 
@@ -47,22 +54,35 @@ async fn a_request_on_nats_arrives_as_an_email_with_the_rendered_subject_and_bod
     let steps: Vec<AuditStep> = trail.iter().map(|r| r.step()).collect();
     assert_eq!(
         steps,
-        vec![AuditStep::Accepted, AuditStep::Routed, AuditStep::Rendered, AuditStep::Sent]
+        vec![
+            AuditStep::Accepted,
+            AuditStep::Routed,
+            AuditStep::Rendered,
+            AuditStep::Sent
+        ]
     );
     assert!(trail.iter().all(|r| r.notification_id == id));
     assert_eq!(trail[0].responsible_staff, "frontline-7");
     // The trail names channels and ids, never the address or the text.
     for r in &trail {
         let text = format!("{r:?}");
-        assert!(!text.contains("alice@example.org") && !text.contains("INQ-1001"), "{text}");
+        assert!(
+            !text.contains("alice@example.org") && !text.contains("INQ-1001"),
+            "{text}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_who_prefers_sms_gets_an_sms_at_the_provider_webhook() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("bob", Some("bob@example.org"), Some("+447700900002"), "sms")])
-        .await;
+    sys.add_contacts(&[contact(
+        "bob",
+        Some("bob@example.org"),
+        Some("+447700900002"),
+        "sms",
+    )])
+    .await;
 
     let id = sys.notify_ok(&inquiry("crm-2", "bob", "INQ-2002")).await;
 
@@ -74,7 +94,10 @@ async fn a_contact_who_prefers_sms_gets_an_sms_at_the_provider_webhook() {
         sms.field("Body"),
         Some("We received your inquiry INQ-2002. A full response follows within 2 business days.")
     );
-    assert_eq!(sms.header("idempotency-key"), Some(format!("{id}-r0-sms").as_str()));
+    assert_eq!(
+        sms.header("idempotency-key"),
+        Some(format!("{id}-r0-sms").as_str())
+    );
     sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
     assert_eq!(sys.smtp.count(), 0, "an SMS-first inquiry sends no email");
 }
@@ -82,7 +105,8 @@ async fn a_contact_who_prefers_sms_gets_an_sms_at_the_provider_webhook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_request_carries_the_words_to_speak() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("carol", None, Some("+447700900003"), "voice")]).await;
+    sys.add_contacts(&[contact("carol", None, Some("+447700900003"), "voice")])
+        .await;
 
     let mut req = inquiry("crm-3", "carol", "INQ-3003");
     req.channel_override = vec![Channel::Voice as i32];
@@ -92,14 +116,18 @@ async fn a_call_request_carries_the_words_to_speak() {
     let call = &got[0];
     assert_eq!(call.field("To"), Some("+447700900003"));
     let twiml = call.field("Twiml").unwrap();
-    assert!(twiml.starts_with("<Response><Say language=\"en\">"), "{twiml}");
+    assert!(
+        twiml.starts_with("<Response><Say language=\"en\">"),
+        "{twiml}"
+    );
     assert!(twiml.contains("reference INQ-3003"), "{twiml}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_request_gets_an_error_naming_the_field_and_nothing_is_sent() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("dan", Some("dan@example.org"), None, "email")]).await;
+    sys.add_contacts(&[contact("dan", Some("dan@example.org"), None, "email")])
+        .await;
     let mut no_consent = contact("erin", Some("erin@example.org"), None, "email");
     no_consent.consent.email = false;
     sys.add_contacts(&[no_consent]).await;
@@ -116,34 +144,60 @@ async fn every_bad_request_gets_an_error_naming_the_field_and_nothing_is_sent() 
     };
     let cases: Vec<(NotificationRequest, ErrorCode, &str)> = vec![
         (
-            NotificationRequest { recipients: vec![inline("not an email", "")], ..inquiry("b1", "dan", "R") },
+            NotificationRequest {
+                recipients: vec![inline("not an email", "")],
+                ..inquiry("b1", "dan", "R")
+            },
             ErrorCode::InvalidArgument,
             "recipients[0].inline.email",
         ),
         (
-            NotificationRequest { recipients: vec![inline("", "+44 7700 900123")], ..inquiry("b2", "dan", "R") },
+            NotificationRequest {
+                recipients: vec![inline("", "+44 7700 900123")],
+                ..inquiry("b2", "dan", "R")
+            },
             ErrorCode::InvalidArgument,
             "recipients[0].inline.phone",
         ),
         (
-            NotificationRequest { template_id: "no_such_template".into(), ..inquiry("b3", "dan", "R") },
+            NotificationRequest {
+                template_id: "no_such_template".into(),
+                ..inquiry("b3", "dan", "R")
+            },
             ErrorCode::UnknownTemplate,
             "template_id",
         ),
-        (inquiry("b4", "nobody", "R"), ErrorCode::UnknownContact, "recipients[0].contact_id"),
-        (inquiry("b5", "erin", "R"), ErrorCode::MissingConsent, "recipients[0]"),
         (
-            NotificationRequest { recipients: vec![], ..inquiry("b6", "dan", "R") },
+            inquiry("b4", "nobody", "R"),
+            ErrorCode::UnknownContact,
+            "recipients[0].contact_id",
+        ),
+        (
+            inquiry("b5", "erin", "R"),
+            ErrorCode::MissingConsent,
+            "recipients[0]",
+        ),
+        (
+            NotificationRequest {
+                recipients: vec![],
+                ..inquiry("b6", "dan", "R")
+            },
             ErrorCode::EmptyRecipients,
             "recipients",
         ),
         (
-            NotificationRequest { params: Default::default(), ..inquiry("b7", "dan", "R") },
+            NotificationRequest {
+                params: Default::default(),
+                ..inquiry("b7", "dan", "R")
+            },
             ErrorCode::InvalidArgument,
             "params.reference",
         ),
         (
-            NotificationRequest { idempotency_key: String::new(), ..inquiry("", "dan", "R") },
+            NotificationRequest {
+                idempotency_key: String::new(),
+                ..inquiry("", "dan", "R")
+            },
             ErrorCode::InvalidArgument,
             "idempotency_key",
         ),
@@ -162,20 +216,28 @@ async fn every_bad_request_gets_an_error_naming_the_field_and_nothing_is_sent() 
     }
     let (code, _, message) = rejected(sys.notify(&big).await);
     assert_eq!(code, ErrorCode::PayloadTooLarge, "{message}");
-    let (code, _, _) = rejected(sys.notify_raw(vec![0xff, 0xff, 0xff, 0x07], Lane::Normal).await);
+    let (code, _, _) = rejected(
+        sys.notify_raw(vec![0xff, 0xff, 0xff, 0x07], Lane::Normal)
+            .await,
+    );
     assert_eq!(code, ErrorCode::Undecodable);
 
     // A good request afterwards still goes through: bad input loses nothing else.
     sys.notify_ok(&inquiry("b9", "dan", "R-OK")).await;
     let mails = sys.smtp.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sys.smtp.count(), 1, "only the good request was sent: {mails:?}");
+    assert_eq!(
+        sys.smtp.count(),
+        1,
+        "only the good request was sent: {mails:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_idempotency_key_sends_once_and_returns_the_first_id() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("fay", Some("fay@example.org"), None, "email")]).await;
+    sys.add_contacts(&[contact("fay", Some("fay@example.org"), None, "email")])
+        .await;
     let req = inquiry("order-77-ack", "fay", "INQ-77");
 
     // Five retries racing each other, then one more after the first landed.
@@ -201,14 +263,22 @@ async fn a_duplicate_idempotency_key_sends_once_and_returns_the_first_id() {
 
     // The same key with a different request is refused, not ignored.
     let (code, field, _) = rejected(sys.notify(&inquiry("order-77-ack", "fay", "INQ-78")).await);
-    assert_eq!((code, field.as_str()), (ErrorCode::IdempotencyConflict, "idempotency_key"));
+    assert_eq!(
+        (code, field.as_str()),
+        (ErrorCode::IdempotencyConflict, "idempotency_key")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensitive_content_never_goes_over_sms_only_a_content_free_notice() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("gil", Some("gil@example.org"), Some("+447700900007"), "sms")])
-        .await;
+    sys.add_contacts(&[contact(
+        "gil",
+        Some("gil@example.org"),
+        Some("+447700900007"),
+        "sms",
+    )])
+    .await;
 
     let req = NotificationRequest {
         idempotency_key: "complaint-9".into(),
@@ -226,7 +296,10 @@ async fn sensitive_content_never_goes_over_sms_only_a_content_free_notice() {
     // ... and the preferred channel gets a notice that says nothing of it.
     let sms = sys.http.wait_for("/sms", 1, WAIT).await;
     let body = sms[0].field("Body").unwrap();
-    assert!(!body.contains("CMP-SECRET-9") && !body.to_lowercase().contains("feedback"), "{body}");
+    assert!(
+        !body.contains("CMP-SECRET-9") && !body.to_lowercase().contains("feedback"),
+        "{body}"
+    );
     assert!(body.contains("secure message"), "{body}");
 
     // An unverified contact gets the notice even by email.
@@ -246,18 +319,34 @@ async fn sensitive_content_never_goes_over_sms_only_a_content_free_notice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_via_grpc_is_delivered_and_a_bad_one_names_the_field() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("ivy", Some("ivy@example.org"), None, "email")]).await;
-    let mut client = IntakeClient::connect(format!("http://{}", sys.grpc_addr)).await.unwrap();
+    sys.add_contacts(&[contact("ivy", Some("ivy@example.org"), None, "email")])
+        .await;
+    let mut client = IntakeClient::connect(format!("http://{}", sys.grpc_addr))
+        .await
+        .unwrap();
 
-    let reply = client.notify(inquiry("grpc-1", "ivy", "INQ-G1")).await.unwrap().into_inner();
-    let Some(intake_reply::Result::Accepted(a)) = reply.result else { panic!("{reply:?}") };
+    let reply = client
+        .notify(inquiry("grpc-1", "ivy", "INQ-G1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(intake_reply::Result::Accepted(a)) = reply.result else {
+        panic!("{reply:?}")
+    };
     assert!(a.notification_id.starts_with("ntf_"));
     let mails = sys.smtp.wait_for(1, WAIT).await;
     assert_eq!(mails[0].subject(), "We have received your inquiry INQ-G1");
 
-    let err = client.notify(inquiry("grpc-2", "nobody", "R")).await.unwrap_err();
+    let err = client
+        .notify(inquiry("grpc-2", "nobody", "R"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    assert!(err.message().starts_with("recipients[0].contact_id:"), "{}", err.message());
+    assert!(
+        err.message().starts_with("recipients[0].contact_id:"),
+        "{}",
+        err.message()
+    );
     assert_eq!(
         err.metadata().get("x-herald-error-code").unwrap(),
         "ERROR_CODE_UNKNOWN_CONTACT"
@@ -267,8 +356,13 @@ async fn a_request_via_grpc_is_delivered_and_a_bad_one_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_critical_incident_reaches_the_client_by_email_and_phone_at_once() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("jon", Some("jon@example.org"), Some("+447700900010"), "sms")])
-        .await;
+    sys.add_contacts(&[contact(
+        "jon",
+        Some("jon@example.org"),
+        Some("+447700900010"),
+        "sms",
+    )])
+    .await;
     let req = NotificationRequest {
         idempotency_key: "inc-1".into(),
         communication_type: CommunicationType::Incident as i32,
@@ -288,23 +382,39 @@ async fn a_critical_incident_reaches_the_client_by_email_and_phone_at_once() {
     let calls = sys.http.wait_for("/voice", 1, WAIT).await;
     assert!(calls[0].field("Twiml").unwrap().contains("Portal outage"));
     let trail = sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
-    assert!(trail.iter().all(|r| r.lane == Lane::Emergency as i32), "critical incidents take the emergency lane");
+    assert!(
+        trail.iter().all(|r| r.lane == Lane::Emergency as i32),
+        "critical incidents take the emergency lane"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_french_speaking_contact_gets_french_text_and_falls_back_where_none_exists() {
     let sys = TestSystem::start().await;
-    let mut c = contact("kim", Some("kim@example.org"), Some("+447700900011"), "email");
+    let mut c = contact(
+        "kim",
+        Some("kim@example.org"),
+        Some("+447700900011"),
+        "email",
+    );
     c.language = "fr-CA".into();
     sys.add_contacts(&[c]).await;
     let mut req = inquiry("fr-1", "kim", "INQ-F1");
     req.channel_override = vec![Channel::Email as i32, Channel::Voice as i32];
     sys.notify_ok(&req).await;
     let mails = sys.smtp.wait_for(1, WAIT).await;
-    assert_eq!(mails[0].subject(), "Nous avons bien reçu votre demande INQ-F1");
+    assert_eq!(
+        mails[0].subject(),
+        "Nous avons bien reçu votre demande INQ-F1"
+    );
     // The template has no French voice text: English is used.
     let calls = sys.http.wait_for("/voice", 1, WAIT).await;
-    assert!(calls[0].field("Twiml").unwrap().contains("<Say language=\"en\">"));
+    assert!(
+        calls[0]
+            .field("Twiml")
+            .unwrap()
+            .contains("<Say language=\"en\">")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,11 +424,21 @@ async fn without_provider_endpoints_messages_land_in_the_outbox() {
         cfg.delivery.sms_url = None;
     })
     .await;
-    sys.add_contacts(&[contact("lea", Some("lea@example.org"), Some("+447700900012"), "email")])
-        .await;
+    sys.add_contacts(&[contact(
+        "lea",
+        Some("lea@example.org"),
+        Some("+447700900012"),
+        "email",
+    )])
+    .await;
     let id = sys.notify_ok(&inquiry("outbox-1", "lea", "INQ-O1")).await;
     sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
-    let eml = std::fs::read_to_string(sys.outbox().join("email").join(format!("{id}-r0-email.eml"))).unwrap();
+    let eml = std::fs::read_to_string(
+        sys.outbox()
+            .join("email")
+            .join(format!("{id}-r0-email.eml")),
+    )
+    .unwrap();
     assert!(eml.contains("To: Lea <lea@example.org>"), "{eml}");
     assert!(eml.contains("INQ-O1"));
     assert_eq!(sys.smtp.count(), 0);
@@ -327,16 +447,21 @@ async fn without_provider_endpoints_messages_land_in_the_outbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_message_on_the_wire_does_not_stop_the_next_one() {
     let sys = TestSystem::start().await;
-    sys.add_contacts(&[contact("max", Some("max@example.org"), None, "email")]).await;
+    sys.add_contacts(&[contact("max", Some("max@example.org"), None, "email")])
+        .await;
     // Garbage straight into the notifications stream, bypassing intake.
     let bus = sys.bus().await;
     bus.js
-        .publish(herald_proto::subjects::NOTIFY_ACCEPTED, vec![0xff, 0x01].into())
+        .publish(
+            herald_proto::subjects::NOTIFY_ACCEPTED,
+            vec![0xff, 0x01].into(),
+        )
         .await
         .unwrap()
         .await
         .unwrap();
-    sys.notify_ok(&inquiry("after-garbage", "max", "INQ-AG")).await;
+    sys.notify_ok(&inquiry("after-garbage", "max", "INQ-AG"))
+        .await;
     sys.smtp.wait_for(1, WAIT).await;
     let _ = NotificationRequest::default().encode_to_vec();
 }

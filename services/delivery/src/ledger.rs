@@ -87,7 +87,13 @@ return 0
 "#;
 
 impl Ledger {
-    pub fn new(redis: ConnectionManager, prefix: &str, owner: &str, lease: Duration, keep: Duration) -> Ledger {
+    pub fn new(
+        redis: ConnectionManager,
+        prefix: &str,
+        owner: &str,
+        lease: Duration,
+        keep: Duration,
+    ) -> Ledger {
         Ledger {
             redis,
             prefix: prefix.to_string(),
@@ -125,14 +131,22 @@ impl Ledger {
 
     /// The provider took the message: never send this job again.
     pub async fn sent(&self, job_id: &str, provider_id: &str) -> redis::RedisResult<()> {
-        let id = if provider_id.is_empty() || provider_id.contains(' ') { "-" } else { provider_id };
-        self.set_final(job_id, format!("sent {id} {}", now_ms())).await
+        let id = if provider_id.is_empty() || provider_id.contains(' ') {
+            "-"
+        } else {
+            provider_id
+        };
+        self.set_final(job_id, format!("sent {id} {}", now_ms()))
+            .await
     }
 
     /// Failed for good, and the fallback or dead letter is published.
     pub async fn failed(&self, job_id: &str, reason: &str) -> redis::RedisResult<()> {
-        self.set_final(job_id, format!("failed {} {}", now_ms(), reason.replace('\n', " ")))
-            .await
+        self.set_final(
+            job_id,
+            format!("failed {} {}", now_ms(), reason.replace('\n', " ")),
+        )
+        .await
     }
 
     async fn set_final(&self, job_id: &str, value: String) -> redis::RedisResult<()> {

@@ -69,7 +69,11 @@ impl Metrics {
             "Jobs finished, by channel and outcome (sent, fallback, dead_lettered)",
             m.deliveries.clone(),
         );
-        registry.register("delivery_retries", "Attempts that will be retried", m.retries.clone());
+        registry.register(
+            "delivery_retries",
+            "Attempts that will be retried",
+            m.retries.clone(),
+        );
         registry.register(
             "delivery_duplicates_suppressed",
             "Redelivered jobs recognised as already sent",
@@ -132,7 +136,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let lease = cfg.delivery.attempt_timeout * 2 + Duration::from_secs(5);
     let delivery = Delivery {
         bus: bus.clone(),
-        ledger: Ledger::new(redis, &cfg.redis.prefix, &owner, lease, cfg.delivery.sent_ttl),
+        ledger: Ledger::new(
+            redis,
+            &cfg.redis.prefix,
+            &owner,
+            lease,
+            cfg.delivery.sent_ttl,
+        ),
         transports: Arc::new(transports),
         auditor: Auditor::new(bus.clone(), "delivery"),
         cfg: Arc::new(cfg.delivery.clone()),
@@ -216,20 +226,33 @@ impl Delivery {
         match self.ledger.claim(&job.job_id).await {
             Ok(Claim::Claimed { interrupted }) => {
                 if interrupted {
-                    warn!("an earlier attempt was interrupted; sending again under the same idempotency key");
+                    warn!(
+                        "an earlier attempt was interrupted; sending again under the same idempotency key"
+                    );
                 }
             }
-            Ok(Claim::Busy(wait)) => return Disposition::Retry(wait.max(Duration::from_millis(200))),
+            Ok(Claim::Busy(wait)) => {
+                return Disposition::Retry(wait.max(Duration::from_millis(200)));
+            }
             Ok(Claim::Sent(provider_id)) => {
                 self.metrics
                     .suppressed
-                    .get_or_create(&LaneLabel { lane: lane.name().into() })
+                    .get_or_create(&LaneLabel {
+                        lane: lane.name().into(),
+                    })
                     .inc();
                 info!("already sent; acknowledged without sending again");
                 // The first time may have stopped before documenting the
                 // send; repeating it is harmless (same record id).
-                self.document_sent(job, attempt, &Sent { provider_id, via: String::new() })
-                    .await;
+                self.document_sent(
+                    job,
+                    attempt,
+                    &Sent {
+                        provider_id,
+                        via: String::new(),
+                    },
+                )
+                .await;
                 return Disposition::Ack;
             }
             Ok(Claim::Failed) => return Disposition::Ack,
@@ -240,13 +263,14 @@ impl Delivery {
         }
 
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(self.cfg.attempt_timeout, self.transports.send(job)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Transient {
-                reason: format!("no answer within {:?}", self.cfg.attempt_timeout),
-                retry_after: None,
-            }),
-        };
+        let result =
+            match tokio::time::timeout(self.cfg.attempt_timeout, self.transports.send(job)).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::Transient {
+                    reason: format!("no answer within {:?}", self.cfg.attempt_timeout),
+                    retry_after: None,
+                }),
+            };
         let label = |outcome: &str| ChannelOutcome {
             lane: lane.name().into(),
             channel: channel_of(job).name().into(),
@@ -264,7 +288,9 @@ impl Delivery {
                     // message unacked and let the lease protect it; the
                     // ledger write is retried on the next delivery.
                     error!(error = %e, "sent but not recorded; holding the job");
-                    return Disposition::Retry(self.cfg.attempt_timeout * 2 + Duration::from_secs(5));
+                    return Disposition::Retry(
+                        self.cfg.attempt_timeout * 2 + Duration::from_secs(5),
+                    );
                 }
                 let _ = self
                     .ledger
@@ -278,12 +304,17 @@ impl Delivery {
                         .unwrap_or_default();
                     self.metrics
                         .end_to_end
-                        .get_or_create(&LaneLabel { lane: lane.name().into() })
+                        .get_or_create(&LaneLabel {
+                            lane: lane.name().into(),
+                        })
                         .observe(e2e.as_secs_f64());
                 }
                 Disposition::Ack
             }
-            Err(SendError::Transient { reason, retry_after }) => {
+            Err(SendError::Transient {
+                reason,
+                retry_after,
+            }) => {
                 let _ = self
                     .ledger
                     .note_attempt(&job.job_id, history_line(attempt, "transient", &reason))
@@ -291,20 +322,30 @@ impl Delivery {
                 match self.next_delay(job, attempt, retry_after) {
                     Some(delay) => {
                         let _ = self.ledger.release(&job.job_id).await;
-                        self.metrics.retries.get_or_create(&label("transient")).inc();
+                        self.metrics
+                            .retries
+                            .get_or_create(&label("transient"))
+                            .inc();
                         info!(attempt, delay_ms = delay.as_millis() as u64, %reason, "transient failure; retrying");
                         self.audit(
                             job,
                             AuditStep::RetryScheduled,
-                            format!("attempt {attempt} failed ({reason}); next attempt in {:.1}s", delay.as_secs_f64()),
+                            format!(
+                                "attempt {attempt} failed ({reason}); next attempt in {:.1}s",
+                                delay.as_secs_f64()
+                            ),
                             format!("{}-a{attempt}-retry", job.job_id),
                         )
                         .await;
                         Disposition::Retry(delay)
                     }
                     None => {
-                        self.give_up(job, attempt, format!("gave up after {attempt} attempts; last: {reason}"))
-                            .await
+                        self.give_up(
+                            job,
+                            attempt,
+                            format!("gave up after {attempt} attempts; last: {reason}"),
+                        )
+                        .await
                     }
                 }
             }
@@ -320,12 +361,19 @@ impl Delivery {
 
     /// The delay before the next attempt, or `None` when the schedule or
     /// the total time limit is used up.
-    fn next_delay(&self, job: &DeliveryJob, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    fn next_delay(
+        &self,
+        job: &DeliveryJob,
+        attempt: u32,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         let base = *self.cfg.retry_schedule.get(attempt as usize - 1)?;
         let jitter = rand::rng().random_range(0.8..1.2);
         let delay = base.mul_f64(jitter).max(retry_after.unwrap_or_default());
         let created = herald_proto::system_time(job.created_at.as_ref());
-        let age = SystemTime::now().duration_since(created).unwrap_or_default();
+        let age = SystemTime::now()
+            .duration_since(created)
+            .unwrap_or_default();
         if age + delay > self.cfg.give_up_after {
             return None;
         }
@@ -362,7 +410,11 @@ impl Delivery {
             stored.map(|_| {
                 (
                     AuditStep::Fallback,
-                    format!("{} failed ({reason}); falling back to {}", channel.name(), next_channel.name()),
+                    format!(
+                        "{} failed ({reason}); falling back to {}",
+                        channel.name(),
+                        next_channel.name()
+                    ),
                     "fallback",
                 )
             })
@@ -371,7 +423,10 @@ impl Delivery {
             let letter = DeadLetter {
                 job: Some(job.clone()),
                 reason: reason.clone(),
-                history: history.iter().filter_map(|l| parse_history_line(l)).collect(),
+                history: history
+                    .iter()
+                    .filter_map(|l| parse_history_line(l))
+                    .collect(),
                 at: Some(herald_proto::now()),
             };
             self.bus
@@ -389,8 +444,10 @@ impl Delivery {
             Ok((step, summary, outcome)) => {
                 warn!(attempt, outcome, "job failed permanently");
                 let _ = self.ledger.failed(&job.job_id, &reason).await;
-                self.audit(job, step, summary, format!("{}-{outcome}", job.job_id)).await;
-                self.status(job, DeliveryState::Failed, &reason, attempt).await;
+                self.audit(job, step, summary, format!("{}-{outcome}", job.job_id))
+                    .await;
+                self.status(job, DeliveryState::Failed, &reason, attempt)
+                    .await;
                 self.metrics
                     .deliveries
                     .get_or_create(&ChannelOutcome {
@@ -414,14 +471,27 @@ impl Delivery {
         let summary = format!(
             "sent by {} on attempt {attempt}{}",
             channel.name(),
-            if job.fallback_of.is_empty() { String::new() } else { format!(" (fallback for {})", job.fallback_of) }
+            if job.fallback_of.is_empty() {
+                String::new()
+            } else {
+                format!(" (fallback for {})", job.fallback_of)
+            }
         );
-        let entry = self.entry(job, AuditStep::Sent, summary, format!("{}-sent", job.job_id));
+        let entry = self.entry(
+            job,
+            AuditStep::Sent,
+            summary,
+            format!("{}-sent", job.job_id),
+        );
         let status = self.status_event(job, DeliveryState::Sent, "", attempt, &sent.provider_id);
         let audit = self.auditor.record(entry).await;
         let status = self
             .bus
-            .publish(subjects::delivery_status(channel), &status, Some(&format!("{}-sent", job.job_id)))
+            .publish(
+                subjects::delivery_status(channel),
+                &status,
+                Some(&format!("{}-sent", job.job_id)),
+            )
             .await;
         for ack in [audit, status] {
             match ack {
@@ -435,7 +505,13 @@ impl Delivery {
         }
     }
 
-    fn entry(&self, job: &DeliveryJob, step: AuditStep, summary: String, record_id: String) -> Entry {
+    fn entry(
+        &self,
+        job: &DeliveryJob,
+        step: AuditStep,
+        summary: String,
+        record_id: String,
+    ) -> Entry {
         Entry {
             notification_id: job.notification_id.clone(),
             case_id: job.case_id.clone(),
@@ -449,7 +525,11 @@ impl Delivery {
     }
 
     async fn audit(&self, job: &DeliveryJob, step: AuditStep, summary: String, record_id: String) {
-        if let Err(e) = self.auditor.record_durable(self.entry(job, step, summary, record_id)).await {
+        if let Err(e) = self
+            .auditor
+            .record_durable(self.entry(job, step, summary, record_id))
+            .await
+        {
             warn!(error = %e, "audit record not written");
         }
     }
@@ -481,7 +561,11 @@ impl Delivery {
         let id = format!("{}-{}", job.job_id, state.as_str_name());
         if let Err(e) = self
             .bus
-            .publish_durable(subjects::delivery_status(channel_of(job)), &event, Some(&id))
+            .publish_durable(
+                subjects::delivery_status(channel_of(job)),
+                &event,
+                Some(&id),
+            )
             .await
         {
             warn!(error = %e, "status event not written");

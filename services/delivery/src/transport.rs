@@ -59,7 +59,11 @@ pub struct Sent {
 }
 
 /// HTTP status → classification (the rule, in one place).
-pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &str) -> Result<(), SendError> {
+pub fn classify_http(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> Result<(), SendError> {
     let snippet: String = body.chars().take(200).collect();
     match status {
         200..=299 => Ok(()),
@@ -94,7 +98,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 enum Email {
@@ -153,7 +160,8 @@ impl Transports {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        for dir in [&cfg.outbox_dir] {
+        {
+            let dir = &cfg.outbox_dir;
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("delivery.outbox_dir {}: {e}", dir.display()))?;
         }
@@ -165,10 +173,7 @@ impl Transports {
             from_email,
             sms_from: cfg.sms_from.clone(),
             voice_from: cfg.voice_from.clone(),
-            auth: cfg
-                .provider_account
-                .clone()
-                .zip(cfg.provider_token.clone()),
+            auth: cfg.provider_account.clone().zip(cfg.provider_token.clone()),
             callback_base: cfg.status_callback_base.clone(),
         })
     }
@@ -221,7 +226,8 @@ impl Transports {
                 Err(e) => Err(classify_smtp(&e)),
             },
             Email::Outbox(dir) => {
-                let path = write_outbox(dir, &format!("{}.eml", job.job_id), &message.formatted()).await?;
+                let path =
+                    write_outbox(dir, &format!("{}.eml", job.job_id), &message.formatted()).await?;
                 Ok(Sent {
                     provider_id: message_id,
                     via: path.display().to_string(),
@@ -319,7 +325,11 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// Writes an outbox file atomically (temp file, then rename), so a reader
 /// never sees half a message and a repeated job overwrites, not duplicates.
-async fn write_outbox(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<PathBuf, SendError> {
+async fn write_outbox(
+    dir: &std::path::Path,
+    name: &str,
+    data: &[u8],
+) -> Result<PathBuf, SendError> {
     let io = |e: std::io::Error| SendError::transient(format!("outbox: {e}"));
     tokio::fs::create_dir_all(dir).await.map_err(io)?;
     let path = dir.join(name);
@@ -366,10 +376,22 @@ mod tests {
             classify_http(429, Some(Duration::from_secs(7)), ""),
             Err(SendError::Transient { retry_after: Some(d), .. }) if d == Duration::from_secs(7)
         ));
-        assert!(matches!(classify_http(503, None, ""), Err(SendError::Transient { .. })));
-        assert!(matches!(classify_http(400, None, "bad number"), Err(SendError::Permanent { .. })));
-        assert!(matches!(classify_http(404, None, ""), Err(SendError::Permanent { .. })));
-        assert!(matches!(classify_http(301, None, ""), Err(SendError::Permanent { .. })));
+        assert!(matches!(
+            classify_http(503, None, ""),
+            Err(SendError::Transient { .. })
+        ));
+        assert!(matches!(
+            classify_http(400, None, "bad number"),
+            Err(SendError::Permanent { .. })
+        ));
+        assert!(matches!(
+            classify_http(404, None, ""),
+            Err(SendError::Permanent { .. })
+        ));
+        assert!(matches!(
+            classify_http(301, None, ""),
+            Err(SendError::Permanent { .. })
+        ));
     }
 
     #[test]
@@ -377,7 +399,10 @@ mod tests {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         let later = std::time::SystemTime::now() + Duration::from_secs(120);
         let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 

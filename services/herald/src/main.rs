@@ -1,1 +1,230 @@
-fn main() {}
+//! `herald`: the operator's and coordinator's command line.
+//!
+//! Exit codes: 0 done; 1 could not reach Herald or another failure;
+//! 2 bad usage; 3 Herald refused the request (the message says which field
+//! and why).
+
+mod send;
+mod trail;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use herald_runtime::{Config, bus::Bus, contacts::Directory};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Send notifications and inspect Herald", long_about = None)]
+struct Cli {
+    /// Configuration file (TOML); HERALD_* variables override it.
+    #[arg(long, global = true, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// NATS server, e.g. nats://127.0.0.1:4222.
+    #[arg(long, global = true, env = "HERALD_NATS_URL")]
+    nats_url: Option<String>,
+    /// Redis server, e.g. redis://127.0.0.1:6379.
+    #[arg(long, global = true, env = "HERALD_REDIS_URL")]
+    redis_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Submit a notification (from flags, or a JSON/YAML file).
+    Send(Box<send::SendArgs>),
+    /// Print the audit trail of a notification or a case, in order.
+    Trail(trail::TrailArgs),
+    /// Manage the contact directory.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// List the templates and their versions.
+    Templates,
+}
+
+#[derive(Subcommand)]
+enum ContactsCommand {
+    /// Add or replace the contacts in a YAML or TOML file.
+    Import { file: PathBuf },
+    /// Show one contact.
+    Show { id: String },
+    /// List every contact id.
+    List,
+    /// Remove a contact.
+    Remove { id: String },
+}
+
+/// An error with the exit code it deserves.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub fn refused(message: String) -> Failure {
+    Failure { code: 3, message }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("herald: {}", f.message.trim_end());
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars()).map_err(|e| Failure {
+        code: 2,
+        message: e.to_string(),
+    })?;
+    if let Some(u) = &cli.nats_url {
+        cfg.nats.url = u.clone();
+    }
+    if let Some(u) = &cli.redis_url {
+        cfg.redis.url = u.clone();
+    }
+    Ok(cfg)
+}
+
+/// Connects to NATS, giving up after a few seconds with a clear message.
+pub async fn connect_bus(cfg: &Config) -> Result<Bus, Failure> {
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        s.cancel();
+    });
+    let bus = Bus::connect(&cfg.nats, "herald-cli", &stop)
+        .await
+        .map_err(|_| Failure {
+            code: 1,
+            message: format!(
+                "cannot reach NATS at {} (is Herald running? see `make run`)",
+                cfg.nats.url
+            ),
+        });
+    timer.abort();
+    bus
+}
+
+async fn connect_directory(cfg: &Config) -> Result<Directory, Failure> {
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        s.cancel();
+    });
+    let redis = herald_runtime::store::connect(&cfg.redis, &stop)
+        .await
+        .map_err(|_| Failure {
+            code: 1,
+            message: format!(
+                "cannot reach Redis at {} (is Herald running? see `make run`)",
+                cfg.redis.url
+            ),
+        });
+    timer.abort();
+    Ok(Directory::new(redis?, &cfg.redis.prefix))
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let cfg = load_config(&cli)?;
+    match cli.command {
+        Command::Send(args) => send::run(&cfg, *args).await,
+        Command::Trail(args) => trail::run(&cfg, args).await,
+        Command::Contacts(c) => contacts(&cfg, c).await,
+        Command::Templates => {
+            let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)
+                .map_err(|p| Failure {
+                    code: 1,
+                    message: p.join("\n"),
+                })?;
+            for t in store.all() {
+                let langs: Vec<&str> = t.languages.keys().map(String::as_str).collect();
+                println!(
+                    "{:<24} v{:<3} {:<12} [{}] {}",
+                    t.id,
+                    t.version,
+                    if t.approved { "approved" } else { "draft" },
+                    langs.join(", "),
+                    t.description
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
+    match cmd {
+        ContactsCommand::Import { file } => {
+            let contacts = herald_runtime::contacts::parse_file(&file).map_err(|e| Failure {
+                code: 3,
+                message: e.to_string(),
+            })?;
+            let dir = connect_directory(cfg).await?;
+            dir.put_all(&contacts).await?;
+            println!(
+                "imported {} contact(s) from {}",
+                contacts.len(),
+                file.display()
+            );
+            Ok(())
+        }
+        ContactsCommand::Show { id } => {
+            let dir = connect_directory(cfg).await?;
+            match dir.get(&id).await? {
+                Some(c) => {
+                    print!("{}", serde_yaml::to_string(&c)?);
+                    Ok(())
+                }
+                None => Err(Failure {
+                    code: 3,
+                    message: format!("no contact with id {id:?}"),
+                }),
+            }
+        }
+        ContactsCommand::List => {
+            let dir = connect_directory(cfg).await?;
+            for id in dir.ids().await? {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        ContactsCommand::Remove { id } => {
+            let dir = connect_directory(cfg).await?;
+            if dir.remove(&id).await? {
+                println!("removed {id}");
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 3,
+                    message: format!("no contact with id {id:?}"),
+                })
+            }
+        }
+    }
+}

@@ -98,7 +98,11 @@ impl Dedupe {
     }
 
     /// Records that the notification is safely in the stream.
-    pub async fn complete(&self, req: &NotificationRequest, notification_id: &str) -> redis::RedisResult<()> {
+    pub async fn complete(
+        &self,
+        req: &NotificationRequest,
+        notification_id: &str,
+    ) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         redis::cmd("SET")
             .arg(self.key(req))

@@ -64,7 +64,9 @@ impl IntakeService for Service {
 fn to_status(r: &herald_proto::v1::Rejected) -> Status {
     let code = ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal);
     let grpc = match code {
-        ErrorCode::UnknownContact | ErrorCode::UnknownTemplate | ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::UnknownContact | ErrorCode::UnknownTemplate | ErrorCode::NotFound => {
+            Code::NotFound
+        }
         ErrorCode::MissingConsent | ErrorCode::ChannelNotAllowed | ErrorCode::InvalidState => {
             Code::FailedPrecondition
         }

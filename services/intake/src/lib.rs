@@ -21,8 +21,8 @@ use futures::StreamExt;
 use herald_proto::{
     Message, subjects,
     v1::{
-        Accepted, AcceptedNotification, AuditStep, CommunicationType, ErrorCode, IntakeReply,
-        Lane, NotificationRequest, Priority, Rejected, intake_reply,
+        Accepted, AcceptedNotification, AuditStep, CommunicationType, ErrorCode, IntakeReply, Lane,
+        NotificationRequest, Priority, Rejected, intake_reply,
     },
 };
 use herald_runtime::{
@@ -64,13 +64,21 @@ impl Metrics {
             rejected: Family::default(),
             latency: herald_runtime::metrics::latency_family(),
         };
-        registry.register("intake_accepted", "Notification requests accepted", m.accepted.clone());
+        registry.register(
+            "intake_accepted",
+            "Notification requests accepted",
+            m.accepted.clone(),
+        );
         registry.register(
             "intake_duplicates",
             "Requests answered from an idempotency key already seen",
             m.duplicates.clone(),
         );
-        registry.register("intake_rejected", "Requests refused, by reason", m.rejected.clone());
+        registry.register(
+            "intake_rejected",
+            "Requests refused, by reason",
+            m.rejected.clone(),
+        );
         registry.register(
             "intake_request_seconds",
             "Time from receiving a request to answering it",
@@ -153,14 +161,22 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         shutdown.clone(),
     )
     .await?;
-    let (grpc_addr, grpc_task) =
-        grpc::serve(&cfg.intake.grpc_addr, intake.clone(), health.flag("grpc"), shutdown.clone()).await?;
+    let (grpc_addr, grpc_task) = grpc::serve(
+        &cfg.intake.grpc_addr,
+        intake.clone(),
+        health.flag("grpc"),
+        shutdown.clone(),
+    )
+    .await?;
 
     let mut lanes = Vec::new();
     for lane in Lane::ALL {
         let sub = bus
             .client
-            .queue_subscribe(subjects::intake_notify(lane), subjects::QUEUE_INTAKE.to_string())
+            .queue_subscribe(
+                subjects::intake_notify(lane),
+                subjects::QUEUE_INTAKE.to_string(),
+            )
             .await?;
         let ready = health.flag(format!("nats-{}", lane.name()));
         ready.store(true, Ordering::Relaxed);
@@ -221,7 +237,11 @@ async fn serve_nats(
     // Stop taking new requests, then let the ones in hand finish: each was
     // either answered or will be retried by its caller with the same key.
     let _ = sub.unsubscribe().await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(concurrency as u32)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        slots.acquire_many(concurrency as u32),
+    )
+    .await;
 }
 
 impl Intake {
@@ -256,16 +276,24 @@ impl Intake {
         }
         .instrument(span.clone())
         .await;
-        if let Some(to) = msg.reply {
-            if let Err(e) = self.bus.client.publish(to, reply.encode_to_vec().into()).await {
-                warn!(parent: &span, error = %e, "could not send the reply");
-            }
+        if let Some(to) = msg.reply
+            && let Err(e) = self
+                .bus
+                .client
+                .publish(to, reply.encode_to_vec().into())
+                .await
+        {
+            warn!(parent: &span, error = %e, "could not send the reply");
         }
     }
 
     fn refused(&self, lane: Lane, r: Rejected) -> IntakeReply {
         let reason = ErrorCode::try_from(r.code)
-            .map(|c| c.as_str_name().trim_start_matches("ERROR_CODE_").to_ascii_lowercase())
+            .map(|c| {
+                c.as_str_name()
+                    .trim_start_matches("ERROR_CODE_")
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_else(|_| "unknown".into());
         self.metrics
             .rejected
@@ -291,7 +319,8 @@ impl Intake {
                 return self.refused(hinted, unavailable());
             }
         };
-        let req = match validate::check(req, &contacts, &self.templates, &self.rules, &self.limits) {
+        let req = match validate::check(req, &contacts, &self.templates, &self.rules, &self.limits)
+        {
             Ok(r) => r,
             Err(r) => return self.refused(hinted, r),
         };
@@ -305,7 +334,9 @@ impl Intake {
                 span.record("notification_id", id.as_str());
                 self.metrics
                     .duplicates
-                    .get_or_create(&LaneLabel { lane: lane.name().into() })
+                    .get_or_create(&LaneLabel {
+                        lane: lane.name().into(),
+                    })
                     .inc();
                 info!("duplicate request answered with the first notification id");
                 return accepted(id, true);
@@ -355,10 +386,18 @@ impl Intake {
 
         // The audit record goes first on the same connection, so the trail
         // starts with "accepted" before the router can add to it.
-        let audit_ack = if duplicate { None } else { Some(self.auditor.record(audit).await) };
+        let audit_ack = if duplicate {
+            None
+        } else {
+            Some(self.auditor.record(audit).await)
+        };
         let stored = self
             .bus
-            .publish_durable(subjects::notify_accepted(lane).to_string(), &record, Some(&id))
+            .publish_durable(
+                subjects::notify_accepted(lane).to_string(),
+                &record,
+                Some(&id),
+            )
             .await;
         if let Err(e) = stored {
             error!(error = %e, "notification not stored");
@@ -366,7 +405,9 @@ impl Intake {
         }
         match audit_ack {
             Some(Ok(ack)) => {
-                if let Err(e) = herald_runtime::bus::confirm(subjects::audit_all().into(), ack).await {
+                if let Err(e) =
+                    herald_runtime::bus::confirm(subjects::audit_all().into(), ack).await
+                {
                     error!(error = %e, "audit record for acceptance not confirmed");
                 }
             }
@@ -378,7 +419,9 @@ impl Intake {
             // id, which JetStream and delivery both drop as a duplicate.
             warn!(error = %e, "could not mark the idempotency key done");
         }
-        let lane_label = LaneLabel { lane: lane.name().into() };
+        let lane_label = LaneLabel {
+            lane: lane.name().into(),
+        };
         if duplicate {
             self.metrics.duplicates.get_or_create(&lane_label).inc();
         } else {
@@ -397,8 +440,10 @@ impl Intake {
 pub fn lane_for(req: &NotificationRequest, hinted: Lane) -> Lane {
     let t = CommunicationType::try_from(req.communication_type).unwrap_or_default();
     let p = Priority::try_from(req.priority).unwrap_or_default();
-    let urgent = matches!(t, CommunicationType::Emergency | CommunicationType::DataBreach)
-        || (t == CommunicationType::Incident && p == Priority::Critical);
+    let urgent = matches!(
+        t,
+        CommunicationType::Emergency | CommunicationType::DataBreach
+    ) || (t == CommunicationType::Incident && p == Priority::Critical);
     if urgent { Lane::Emergency } else { hinted }
 }
 
@@ -421,12 +466,20 @@ fn unavailable() -> Rejected {
 
 fn type_name(t: i32) -> String {
     CommunicationType::try_from(t)
-        .map(|t| t.as_str_name().trim_start_matches("COMMUNICATION_TYPE_").to_ascii_lowercase())
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("COMMUNICATION_TYPE_")
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
 fn priority_name(p: i32) -> String {
     Priority::try_from(p)
-        .map(|p| p.as_str_name().trim_start_matches("PRIORITY_").to_ascii_lowercase())
+        .map(|p| {
+            p.as_str_name()
+                .trim_start_matches("PRIORITY_")
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }

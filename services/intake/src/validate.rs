@@ -82,7 +82,10 @@ pub fn check(
             return Err(reject(
                 E::InvalidArgument,
                 "communication_type",
-                format!("{} is not a known communication type", req.communication_type),
+                format!(
+                    "{} is not a known communication type",
+                    req.communication_type
+                ),
             ));
         }
     };
@@ -104,7 +107,10 @@ pub fn check(
             return Err(reject(
                 E::InvalidArgument,
                 "confidentiality",
-                format!("{} is not a known confidentiality level", req.confidentiality),
+                format!(
+                    "{} is not a known confidentiality level",
+                    req.confidentiality
+                ),
             ));
         }
     };
@@ -116,7 +122,11 @@ pub fn check(
         let field = format!("channel_override[{i}]");
         match Channel::try_from(*c) {
             Ok(Channel::Unspecified) | Err(_) => {
-                return Err(reject(E::InvalidArgument, field, "is not email, sms or voice"));
+                return Err(reject(
+                    E::InvalidArgument,
+                    field,
+                    "is not email, sms or voice",
+                ));
             }
             Ok(ch) if !rules.is_allowed(ch) => {
                 return Err(reject(
@@ -141,20 +151,28 @@ pub fn check(
         ("responsible_staff", &req.responsible_staff),
     ] {
         if value.chars().count() > MAX_TEXT {
-            return Err(reject(E::InvalidArgument, field, format!("is longer than {MAX_TEXT} characters")));
+            return Err(reject(
+                E::InvalidArgument,
+                field,
+                format!("is longer than {MAX_TEXT} characters"),
+            ));
         }
     }
-    if !req.language.is_empty() {
-        if let Err(why) = validate::language(&req.language) {
-            return Err(reject(E::InvalidArgument, "language", why));
-        }
+    if !req.language.is_empty()
+        && let Err(why) = validate::language(&req.language)
+    {
+        return Err(reject(E::InvalidArgument, "language", why));
     }
 
     if req.template_id.is_empty() {
         return Err(reject(E::InvalidArgument, "template_id", "is required"));
     }
     if req.params.len() > MAX_PARAMS {
-        return Err(reject(E::InvalidArgument, "params", format!("has more than {MAX_PARAMS} entries")));
+        return Err(reject(
+            E::InvalidArgument,
+            "params",
+            format!("has more than {MAX_PARAMS} entries"),
+        ));
     }
     for (k, v) in &req.params {
         let ident = !k.is_empty()
@@ -183,7 +201,9 @@ pub fn check(
             TemplateError::UnknownVersion { .. } | TemplateError::NotApproved { .. } => {
                 reject(E::UnknownTemplate, "template_version", e.to_string())
             }
-            TemplateError::NoApprovedVersion { .. } => reject(E::UnknownTemplate, "template_id", e.to_string()),
+            TemplateError::NoApprovedVersion { .. } => {
+                reject(E::UnknownTemplate, "template_id", e.to_string())
+            }
             TemplateError::MissingParam { ref param, .. } => {
                 reject(E::InvalidArgument, format!("params.{param}"), e.to_string())
             }
@@ -192,7 +212,11 @@ pub fn check(
     }
 
     if req.recipients.is_empty() {
-        return Err(reject(E::EmptyRecipients, "recipients", "at least one recipient is required"));
+        return Err(reject(
+            E::EmptyRecipients,
+            "recipients",
+            "at least one recipient is required",
+        ));
     }
     if req.recipients.len() > limits.max_recipients {
         return Err(reject(
@@ -210,7 +234,11 @@ pub fn check(
         let field = format!("recipients[{i}]");
         let decision = match &r.target {
             None => {
-                return Err(reject(E::InvalidArgument, field, "give either contact_id or inline"));
+                return Err(reject(
+                    E::InvalidArgument,
+                    field,
+                    "give either contact_id or inline",
+                ));
             }
             Some(Target::ContactId(id)) => {
                 let found = looked_up.next().cloned().flatten();
@@ -226,28 +254,40 @@ pub fn check(
             Some(Target::Inline(inline)) => {
                 let f = |s: &str| format!("{field}.inline.{s}");
                 if inline.name.chars().count() > MAX_TEXT {
-                    return Err(reject(E::InvalidArgument, f("name"), format!("is longer than {MAX_TEXT} characters")));
+                    return Err(reject(
+                        E::InvalidArgument,
+                        f("name"),
+                        format!("is longer than {MAX_TEXT} characters"),
+                    ));
                 }
                 if inline.email.is_empty() && inline.phone.is_empty() {
-                    return Err(reject(E::InvalidArgument, f("email"), "an inline recipient needs an email or a phone number"));
+                    return Err(reject(
+                        E::InvalidArgument,
+                        f("email"),
+                        "an inline recipient needs an email or a phone number",
+                    ));
                 }
-                if !inline.email.is_empty() {
-                    if let Err(why) = validate::email(&inline.email) {
-                        return Err(reject(E::InvalidArgument, f("email"), why));
-                    }
+                if !inline.email.is_empty()
+                    && let Err(why) = validate::email(&inline.email)
+                {
+                    return Err(reject(E::InvalidArgument, f("email"), why));
                 }
-                if !inline.phone.is_empty() {
-                    if let Err(why) = validate::e164(&inline.phone) {
-                        return Err(reject(E::InvalidArgument, f("phone"), why));
-                    }
+                if !inline.phone.is_empty()
+                    && let Err(why) = validate::e164(&inline.phone)
+                {
+                    return Err(reject(E::InvalidArgument, f("phone"), why));
                 }
-                if !inline.language.is_empty() {
-                    if let Err(why) = validate::language(&inline.language) {
-                        return Err(reject(E::InvalidArgument, f("language"), why));
-                    }
+                if !inline.language.is_empty()
+                    && let Err(why) = validate::language(&inline.language)
+                {
+                    return Err(reject(E::InvalidArgument, f("language"), why));
                 }
                 if Channel::try_from(inline.preferred_channel).is_err() {
-                    return Err(reject(E::InvalidArgument, f("preferred_channel"), "is not email, sms or voice"));
+                    return Err(reject(
+                        E::InvalidArgument,
+                        f("preferred_channel"),
+                        "is not email, sms or voice",
+                    ));
                 }
                 rules.decide(ctype, priority, confidentiality, &overrides, inline)
             }
@@ -256,7 +296,11 @@ pub fn check(
             let wanted = if overrides.is_empty() {
                 "any channel this notification may use".to_string()
             } else {
-                overrides.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                overrides
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             return Err(reject(
                 E::MissingConsent,
@@ -307,7 +351,13 @@ mod tests {
     }
 
     fn run(req: NotificationRequest) -> Result<NotificationRequest, Rejected> {
-        check(req, &[], &templates(), &rules(), &Limits { max_recipients: 10 })
+        check(
+            req,
+            &[],
+            &templates(),
+            &rules(),
+            &Limits { max_recipients: 10 },
+        )
     }
 
     fn field_of(req: NotificationRequest) -> (ErrorCode, String) {
@@ -326,31 +376,58 @@ mod tests {
     fn each_bad_field_is_named() {
         let mut r = good();
         r.recipients = vec![inline("ann@example.org", ""), inline("not-an-email", "")];
-        assert_eq!(field_of(r), (ErrorCode::InvalidArgument, "recipients[1].inline.email".into()));
+        assert_eq!(
+            field_of(r),
+            (
+                ErrorCode::InvalidArgument,
+                "recipients[1].inline.email".into()
+            )
+        );
 
         let mut r = good();
         r.recipients = vec![inline("", "07700 900123")];
-        assert_eq!(field_of(r), (ErrorCode::InvalidArgument, "recipients[0].inline.phone".into()));
+        assert_eq!(
+            field_of(r),
+            (
+                ErrorCode::InvalidArgument,
+                "recipients[0].inline.phone".into()
+            )
+        );
 
         let mut r = good();
         r.template_id = "no_such_template".into();
-        assert_eq!(field_of(r), (ErrorCode::UnknownTemplate, "template_id".into()));
+        assert_eq!(
+            field_of(r),
+            (ErrorCode::UnknownTemplate, "template_id".into())
+        );
 
         let mut r = good();
         r.params.clear();
-        assert_eq!(field_of(r), (ErrorCode::InvalidArgument, "params.reference".into()));
+        assert_eq!(
+            field_of(r),
+            (ErrorCode::InvalidArgument, "params.reference".into())
+        );
 
         let mut r = good();
         r.recipients.clear();
-        assert_eq!(field_of(r), (ErrorCode::EmptyRecipients, "recipients".into()));
+        assert_eq!(
+            field_of(r),
+            (ErrorCode::EmptyRecipients, "recipients".into())
+        );
 
         let mut r = good();
         r.idempotency_key = " ".into();
-        assert_eq!(field_of(r), (ErrorCode::InvalidArgument, "idempotency_key".into()));
+        assert_eq!(
+            field_of(r),
+            (ErrorCode::InvalidArgument, "idempotency_key".into())
+        );
 
         let mut r = good();
         r.communication_type = 0;
-        assert_eq!(field_of(r), (ErrorCode::InvalidArgument, "communication_type".into()));
+        assert_eq!(
+            field_of(r),
+            (ErrorCode::InvalidArgument, "communication_type".into())
+        );
 
         let mut r = good();
         r.case_id = "a.b".into();
@@ -367,7 +444,10 @@ mod tests {
                 ..Default::default()
             })),
         }];
-        assert_eq!(field_of(r), (ErrorCode::MissingConsent, "recipients[0]".into()));
+        assert_eq!(
+            field_of(r),
+            (ErrorCode::MissingConsent, "recipients[0]".into())
+        );
     }
 
     #[test]
@@ -376,7 +456,14 @@ mod tests {
         r.recipients = vec![Recipient {
             target: Some(Target::ContactId("ghost".into())),
         }];
-        let err = check(r, &[None], &templates(), &rules(), &Limits { max_recipients: 10 }).unwrap_err();
+        let err = check(
+            r,
+            &[None],
+            &templates(),
+            &rules(),
+            &Limits { max_recipients: 10 },
+        )
+        .unwrap_err();
         assert_eq!(err.code, ErrorCode::UnknownContact as i32);
         assert_eq!(err.field, "recipients[0].contact_id");
     }

@@ -11,12 +11,7 @@
 //! notification again (after a crash, before the ack) produces the same jobs,
 //! which JetStream and delivery both drop as duplicates.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use herald_proto::{
@@ -58,7 +53,11 @@ impl Metrics {
             skipped: Family::default(),
         };
         registry.register("router_routed", "Notifications routed", m.routed.clone());
-        registry.register("router_jobs", "Delivery jobs emitted, by channel", m.jobs.clone());
+        registry.register(
+            "router_jobs",
+            "Delivery jobs emitted, by channel",
+            m.jobs.clone(),
+        );
         registry.register(
             "router_skipped",
             "Recipients or channels skipped, by reason",
@@ -142,10 +141,17 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let bus = bus.clone();
         let shutdown = shutdown.clone();
         consumers.push(tokio::spawn(async move {
-            bus::consume(&bus, spec, ready, shutdown, Duration::from_secs(10), move |msg| {
-                let r = r.clone();
-                async move { r.handle(msg, lane).await }
-            })
+            bus::consume(
+                &bus,
+                spec,
+                ready,
+                shutdown,
+                Duration::from_secs(10),
+                move |msg| {
+                    let r = r.clone();
+                    async move { r.handle(msg, lane).await }
+                },
+            )
             .await
         }));
     }
@@ -225,7 +231,10 @@ impl Router {
                         contact_id: person.contact.id.clone(),
                         lane,
                         record_id: Some(format!("{}-r{}-skipped", n.notification_id, person.index)),
-                        ..Entry::new(AuditStep::Skipped, format!("recipient {}: {reason}", person.index))
+                        ..Entry::new(
+                            AuditStep::Skipped,
+                            format!("recipient {}: {reason}", person.index),
+                        )
                     });
                 }
             }
@@ -249,7 +258,11 @@ impl Router {
                         jobs.len(),
                         channels.join(", "),
                         people.len(),
-                        if skipped > 0 { format!(", {skipped} skipped") } else { String::new() }
+                        if skipped > 0 {
+                            format!(", {skipped} skipped")
+                        } else {
+                            String::new()
+                        }
                     ),
                 )
             },
@@ -260,12 +273,18 @@ impl Router {
         // ids, which JetStream drops.
         let mut pending = Vec::new();
         for entry in audits {
-            pending.push((subjects::audit_all().to_string(), self.auditor.record(entry).await?));
+            pending.push((
+                subjects::audit_all().to_string(),
+                self.auditor.record(entry).await?,
+            ));
         }
         for job in &jobs {
             let channel = Channel::try_from(job.channel).unwrap_or_default();
             let subject = subjects::delivery_job(lane, channel);
-            pending.push((subject.clone(), self.bus.publish(subject, job, Some(&job.job_id)).await?));
+            pending.push((
+                subject.clone(),
+                self.bus.publish(subject, job, Some(&job.job_id)).await?,
+            ));
         }
         for (subject, ack) in pending {
             bus::confirm(subject, ack).await?;
@@ -275,14 +294,24 @@ impl Router {
                 .jobs
                 .get_or_create(&ChannelOutcome {
                     lane: lane.name().into(),
-                    channel: Channel::try_from(job.channel).unwrap_or_default().name().into(),
-                    outcome: if job.content_withheld { "notice" } else { "content" }.into(),
+                    channel: Channel::try_from(job.channel)
+                        .unwrap_or_default()
+                        .name()
+                        .into(),
+                    outcome: if job.content_withheld {
+                        "notice"
+                    } else {
+                        "content"
+                    }
+                    .into(),
                 })
                 .inc();
         }
         self.metrics
             .routed
-            .get_or_create(&LaneLabel { lane: lane.name().into() })
+            .get_or_create(&LaneLabel {
+                lane: lane.name().into(),
+            })
             .inc();
         Ok(())
     }
@@ -307,10 +336,11 @@ impl Router {
         let mut people = Vec::new();
         for (index, r) in req.recipients.iter().enumerate() {
             let contact = match &r.target {
-                Some(Target::ContactId(id)) => match found.next().flatten() {
-                    Some(c) => c,
-                    None => {
-                        self.auditor
+                Some(Target::ContactId(id)) => {
+                    match found.next().flatten() {
+                        Some(c) => c,
+                        None => {
+                            self.auditor
                             .record(Entry {
                                 notification_id: notification_id.to_string(),
                                 case_id: req.case_id.clone(),
@@ -322,9 +352,10 @@ impl Router {
                                 )
                             })
                             .await?;
-                        continue;
+                            continue;
+                        }
                     }
-                },
+                }
                 Some(Target::Inline(i)) => Contact {
                     id: String::new(),
                     name: i.name.clone(),
@@ -334,7 +365,11 @@ impl Router {
                         .ok()
                         .filter(|c| *c != Channel::Unspecified)
                         .map(|c| c.name().to_string()),
-                    language: if i.language.is_empty() { "en".into() } else { i.language.clone() },
+                    language: if i.language.is_empty() {
+                        "en".into()
+                    } else {
+                        i.language.clone()
+                    },
                     time_zone: "UTC".into(),
                     identity_verified: i.identity_verified,
                     consent: Consent {
@@ -379,15 +414,23 @@ impl Router {
             .or_insert_with(|| person.contact.name.clone());
         vars.entry("notification_id".into())
             .or_insert_with(|| n.notification_id.clone());
-        vars.entry("case_id".into()).or_insert_with(|| req.case_id.clone());
+        vars.entry("case_id".into())
+            .or_insert_with(|| req.case_id.clone());
 
         let render = |channel: Channel| -> Option<(Rendered, bool)> {
             person.contact.address(channel)?;
             let withheld = c == Confidentiality::Sensitive
                 && (channel != Channel::Email || !person.contact.identity_verified);
-            let template = if withheld { CONTENT_FREE_NOTICE } else { req.template_id.as_str() };
+            let template = if withheld {
+                CONTENT_FREE_NOTICE
+            } else {
+                req.template_id.as_str()
+            };
             let version = if withheld { 0 } else { req.template_version };
-            match self.templates.render(template, version, &language, channel, &vars) {
+            match self
+                .templates
+                .render(template, version, &language, channel, &vars)
+            {
                 Ok(r) => Some((r, withheld)),
                 Err(e) => {
                     warn!(channel = channel.name(), error = %e, "channel skipped: nothing to render");
@@ -430,10 +473,18 @@ impl Router {
                 priority: req.priority,
                 confidentiality: req.confidentiality,
                 contact_id: person.contact.id.clone(),
-                address: person.contact.address(channel).unwrap_or_default().to_string(),
+                address: person
+                    .contact
+                    .address(channel)
+                    .unwrap_or_default()
+                    .to_string(),
                 recipient_name: person.contact.name.clone(),
                 language: rendered.language.clone(),
-                template_id: if withheld { CONTENT_FREE_NOTICE.into() } else { req.template_id.clone() },
+                template_id: if withheld {
+                    CONTENT_FREE_NOTICE.into()
+                } else {
+                    req.template_id.clone()
+                },
                 template_version: rendered.version,
                 subject: rendered.subject,
                 body: rendered.body,
@@ -457,7 +508,12 @@ impl Router {
     }
 }
 
-fn rendered_entry(n: &AcceptedNotification, req: &NotificationRequest, job: &DeliveryJob, lane: Lane) -> Entry {
+fn rendered_entry(
+    n: &AcceptedNotification,
+    req: &NotificationRequest,
+    job: &DeliveryJob,
+    lane: Lane,
+) -> Entry {
     let channel = Channel::try_from(job.channel).unwrap_or_default();
     Entry {
         notification_id: n.notification_id.clone(),
@@ -475,7 +531,11 @@ fn rendered_entry(n: &AcceptedNotification, req: &NotificationRequest, job: &Del
                 job.template_version,
                 job.language,
                 channel.name(),
-                if job.content_withheld { " (content withheld: sensitive)" } else { "" }
+                if job.content_withheld {
+                    " (content withheld: sensitive)"
+                } else {
+                    ""
+                }
             ),
         )
     }

@@ -64,7 +64,9 @@ impl Bus {
                 .connection_timeout(Duration::from_secs(3))
                 .client_capacity(65_536)
                 .reconnect_delay_callback(|attempts| {
-                    Duration::from_millis((50 * 2u64.saturating_pow(attempts.min(6) as u32)).min(2_000))
+                    Duration::from_millis(
+                        (50 * 2u64.saturating_pow(attempts.min(6) as u32)).min(2_000),
+                    )
                 });
             match opts.connect(cfg.url.as_str()).await {
                 Ok(client) => {
@@ -335,11 +337,7 @@ where
         }
     }
     ready.store(false, Ordering::Relaxed);
-    let drained = tokio::time::timeout(
-        grace,
-        slots.acquire_many(spec.concurrency as u32),
-    )
-    .await;
+    let drained = tokio::time::timeout(grace, slots.acquire_many(spec.concurrency as u32)).await;
     if drained.is_err() {
         warn!(consumer = %spec.durable, "grace period over with work in flight; JetStream will redeliver it");
     }

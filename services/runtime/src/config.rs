@@ -286,16 +286,16 @@ impl Config {
         apply_env(&mut table, env, &mut problems);
 
         let mut unknown = Vec::new();
-        let config: Option<Config> = match serde_ignored::deserialize(
-            toml::Value::Table(table),
-            |path| unknown.push(path.to_string()),
-        ) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                problems.push(e.to_string());
-                None
-            }
-        };
+        let config: Option<Config> =
+            match serde_ignored::deserialize(toml::Value::Table(table), |path| {
+                unknown.push(path.to_string())
+            }) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(e.to_string());
+                    None
+                }
+            };
         for key in unknown {
             problems.push(format!("unknown key `{key}`"));
         }
@@ -316,7 +316,10 @@ impl Config {
 
     fn validate(&self, problems: &mut Vec<String>) {
         let url_scheme = |key: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>| {
-            if !schemes.iter().any(|s| value.starts_with(&format!("{s}://"))) {
+            if !schemes
+                .iter()
+                .any(|s| value.starts_with(&format!("{s}://")))
+            {
                 problems.push(format!(
                     "`{key}` = {value:?}: expected a URL starting with {}",
                     schemes
@@ -328,7 +331,12 @@ impl Config {
             }
         };
         url_scheme("nats.url", &self.nats.url, &["nats", "tls"], problems);
-        url_scheme("redis.url", &self.redis.url, &["redis", "rediss", "unix"], problems);
+        url_scheme(
+            "redis.url",
+            &self.redis.url,
+            &["redis", "rediss", "unix"],
+            problems,
+        );
         if self.nats.replicas == 0 || self.nats.replicas > 5 {
             problems.push("`nats.replicas` must be between 1 and 5".into());
         }
@@ -339,7 +347,9 @@ impl Config {
             ("delivery.http_addr", &self.delivery.http_addr),
         ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                problems.push(format!("`{key}` = {addr:?}: expected host:port, e.g. 127.0.0.1:9101"));
+                problems.push(format!(
+                    "`{key}` = {addr:?}: expected host:port, e.g. 127.0.0.1:9101"
+                ));
             }
         }
         for (key, n) in [
@@ -359,7 +369,10 @@ impl Config {
         for (key, url) in [
             ("delivery.sms_url", &self.delivery.sms_url),
             ("delivery.voice_url", &self.delivery.voice_url),
-            ("delivery.status_callback_base", &self.delivery.status_callback_base),
+            (
+                "delivery.status_callback_base",
+                &self.delivery.status_callback_base,
+            ),
         ] {
             if let Some(url) = url {
                 url_scheme(key, url, &["http", "https"], problems);
@@ -386,7 +399,9 @@ mod duration_list {
     pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for d in v {
-            seq.serialize_element(&humantime_serde::re::humantime::format_duration(*d).to_string())?;
+            seq.serialize_element(
+                &humantime_serde::re::humantime::format_duration(*d).to_string(),
+            )?;
         }
         seq.end()
     }
@@ -468,13 +483,13 @@ fn coerce(existing: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             .parse::<f64>()
             .map(V::Float)
             .map_err(|_| format!("expected a number, got {raw:?}")),
-        V::Array(_) => infer(raw).and_then(|v| match v {
-            V::Array(_) => Ok(v),
-            _ => Ok(V::Array(
+        V::Array(_) => infer(raw).map(|v| match v {
+            V::Array(_) => v,
+            _ => V::Array(
                 raw.split(',')
                     .map(|s| V::String(s.trim().to_string()))
                     .collect(),
-            )),
+            ),
         }),
         _ => infer(raw),
     }
@@ -528,8 +543,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.nats.url, "nats://127.0.0.1:2");
         assert_eq!(c.delivery.concurrency, 8);
-        assert_eq!(c.delivery.smtp_url.as_deref(), Some("smtp://127.0.0.1:2525"));
+        assert_eq!(
+            c.delivery.smtp_url.as_deref(),
+            Some("smtp://127.0.0.1:2525")
+        );
         assert_eq!(c.intake.idempotency_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/herald.example.toml");
+        let loaded = Config::load(Some(&example), env(&[])).unwrap();
+        assert_eq!(
+            toml::to_string(&loaded).unwrap(),
+            toml::to_string(&Config::default()).unwrap()
+        );
     }
 
     #[test]
@@ -541,8 +570,8 @@ mod tests {
             "[nats]\nurl = \"http://x\"\nsurl = 1\n[router]\ncolour = \"red\"\nhttp_addr = \"nowhere\"\n",
         )
         .unwrap();
-        let err = Config::load(Some(&file), env(&[("HERALD_INTAKE_CONCURRENCY", "many")]))
-            .unwrap_err();
+        let err =
+            Config::load(Some(&file), env(&[("HERALD_INTAKE_CONCURRENCY", "many")])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("nats.surl"), "{text}");
         assert!(text.contains("router.colour"), "{text}");

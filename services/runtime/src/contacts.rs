@@ -100,22 +100,24 @@ impl Contact {
         if self.name.trim().is_empty() {
             out.push(("name".into(), "is empty".into()));
         }
-        if let Some(e) = &self.email {
-            if let Err(why) = validate::email(e) {
-                out.push(("email".into(), why));
-            }
+        if let Some(Err(why)) = self.email.as_deref().map(validate::email) {
+            out.push(("email".into(), why));
         }
-        if let Some(p) = &self.phone {
-            if let Err(why) = validate::e164(p) {
-                out.push(("phone".into(), why));
-            }
+        if let Some(Err(why)) = self.phone.as_deref().map(validate::e164) {
+            out.push(("phone".into(), why));
         }
         if self.email.is_none() && self.phone.is_none() {
-            out.push(("email".into(), "a contact needs an email address or a phone number".into()));
+            out.push((
+                "email".into(),
+                "a contact needs an email address or a phone number".into(),
+            ));
         }
         if let Some(c) = &self.preferred_channel {
             match Channel::parse(c) {
-                None => out.push(("preferred_channel".into(), format!("{c:?} is not email, sms or voice"))),
+                None => out.push((
+                    "preferred_channel".into(),
+                    format!("{c:?} is not email, sms or voice"),
+                )),
                 Some(ch) if self.address(ch).is_none() => out.push((
                     "preferred_channel".into(),
                     format!("is {} but the contact has no address for it", ch.name()),
@@ -136,7 +138,11 @@ impl Contact {
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("contact {id}: {field} {reason}")]
-    Invalid { id: String, field: String, reason: String },
+    Invalid {
+        id: String,
+        field: String,
+        reason: String,
+    },
     #[error("{0}")]
     File(String),
     #[error("redis: {0}")]
@@ -331,7 +337,11 @@ mod tests {
         assert_eq!(c[0].language, "en");
         assert!(c[0].consent.email);
         let y = dir.path().join("c.yaml");
-        std::fs::write(&y, "- id: bob\n  name: Bob\n  phone: '+447700900123'\n  preferred_channel: sms\n").unwrap();
+        std::fs::write(
+            &y,
+            "- id: bob\n  name: Bob\n  phone: '+447700900123'\n  preferred_channel: sms\n",
+        )
+        .unwrap();
         assert_eq!(parse_file(&y).unwrap()[0].preferred(), Some(Channel::Sms));
     }
 }

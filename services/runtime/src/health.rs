@@ -49,7 +49,11 @@ impl Health {
     /// true for the service to be ready. Starts false.
     pub fn flag(&self, name: impl Into<String>) -> Arc<AtomicBool> {
         let f = Arc::new(AtomicBool::new(false));
-        self.inner.flags.lock().unwrap().push((name.into(), f.clone()));
+        self.inner
+            .flags
+            .lock()
+            .unwrap()
+            .push((name.into(), f.clone()));
         f
     }
 

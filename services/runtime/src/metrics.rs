@@ -28,7 +28,9 @@ pub type CounterFamily<L> = Family<L, Counter>;
 
 /// Latency buckets from 1 ms to about 65 s.
 pub fn latency_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 17,
+    ))
 }
 
 pub fn latency_family<L: Clone + std::hash::Hash + Eq>() -> Family<L, Histogram> {

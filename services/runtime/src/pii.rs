@@ -86,12 +86,21 @@ mod tests {
     fn masks_addresses_and_numbers_but_not_ids() {
         let line = r#"send failed to="alice.o'neil@example.co.uk" phone=+447700900123 job=ntf_01J-r0-email"#;
         let s = scrub(line);
-        assert_eq!(s, r#"send failed to="[email]" phone=[phone] job=ntf_01J-r0-email"#);
+        assert_eq!(
+            s,
+            r#"send failed to="[email]" phone=[phone] job=ntf_01J-r0-email"#
+        );
     }
 
     #[test]
     fn leaves_text_without_personal_data_alone() {
-        for t in ["a @ b", "user@localhost", "version 1+2", "x+12", "trace=4bf92f3577b34da6"] {
+        for t in [
+            "a @ b",
+            "user@localhost",
+            "version 1+2",
+            "x+12",
+            "trace=4bf92f3577b34da6",
+        ] {
             assert_eq!(scrub(t), t);
         }
     }

@@ -119,7 +119,8 @@ impl RoutingRules {
         match path {
             None => RoutingRules::parse(DEFAULT_RULES, "built-in routing rules"),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| vec![format!("{}: {e}", p.display())])?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| vec![format!("{}: {e}", p.display())])?;
                 RoutingRules::parse(&text, &p.display().to_string())
             }
         }
@@ -132,7 +133,9 @@ impl RoutingRules {
         for c in &file.allowed_channels {
             match Channel::parse(c) {
                 Some(ch) => allowed.push(ch),
-                None => problems.push(format!("{origin}: allowed_channels: {c:?} is not email, sms or voice")),
+                None => problems.push(format!(
+                    "{origin}: allowed_channels: {c:?} is not email, sms or voice"
+                )),
             }
         }
         let mut matrix = Vec::new();
@@ -182,15 +185,22 @@ impl RoutingRules {
                 } else {
                     match Channel::parse(c) {
                         Some(ch) if allowed.contains(&ch) => rule.channels.push(Choice::Fixed(ch)),
-                        Some(ch) => problems.push(format!("{at}: {} is not in allowed_channels", ch.name())),
-                        None => problems.push(format!("{at}: {c:?} is not email, sms, voice or preferred")),
+                        Some(ch) => {
+                            problems.push(format!("{at}: {} is not in allowed_channels", ch.name()))
+                        }
+                        None => problems
+                            .push(format!("{at}: {c:?} is not email, sms, voice or preferred")),
                     }
                 }
             }
             rules.push(rule);
         }
         if problems.is_empty() {
-            Ok(RoutingRules { allowed, matrix, rules })
+            Ok(RoutingRules {
+                allowed,
+                matrix,
+                rules,
+            })
         } else {
             Err(problems)
         }
@@ -247,7 +257,8 @@ impl RoutingRules {
             }
             (out, rule.map(|r| r.mode).unwrap_or_default())
         };
-        let usable_candidates: Vec<Channel> = candidates.iter().copied().filter(|c| usable(*c)).collect();
+        let usable_candidates: Vec<Channel> =
+            candidates.iter().copied().filter(|c| usable(*c)).collect();
         let send = match mode {
             Mode::All => usable_candidates.clone(),
             Mode::First => usable_candidates.iter().take(1).copied().collect(),
@@ -277,19 +288,21 @@ impl RoutingRules {
 
 pub fn parse_type(s: &str) -> Option<CommunicationType> {
     use CommunicationType as T;
-    Some(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-        "initial_inquiry" | "inquiry" => T::InitialInquiry,
-        "service_update" | "update" => T::ServiceUpdate,
-        "feedback_complaint" | "complaint" | "feedback" => T::FeedbackComplaint,
-        "resolution" | "closure" => T::Resolution,
-        "incident" => T::Incident,
-        "escalation_notice" | "escalation" => T::EscalationNotice,
-        "follow_up" | "followup" => T::FollowUp,
-        "data_breach" | "breach" => T::DataBreach,
-        "emergency" => T::Emergency,
-        "status_report" | "report" => T::StatusReport,
-        _ => return None,
-    })
+    Some(
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "initial_inquiry" | "inquiry" => T::InitialInquiry,
+            "service_update" | "update" => T::ServiceUpdate,
+            "feedback_complaint" | "complaint" | "feedback" => T::FeedbackComplaint,
+            "resolution" | "closure" => T::Resolution,
+            "incident" => T::Incident,
+            "escalation_notice" | "escalation" => T::EscalationNotice,
+            "follow_up" | "followup" => T::FollowUp,
+            "data_breach" | "breach" => T::DataBreach,
+            "emergency" => T::Emergency,
+            "status_report" | "report" => T::StatusReport,
+            _ => return None,
+        },
+    )
 }
 
 pub fn parse_priority(s: &str) -> Option<Priority> {
@@ -337,10 +350,22 @@ mod tests {
     fn shipped_rules_follow_the_documentation_matrix() {
         let r = shipped();
         use CommunicationType as T;
-        assert_eq!(r.default_confidentiality(T::InitialInquiry), Confidentiality::Standard);
-        assert_eq!(r.default_confidentiality(T::ServiceUpdate), Confidentiality::Confidential);
-        assert_eq!(r.default_confidentiality(T::FeedbackComplaint), Confidentiality::Sensitive);
-        assert_eq!(r.default_confidentiality(T::Resolution), Confidentiality::Standard);
+        assert_eq!(
+            r.default_confidentiality(T::InitialInquiry),
+            Confidentiality::Standard
+        );
+        assert_eq!(
+            r.default_confidentiality(T::ServiceUpdate),
+            Confidentiality::Confidential
+        );
+        assert_eq!(
+            r.default_confidentiality(T::FeedbackComplaint),
+            Confidentiality::Sensitive
+        );
+        assert_eq!(
+            r.default_confidentiality(T::Resolution),
+            Confidentiality::Standard
+        );
     }
 
     #[test]
@@ -373,7 +398,10 @@ mod tests {
             &[],
             &who,
         );
-        assert!(d.send.contains(&Channel::Email) && d.send.contains(&Channel::Voice), "{d:?}");
+        assert!(
+            d.send.contains(&Channel::Email) && d.send.contains(&Channel::Voice),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -10,9 +10,12 @@ use tracing::warn;
 use crate::config::RedisConfig;
 
 /// Connects, retrying until Redis answers or `shutdown` fires.
-pub async fn connect(cfg: &RedisConfig, shutdown: &CancellationToken) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(cfg.url.as_str())
-        .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+pub async fn connect(
+    cfg: &RedisConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ConnectionManager> {
+    let client =
+        redis::Client::open(cfg.url.as_str()).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(5)))
@@ -20,7 +23,10 @@ pub async fn connect(cfg: &RedisConfig, shutdown: &CancellationToken) -> anyhow:
         .set_max_delay(Duration::from_secs(2));
     let mut delay = Duration::from_millis(100);
     loop {
-        match client.get_connection_manager_with_config(config.clone()).await {
+        match client
+            .get_connection_manager_with_config(config.clone())
+            .await
+        {
             Ok(c) => return Ok(c),
             Err(e) => {
                 warn!(error = %e, "Redis not reachable yet; retrying");

@@ -51,8 +51,11 @@ where
 
     // Spans always get real trace ids (so logs can carry them); they are
     // exported only when an OTLP endpoint is configured.
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service.to_string()).build());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service.to_string())
+            .build(),
+    );
     let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
         || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
     if exporting && std::env::var("OTEL_SDK_DISABLED").as_deref() != Ok("true") {

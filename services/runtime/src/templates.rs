@@ -132,7 +132,10 @@ impl TemplateStore {
                     .and_then(|n| n.strip_suffix(".toml"))
                     .and_then(|n| n.parse::<u32>().ok())
                 else {
-                    problems.push(format!("{}: expected files named v<N>.toml", file.display()));
+                    problems.push(format!(
+                        "{}: expected files named v<N>.toml",
+                        file.display()
+                    ));
                     continue;
                 };
                 let parsed = std::fs::read_to_string(&file)
@@ -182,16 +185,19 @@ impl TemplateStore {
                     }
                     languages.insert(lang.clone(), channels);
                 }
-                versions.entry(id.clone()).or_default().push(TemplateVersion {
-                    id: id.clone(),
-                    version,
-                    approved: tf.approved,
-                    approved_by: tf.approved_by,
-                    description: tf.description,
-                    params: tf.params,
-                    default_language: tf.default_language,
-                    languages,
-                });
+                versions
+                    .entry(id.clone())
+                    .or_default()
+                    .push(TemplateVersion {
+                        id: id.clone(),
+                        version,
+                        approved: tf.approved,
+                        approved_by: tf.approved_by,
+                        description: tf.description,
+                        params: tf.params,
+                        default_language: tf.default_language,
+                        languages,
+                    });
             }
         }
         for v in versions.values_mut() {
@@ -218,13 +224,12 @@ impl TemplateStore {
                 .find(|t| t.approved)
                 .ok_or_else(|| TemplateError::NoApprovedVersion { id: id.to_string() });
         }
-        let t = all
-            .iter()
-            .find(|t| t.version == version)
-            .ok_or_else(|| TemplateError::UnknownVersion {
+        let t = all.iter().find(|t| t.version == version).ok_or_else(|| {
+            TemplateError::UnknownVersion {
                 id: id.to_string(),
                 version,
-            })?;
+            }
+        })?;
         if !t.approved {
             return Err(TemplateError::NotApproved {
                 id: id.to_string(),
@@ -256,7 +261,12 @@ impl TemplateStore {
 
     /// The language used for a request: the exact tag, then its primary
     /// subtag, then the template's default.
-    pub fn pick_language(&self, t: &TemplateVersion, wanted: &str, channel: Channel) -> Option<String> {
+    pub fn pick_language(
+        &self,
+        t: &TemplateVersion,
+        wanted: &str,
+        channel: Channel,
+    ) -> Option<String> {
         let primary = wanted.split('-').next().unwrap_or(wanted);
         [wanted, primary, t.default_language.as_str()]
             .into_iter()
@@ -274,14 +284,14 @@ impl TemplateStore {
         vars: &BTreeMap<String, String>,
     ) -> Result<Rendered, TemplateError> {
         let t = self.resolve(id, version)?;
-        let lang = self
-            .pick_language(t, language, channel)
-            .ok_or_else(|| TemplateError::NoText {
-                id: id.to_string(),
-                version: t.version,
-                channel: channel.name(),
-                language: language.to_string(),
-            })?;
+        let lang =
+            self.pick_language(t, language, channel)
+                .ok_or_else(|| TemplateError::NoText {
+                    id: id.to_string(),
+                    version: t.version,
+                    channel: channel.name(),
+                    language: language.to_string(),
+                })?;
         let render = |part: &str| -> Result<String, TemplateError> {
             let key = template_key(id, t.version, &lang, part);
             self.env
@@ -362,7 +372,9 @@ email = "Bonjour {{ recipient_name }}"
     #[test]
     fn newest_approved_version_and_language_fallback() {
         let s = store(&[("ack/v1.toml", V1), ("ack/v2.toml", V2_DRAFT)]).unwrap();
-        let r = s.render("ack", 0, "fr-CA", Channel::Email, &vars()).unwrap();
+        let r = s
+            .render("ack", 0, "fr-CA", Channel::Email, &vars())
+            .unwrap();
         assert_eq!(r.version, 1);
         assert_eq!(r.language, "fr");
         assert_eq!(r.subject, "Nous avons reçu R-1");
@@ -371,7 +383,10 @@ email = "Bonjour {{ recipient_name }}"
         assert_eq!((r.language.as_str(), r.body.as_str()), ("en", "Got R-1"));
         assert_eq!(
             s.resolve("ack", 2).unwrap_err(),
-            TemplateError::NotApproved { id: "ack".into(), version: 2 }
+            TemplateError::NotApproved {
+                id: "ack".into(),
+                version: 2
+            }
         );
     }
 
@@ -392,15 +407,24 @@ email = "Bonjour {{ recipient_name }}"
             s.render("ack", 0, "en", Channel::Email, &partial),
             Err(TemplateError::Render { .. })
         ));
-        assert_eq!(s.resolve("nope", 0).unwrap_err(), TemplateError::Unknown("nope".into()));
+        assert_eq!(
+            s.resolve("nope", 0).unwrap_err(),
+            TemplateError::Unknown("nope".into())
+        );
     }
 
     #[test]
     fn broken_files_are_all_reported() {
         let problems = store(&[
-            ("a/v1.toml", "approved = true\n[lang.en]\nsms = \"{{ unclosed\"\n"),
+            (
+                "a/v1.toml",
+                "approved = true\n[lang.en]\nsms = \"{{ unclosed\"\n",
+            ),
             ("b/version1.toml", "approved = true\n"),
-            ("c/v1.toml", "approved = true\ncolour = 1\n[lang.en]\nsms = \"x\"\n"),
+            (
+                "c/v1.toml",
+                "approved = true\ncolour = 1\n[lang.en]\nsms = \"x\"\n",
+            ),
         ])
         .err()
         .unwrap();

@@ -34,9 +34,14 @@ pub fn email(s: &str) -> Result<(), String> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
-            return Err(format!("domain {} is not a valid host name", quoted(domain)));
+            return Err(format!(
+                "domain {} is not a valid host name",
+                quoted(domain)
+            ));
         }
     }
     Ok(())
@@ -65,11 +70,17 @@ pub fn language(s: &str) -> Result<(), String> {
     let mut parts = s.split('-');
     let primary = parts.next().unwrap_or_default();
     if !(2..=3).contains(&primary.len()) || !primary.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(format!("{} is not a language tag such as en or fr-CA", quoted(s)));
+        return Err(format!(
+            "{} is not a language tag such as en or fr-CA",
+            quoted(s)
+        ));
     }
     for sub in parts {
         if !(1..=8).contains(&sub.len()) || !sub.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(format!("{} is not a language tag such as en or fr-CA", quoted(s)));
+            return Err(format!(
+                "{} is not a language tag such as en or fr-CA",
+                quoted(s)
+            ));
         }
     }
     Ok(())
@@ -77,9 +88,12 @@ pub fn language(s: &str) -> Result<(), String> {
 
 /// An IANA time zone such as `Europe/London`.
 pub fn time_zone(s: &str) -> Result<(), String> {
-    s.parse::<chrono_tz::Tz>()
-        .map(|_| ())
-        .map_err(|_| format!("{} is not an IANA time zone such as Europe/London", quoted(s)))
+    s.parse::<chrono_tz::Tz>().map(|_| ()).map_err(|_| {
+        format!(
+            "{} is not an IANA time zone such as Europe/London",
+            quoted(s)
+        )
+    })
 }
 
 /// Values are echoed only when short, and never whole if they might be
@@ -98,10 +112,24 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.org", "o'neil@example.ie"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "o'neil@example.ie",
+        ] {
             assert!(email(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "plain", "a@b", "@b.co", "a@.co", "a..b@c.co", "a b@c.co", "a@-b.co", "a@b_c.co"] {
+        for bad in [
+            "",
+            "plain",
+            "a@b",
+            "@b.co",
+            "a@.co",
+            "a..b@c.co",
+            "a b@c.co",
+            "a@-b.co",
+            "a@b_c.co",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
@@ -111,7 +139,13 @@ mod tests {
         for ok in ["+447700900123", "+15550100000", "+33612345678"] {
             assert!(e164(ok).is_ok(), "{ok}");
         }
-        for bad in ["07700900123", "+44 7700 900123", "+0123456789", "+1234567", "+1234567890123456"] {
+        for bad in [
+            "07700900123",
+            "+44 7700 900123",
+            "+0123456789",
+            "+1234567",
+            "+1234567890123456",
+        ] {
             assert!(e164(bad).is_err(), "{bad}");
         }
     }

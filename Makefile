@@ -1,0 +1,36 @@
+# Herald: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test bench lint fmt build deps clean
+
+## Start the whole system on this machine and send a first notification.
+run:
+	@deploy/local/run.sh
+
+## Install what the tests need, then run every test.
+test: deps
+	$(CARGO) test --workspace --no-fail-fast
+
+## End-to-end throughput and latency against a raw JetStream baseline.
+bench: deps
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p herald-tests --bin herald-bench -- $(BENCH_ARGS)
+
+## Formatting and clippy, as CI checks them.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+build:
+	$(CARGO) build --workspace --bins
+
+deps:
+	@deploy/local/deps.sh
+
+clean:
+	rm -rf run
+	$(CARGO) clean

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Starts a whole Herald on this machine: its own nats-server and
+# redis-server on free loopback ports (unless HERALD_NATS_URL /
+# HERALD_REDIS_URL point elsewhere), the intake, router and delivery
+# services, loads the example contacts, sends a first notification and shows
+# where it landed. Everything lives under ./run; Ctrl-C stops it all.
+#
+# HERALD_RUN_ONCE=1 stops after the first notification (used to check this
+# script itself).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+run="$root/run"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
+mkdir -p "$run/logs" "$run/nats" "$run/redis" "$run/outbox"
+
+deploy/local/deps.sh
+echo "building Herald (the first build takes a few minutes)"
+cargo build --quiet --bins
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p=$1
+  while ! port_free "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+http_ok() { # port path
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    read -r _ status _ <&3 || true
+    [ "$status" = "200" ]
+  ) 2>/dev/null
+}
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo
+    echo "stopping Herald"
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap cleanup INT TERM EXIT
+
+if [ -z "${HERALD_NATS_URL:-}" ]; then
+  nats_port=$(free_port 14222)
+  nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$run/nats" -l "$run/logs/nats.log" &
+  pids+=($!)
+  export HERALD_NATS_URL="nats://127.0.0.1:$nats_port"
+fi
+if [ -z "${HERALD_REDIS_URL:-}" ]; then
+  redis_port=$(free_port 16379)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
+    --dir "$run/redis" --logfile "$run/logs/redis.log" --daemonize no &
+  pids+=($!)
+  export HERALD_REDIS_URL="redis://127.0.0.1:$redis_port"
+fi
+
+export HERALD_INTAKE_GRPC_ADDR="127.0.0.1:$(free_port 50051)"
+export HERALD_INTAKE_HTTP_ADDR="127.0.0.1:$(free_port 19101)"
+export HERALD_ROUTER_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_INTAKE_HTTP_ADDR##*:} + 1 )))"
+export HERALD_DELIVERY_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ROUTER_HTTP_ADDR##*:} + 1 )))"
+export HERALD_DELIVERY_OUTBOX_DIR="$run/outbox"
+export HERALD_CONTENT_TEMPLATES_DIR="$root/config/templates"
+
+cat > "$run/herald.env" <<ENV
+export HERALD_NATS_URL=$HERALD_NATS_URL
+export HERALD_REDIS_URL=$HERALD_REDIS_URL
+export HERALD_CONTENT_TEMPLATES_DIR=$HERALD_CONTENT_TEMPLATES_DIR
+export PATH="$bin:\$PATH"
+ENV
+
+for svc in intake router delivery; do
+  "$bin/herald-$svc" >"$run/logs/$svc.log" 2>&1 &
+  pids+=($!)
+done
+
+for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR delivery:$HERALD_DELIVERY_HTTP_ADDR; do
+  name=${pair%%:*}; port=${pair##*:}
+  for _ in $(seq 1 150); do
+    http_ok "$port" /readyz && break
+    sleep 0.2
+  done
+  if ! http_ok "$port" /readyz; then
+    echo "$name did not become ready; its log:" >&2
+    tail -n 20 "$run/logs/$name.log" >&2
+    exit 1
+  fi
+done
+echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery; logs in run/logs/"
+
+"$bin/herald" contacts import config/contacts.example.yaml
+echo
+echo "sending a first notification:"
+echo "  herald send --to alice --template inquiry_received --param reference=INQ-1001 --wait"
+"$bin/herald" send --to alice --template inquiry_received --param reference=INQ-1001 --wait
+echo
+latest=$(ls -t "$run/outbox/email"/*.eml | head -n 1)
+echo "it landed in the outbox (no SMTP server is configured): ${latest#$root/}"
+echo "------------------------------------------------------------------------"
+cat "$latest"
+echo
+echo "------------------------------------------------------------------------"
+cat <<HELP
+Try more from another terminal:
+  source run/herald.env
+  herald send --to bob --template inquiry_received --param reference=INQ-1002 --wait   # Bob prefers SMS: see run/outbox/sms
+  herald send --email you@example.org --template incident_alert --type incident --priority critical \\
+      --param reference=INC-7 --param summary="Portal outage" --phone +447700900123 --wait
+  herald trail <notification id>
+  herald contacts show alice
+Health and metrics: http://$HERALD_INTAKE_HTTP_ADDR/metrics (also router, delivery)
+Ctrl-C stops everything.
+HELP
+
+if [ -n "${HERALD_RUN_ONCE:-}" ]; then
+  exit 0
+fi
+wait -n "${pids[@]}" || true
+echo "a Herald process exited; see run/logs/" >&2

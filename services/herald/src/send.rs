@@ -1,0 +1,413 @@
+//! `herald send`: build a notification request from flags or a file and
+//! submit it over NATS (or gRPC with `--grpc`).
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use clap::Args;
+use herald_proto::{
+    Message, subjects,
+    v1::{
+        AuditStep, Channel, InlineRecipient, IntakeReply, Lane, NotificationRequest, Recipient,
+        intake_client::IntakeClient, intake_reply, recipient::Target,
+    },
+};
+use herald_runtime::{
+    Config,
+    routing::{parse_confidentiality, parse_priority, parse_type},
+};
+use serde::Deserialize;
+
+use crate::{Failure, refused};
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// A JSON or YAML file describing the notification (flags override it).
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    /// Recipient by contact id (repeatable).
+    #[arg(long = "to", value_name = "CONTACT_ID")]
+    to: Vec<String>,
+    /// Recipient by email address, with consent to email.
+    #[arg(long, value_name = "ADDRESS")]
+    email: Option<String>,
+    /// Recipient by E.164 phone number, with consent to SMS and calls.
+    #[arg(long, value_name = "E164")]
+    phone: Option<String>,
+    /// Name of the inline recipient.
+    #[arg(long)]
+    name: Option<String>,
+    /// Template id, e.g. inquiry_received.
+    #[arg(long, short)]
+    template: Option<String>,
+    /// Template version (default: newest approved).
+    #[arg(long)]
+    template_version: Option<u32>,
+    /// Template parameter (repeatable): --param reference=INQ-1.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// initial_inquiry, service_update, feedback_complaint, resolution,
+    /// incident, escalation_notice, follow_up, data_breach, emergency,
+    /// status_report.
+    #[arg(long = "type")]
+    communication_type: Option<String>,
+    /// low, normal, high or critical.
+    #[arg(long)]
+    priority: Option<String>,
+    /// standard, confidential or sensitive (default: by type).
+    #[arg(long)]
+    confidentiality: Option<String>,
+    /// Only these channels (repeatable): email, sms, voice.
+    #[arg(long = "channel")]
+    channels: Vec<String>,
+    /// Case the notification belongs to.
+    #[arg(long = "case")]
+    case_id: Option<String>,
+    /// Idempotency key; reuse it to retry safely (default: a new one).
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    requester: Option<String>,
+    /// Staff member responsible for the matter.
+    #[arg(long)]
+    staff: Option<String>,
+    /// Language to use instead of the recipient's.
+    #[arg(long)]
+    language: Option<String>,
+    /// Use the emergency lane.
+    #[arg(long)]
+    emergency: bool,
+    /// Submit over gRPC to this address (host:port) instead of NATS.
+    #[arg(long, value_name = "HOST:PORT")]
+    grpc: Option<String>,
+    /// Wait until every job is sent or failed, and print the trail.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// The file form of a notification.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileRequest {
+    idempotency_key: Option<String>,
+    #[serde(rename = "type")]
+    communication_type: Option<String>,
+    priority: Option<String>,
+    confidentiality: Option<String>,
+    template: Option<String>,
+    template_version: Option<u32>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default)]
+    recipients: Vec<FileRecipient>,
+    #[serde(default)]
+    channels: Vec<String>,
+    case: Option<String>,
+    requester: Option<String>,
+    responsible_staff: Option<String>,
+    language: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileRecipient {
+    contact: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    language: Option<String>,
+    preferred_channel: Option<String>,
+    /// Channels the person consented to; default: every one given.
+    consent: Option<Vec<String>>,
+    #[serde(default)]
+    identity_verified: bool,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
+    let mut f = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            serde_yaml::from_str::<FileRequest>(&text)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?
+        }
+        None => FileRequest::default(),
+    };
+    for id in &args.to {
+        f.recipients.push(FileRecipient {
+            contact: Some(id.clone()),
+            name: None,
+            email: None,
+            phone: None,
+            language: None,
+            preferred_channel: None,
+            consent: None,
+            identity_verified: false,
+        });
+    }
+    if args.email.is_some() || args.phone.is_some() {
+        f.recipients.push(FileRecipient {
+            contact: None,
+            name: args.name.clone(),
+            email: args.email.clone(),
+            phone: args.phone.clone(),
+            language: args.language.clone(),
+            preferred_channel: None,
+            consent: None,
+            identity_verified: false,
+        });
+    }
+    for p in &args.params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--param {p:?}: expected KEY=VALUE")))?;
+        f.params.insert(k.to_string(), v.to_string());
+    }
+    macro_rules! take {
+        ($flag:expr, $field:expr) => {
+            if let Some(v) = $flag.clone() {
+                $field = Some(v);
+            }
+        };
+    }
+    take!(args.communication_type, f.communication_type);
+    take!(args.priority, f.priority);
+    take!(args.confidentiality, f.confidentiality);
+    take!(args.template, f.template);
+    take!(args.case_id, f.case);
+    take!(args.key, f.idempotency_key);
+    take!(args.requester, f.requester);
+    take!(args.staff, f.responsible_staff);
+    take!(args.language, f.language);
+    if args.template_version.is_some() {
+        f.template_version = args.template_version;
+    }
+    if !args.channels.is_empty() {
+        f.channels = args.channels.clone();
+    }
+
+    let channel = |s: &str, what: &str| -> Result<i32, Failure> {
+        Channel::parse(s)
+            .map(|c| c as i32)
+            .ok_or_else(|| usage(format!("{what}: {s:?} is not email, sms or voice")))
+    };
+    let mut recipients = Vec::new();
+    for (i, r) in f.recipients.iter().enumerate() {
+        let target = match &r.contact {
+            Some(id) => Target::ContactId(id.clone()),
+            None => {
+                let given = |c: &str| match c {
+                    "email" => r.email.is_some(),
+                    _ => r.phone.is_some(),
+                };
+                let consent: Vec<String> = r.consent.clone().unwrap_or_else(|| {
+                    ["email", "sms", "voice"]
+                        .into_iter()
+                        .filter(|c| given(c))
+                        .map(str::to_string)
+                        .collect()
+                });
+                let has = |c: &str| {
+                    consent
+                        .iter()
+                        .any(|x| Channel::parse(x) == Channel::parse(c))
+                };
+                Target::Inline(InlineRecipient {
+                    name: r.name.clone().unwrap_or_default(),
+                    email: r.email.clone().unwrap_or_default(),
+                    phone: r.phone.clone().unwrap_or_default(),
+                    language: r.language.clone().unwrap_or_default(),
+                    preferred_channel: match &r.preferred_channel {
+                        Some(c) => channel(c, &format!("recipients[{i}].preferred_channel"))?,
+                        None => 0,
+                    },
+                    consent_email: has("email"),
+                    consent_sms: has("sms"),
+                    consent_voice: has("voice"),
+                    identity_verified: r.identity_verified,
+                })
+            }
+        };
+        recipients.push(Recipient {
+            target: Some(target),
+        });
+    }
+    let communication_type = match f.communication_type.as_deref() {
+        None => herald_proto::v1::CommunicationType::InitialInquiry as i32,
+        Some(t) => parse_type(t)
+            .ok_or_else(|| usage(format!("--type {t:?} is not a communication type")))?
+            as i32,
+    };
+    let priority = match f.priority.as_deref() {
+        None => 0,
+        Some(p) => parse_priority(p)
+            .ok_or_else(|| usage(format!("--priority {p:?}: low, normal, high or critical")))?
+            as i32,
+    };
+    let confidentiality = match f.confidentiality.as_deref() {
+        None => 0,
+        Some(c) => parse_confidentiality(c).ok_or_else(|| {
+            usage(format!(
+                "--confidentiality {c:?}: standard, confidential or sensitive"
+            ))
+        })? as i32,
+    };
+    let channel_override = f
+        .channels
+        .iter()
+        .map(|c| channel(c, "--channel"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NotificationRequest {
+        idempotency_key: f
+            .idempotency_key
+            .unwrap_or_else(|| format!("cli-{}", ulid::Ulid::new())),
+        communication_type,
+        priority,
+        confidentiality,
+        recipients,
+        template_id: f.template.unwrap_or_default(),
+        template_version: f.template_version.unwrap_or(0),
+        params: f.params,
+        channel_override,
+        case_id: f.case.unwrap_or_default(),
+        requester: f.requester.unwrap_or_else(|| {
+            format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "operator".into())
+            )
+        }),
+        responsible_staff: f.responsible_staff.unwrap_or_default(),
+        language: f.language.unwrap_or_default(),
+    })
+}
+
+pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
+    let req = build(&args)?;
+    let lane = if args.emergency {
+        Lane::Emergency
+    } else {
+        Lane::Normal
+    };
+    let reply = match &args.grpc {
+        Some(addr) => {
+            let mut client = IntakeClient::connect(format!("http://{addr}"))
+                .await
+                .map_err(|e| Failure {
+                    code: 1,
+                    message: format!("cannot reach intake over gRPC at {addr}: {e}"),
+                })?;
+            match client.notify(req.clone()).await {
+                Ok(r) => r.into_inner(),
+                Err(status) => {
+                    let code = match status.code() {
+                        tonic::Code::Unavailable => 1,
+                        _ => 3,
+                    };
+                    return Err(Failure {
+                        code,
+                        message: format!("refused: {}", status.message()),
+                    });
+                }
+            }
+        }
+        None => {
+            let bus = crate::connect_bus(cfg).await?;
+            let msg = tokio::time::timeout(
+                Duration::from_secs(15),
+                bus.client
+                    .request(subjects::intake_notify(lane), req.encode_to_vec().into()),
+            )
+            .await
+            .map_err(|_| Failure {
+                code: 1,
+                message: "intake did not answer within 15s".into(),
+            })?
+            .map_err(|e| Failure {
+                code: 1,
+                message: format!("intake did not answer ({e}); is the intake service running?"),
+            })?;
+            IntakeReply::decode(msg.payload)?
+        }
+    };
+    match reply.result {
+        Some(intake_reply::Result::Accepted(a)) => {
+            println!(
+                "{} {}{}",
+                if a.duplicate {
+                    "already accepted:"
+                } else {
+                    "accepted:"
+                },
+                a.notification_id,
+                if args.key.is_none() && args.file.is_none() {
+                    format!("  (idempotency key {})", req.idempotency_key)
+                } else {
+                    String::new()
+                }
+            );
+            if args.wait {
+                wait_and_print(cfg, &a.notification_id).await?;
+            }
+            Ok(())
+        }
+        Some(intake_reply::Result::Rejected(r)) => {
+            let code = herald_proto::v1::ErrorCode::try_from(r.code)
+                .map(|c| {
+                    c.as_str_name()
+                        .trim_start_matches("ERROR_CODE_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            let where_ = if r.field.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", r.field)
+            };
+            Err(refused(format!("refused ({code}): {where_}{}", r.message)))
+        }
+        None => Err(Failure {
+            code: 1,
+            message: "intake sent an empty reply".into(),
+        }),
+    }
+}
+
+/// Polls the trail until every routed job is sent or has failed.
+async fn wait_and_print(cfg: &Config, id: &str) -> Result<(), Failure> {
+    let bus = crate::connect_bus(cfg).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let trail =
+            herald_runtime::audit::read_trail(&bus, &subjects::audit_of_notification(id)).await?;
+        let rendered = trail
+            .iter()
+            .filter(|r| r.step == AuditStep::Rendered as i32)
+            .count();
+        let finished = trail
+            .iter()
+            .filter(|r| {
+                [
+                    AuditStep::Sent,
+                    AuditStep::DeadLettered,
+                    AuditStep::Fallback,
+                ]
+                .iter()
+                .any(|s| r.step == *s as i32)
+            })
+            .count();
+        let routed = trail.iter().any(|r| r.step == AuditStep::Routed as i32);
+        if (routed && finished >= rendered && rendered > 0)
+            || tokio::time::Instant::now() > deadline
+        {
+            crate::trail::print(&trail, false);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
