@@ -2,6 +2,7 @@
 //! that record what arrived on the wire, and a whole Herald in-process.
 
 pub mod http;
+pub mod process;
 pub mod servers;
 pub mod smtp;
 pub mod system;

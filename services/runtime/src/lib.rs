@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pii;
 pub mod routing;
 pub mod shutdown;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
