@@ -170,7 +170,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             max_deliver: -1,
         };
         let ready = health.flag(format!("consumer-{}", lane.name()));
-        let d = delivery.clone();
+        let d = Arc::new(delivery.clone());
         let bus = bus.clone();
         let shutdown = shutdown.clone();
         let grace = cfg.delivery.attempt_timeout + Duration::from_secs(2);
@@ -292,10 +292,6 @@ impl Delivery {
                         self.cfg.attempt_timeout * 2 + Duration::from_secs(5),
                     );
                 }
-                let _ = self
-                    .ledger
-                    .note_attempt(&job.job_id, history_line(attempt, "sent", &sent.via))
-                    .await;
                 self.document_sent(job, attempt, &sent).await;
                 self.metrics.deliveries.get_or_create(&label("sent")).inc();
                 if let Some(accepted) = &job.accepted_at {

@@ -414,11 +414,17 @@ impl Intake {
             Some(Err(e)) => error!(error = %e, "audit record for acceptance not written"),
             None => {}
         }
-        if let Err(e) = self.dedupe.complete(&req, &id).await {
-            // The key stays pending: a retry publishes again under the same
-            // id, which JetStream and delivery both drop as a duplicate.
-            warn!(error = %e, "could not mark the idempotency key done");
-        }
+        // Marking the key done saves a retry a republish; it is not needed
+        // for correctness (a pending key republishes under the same id,
+        // which JetStream and delivery both drop), so it does not hold up
+        // the reply.
+        let dedupe = self.dedupe.clone();
+        let done_id = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = dedupe.complete(&req, &done_id).await {
+                warn!(error = %e, "could not mark the idempotency key done");
+            }
+        });
         let lane_label = LaneLabel {
             lane: lane.name().into(),
         };

@@ -137,7 +137,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             max_deliver: -1,
         };
         let ready = health.flag(format!("consumer-{}", lane.name()));
-        let r = router.clone();
+        let r = Arc::new(router.clone());
         let bus = bus.clone();
         let shutdown = shutdown.clone();
         consumers.push(tokio::spawn(async move {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_nats::jetstream::context::PublishAckFuture;
 use herald_proto::{
     subjects,
-    v1::{AuditRecord, AuditStep, Channel, Lane},
+    v1::{AuditBatch, AuditRecord, AuditStep, Channel, Lane},
 };
 
 use crate::bus::{Bus, PublishError};
@@ -68,7 +68,36 @@ impl Auditor {
 
     /// Publishes a record; await the returned future to know it is stored.
     pub async fn record(&self, entry: Entry) -> Result<PublishAckFuture, PublishError> {
-        let record = AuditRecord {
+        self.record_all(vec![entry]).await
+    }
+
+    /// Publishes the records of one step together. They must all concern
+    /// the same case and notification (they share a subject); the batch is
+    /// written once, and JetStream drops a repeat of it (same first record
+    /// id) inside its duplicate window.
+    pub async fn record_all(&self, entries: Vec<Entry>) -> Result<PublishAckFuture, PublishError> {
+        let records: Vec<AuditRecord> = entries.into_iter().map(|e| self.build(e)).collect();
+        let Some(first) = records.first() else {
+            return Err(PublishError {
+                subject: subjects::audit_all().into(),
+                reason: "no records".into(),
+            });
+        };
+        let subject = subjects::audit(&first.case_id, &first.notification_id);
+        debug_assert!(
+            records
+                .iter()
+                .all(|r| subjects::audit(&r.case_id, &r.notification_id) == subject),
+            "one batch, one subject"
+        );
+        let id = format!("{}+{}", first.record_id, records.len());
+        self.bus
+            .publish(subject, &AuditBatch { records }, Some(&id))
+            .await
+    }
+
+    fn build(&self, entry: Entry) -> AuditRecord {
+        AuditRecord {
             record_id: entry.record_id.unwrap_or_else(crate::ids::record_id),
             notification_id: entry.notification_id,
             case_id: entry.case_id,
@@ -82,10 +111,7 @@ impl Auditor {
             responsible_staff: entry.responsible_staff,
             lane: entry.lane as i32,
             attributes: entry.attributes.into_iter().collect(),
-        };
-        let subject = subjects::audit(&record.case_id, &record.notification_id);
-        let id = record.record_id.clone();
-        self.bus.publish(subject, &record, Some(&id)).await
+        }
     }
 
     /// Publishes a record and waits until it is stored.
@@ -114,19 +140,21 @@ pub async fn read_trail(bus: &Bus, filter: &str) -> anyhow::Result<Vec<AuditReco
         .await?;
     let total = consumer.info().await?.num_pending as usize;
     let mut out = Vec::with_capacity(total);
-    while out.len() < total {
-        let before = out.len();
+    let mut read = 0;
+    while read < total {
+        let before = read;
         let mut batch = consumer
             .fetch()
-            .max_messages((total - out.len()).min(500))
+            .max_messages((total - read).min(500))
             .expires(std::time::Duration::from_secs(2))
             .messages()
             .await?;
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| anyhow::anyhow!("reading the trail: {e}"))?;
-            out.push(AuditRecord::decode(m.payload.clone())?);
+            read += 1;
+            out.extend(AuditBatch::decode(m.payload.clone())?.records);
         }
-        if out.len() == before {
+        if read == before {
             break;
         }
     }

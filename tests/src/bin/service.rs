@@ -2,6 +2,9 @@
 //! `HERALD_CONFIG` and `HERALD_*` variables, so tests can SIGKILL it and
 //! start it again. Usage: `herald-service <intake|router|delivery>`.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     herald_runtime::install_crypto();

@@ -1,0 +1,614 @@
+//! `make bench`: end-to-end throughput and latency of the notification
+//! pipeline, against a raw JetStream baseline measured in the same run.
+//!
+//! Everything runs on this machine: nats-server (file storage) and
+//! redis-server from the test kit, an HTTP provider sink in this process,
+//! and intake, router and delivery as separate release processes. Each
+//! notification goes to a directory contact who prefers SMS, so it crosses
+//! every service and ends as a form POST at the sink.
+//!
+//! Phases:
+//! 1. baseline: raw JetStream publish (pipelined) + pull consume with ack of
+//!    the same payload size, publisher and consumer running together;
+//! 2. peak: as many notifications as intake takes with a fixed number of
+//!    requests in flight, timed from the first request to the last arrival;
+//! 3. latency: an open-loop stream at half the peak rate, each notification
+//!    timed from its request to its arrival at the sink (p50/p99);
+//! 4. memory: each service's peak resident set (VmHWM).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use futures::StreamExt;
+use herald_proto::{
+    Message, subjects,
+    v1::{CommunicationType, IntakeReply, NotificationRequest, intake_reply},
+};
+use herald_runtime::{Config, contacts::Contact};
+use herald_testkit::{
+    fixtures::{contact, to_contact},
+    servers::{NatsServer, RedisServer},
+};
+use tokio::sync::Semaphore;
+
+struct Args {
+    peak_count: usize,
+    latency_secs: u64,
+    in_flight: usize,
+    baseline_count: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        peak_count: 60_000,
+        latency_secs: 10,
+        in_flight: 1024,
+        baseline_count: 200_000,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(k) = it.next() {
+        let v = it.next().and_then(|v| v.parse::<usize>().ok());
+        match (k.as_str(), v) {
+            ("--count", Some(v)) => a.peak_count = v,
+            ("--latency-secs", Some(v)) => a.latency_secs = v as u64,
+            ("--in-flight", Some(v)) => a.in_flight = v,
+            ("--baseline-count", Some(v)) => a.baseline_count = v,
+            _ => {
+                eprintln!(
+                    "usage: herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+/// Arrival times at the sink, indexed by the notification's sequence
+/// number (nanoseconds since the bench started; 0 = not yet).
+struct Arrivals {
+    start: Instant,
+    at: Vec<AtomicU64>,
+    count: AtomicUsize,
+    duplicates: AtomicUsize,
+}
+
+impl Arrivals {
+    fn new(start: Instant, n: usize) -> Arrivals {
+        Arrivals {
+            start,
+            at: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
+        }
+    }
+}
+
+async fn sink(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
+    let now = arrivals.start.elapsed().as_nanos() as u64;
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let seq = form
+        .iter()
+        .find(|(k, _)| k == "Body")
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    if let Some(slot) = seq.and_then(|s| arrivals.at.get(s)) {
+        if slot.swap(now.max(1), Ordering::Relaxed) == 0 {
+            arrivals.count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            arrivals.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    "{\"sid\":\"SMbench\"}"
+}
+
+fn release_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let p = exe.parent().expect("bin dir").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build with `cargo build --release --workspace --bins` (make bench does)",
+        p.display()
+    );
+    p
+}
+
+struct Service {
+    name: &'static str,
+    child: Child,
+}
+
+impl Service {
+    fn peak_rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(name: &'static str, config: &Path, logs: &Path) -> Service {
+    let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log");
+    let child = Command::new(release_binary(&format!("herald-{name}")))
+        .env("HERALD_CONFIG", config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("service starts");
+    Service { name, child }
+}
+
+async fn wait_ready(addr: &str) {
+    let url = format!("http://{addr}/readyz");
+    let client = reqwest_lite();
+    for _ in 0..300 {
+        if let Ok(true) = client(&url).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+/// A tiny HTTP GET over a TCP socket (the bench needs nothing more).
+fn reqwest_lite() -> impl Fn(&str) -> futures::future::BoxFuture<'static, std::io::Result<bool>> {
+    |url: &str| {
+        let rest = url.trim_start_matches("http://").to_string();
+        Box::pin(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (host, path) = rest.split_once('/').unwrap_or((&rest, ""));
+            let mut s = tokio::net::TcpStream::connect(host).await?;
+            s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+                .await?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await?;
+            Ok(buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"))
+        })
+    }
+}
+
+fn request(phase: &str, seq: usize) -> NotificationRequest {
+    NotificationRequest {
+        idempotency_key: format!("bench-{phase}-{seq}"),
+        communication_type: CommunicationType::ServiceUpdate as i32,
+        recipients: vec![to_contact(&format!("c{}", seq % 1000))],
+        template_id: "bench".into(),
+        params: [("seq".to_string(), seq.to_string())].into(),
+        requester: "bench".into(),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn submit(client: &async_nats::Client, payload: bytes::Bytes) -> bool {
+    for _ in 0..20 {
+        match client
+            .request(subjects::INTAKE_NOTIFY, payload.clone())
+            .await
+        {
+            Ok(m) => match IntakeReply::decode(m.payload).map(|r| r.result) {
+                Ok(Some(intake_reply::Result::Accepted(_))) => return true,
+                Ok(Some(intake_reply::Result::Rejected(r))) => {
+                    if r.code == herald_proto::v1::ErrorCode::Unavailable as i32 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    eprintln!("refused: {} {}", r.field, r.message);
+                    return false;
+                }
+                _ => return false,
+            },
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    false
+}
+
+/// Raw JetStream: pipelined publishes of `size`-byte messages into a file
+/// stream while a pull consumer reads and acks them. Messages per second.
+async fn baseline(nats_url: &str, size: usize, n: usize) -> f64 {
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let s = js
+        .create_stream(stream::Config {
+            name: "BENCH_BASELINE".into(),
+            subjects: vec!["bench.baseline".into()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .expect("baseline stream");
+    let consumer = s
+        .create_consumer(pull::Config {
+            durable_name: Some("baseline".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await
+        .expect("baseline consumer");
+    let payload = bytes::Bytes::from(vec![b'x'; size]);
+    let start = Instant::now();
+    let consume = tokio::spawn(async move {
+        let mut msgs = consumer
+            .stream()
+            .max_messages_per_batch(512)
+            .messages()
+            .await
+            .expect("pull");
+        let mut got = 0;
+        while got < n {
+            match msgs.next().await {
+                Some(Ok(m)) => {
+                    let _ = m.ack().await;
+                    got += 1;
+                }
+                Some(Err(_)) => continue,
+                None => break,
+            }
+        }
+    });
+    let mut window = std::collections::VecDeque::new();
+    for _ in 0..n {
+        window.push_back(
+            js.publish("bench.baseline", payload.clone())
+                .await
+                .expect("publish"),
+        );
+        if window.len() >= 4096 {
+            window.pop_front().unwrap().await.expect("ack");
+        }
+    }
+    for a in window {
+        a.await.expect("ack");
+    }
+    consume.await.expect("consumer");
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = js.delete_stream("BENCH_BASELINE").await;
+    rate
+}
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args();
+    herald_runtime::install_crypto();
+    let work = tempfile::tempdir()?;
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    println!(
+        "herald-bench: nats-server :{}, redis-server :{}",
+        nats.port, redis.port
+    );
+
+    // Templates: the shipped ones plus a tiny one whose SMS text is the
+    // sequence number, so the sink knows which notification arrived.
+    let templates = work.path().join("templates");
+    copy_dir(
+        &herald_testkit::system::config_dir().join("templates"),
+        &templates,
+    )?;
+    std::fs::create_dir_all(templates.join("bench"))?;
+    std::fs::write(
+        templates.join("bench/v1.toml"),
+        "description = \"benchmark probe\"\napproved = true\nparams = [\"seq\"]\n[lang.en]\nsms = \"{{ seq }}\"\nsubject = \"{{ seq }}\"\nemail = \"{{ seq }}\"\n",
+    )?;
+
+    let total = a.peak_count + 200_000;
+    let start = Instant::now();
+    let arrivals = Arc::new(Arrivals::new(start, total));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr: SocketAddr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/sms", post(sink))
+        .with_state(arrivals.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let free = |_: ()| herald_testkit::servers::free_port();
+    let mut cfg = Config::default();
+    cfg.nats.url = nats.url();
+    cfg.redis.url = redis.url();
+    cfg.content.templates_dir = templates.clone();
+    cfg.intake.grpc_addr = format!("127.0.0.1:{}", free(()));
+    cfg.intake.http_addr = format!("127.0.0.1:{}", free(()));
+    cfg.router.http_addr = format!("127.0.0.1:{}", free(()));
+    cfg.delivery.http_addr = format!("127.0.0.1:{}", free(()));
+    cfg.delivery.sms_url = Some(format!("http://{sink_addr}/sms"));
+    cfg.delivery.outbox_dir = work.path().join("outbox");
+    cfg.telemetry.log_level = "warn".into();
+    let config_file = work.path().join("herald.toml");
+    std::fs::write(&config_file, toml::to_string(&cfg)?)?;
+
+    // Directory contacts who prefer SMS.
+    let directory = herald_runtime::contacts::Directory::new(
+        herald_runtime::store::connect(&cfg.redis, &Default::default()).await?,
+        &cfg.redis.prefix,
+    );
+    let contacts: Vec<Contact> = (0..1000)
+        .map(|i| {
+            let mut c = contact(
+                &format!("c{i}"),
+                Some(&format!("c{i}@example.org")),
+                Some(&format!("+4477009{i:05}")),
+                "sms",
+            );
+            c.name = format!("Contact {i}");
+            c
+        })
+        .collect();
+    directory.put_all(&contacts).await?;
+
+    // 1. Baseline, before the services exist, on the same server.
+    let size = request("peak", a.peak_count).encode_to_vec().len();
+    let base = baseline(&nats.url(), size, a.baseline_count).await;
+    println!("baseline: raw JetStream publish+consume of {size}-byte messages: {base:.0} msg/s");
+
+    let services = vec![
+        spawn("intake", &config_file, work.path()),
+        spawn("router", &config_file, work.path()),
+        spawn("delivery", &config_file, work.path()),
+    ];
+    for addr in [
+        &cfg.intake.http_addr,
+        &cfg.router.http_addr,
+        &cfg.delivery.http_addr,
+    ] {
+        wait_ready(addr).await;
+    }
+    let client = async_nats::ConnectOptions::new()
+        .client_capacity(65_536)
+        .connect(nats.url())
+        .await?;
+
+    // Warm-up: connections, pools and the page cache.
+    warm_up(&client, &arrivals, a.peak_count).await;
+
+    // 2. Peak throughput with a fixed number of requests in flight.
+    let mut pids: Vec<(&str, u32)> = services.iter().map(|s| (s.name, s.child.id())).collect();
+    pids.push(("nats-server", nats.pid().unwrap_or(0)));
+    pids.push(("redis-server", redis.pid().unwrap_or(0)));
+    pids.push(("bench (load + sink)", std::process::id()));
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+    let slots = Arc::new(Semaphore::new(a.in_flight));
+    let before = arrivals.count.load(Ordering::Relaxed);
+    let t0 = start.elapsed();
+    let mut refused = 0usize;
+    let mut tasks = Vec::with_capacity(a.peak_count);
+    for seq in 0..a.peak_count {
+        let permit = slots.clone().acquire_owned().await?;
+        let client = client.clone();
+        let payload = bytes::Bytes::from(request("peak", seq).encode_to_vec());
+        tasks.push(tokio::spawn(async move {
+            let ok = submit(&client, payload).await;
+            drop(permit);
+            ok
+        }));
+    }
+    for t in tasks {
+        if !t.await? {
+            refused += 1;
+        }
+    }
+    let accepted_by = start.elapsed() - t0;
+    let want = before + a.peak_count - refused;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.count.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let last = (0..a.peak_count)
+        .map(|s| arrivals.at[s].load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let arrived = (0..a.peak_count)
+        .filter(|s| arrivals.at[*s].load(Ordering::Relaxed) != 0)
+        .count();
+    let elapsed = Duration::from_nanos(last).saturating_sub(t0);
+    let cpu: Vec<(&str, f64)> = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|((name, pid), before)| (*name, cpu_seconds(*pid) - before))
+        .collect();
+    let peak = arrived as f64 / elapsed.as_secs_f64();
+    println!(
+        "peak: {arrived}/{} notifications intake→HTTP sink in {:.2}s = {peak:.0}/s (all accepted after {:.2}s; {refused} refused)",
+        a.peak_count,
+        elapsed.as_secs_f64(),
+        accepted_by.as_secs_f64()
+    );
+
+    // 3. Latency at half the peak rate, open loop.
+    let rate = (peak / 2.0).max(1.0);
+    let n = ((rate * a.latency_secs as f64) as usize).min(200_000 - 1);
+    let base_seq = a.peak_count;
+    let mut sent_at = vec![0u64; n];
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let t_start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for (i, slot) in sent_at.iter_mut().enumerate() {
+        let due = t_start + interval.mul_f64(i as f64);
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep(due - now).await;
+        }
+        *slot = start.elapsed().as_nanos() as u64;
+        let client = client.clone();
+        let payload = bytes::Bytes::from(request("latency", base_seq + i).encode_to_vec());
+        handles.push(tokio::spawn(async move { submit(&client, payload).await }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = (0..n).all(|i| arrivals.at[base_seq + i].load(Ordering::Relaxed) != 0);
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat: Vec<Duration> = (0..n)
+        .filter_map(|i| {
+            let at = arrivals.at[base_seq + i].load(Ordering::Relaxed);
+            (at != 0).then(|| Duration::from_nanos(at.saturating_sub(sent_at[i])))
+        })
+        .collect();
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+    println!(
+        "latency at {rate:.0}/s for {}s: {} of {n} arrived; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        a.latency_secs,
+        lat.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+
+    // 4. Memory.
+    let mut peak_rss = Vec::new();
+    for s in &services {
+        peak_rss.push((s.name, s.peak_rss_kb()));
+    }
+    let dups = arrivals.duplicates.load(Ordering::Relaxed);
+    println!();
+    println!("CPU per notification during the peak phase (µs; ×{arrived}):");
+    let total_cpu: f64 = cpu.iter().map(|(_, c)| c).sum();
+    for (name, c) in &cpu {
+        println!(
+            "  {name:<20} {:>7.1} µs  ({:.1} s)",
+            c / arrived as f64 * 1e6,
+            c
+        );
+    }
+    println!(
+        "  {:<20} {:>7.1} µs  → {:.0} notifications/s if two cores did nothing else",
+        "all",
+        total_cpu / arrived as f64 * 1e6,
+        2.0 * arrived as f64 / total_cpu
+    );
+
+    let ratio = peak / base;
+    println!();
+    println!("| figure | value | target | met |");
+    println!("|---|---|---|---|");
+    println!(
+        "| end-to-end throughput to the HTTP sink | {peak:.0}/s | ≥ 9,000/s | {} |",
+        yes(peak >= 9000.0)
+    );
+    println!("| raw JetStream baseline (same run, {size} B) | {base:.0}/s | | |");
+    println!(
+        "| ratio to baseline | {ratio:.3} | ≥ 0.30 | {} |",
+        yes(ratio >= 0.30)
+    );
+    println!(
+        "| p50 / p99 intake→sink at {rate:.0}/s | {:.1} / {:.1} ms | p99 < 50 ms | {} |",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        yes(p99 < Duration::from_millis(50))
+    );
+    for (name, kb) in &peak_rss {
+        println!(
+            "| {name} peak RSS | {:.1} MB | < 150 MB | {} |",
+            *kb as f64 / 1024.0,
+            yes(*kb < 150 * 1024)
+        );
+    }
+    println!(
+        "| duplicates at the sink | {dups} | 0 | {} |",
+        yes(dups == 0)
+    );
+    drop(services);
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+async fn warm_up(client: &async_nats::Client, arrivals: &Arc<Arrivals>, base: usize) {
+    // Sequence numbers past the peak and latency ranges.
+    let first = base + 190_000;
+    let n = 2000;
+    let slots = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let permit = slots.clone().acquire_owned().await.expect("semaphore");
+        let client = client.clone();
+        let payload = bytes::Bytes::from(request("warm", first + i).encode_to_vec());
+        tasks.push(tokio::spawn(async move {
+            submit(&client, payload).await;
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals.count.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
