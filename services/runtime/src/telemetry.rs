@@ -109,9 +109,14 @@ where
     let tracer = provider.tracer("herald");
     global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The log level filters log lines only. Spans are always recorded at
+    // info level, so a quiet log (RUST_LOG=warn) still yields whole traces
+    // and trace ids.
+    let log_filter = || {
+        EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(&cfg.log_level))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
     let scrubbed = ScrubbingWriter { inner: writer };
     let fmt_layer = match cfg.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -124,6 +129,7 @@ where
                 json: true,
             })
             .with_writer(scrubbed)
+            .with_filter(log_filter())
             .boxed(),
         LogFormat::Plain => tracing_subscriber::fmt::layer()
             .with_ansi(false)
@@ -132,13 +138,13 @@ where
                 json: false,
             })
             .with_writer(scrubbed)
+            .with_filter(log_filter())
             .boxed(),
     };
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .with_filter(library_noise());
+        .with_filter(span_filter());
     let subscriber = tracing_subscriber::registry()
-        .with(filter)
         .with(otel_layer)
         .with(fmt_layer);
     let _ = tracing::subscriber::set_global_default(subscriber);
@@ -147,12 +153,13 @@ where
     })
 }
 
-/// Spans and events of the libraries under us (HTTP/2, gRPC, the exporter
-/// itself) are not part of a notification's story, and exporting the
-/// exporter's own spans would feed on itself.
-fn library_noise() -> Targets {
+/// What becomes part of a trace: info-level spans and events, except those
+/// of the libraries under us (HTTP/2, gRPC, the exporter itself), which are
+/// not part of a notification's story; exporting the exporter's own spans
+/// would feed on itself.
+fn span_filter() -> Targets {
     Targets::new()
-        .with_default(LevelFilter::TRACE)
+        .with_default(LevelFilter::INFO)
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("hyper_util", LevelFilter::OFF)
