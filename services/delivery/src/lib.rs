@@ -152,7 +152,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let mut queues: Vec<Queue> = Lane::ALL
         .iter()
         .map(|l| {
-            Queue::consumed(
+            Queue::consumer(
                 subjects::delivery_stream(*l),
                 format!("delivery-{}", l.name()),
             )

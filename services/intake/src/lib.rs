@@ -31,7 +31,7 @@ use herald_runtime::{
     bus::Bus,
     contacts::Directory,
     health::Health,
-    metrics::{LaneLabel, ReasonLabel},
+    metrics::{LaneLabel, Queue, ReasonLabel},
     routing::RoutingRules,
     templates::TemplateStore,
 };
@@ -138,6 +138,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let metrics = Arc::new(Metrics::register(&mut registry));
+    herald_runtime::metrics::watch_queues(
+        bus.clone(),
+        &mut registry,
+        Lane::ALL
+            .iter()
+            .map(|l| Queue::stream(subjects::notify_stream(*l)))
+            .collect(),
+        cfg.telemetry.queue_poll_interval,
+        shutdown.clone(),
+    );
 
     let intake = Intake {
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),

@@ -123,7 +123,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         &mut registry,
         Lane::ALL
             .iter()
-            .map(|l| Queue::consumed(subjects::notify_stream(*l), format!("router-{}", l.name())))
+            .flat_map(|l| {
+                [
+                    Queue::consumer(subjects::notify_stream(*l), format!("router-{}", l.name())),
+                    Queue::stream(subjects::delivery_stream(*l)),
+                ]
+            })
             .collect(),
         cfg.telemetry.queue_poll_interval,
         shutdown.clone(),

@@ -67,26 +67,33 @@ pub struct ConsumerLabel {
     pub consumer: String,
 }
 
-/// A JetStream stream an operator watches, and the durable consumer that
-/// drains it, if this service runs one.
+/// Something in JetStream an operator watches. A service watches the
+/// depth of the streams it feeds and the lag of the consumers it runs, so a
+/// backlog stays visible on the producer's side even while every consumer
+/// of it is down.
 #[derive(Debug, Clone)]
-pub struct Queue {
-    pub stream: String,
-    pub consumer: Option<String>,
+pub enum Queue {
+    /// A stream's depth and the age of its oldest message.
+    Stream(String),
+    /// A durable consumer's lag and unacknowledged messages.
+    Consumer { stream: String, consumer: String },
 }
 
 impl Queue {
     pub fn stream(stream: impl Into<String>) -> Queue {
-        Queue {
+        Queue::Stream(stream.into())
+    }
+
+    pub fn consumer(stream: impl Into<String>, consumer: impl Into<String>) -> Queue {
+        Queue::Consumer {
             stream: stream.into(),
-            consumer: None,
+            consumer: consumer.into(),
         }
     }
 
-    pub fn consumed(stream: impl Into<String>, consumer: impl Into<String>) -> Queue {
-        Queue {
-            stream: stream.into(),
-            consumer: Some(consumer.into()),
+    fn stream_name(&self) -> &str {
+        match self {
+            Queue::Stream(s) | Queue::Consumer { stream: s, .. } => s,
         }
     }
 }
@@ -168,11 +175,11 @@ pub fn watch_queues(
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         metrics.poll_failures.inc();
-                        debug!(stream = %q.stream, error = %e, "queue poll failed");
+                        debug!(stream = q.stream_name(), error = %e, "queue poll failed");
                     }
                     Err(_) => {
                         metrics.poll_failures.inc();
-                        debug!(stream = %q.stream, "queue poll timed out");
+                        debug!(stream = q.stream_name(), "queue poll timed out");
                     }
                 }
             }
@@ -181,39 +188,48 @@ pub fn watch_queues(
 }
 
 async fn poll(bus: &Bus, q: &Queue, m: &QueueMetrics) -> anyhow::Result<()> {
-    let stream = bus.js.get_stream(&q.stream).await?;
-    let state = stream.cached_info().state.clone();
-    let label = StreamLabel {
-        stream: q.stream.clone(),
-    };
-    m.messages
-        .get_or_create(&label)
-        .set(i64::try_from(state.messages).unwrap_or(i64::MAX));
-    let age = if state.messages == 0 {
-        0.0
-    } else {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as i128;
-        ((now - state.first_timestamp.unix_timestamp_nanos()).max(0) as f64) / 1e9
-    };
-    m.oldest_age.get_or_create(&label).set(age);
-    if let Some(consumer) = &q.consumer {
-        let info = stream.consumer_info(consumer).await?;
-        let label = ConsumerLabel {
-            stream: q.stream.clone(),
-            consumer: consumer.clone(),
-        };
-        m.pending
-            .get_or_create(&label)
-            .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
-        m.ack_pending
-            .get_or_create(&label)
-            .set(info.num_ack_pending as i64);
-        m.redelivered
-            .get_or_create(&label)
-            .set(info.num_redelivered as i64);
+    match q {
+        Queue::Stream(name) => {
+            let stream = bus.js.get_stream(name).await?;
+            let state = &stream.cached_info().state;
+            let label = StreamLabel {
+                stream: name.clone(),
+            };
+            m.messages
+                .get_or_create(&label)
+                .set(i64::try_from(state.messages).unwrap_or(i64::MAX));
+            let age = if state.messages == 0 {
+                0.0
+            } else {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as i128;
+                ((now - state.first_timestamp.unix_timestamp_nanos()).max(0) as f64) / 1e9
+            };
+            m.oldest_age.get_or_create(&label).set(age);
+        }
+        Queue::Consumer { stream, consumer } => {
+            let info = bus
+                .js
+                .get_stream_no_info(stream)
+                .await?
+                .consumer_info(consumer)
+                .await?;
+            let label = ConsumerLabel {
+                stream: stream.clone(),
+                consumer: consumer.clone(),
+            };
+            m.pending
+                .get_or_create(&label)
+                .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+            m.ack_pending
+                .get_or_create(&label)
+                .set(info.num_ack_pending as i64);
+            m.redelivered
+                .get_or_create(&label)
+                .set(info.num_redelivered as i64);
+        }
     }
     Ok(())
 }
