@@ -79,6 +79,14 @@ impl ServiceProcess {
         self.child = Some(child);
     }
 
+    /// Whether the process is still running (false once it has exited,
+    /// for instance because its port was taken).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

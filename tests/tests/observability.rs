@@ -54,10 +54,6 @@ impl Herald {
         let outbox = tempfile::tempdir().expect("outbox dir");
         let mut cfg = system::config(&nats, &redis, &smtp, &http, outbox.path());
         cfg.telemetry.log_format = log_format;
-        cfg.intake.grpc_addr = format!("127.0.0.1:{}", free_port());
-        cfg.intake.http_addr = format!("127.0.0.1:{}", free_port());
-        cfg.router.http_addr = format!("127.0.0.1:{}", free_port());
-        cfg.delivery.http_addr = format!("127.0.0.1:{}", free_port());
         let endpoint = otlp.endpoint();
         let env = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
@@ -65,24 +61,26 @@ impl Herald {
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("RUST_LOG", rust_log),
         ];
+        // Ports are picked free but bound later by the service; should
+        // another process take one meanwhile, the service exits and is
+        // started again on fresh ports.
         let mut services = Vec::new();
-        for (name, addr) in [
-            ("intake", &cfg.intake.http_addr),
-            ("router", &cfg.router.http_addr),
-            ("delivery", &cfg.delivery.http_addr),
-        ] {
-            let addr: SocketAddr = addr.parse().unwrap();
-            services.push((name, ServiceProcess::spawn_with_env(name, &cfg, &env), addr));
-        }
-        for (name, p, addr) in &services {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !matches!(scrape::get(*addr, "/readyz").await, Ok((200, _))) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{name} not ready; its log:\n{}",
-                    p.log()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        for round in 1..=3 {
+            cfg.intake.grpc_addr = format!("127.0.0.1:{}", free_port());
+            cfg.intake.http_addr = format!("127.0.0.1:{}", free_port());
+            cfg.router.http_addr = format!("127.0.0.1:{}", free_port());
+            cfg.delivery.http_addr = format!("127.0.0.1:{}", free_port());
+            services.clear();
+            for (name, addr) in [
+                ("intake", &cfg.intake.http_addr),
+                ("router", &cfg.router.http_addr),
+                ("delivery", &cfg.delivery.http_addr),
+            ] {
+                let addr: SocketAddr = addr.parse().unwrap();
+                services.push((name, ServiceProcess::spawn_with_env(name, &cfg, &env), addr));
+            }
+            if all_ready(&mut services, round == 3).await {
+                break;
             }
         }
         let client = async_nats::connect(nats.url()).await.expect("client");
@@ -143,6 +141,30 @@ impl Herald {
     }
 }
 
+/// Waits for every service's `/readyz`; false if one exited first (and
+/// `last_try` is false), panics with its log otherwise.
+async fn all_ready(
+    services: &mut [(&'static str, ServiceProcess, SocketAddr)],
+    last_try: bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for (name, p, addr) in services.iter_mut() {
+        while !matches!(scrape::get(*addr, "/readyz").await, Ok((200, _))) {
+            let exited = !p.is_running();
+            if exited && !last_try {
+                return false;
+            }
+            assert!(
+                !exited && tokio::time::Instant::now() < deadline,
+                "{name} not ready (exited: {exited}); its log:\n{}",
+                p.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    true
+}
+
 fn accepted_id(reply: IntakeReply) -> String {
     match reply.result {
         Some(intake_reply::Result::Accepted(a)) => a.notification_id,
@@ -200,12 +222,18 @@ async fn one_notification_is_one_trace_from_the_caller_through_every_delivery_at
     let sms = h.http.wait_for("/sms", 2, WAIT).await;
     let spans = h
         .otlp
-        .wait_for(WAIT, "both delivery attempts with their outcome", |spans| {
+        .wait_for(WAIT, "intake's span and both delivery attempts", |spans| {
+            // A span is exported no earlier than the spans that ended
+            // inside it in the same process, so waiting for each service's
+            // outermost spans waits for all of that service's.
             spans
                 .iter()
-                .filter(|s| is_delivery_attempt(s, &id) && s.attr("outcome").is_some())
-                .count()
-                == 2
+                .any(|s| s.service == "herald-intake" && s.attr("notification_id") == Some(&id))
+                && spans
+                    .iter()
+                    .filter(|s| is_delivery_attempt(s, &id) && s.attr("outcome").is_some())
+                    .count()
+                    == 2
                 && spans
                     .iter()
                     .any(|s| s.name == "router route" && s.attr("notification_id") == Some(&id))
@@ -337,14 +365,20 @@ async fn one_notification_is_one_trace_from_the_caller_through_every_delivery_at
     );
     let id2 = accepted_id(grpc.notify(request).await.expect("accepted").into_inner());
     h.smtp.wait_for(1, WAIT).await;
-    let spans = h
-        .otlp
-        .wait_for(WAIT, "the email's delivery span", |spans| {
-            spans
-                .iter()
-                .any(|s| is_delivery_attempt(s, &id2) && s.attr("outcome") == Some("sent"))
-        })
-        .await;
+    let spans =
+        h.otlp
+            .wait_for(
+                WAIT,
+                "the gRPC call's span and the email's delivery",
+                |spans| {
+                    spans.iter().any(|s| {
+                        s.kind == SpanKind::Server && s.attr("notification_id") == Some(&id2)
+                    }) && spans
+                        .iter()
+                        .any(|s| is_delivery_attempt(s, &id2) && s.attr("outcome") == Some("sent"))
+                },
+            )
+            .await;
     let rpc = the_one(&spans, "gRPC server span", |s| {
         s.service == "herald-intake" && s.kind == SpanKind::Server
     });
