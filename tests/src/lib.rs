@@ -2,7 +2,9 @@
 //! that record what arrived on the wire, and a whole Herald in-process.
 
 pub mod http;
+pub mod otlp;
 pub mod process;
+pub mod scrape;
 pub mod servers;
 pub mod smtp;
 pub mod system;

@@ -31,7 +31,8 @@ use herald_runtime::{
     bus::{self, Bus, ConsumerSpec, Disposition},
     config::DeliveryConfig,
     health::Health,
-    metrics::{ChannelOutcome, LaneLabel},
+    metrics::{ChannelOutcome, LaneLabel, Queue},
+    telemetry::record_outcome,
 };
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
@@ -148,6 +149,23 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         cfg: Arc::new(cfg.delivery.clone()),
         metrics: Arc::new(Metrics::register(&mut registry)),
     };
+    let mut queues: Vec<Queue> = Lane::ALL
+        .iter()
+        .map(|l| {
+            Queue::consumer(
+                subjects::delivery_stream(*l),
+                format!("delivery-{}", l.name()),
+            )
+        })
+        .collect();
+    queues.push(Queue::stream(subjects::STREAM_DLQ));
+    herald_runtime::metrics::watch_queues(
+        bus.clone(),
+        &mut registry,
+        queues,
+        cfg.telemetry.queue_poll_interval,
+        shutdown.clone(),
+    );
     let (http_addr, http_task) = herald_runtime::health::serve(
         &cfg.delivery.http_addr,
         health.clone(),
@@ -210,12 +228,11 @@ impl Delivery {
             };
             let span = tracing::Span::current();
             span.record("notification_id", job.notification_id.as_str());
+            span.record("case_id", job.case_id.as_str());
             span.record("job_id", job.job_id.as_str());
             span.record("channel", channel_of(&job).name());
             let attempt = bus::delivery_count(&msg);
-            let d = self.attempt(&job, attempt).await;
-            span.record("outcome", format!("{d:?}").as_str());
-            d
+            self.attempt(&job, attempt).await
         }
         .instrument(span)
         .await
@@ -232,6 +249,7 @@ impl Delivery {
                 }
             }
             Ok(Claim::Busy(wait)) => {
+                record_outcome(&tracing::Span::current(), "busy", false);
                 return Disposition::Retry(wait.max(Duration::from_millis(200)));
             }
             Ok(Claim::Sent(provider_id)) => {
@@ -242,6 +260,7 @@ impl Delivery {
                     })
                     .inc();
                 info!("already sent; acknowledged without sending again");
+                record_outcome(&tracing::Span::current(), "already_sent", false);
                 // The first time may have stopped before documenting the
                 // send; repeating it is harmless (same record id).
                 self.document_sent(
@@ -255,22 +274,31 @@ impl Delivery {
                 .await;
                 return Disposition::Ack;
             }
-            Ok(Claim::Failed) => return Disposition::Ack,
+            Ok(Claim::Failed) => {
+                record_outcome(&tracing::Span::current(), "already_failed", false);
+                return Disposition::Ack;
+            }
             Err(e) => {
+                record_outcome(&tracing::Span::current(), "ledger_unavailable", false);
                 warn!(error = %e, "send ledger unavailable; will retry");
                 return Disposition::Retry(Duration::from_secs(1));
             }
         }
 
         let started = std::time::Instant::now();
-        let result =
-            match tokio::time::timeout(self.cfg.attempt_timeout, self.transports.send(job)).await {
-                Ok(r) => r,
-                Err(_) => Err(SendError::Transient {
-                    reason: format!("no answer within {:?}", self.cfg.attempt_timeout),
-                    retry_after: None,
-                }),
-            };
+        let provider = herald_runtime::telemetry::provider_span(channel_of(job).name());
+        let sending = self.transports.send(job).instrument(provider.clone());
+        let result = match tokio::time::timeout(self.cfg.attempt_timeout, sending).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Transient {
+                reason: format!("no answer within {:?}", self.cfg.attempt_timeout),
+                retry_after: None,
+            }),
+        };
+        match &result {
+            Ok(_) => record_outcome(&provider, "sent", false),
+            Err(e) => record_outcome(&provider, error_kind(e), true),
+        }
         let label = |outcome: &str| ChannelOutcome {
             lane: lane.name().into(),
             channel: channel_of(job).name().into(),
@@ -294,6 +322,7 @@ impl Delivery {
                 }
                 self.document_sent(job, attempt, &sent).await;
                 self.metrics.deliveries.get_or_create(&label("sent")).inc();
+                record_outcome(&tracing::Span::current(), "sent", false);
                 if let Some(accepted) = &job.accepted_at {
                     let e2e = SystemTime::now()
                         .duration_since(herald_proto::system_time(Some(accepted)))
@@ -322,6 +351,7 @@ impl Delivery {
                             .retries
                             .get_or_create(&label("transient"))
                             .inc();
+                        record_outcome(&tracing::Span::current(), "retry", false);
                         info!(attempt, delay_ms = delay.as_millis() as u64, %reason, "transient failure; retrying");
                         self.audit(
                             job,
@@ -439,6 +469,7 @@ impl Delivery {
         match handed_on {
             Ok((step, summary, outcome)) => {
                 warn!(attempt, outcome, "job failed permanently");
+                record_outcome(&tracing::Span::current(), outcome, true);
                 let _ = self.ledger.failed(&job.job_id, &reason).await;
                 self.audit(job, step, summary, format!("{}-{outcome}", job.job_id))
                     .await;
@@ -566,6 +597,13 @@ impl Delivery {
         {
             warn!(error = %e, "status event not written");
         }
+    }
+}
+
+fn error_kind(e: &SendError) -> &'static str {
+    match e {
+        SendError::Transient { .. } => "transient_failure",
+        SendError::Permanent { .. } => "permanent_failure",
     }
 }
 

@@ -64,19 +64,26 @@ pub fn classify_http(
     retry_after: Option<Duration>,
     body: &str,
 ) -> Result<(), SendError> {
-    let snippet: String = body.chars().take(200).collect();
+    // The reason goes to logs, spans and the audit trail: keep the
+    // provider's codes, not its words, which may quote the recipient.
+    let detail = herald_runtime::pii::provider_reply_summary(body);
+    let reason = if detail.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {detail}")
+    };
     match status {
         200..=299 => Ok(()),
         429 | 408 | 425 => Err(SendError::Transient {
-            reason: format!("HTTP {status}: {snippet}"),
+            reason,
             retry_after,
         }),
         500..=599 => Err(SendError::Transient {
-            reason: format!("HTTP {status}: {snippet}"),
+            reason,
             retry_after,
         }),
         // 3xx: a provider endpoint that redirects is misconfigured.
-        _ => Err(SendError::permanent(format!("HTTP {status}: {snippet}"))),
+        _ => Err(SendError::permanent(reason)),
     }
 }
 

@@ -1,6 +1,10 @@
 //! The gRPC face of intake: `herald.v1.Intake/Notify`, with server
 //! reflection and the standard health service.
 //!
+//! The health service answers SERVING only while `/readyz` would say
+//! ready (NATS and Redis reachable), so a gRPC load balancer stops sending
+//! requests that could not be stored.
+//!
 //! Success returns the `IntakeReply`. A refusal is a gRPC status with the
 //! matching code (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
 //! RESOURCE_EXHAUSTED, ALREADY_EXISTS, UNAVAILABLE), a `BadRequest` detail
@@ -18,9 +22,11 @@ use herald_proto::v1::{
     ErrorCode, IntakeReply, Lane, NotificationRequest, intake_reply,
     intake_server::{Intake as IntakeService, IntakeServer},
 };
+use herald_runtime::health::Health;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
+use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::Instrument;
 
@@ -36,22 +42,12 @@ impl IntakeService for Service {
         &self,
         request: Request<NotificationRequest>,
     ) -> Result<Response<IntakeReply>, Status> {
-        let span = tracing::info_span!(
-            "process",
-            otel.name = "intake notify (grpc)",
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = "herald.v1.Intake",
-            rpc.method = "Notify",
-            trace_id = tracing::field::Empty,
-            notification_id = tracing::field::Empty,
-        );
         let traceparent = request
             .metadata()
             .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        herald_runtime::telemetry::adopt_traceparent(&span, traceparent.as_deref());
+            .and_then(|v| v.to_str().ok());
+        let span =
+            herald_runtime::telemetry::grpc_server_span("herald.v1.Intake", "Notify", traceparent);
         let req = request.into_inner();
         let reply = self.intake.submit(req, Lane::Normal).instrument(span).await;
         match &reply.result {
@@ -101,6 +97,7 @@ pub(crate) async fn serve(
     addr: &str,
     intake: Intake,
     ready: Arc<AtomicBool>,
+    health_checks: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -109,6 +106,11 @@ pub(crate) async fn serve(
     let bound = listener.local_addr()?;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<IntakeServer<Service>>().await;
+    tokio::spawn(follow_readiness(
+        reporter.clone(),
+        health_checks,
+        shutdown.clone(),
+    ));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(herald_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -131,4 +133,32 @@ pub(crate) async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// Mirrors readiness into the gRPC health service, checking once a second.
+async fn follow_readiness(reporter: HealthReporter, health: Health, shutdown: CancellationToken) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let ready = health.is_ready().await;
+        if ready == serving || shutdown.is_cancelled() {
+            continue;
+        }
+        serving = ready;
+        let status = if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter
+            .set_service_status(
+                <IntakeServer<Service> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        reporter.set_service_status("", status).await;
+    }
 }

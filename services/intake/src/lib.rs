@@ -31,7 +31,7 @@ use herald_runtime::{
     bus::Bus,
     contacts::Directory,
     health::Health,
-    metrics::{LaneLabel, ReasonLabel},
+    metrics::{LaneLabel, Queue, ReasonLabel},
     routing::RoutingRules,
     templates::TemplateStore,
 };
@@ -138,6 +138,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let metrics = Arc::new(Metrics::register(&mut registry));
+    herald_runtime::metrics::watch_queues(
+        bus.clone(),
+        &mut registry,
+        Lane::ALL
+            .iter()
+            .map(|l| Queue::stream(subjects::notify_stream(*l)))
+            .collect(),
+        cfg.telemetry.queue_poll_interval,
+        shutdown.clone(),
+    );
 
     let intake = Intake {
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
@@ -165,6 +175,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         &cfg.intake.grpc_addr,
         intake.clone(),
         health.flag("grpc"),
+        health.clone(),
         shutdown.clone(),
     )
     .await?;
@@ -295,6 +306,10 @@ impl Intake {
                     .to_ascii_lowercase()
             })
             .unwrap_or_else(|_| "unknown".into());
+        herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
+        // The code and the field, not the message: the message quotes the
+        // caller's values (an address that failed a check) back to them.
+        info!(field = %r.field, %reason, "request refused");
         self.metrics
             .rejected
             .get_or_create(&ReasonLabel {
@@ -302,7 +317,6 @@ impl Intake {
                 reason,
             })
             .inc();
-        info!(field = %r.field, reason = %r.message, "request refused");
         IntakeReply {
             result: Some(intake_reply::Result::Rejected(r)),
         }
@@ -326,12 +340,14 @@ impl Intake {
         };
         let lane = lane_for(&req, hinted);
         let span = tracing::Span::current();
+        span.record("case_id", req.case_id.as_str());
 
         let fresh_id = herald_runtime::ids::notification_id();
         let (id, duplicate) = match self.dedupe.claim(&req, &fresh_id).await {
             Ok(Claim::New) => (fresh_id, false),
             Ok(Claim::Done(id)) => {
                 span.record("notification_id", id.as_str());
+                span.record("outcome", "duplicate");
                 self.metrics
                     .duplicates
                     .get_or_create(&LaneLabel {
@@ -428,6 +444,7 @@ impl Intake {
         let lane_label = LaneLabel {
             lane: lane.name().into(),
         };
+        span.record("outcome", if duplicate { "duplicate" } else { "accepted" });
         if duplicate {
             self.metrics.duplicates.get_or_create(&lane_label).inc();
         } else {

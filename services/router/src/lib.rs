@@ -27,8 +27,9 @@ use herald_runtime::{
     bus::{self, Bus, ConsumerSpec, Disposition},
     contacts::{Consent, Contact, Directory},
     health::Health,
-    metrics::{ChannelOutcome, LaneLabel, ReasonLabel},
+    metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     routing::RoutingRules,
+    telemetry::record_outcome,
     templates::{CONTENT_FREE_NOTICE, Rendered, TemplateStore},
 };
 use prometheus_client::{
@@ -117,6 +118,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         auditor: Auditor::new(bus.clone(), "router"),
         metrics: Arc::new(Metrics::register(&mut registry)),
     };
+    herald_runtime::metrics::watch_queues(
+        bus.clone(),
+        &mut registry,
+        Lane::ALL
+            .iter()
+            .flat_map(|l| {
+                [
+                    Queue::consumer(subjects::notify_stream(*l), format!("router-{}", l.name())),
+                    Queue::stream(subjects::delivery_stream(*l)),
+                ]
+            })
+            .collect(),
+        cfg.telemetry.queue_poll_interval,
+        shutdown.clone(),
+    );
     let (http_addr, http_task) = herald_runtime::health::serve(
         &cfg.router.http_addr,
         health.clone(),
@@ -180,17 +196,26 @@ impl Router {
     async fn handle(&self, msg: jetstream::Message, lane: Lane) -> Disposition {
         let span = bus::process_span("router route", &msg);
         async {
+            let span = tracing::Span::current();
             let accepted = match AcceptedNotification::decode(msg.payload.clone()) {
                 Ok(a) => a,
                 Err(e) => {
+                    record_outcome(&span, "undecodable", true);
                     error!(error = %e, "undecodable notification dropped");
                     return Disposition::Reject;
                 }
             };
-            tracing::Span::current().record("notification_id", accepted.notification_id.as_str());
+            span.record("notification_id", accepted.notification_id.as_str());
+            if let Some(req) = &accepted.request {
+                span.record("case_id", req.case_id.as_str());
+            }
             match self.route(&accepted, lane).await {
-                Ok(()) => Disposition::Ack,
+                Ok(()) => {
+                    record_outcome(&span, "routed", false);
+                    Disposition::Ack
+                }
                 Err(e) => {
+                    record_outcome(&span, "retry", false);
                     warn!(error = %e, "routing failed; will retry");
                     Disposition::Retry(retry_delay(bus::delivery_count(&msg)))
                 }

@@ -117,17 +117,19 @@ impl Bus {
         Ok(())
     }
 
-    /// Publishes to JetStream with the current trace context. `msg_id` makes
-    /// a repeated publish within the duplicate window a no-op. Returns once
-    /// the message is sent; await the future for the stream's confirmation.
+    /// Publishes to JetStream inside a producer span whose trace context
+    /// rides in the headers. `msg_id` makes a repeated publish within the
+    /// duplicate window a no-op. Returns once the message is sent; await the
+    /// future for the stream's confirmation.
     pub async fn publish<M: Message>(
         &self,
         subject: String,
         msg: &M,
         msg_id: Option<&str>,
     ) -> Result<PublishAckFuture, PublishError> {
+        let span = publish_span(&subject, msg_id);
         let mut headers = HeaderMap::new();
-        crate::telemetry::inject(&mut headers);
+        crate::telemetry::inject_from(&span, &mut headers);
         let mut publish = jetstream::message::PublishMessage::build()
             .payload(msg.encode_to_vec().into())
             .headers(headers);
@@ -136,10 +138,15 @@ impl Bus {
         }
         self.js
             .send_publish(subject.clone(), publish)
+            .instrument(span.clone())
             .await
-            .map_err(|e| PublishError {
-                subject,
-                reason: e.to_string(),
+            .map_err(|e| {
+                span.record("error.type", "publish_failed");
+                span.record("otel.status_code", "error");
+                PublishError {
+                    subject,
+                    reason: e.to_string(),
+                }
             })
     }
 
@@ -154,12 +161,15 @@ impl Bus {
         confirm(subject, ack).await
     }
 
-    /// Publishes a core NATS message (no persistence) with trace context.
+    /// Publishes a core NATS message (no persistence) inside a producer
+    /// span, with its trace context.
     pub async fn publish_core<M: Message>(&self, subject: String, msg: &M) -> anyhow::Result<()> {
+        let span = publish_span(&subject, None);
         let mut headers = HeaderMap::new();
-        crate::telemetry::inject(&mut headers);
+        crate::telemetry::inject_from(&span, &mut headers);
         self.client
             .publish_with_headers(subject, headers, msg.encode_to_vec().into())
+            .instrument(span)
             .await?;
         Ok(())
     }
@@ -380,25 +390,94 @@ pub fn delivery_count(msg: &jetstream::Message) -> u32 {
     msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1)
 }
 
-/// A span for handling one message, joined to the publisher's trace, with
-/// the OpenTelemetry messaging attributes.
+/// A consumer span for handling one message, the child of the producer
+/// span that published it, with the OpenTelemetry messaging attributes.
+/// For a JetStream message it also names the durable consumer and which
+/// delivery this is (`attempt`, 1 on the first), so each retry is its own
+/// span in the trace. Handlers record `notification_id`, `case_id`,
+/// `job_id`, `channel` and `outcome` on it: identifiers, never content.
 pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::Span {
+    let ack = msg.reply.as_deref().and_then(jetstream_ack_info);
     let span = tracing::info_span!(
         "process",
         otel.name = name,
         otel.kind = "consumer",
         messaging.system = "nats",
         messaging.operation.type = "process",
+        messaging.operation.name = "process",
         messaging.destination.name = %msg.subject,
-        trace_id = tracing::field::Empty,
+        messaging.destination.template = destination_template(&msg.subject),
+        messaging.message.id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str()),
+        messaging.message.body.size = msg.payload.len(),
+        messaging.consumer.group.name = ack.as_ref().map(|a| a.consumer),
+        attempt = ack.as_ref().map(|a| a.delivered),
         notification_id = tracing::field::Empty,
         case_id = tracing::field::Empty,
         job_id = tracing::field::Empty,
         channel = tracing::field::Empty,
         outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
     crate::telemetry::adopt(&span, msg.headers.as_ref());
     span
+}
+
+/// A producer span for one publish, named after the subject's template so
+/// that span names stay few while the attribute keeps the exact subject.
+pub fn publish_span(subject: &str, msg_id: Option<&str>) -> tracing::Span {
+    let template = destination_template(subject);
+    tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {template}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = subject,
+        messaging.destination.template = template,
+        messaging.message.id = msg_id,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// The low-cardinality form of a subject: audit subjects carry case and
+/// notification ids, every other Herald subject is already a fixed name.
+pub fn destination_template(subject: &str) -> &str {
+    const AUDIT: &str = "herald.v1.audit.";
+    if subject.starts_with(AUDIT) {
+        "herald.v1.audit.{case}.{notification}"
+    } else {
+        subject
+    }
+}
+
+/// Where a JetStream message came from, read from its ack subject.
+struct AckInfo<'a> {
+    consumer: &'a str,
+    delivered: u64,
+}
+
+/// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.…` and the newer form
+/// with domain and account hash (`$JS.ACK.<domain>.<hash>.<stream>.…`).
+fn jetstream_ack_info(reply: &str) -> Option<AckInfo<'_>> {
+    let tokens: Vec<&str> = reply.split('.').collect();
+    if tokens.len() < 9 || tokens[0] != "$JS" || tokens[1] != "ACK" {
+        return None;
+    }
+    let (consumer, delivered) = if tokens.len() == 9 {
+        (tokens[3], tokens[4])
+    } else {
+        (tokens[5], tokens[6])
+    };
+    Some(AckInfo {
+        consumer,
+        delivered: delivered.parse().ok()?,
+    })
 }
 
 /// Runs `fut` inside `span`.
@@ -413,4 +492,36 @@ pub fn channel_of_subject(subject: &str) -> Channel {
         .next()
         .and_then(Channel::parse)
         .unwrap_or(Channel::Unspecified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_subjects_name_the_consumer_and_the_delivery_count() {
+        let old = jetstream_ack_info(
+            "$JS.ACK.HERALD_DELIVERY.delivery-normal.3.17.12.1700000000000000000.0",
+        )
+        .unwrap();
+        assert_eq!((old.consumer, old.delivered), ("delivery-normal", 3));
+        let new = jetstream_ack_info(
+            "$JS.ACK.hub.ACCHASH.HERALD_NOTIFY.router-normal.1.5.5.1700000000000000000.2.xyz",
+        )
+        .unwrap();
+        assert_eq!((new.consumer, new.delivered), ("router-normal", 1));
+        assert!(jetstream_ack_info("_INBOX.abc.def").is_none());
+    }
+
+    #[test]
+    fn span_names_stay_few_while_audit_subjects_carry_ids() {
+        assert_eq!(
+            destination_template("herald.v1.audit.CASE-1.ntf_01"),
+            "herald.v1.audit.{case}.{notification}"
+        );
+        assert_eq!(
+            destination_template("herald.v1.delivery.job.email"),
+            "herald.v1.delivery.job.email"
+        );
+    }
 }

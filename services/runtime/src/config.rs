@@ -91,6 +91,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// An `EnvFilter` directive; `RUST_LOG` wins when set.
     pub log_level: String,
+    /// How often a service asks JetStream for the depth of its streams and
+    /// the lag of its consumers (the `herald_stream_*` and
+    /// `herald_consumer_*` gauges).
+    #[serde(with = "humantime_serde")]
+    pub queue_poll_interval: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -98,6 +103,7 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Plain,
             log_level: "info".into(),
+            queue_poll_interval: Duration::from_secs(5),
         }
     }
 }

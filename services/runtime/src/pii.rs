@@ -2,8 +2,12 @@
 //!
 //! Code logs identifiers (notification, job, contact and case ids), never
 //! addresses, names, bodies or template parameters. As a second line of
-//! defence every log line is passed through [`scrub`], which masks anything
-//! shaped like an email address or a phone number.
+//! defence every log line and every exported span is passed through
+//! [`scrub`] (see `telemetry`), which masks anything shaped like an email
+//! address or a phone number. Text that comes from outside and may quote
+//! anything back (a provider's error reply) is cut down to its codes by
+//! [`provider_reply_summary`] before it reaches a log, a span or the audit
+//! trail.
 
 use sha2::{Digest, Sha256};
 
@@ -71,6 +75,51 @@ fn scan_forward(bytes: &[u8], from: usize, ok: impl Fn(u8) -> bool) -> usize {
     e
 }
 
+/// What may be kept of a provider's reply to a failed send: its error code
+/// and status, never its message text, which providers fill with the number,
+/// address or body they refused. Empty for an empty reply; the size for a
+/// reply with no recognisable code.
+pub fn provider_reply_summary(body: &str) -> String {
+    if body.trim().is_empty() {
+        return String::new();
+    }
+    let parsed: Option<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(body).ok();
+    let mut parts = Vec::new();
+    if let Some(map) = &parsed {
+        let nested = map.get("error").and_then(|e| e.as_object());
+        for source in [Some(map), nested].into_iter().flatten() {
+            for key in ["code", "error_code", "errorCode", "status", "error", "type"] {
+                if let Some(v) = source.get(key).and_then(safe_code) {
+                    parts.push(format!("{key}={v}"));
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        format!("{} bytes", body.len())
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A code is a short number or a short word; anything longer, or a run
+/// of digits long enough to be a phone number, is not kept.
+fn safe_code(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) if n.to_string().len() <= 6 => Some(n.to_string()),
+        serde_json::Value::String(s)
+            if (1..=40).contains(&s.len())
+                && s.bytes().any(|b| b.is_ascii_alphabetic())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) =>
+        {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
+
 /// A short stable tag for a personal value, so operators can tell whether
 /// two log lines concern the same address without seeing it.
 pub fn fingerprint(value: &str) -> String {
@@ -103,6 +152,22 @@ mod tests {
         ] {
             assert_eq!(scrub(t), t);
         }
+    }
+
+    #[test]
+    fn provider_replies_keep_their_codes_and_lose_their_words() {
+        let twilio = r#"{"code": 21211, "message": "The 'To' number +447700900123 is not valid.", "more_info": "https://x", "status": 400}"#;
+        assert_eq!(provider_reply_summary(twilio), "code=21211 status=400");
+        let nested =
+            r#"{"error": {"code": "invalid_number", "message": "Body 'Dear Ann' refused"}}"#;
+        assert_eq!(provider_reply_summary(nested), "code=invalid_number");
+        let digits = r#"{"error": "447700900123", "status": "failed"}"#;
+        assert_eq!(provider_reply_summary(digits), "status=failed");
+        assert_eq!(
+            provider_reply_summary("Bad number +447700900123, body: Dear Ann"),
+            "40 bytes"
+        );
+        assert_eq!(provider_reply_summary(""), "");
     }
 
     #[test]
