@@ -318,11 +318,17 @@ where
         info!(consumer = %spec.durable, "consuming");
         loop {
             let permit = tokio::select! {
-                _ = shutdown.cancelled() => break 'outer,
+                _ = shutdown.cancelled() => {
+                    return_unstarted(&mut messages, &spec.durable).await;
+                    break 'outer;
+                }
                 p = slots.clone().acquire_owned() => p?,
             };
             let next = tokio::select! {
-                _ = shutdown.cancelled() => break 'outer,
+                _ = shutdown.cancelled() => {
+                    return_unstarted(&mut messages, &spec.durable).await;
+                    break 'outer;
+                }
                 m = messages.next() => m,
             };
             match next {
@@ -352,6 +358,26 @@ where
         warn!(consumer = %spec.durable, "grace period over with work in flight; JetStream will redeliver it");
     }
     Ok(())
+}
+
+/// On shutdown: gives back the messages the server has already handed this
+/// consumer but no handler has started, so another instance can take them
+/// in about a second instead of after `ack_wait`.
+async fn return_unstarted(messages: &mut pull::Stream, durable: &str) {
+    let mut returned = 0;
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+    {
+        // A short delay, so the server does not hand it straight back to
+        // this consumer while it is still draining.
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        returned += 1;
+    }
+    if returned > 0 {
+        info!(consumer = %durable, returned, "returned unstarted messages on shutdown");
+    }
 }
 
 async fn bind_consumer(

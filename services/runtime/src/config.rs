@@ -219,6 +219,25 @@ pub struct DeliveryConfig {
     /// again.
     #[serde(with = "humantime_serde")]
     pub sent_ttl: Duration,
+    /// Messages per second handed to each provider, paced through Redis so
+    /// the figure holds across every delivery instance; 0 means no limit.
+    /// Messages over the rate wait their turn; none is dropped.
+    pub email_rate: f64,
+    pub sms_rate: f64,
+    pub voice_rate: f64,
+    /// Requests in flight at once to the SMS and the voice provider, per
+    /// delivery instance (email is bounded by `smtp_pool_size`).
+    pub sms_connections: usize,
+    pub voice_connections: usize,
+    /// Per-person limits: at most `contact_max_<channel>` messages on that
+    /// channel to one person within `contact_window`; 0 means no limit.
+    /// Later messages wait for the window to make room. The emergency lane
+    /// is never held back.
+    #[serde(with = "humantime_serde")]
+    pub contact_window: Duration,
+    pub contact_max_email: u32,
+    pub contact_max_sms: u32,
+    pub contact_max_voice: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -244,6 +263,61 @@ impl Default for DeliveryConfig {
                 .collect(),
             give_up_after: Duration::from_secs(6 * 3600),
             sent_ttl: Duration::from_secs(7 * 24 * 3600),
+            email_rate: 0.0,
+            sms_rate: 0.0,
+            voice_rate: 0.0,
+            sms_connections: 32,
+            voice_connections: 32,
+            contact_window: Duration::from_secs(15 * 60),
+            contact_max_email: 0,
+            contact_max_sms: 5,
+            contact_max_voice: 3,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// Retry, time-limit and rate-limit settings that would make delivery
+    /// drop work or never stop retrying.
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.retry_schedule.is_empty() {
+            problems.push(
+                "`delivery.retry_schedule` is empty: give at least one delay, or transient failures are never retried".into(),
+            );
+        }
+        if self.give_up_after.is_zero() {
+            problems.push("`delivery.give_up_after` must be more than zero".into());
+        }
+        if self.sent_ttl < self.give_up_after {
+            problems.push(
+                "`delivery.sent_ttl` must be at least `delivery.give_up_after`, or a late redelivery could send a job twice".into(),
+            );
+        }
+        for (key, rate) in [
+            ("delivery.email_rate", self.email_rate),
+            ("delivery.sms_rate", self.sms_rate),
+            ("delivery.voice_rate", self.voice_rate),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                problems.push(format!(
+                    "`{key}` = {rate}: expected messages per second, 0 or more"
+                ));
+            }
+        }
+        for (key, n) in [
+            ("delivery.sms_connections", self.sms_connections),
+            ("delivery.voice_connections", self.voice_connections),
+            ("delivery.smtp_pool_size", self.smtp_pool_size as usize),
+        ] {
+            if n == 0 {
+                problems.push(format!("`{key}` must be at least 1"));
+            }
+        }
+        let limited = self.contact_max_email + self.contact_max_sms + self.contact_max_voice > 0;
+        if limited && self.contact_window.is_zero() {
+            problems.push(
+                "`delivery.contact_window` must be more than zero while a `delivery.contact_max_*` limit is set".into(),
+            );
         }
     }
 }
@@ -393,6 +467,7 @@ impl Config {
         if self.delivery.attempt_timeout.is_zero() {
             problems.push("`delivery.attempt_timeout` must be more than zero".into());
         }
+        self.delivery.validate(problems);
     }
 }
 
@@ -565,6 +640,41 @@ mod tests {
             toml::to_string(&loaded).unwrap(),
             toml::to_string(&Config::default()).unwrap()
         );
+    }
+
+    #[test]
+    fn delivery_settings_that_would_drop_work_or_retry_forever_are_refused_by_name() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("HERALD_DELIVERY_RETRY_SCHEDULE", "[]"),
+                ("HERALD_DELIVERY_SMS_RATE", "-1"),
+                ("HERALD_DELIVERY_VOICE_CONNECTIONS", "0"),
+                ("HERALD_DELIVERY_CONTACT_WINDOW", "0s"),
+                ("HERALD_DELIVERY_SENT_TTL", "1h"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "delivery.retry_schedule",
+            "delivery.sms_rate",
+            "delivery.voice_connections",
+            "delivery.contact_window",
+            "delivery.sent_ttl",
+        ] {
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
+        let ok = Config::load(
+            None,
+            env(&[
+                ("HERALD_DELIVERY_SMS_RATE", "2.5"),
+                ("HERALD_DELIVERY_CONTACT_MAX_VOICE", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.delivery.sms_rate, 2.5);
+        assert_eq!(ok.delivery.contact_max_voice, 1);
     }
 
     #[test]
