@@ -1,30 +1,50 @@
 //! The send ledger: how delivery makes sure a job redelivered by JetStream
 //! (after a crash, a restart, an ack timeout, or on a second instance) never
-//! sends a second email, SMS or call.
+//! sends a second email, SMS or call, and how provider status callbacks
+//! find the job they are about.
 //!
-//! One Redis key per job, `<prefix>job:<job_id>`, moves through these
-//! states:
+//! One Redis hash per job, `<prefix>job:<job_id>`. Its `state` field moves
+//! through these states:
 //!
 //! ```text
-//!              claim                      provider took it
-//!  (absent) ─────────▶ sending <owner> <deadline> ─────────────▶ sent <provider id> <ms>
-//!      ▲                    │        │
-//!      │   transient failure│        │ permanent failure, after the fallback job
-//!      └────── release ─────┘        │ or dead letter is safely published
-//!                                    ▼
-//!                               failed <ms> <reason>
+//!                  claim                      provider took it, or a status
+//!  (absent), idle ───────▶ sending ─────────────────────────────────────▶ sent
+//!        ▲            (owner, deadline)     callback says it has it       │
+//!        │               │        │                                       │ failure status
+//!        │ transient     │        │ permanent failure or retries used     │ (undelivered, busy,
+//!        └── release ────┘        │ up, or a failure status came first:   │ no-answer, failed):
+//!                                 │ once the fallback job or dead letter  │ handed on once
+//!                                 ▼ is safely published                   ▼
+//!                               failed                           sent + handed_on
 //! ```
 //!
-//! * `claim` is one Lua script, so two workers can never both hold a job.
-//!   A job that is `sent` or `failed` is acknowledged without sending.
+//! * `claim` is one Lua script, so two workers can never both hold a job. It
+//!   counts attempts (`attempts`), so the retry schedule advances only when
+//!   a send was really tried, not when JetStream redelivers for other
+//!   reasons. A job that is `sent` or `failed` is acknowledged without
+//!   sending.
 //! * `sending` is a lease. If its holder dies, the lease runs out and the
 //!   next delivery of the job takes over; that take-over is reported as
 //!   *interrupted*, because the dead worker may or may not have reached the
-//!   provider. This is the one window no ledger can close: the provider is
-//!   given the job id as its idempotency key (`Idempotency-Key` header, SMTP
-//!   `Message-ID`) so a provider that honours it drops the repeat.
+//!   provider. This is the one window no ledger can close: the provider
+//!   accepted the message but the worker died before writing `sent`. The
+//!   repeat carries the same idempotency key (`Idempotency-Key` header,
+//!   SMTP `Message-ID`), so a provider that honours it drops the repeat; a
+//!   plain SMTP server will deliver it twice.
 //! * `sent` is written before JetStream is acknowledged, and kept for
 //!   `delivery.sent_ttl`, well past JetStream's redelivery horizon.
+//! * A provider status callback is proof the provider has the message: one
+//!   that arrives while the job is `idle` or `sending` (the worker timed out
+//!   waiting for an answer the provider did send) moves it to `sent`, or to
+//!   `failed` for a failure status, so the job is not sent again.
+//! * Status fields (`status`, `final`) record what the provider reported;
+//!   `handed_on` records that a failure status already produced its fallback
+//!   job or dead letter, so a callback repeated by the provider hands on
+//!   once. The job itself (`job`, encoded) is kept while callbacks can still
+//!   come, and dropped once a final status arrives.
+//!
+//! Each attempt also appends a line to `<prefix>jobhist:<job_id>`, the
+//! history a dead letter carries.
 
 use std::time::Duration;
 
@@ -32,15 +52,56 @@ use redis::{Script, aio::ConnectionManager};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// This worker holds the job. `interrupted` means an earlier holder's
-    /// lease ran out mid-attempt.
-    Claimed { interrupted: bool },
+    /// This worker holds the job for attempt number `attempt` (1 on the
+    /// first). `interrupted` means an earlier holder's lease ran out
+    /// mid-attempt.
+    Claimed { attempt: u32, interrupted: bool },
     /// Another worker holds a live lease; try again after this long.
     Busy(Duration),
     /// Already sent (provider id), nothing to do.
     Sent(String),
     /// Already failed permanently and handed on.
     Failed,
+}
+
+/// What the ledger knows of a job before anything is claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Peek {
+    /// Never tried, or released after a transient failure.
+    Open,
+    Sending,
+    Sent {
+        provider_id: String,
+        attempts: u32,
+    },
+    Failed,
+}
+
+/// What recording a provider status did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusOutcome {
+    /// The ledger has no such job (never sent, or long expired).
+    Unknown,
+    /// Recorded. `meta` is the job's identifiers as stored at claim time
+    /// (encoded `DeliveryJob` without address or content).
+    Recorded {
+        meta: Vec<u8>,
+        /// The attempt the status is about.
+        attempt: u32,
+        hand_on: HandOn,
+    },
+    /// A final status had already been recorded; this one changes nothing.
+    Stale { meta: Vec<u8> },
+}
+
+/// Whether a failure status still has to produce a fallback or dead letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandOn {
+    No,
+    /// Yes, and here is the whole job as stored at claim time.
+    Job(Vec<u8>),
+    /// Yes, but the stored job has expired.
+    Lost,
 }
 
 #[derive(Clone)]
@@ -52,38 +113,99 @@ pub struct Ledger {
     keep: Duration,
     claim: Script,
     release: Script,
+    sent: Script,
+    status: Script,
 }
 
+/// KEYS[1] job hash. ARGV: owner, lease ms, keep s, job bytes ("" to skip),
+/// meta bytes ("" to skip).
 const CLAIM: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('GET', KEYS[1])
+local state = redis.call('HGET', KEYS[1], 'state')
 local interrupted = '0'
-if v then
-  local state, a, b = string.match(v, '^(%S+) (%S+) (%S+)')
-  if state == 'sending' then
-    local deadline = tonumber(b)
-    if deadline > now then
-      return {'busy', tostring(deadline - now)}
-    end
-    interrupted = '1'
-  elseif state == 'sent' then
-    return {'sent', a}
-  else
-    return {'failed', ''}
+if state == 'sending' then
+  local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline') or '0')
+  if deadline > now then
+    return {'busy', tostring(deadline - now), '0'}
   end
+  interrupted = '1'
+elseif state == 'sent' then
+  return {'sent', redis.call('HGET', KEYS[1], 'provider_id') or '', '0'}
+elseif state == 'failed' then
+  return {'failed', '', '0'}
 end
-redis.call('SET', KEYS[1], 'sending ' .. ARGV[1] .. ' ' .. tostring(now + tonumber(ARGV[2])), 'EX', ARGV[3])
-return {'claimed', interrupted}
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'sending', 'owner', ARGV[1], 'deadline', tostring(now + tonumber(ARGV[2])))
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'job', ARGV[4])
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'meta', ARGV[5])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {'claimed', interrupted, tostring(attempt)}
 "#;
 
+/// Back to `idle` after a transient failure, only by the lease holder and
+/// only if nothing (a status callback) has settled the job meanwhile.
 const RELEASE: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 8 + string.len(ARGV[1])) == 'sending ' .. ARGV[1] then
-  redis.call('DEL', KEYS[1])
+if redis.call('HGET', KEYS[1], 'state') == 'sending' and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', 'idle')
+  redis.call('HDEL', KEYS[1], 'owner', 'deadline')
   return 1
 end
 return 0
+"#;
+
+/// `sent`, unless a failure status has already settled the job.
+/// ARGV: provider id, now ms, keep s.
+const SENT: &str = r#"
+if redis.call('HGET', KEYS[1], 'state') == 'failed' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'sent', 'provider_id', ARGV[1], 'sent_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'owner', 'deadline')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// A provider status. ARGV: status name, final (0/1), failure (0/1),
+/// provider id, now ms, keep s. Returns {outcome, meta, job, attempt}.
+const STATUS: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  return {'unknown', '', '', '0'}
+end
+local attempt = redis.call('HGET', KEYS[1], 'attempts') or '0'
+local meta = redis.call('HGET', KEYS[1], 'meta') or ''
+if redis.call('HGET', KEYS[1], 'final') == '1' and redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then
+  return {'stale', meta, '', attempt}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'status_at', ARGV[5])
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'final', '1')
+end
+if state ~= 'sent' and state ~= 'failed' then
+  if ARGV[3] == '1' then
+    redis.call('HSET', KEYS[1], 'state', 'failed', 'reason', 'provider reported ' .. ARGV[1])
+  else
+    redis.call('HSET', KEYS[1], 'state', 'sent', 'sent_at', ARGV[5])
+  end
+  redis.call('HDEL', KEYS[1], 'owner', 'deadline')
+end
+if ARGV[4] ~= '' and not redis.call('HGET', KEYS[1], 'provider_id') then
+  redis.call('HSET', KEYS[1], 'provider_id', ARGV[4])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'handed_on') ~= '1' then
+  local job = redis.call('HGET', KEYS[1], 'job')
+  if job then
+    return {'hand_on', meta, job, attempt}
+  end
+  return {'hand_on_lost', meta, '', attempt}
+end
+return {'recorded', meta, '', attempt}
 "#;
 
 impl Ledger {
@@ -102,6 +224,8 @@ impl Ledger {
             keep,
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
+            sent: Script::new(SENT),
+            status: Script::new(STATUS),
         }
     }
 
@@ -109,18 +233,72 @@ impl Ledger {
         format!("{}job:{job_id}", self.prefix)
     }
 
-    pub async fn claim(&self, job_id: &str) -> redis::RedisResult<Claim> {
+    fn keep_secs(&self) -> u64 {
+        self.keep.as_secs().max(1)
+    }
+
+    /// How long a claim protects a job from other workers.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Where the job stands, without changing anything: a redelivered job
+    /// that was already sent is recognised before it waits on any limit.
+    pub async fn peek(&self, job_id: &str) -> redis::RedisResult<Peek> {
         let mut r = self.redis.clone();
-        let (state, detail): (String, String) = self
+        let (state, provider_id, attempts): (Option<String>, Option<String>, Option<u32>) =
+            redis::cmd("HMGET")
+                .arg(self.key(job_id))
+                .arg("state")
+                .arg("provider_id")
+                .arg("attempts")
+                .query_async(&mut r)
+                .await?;
+        Ok(match state.as_deref() {
+            Some("sent") => Peek::Sent {
+                provider_id: provider_id.unwrap_or_default(),
+                attempts: attempts.unwrap_or(0),
+            },
+            Some("failed") => Peek::Failed,
+            Some("sending") => Peek::Sending,
+            _ => Peek::Open,
+        })
+    }
+
+    /// Attempts started so far.
+    pub async fn attempts(&self, job_id: &str) -> redis::RedisResult<u32> {
+        let mut r = self.redis.clone();
+        let n: Option<u32> = redis::cmd("HGET")
+            .arg(self.key(job_id))
+            .arg("attempts")
+            .query_async(&mut r)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Takes the job for one attempt. When status callbacks may come back
+    /// for it, the job is stored with it (`job`, needed to fall back) with
+    /// its identifiers (`meta`, needed to document the status).
+    pub async fn claim(
+        &self,
+        job_id: &str,
+        job: Option<&[u8]>,
+        meta: Option<&[u8]>,
+    ) -> redis::RedisResult<Claim> {
+        let mut r = self.redis.clone();
+        let (state, detail, attempt): (String, String, String) = self
             .claim
             .key(self.key(job_id))
             .arg(&self.owner)
             .arg(self.lease.as_millis() as u64)
-            .arg(self.keep.as_secs().max(1))
+            .arg(self.keep_secs())
+            .arg(job.unwrap_or_default())
+            .arg(meta.unwrap_or_default())
             .invoke_async(&mut r)
             .await?;
         Ok(match state.as_str() {
             "claimed" => Claim::Claimed {
+                attempt: attempt.parse().unwrap_or(1),
                 interrupted: detail == "1",
             },
             "busy" => Claim::Busy(Duration::from_millis(detail.parse().unwrap_or(1000))),
@@ -131,31 +309,32 @@ impl Ledger {
 
     /// The provider took the message: never send this job again.
     pub async fn sent(&self, job_id: &str, provider_id: &str) -> redis::RedisResult<()> {
-        let id = if provider_id.is_empty() || provider_id.contains(' ') {
-            "-"
-        } else {
-            provider_id
-        };
-        self.set_final(job_id, format!("sent {id} {}", now_ms()))
-            .await
+        let mut r = self.redis.clone();
+        self.sent
+            .key(self.key(job_id))
+            .arg(provider_id)
+            .arg(now_ms())
+            .arg(self.keep_secs())
+            .invoke_async::<i64>(&mut r)
+            .await?;
+        Ok(())
     }
 
     /// Failed for good, and the fallback or dead letter is published.
     pub async fn failed(&self, job_id: &str, reason: &str) -> redis::RedisResult<()> {
-        self.set_final(
-            job_id,
-            format!("failed {} {}", now_ms(), reason.replace('\n', " ")),
-        )
-        .await
-    }
-
-    async fn set_final(&self, job_id: &str, value: String) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
-        redis::cmd("SET")
-            .arg(self.key(job_id))
-            .arg(value)
-            .arg("EX")
-            .arg(self.keep.as_secs().max(1))
+        redis::pipe()
+            .hset_multiple(
+                self.key(job_id),
+                &[
+                    ("state", "failed".to_string()),
+                    ("reason", reason.replace('\n', " ")),
+                    ("handed_on", "1".to_string()),
+                    ("failed_at", now_ms().to_string()),
+                ],
+            )
+            .hdel(self.key(job_id), &["owner", "deadline", "job"])
+            .expire(self.key(job_id), self.keep_secs() as i64)
             .exec_async(&mut r)
             .await
     }
@@ -172,6 +351,64 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records a provider status callback (see the module notes).
+    pub async fn status(
+        &self,
+        job_id: &str,
+        status: &str,
+        is_final: bool,
+        is_failure: bool,
+        provider_id: &str,
+    ) -> redis::RedisResult<StatusOutcome> {
+        let mut r = self.redis.clone();
+        let (outcome, meta, job, attempt): (String, Vec<u8>, Vec<u8>, String) = self
+            .status
+            .key(self.key(job_id))
+            .arg(status)
+            .arg(if is_final { "1" } else { "0" })
+            .arg(if is_failure { "1" } else { "0" })
+            .arg(provider_id)
+            .arg(now_ms())
+            .arg(self.keep_secs())
+            .invoke_async(&mut r)
+            .await?;
+        let attempt = attempt.parse().unwrap_or(0);
+        Ok(match outcome.as_str() {
+            "unknown" => StatusOutcome::Unknown,
+            "stale" => StatusOutcome::Stale { meta },
+            other => StatusOutcome::Recorded {
+                meta,
+                attempt,
+                hand_on: match other {
+                    "hand_on" => HandOn::Job(job),
+                    "hand_on_lost" => HandOn::Lost,
+                    _ => HandOn::No,
+                },
+            },
+        })
+    }
+
+    /// A failure status has produced its fallback job or dead letter; the
+    /// stored job is no longer needed.
+    pub async fn handed_on(&self, job_id: &str) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        redis::pipe()
+            .hset(self.key(job_id), "handed_on", "1")
+            .hdel(self.key(job_id), "job")
+            .exec_async(&mut r)
+            .await
+    }
+
+    /// A final success status: callbacks are over, drop the stored job.
+    pub async fn forget_job(&self, job_id: &str) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        redis::cmd("HDEL")
+            .arg(self.key(job_id))
+            .arg("job")
+            .exec_async(&mut r)
+            .await
+    }
+
     /// Appends one attempt to the job's history (kept as long as the ledger
     /// entry), for dead letters and `herald dlq show`.
     pub async fn note_attempt(&self, job_id: &str, line: String) -> redis::RedisResult<()> {
@@ -179,7 +416,7 @@ impl Ledger {
         let mut r = self.redis.clone();
         redis::pipe()
             .rpush(&key, line)
-            .expire(&key, self.keep.as_secs().max(1) as i64)
+            .expire(&key, self.keep_secs() as i64)
             .exec_async(&mut r)
             .await
     }

@@ -1,24 +1,45 @@
 //! delivery: sends each job over its channel, exactly as far as Herald can
 //! make it so.
 //!
-//! A job is claimed in the send ledger (see [`ledger`]) before anything is
-//! sent and recorded as sent before JetStream is acknowledged. Transient
-//! failures go back to JetStream with a delay from the retry schedule (or the
-//! provider's `Retry-After`, whichever is longer); permanent ones, and jobs
-//! that run out of attempts, fall back to the recipient's next channel or,
-//! with nowhere left to go, land in the dead-letter stream with their
-//! history. Every step is in the audit trail.
+//! For each job, in this order:
+//!
+//! 1. the send ledger ([`ledger`]) is asked whether the job was already
+//!    sent or handed on (a redelivery): if so it is acknowledged, no more;
+//! 2. the rate limits ([`limits`]) are honoured: the person's window on the
+//!    channel, a connection to the provider, the provider's pace and any
+//!    pause it asked for. Waiting is never dropping: a short wait is slept,
+//!    a long one returns the job to JetStream with that delay;
+//! 3. the job is claimed in the ledger, sent within `attempt_timeout`
+//!    ([`transport`] classifies every failure, in one place), and recorded
+//!    as sent before JetStream is acknowledged;
+//! 4. a transient failure goes back to JetStream with a delay from the
+//!    retry schedule (or the provider's `Retry-After`, whichever is
+//!    longer); a permanent one, or one that outlives the schedule or
+//!    `give_up_after`, is handed on: to the recipient's next channel, or,
+//!    with nowhere left to go, to the dead-letter stream with its history.
+//!
+//! Provider status callbacks ([`status`]) arrive on the HTTP port and feed
+//! the same ledger and the same hand-on. Every step is in the audit trail
+//! and published as a `DeliveryStatus` event.
+//!
+//! On shutdown the consumers stop pulling; sends under way finish (each is
+//! bounded by `attempt_timeout`, inside the grace period) and jobs still
+//! waiting on a limit are returned to JetStream at once for another
+//! instance.
 
 pub mod ledger;
+pub mod limits;
+pub mod status;
 pub mod transport;
 
 use std::{
+    future::Future,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, AckKind};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -28,10 +49,10 @@ use herald_proto::{
 use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition},
+    bus::{self, Bus, ConsumerSpec, Disposition, PublishError},
     config::DeliveryConfig,
     health::Health,
-    metrics::{ChannelOutcome, LaneLabel, Queue},
+    metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     telemetry::record_outcome,
 };
 use prometheus_client::{
@@ -44,7 +65,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use crate::{
-    ledger::{Claim, Ledger},
+    ledger::{Claim, Ledger, Peek},
+    limits::{Limits, Pace},
     transport::{SendError, Sent, Transports},
 };
 
@@ -52,6 +74,9 @@ struct Metrics {
     deliveries: Family<ChannelOutcome, Counter>,
     retries: Family<ChannelOutcome, Counter>,
     suppressed: Family<LaneLabel, Counter>,
+    interrupted: Family<LaneLabel, Counter>,
+    held: Family<ReasonLabel, Counter>,
+    callbacks: Family<ChannelOutcome, Counter>,
     end_to_end: Family<LaneLabel, Histogram>,
     attempt: Family<ChannelOutcome, Histogram>,
 }
@@ -62,6 +87,9 @@ impl Metrics {
             deliveries: Family::default(),
             retries: Family::default(),
             suppressed: Family::default(),
+            interrupted: Family::default(),
+            held: Family::default(),
+            callbacks: Family::default(),
             end_to_end: herald_runtime::metrics::latency_family(),
             attempt: herald_runtime::metrics::latency_family(),
         };
@@ -81,6 +109,21 @@ impl Metrics {
             m.suppressed.clone(),
         );
         registry.register(
+            "delivery_interrupted_takeovers",
+            "Jobs taken over after their previous holder died mid-attempt; each may have reached the provider twice (same idempotency key)",
+            m.interrupted.clone(),
+        );
+        registry.register(
+            "delivery_held",
+            "Jobs made to wait by a rate limit, by reason",
+            m.held.clone(),
+        );
+        registry.register(
+            "delivery_status_callbacks",
+            "Provider status callbacks, by channel and reported state (rejected: bad signature)",
+            m.callbacks.clone(),
+        );
+        registry.register(
             "delivery_end_to_end_seconds",
             "From intake accepting the notification to the provider taking the message",
             m.end_to_end.clone(),
@@ -94,14 +137,21 @@ impl Metrics {
     }
 }
 
+/// Everything a worker and the status endpoint share.
 #[derive(Clone)]
 struct Delivery {
     bus: Bus,
     ledger: Ledger,
+    limits: Limits,
     transports: Arc<Transports>,
     auditor: Auditor,
     cfg: Arc<DeliveryConfig>,
     metrics: Arc<Metrics>,
+    /// Waits on limits end early on shutdown, returning the job.
+    shutdown: CancellationToken,
+    /// How often a job waiting on a limit tells JetStream it is still being
+    /// worked on, so it is not redelivered meanwhile.
+    keepalive: Duration,
 }
 
 pub struct Running {
@@ -135,19 +185,23 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     // The lease outlives the longest attempt, so a live worker is never
     // mistaken for a dead one.
     let lease = cfg.delivery.attempt_timeout * 2 + Duration::from_secs(5);
+    let ack_wait = cfg.nats.ack_wait.max(lease);
     let delivery = Delivery {
         bus: bus.clone(),
         ledger: Ledger::new(
-            redis,
+            redis.clone(),
             &cfg.redis.prefix,
             &owner,
             lease,
             cfg.delivery.sent_ttl,
         ),
+        limits: Limits::new(redis, &cfg.redis.prefix, &cfg.delivery),
         transports: Arc::new(transports),
         auditor: Auditor::new(bus.clone(), "delivery"),
         cfg: Arc::new(cfg.delivery.clone()),
         metrics: Arc::new(Metrics::register(&mut registry)),
+        shutdown: shutdown.clone(),
+        keepalive: ack_wait / 3,
     };
     let mut queues: Vec<Queue> = Lane::ALL
         .iter()
@@ -170,7 +224,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         &cfg.delivery.http_addr,
         health.clone(),
         Arc::new(registry),
-        None,
+        Some(status::routes(delivery.clone())),
         shutdown.clone(),
     )
     .await?;
@@ -184,13 +238,14 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             concurrency: cfg.delivery.concurrency,
             // Longer than one attempt, so a slow provider does not cause a
             // redelivery while the first try is still running.
-            ack_wait: cfg.nats.ack_wait.max(lease),
+            ack_wait,
             max_deliver: -1,
         };
         let ready = health.flag(format!("consumer-{}", lane.name()));
-        let d = Arc::new(delivery.clone());
+        let d = delivery.clone();
         let bus = bus.clone();
         let shutdown = shutdown.clone();
+        // Every send under way ends within attempt_timeout.
         let grace = cfg.delivery.attempt_timeout + Duration::from_secs(2);
         consumers.push(tokio::spawn(async move {
             bus::consume(&bus, spec, ready, shutdown, grace, move |msg| {
@@ -215,6 +270,14 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     })
 }
 
+/// The id of the job that replaces `job` on its next channel. Derived, so
+/// handing the same job on twice (a worker and a status callback, or a
+/// repeated callback) yields one job, which JetStream and the ledger then
+/// send once.
+pub fn fallback_job_id(job_id: &str, next: Channel) -> String {
+    format!("{job_id}-fb-{}", next.name())
+}
+
 impl Delivery {
     async fn handle(&self, msg: jetstream::Message) -> Disposition {
         let span = bus::process_span("delivery send", &msg);
@@ -231,49 +294,158 @@ impl Delivery {
             span.record("case_id", job.case_id.as_str());
             span.record("job_id", job.job_id.as_str());
             span.record("channel", channel_of(&job).name());
-            let attempt = bus::delivery_count(&msg);
-            self.attempt(&job, attempt).await
+            self.process(&job, &msg).await
         }
         .instrument(span)
         .await
     }
 
-    async fn attempt(&self, job: &DeliveryJob, attempt: u32) -> Disposition {
+    /// Runs `fut`, telling JetStream now and then that the message is still
+    /// being worked on. `None` if shutdown came first.
+    async fn hold<F: Future>(&self, msg: &jetstream::Message, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let mut tick = tokio::time::interval(self.keepalive.max(Duration::from_millis(100)));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                _ = self.shutdown.cancelled() => return None,
+                _ = tick.tick() => {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    }
+
+    fn held(&self, lane: Lane, hold: limits::Hold) {
+        self.metrics
+            .held
+            .get_or_create(&ReasonLabel {
+                lane: lane.name().into(),
+                reason: hold.name().into(),
+            })
+            .inc();
+    }
+
+    async fn process(&self, job: &DeliveryJob, msg: &jetstream::Message) -> Disposition {
         let lane = Lane::try_from(job.lane).unwrap_or_default();
-        match self.ledger.claim(&job.job_id).await {
-            Ok(Claim::Claimed { interrupted }) => {
+        let channel = channel_of(job);
+
+        // 1. A redelivery of a finished job ends here, before any limit.
+        match self.ledger.peek(&job.job_id).await {
+            Ok(Peek::Sent {
+                provider_id,
+                attempts,
+            }) => return self.already_sent(job, attempts, provider_id).await,
+            Ok(Peek::Failed) => {
+                record_outcome(&tracing::Span::current(), "already_failed", false);
+                return Disposition::Ack;
+            }
+            Ok(Peek::Open | Peek::Sending) => {}
+            Err(e) => {
+                warn!(error = %e, "send ledger unavailable; will retry");
+                return Disposition::Retry(Duration::from_secs(1));
+            }
+        }
+
+        // 2. Limits: the person, then the provider.
+        match self.limits.contact(job, channel).await {
+            Ok(Pace::Go(_)) => {}
+            Ok(Pace::Later(wait, hold)) => {
+                self.held(lane, hold);
+                info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "contact's window is full; job returns when it has room"
+                );
+                return Disposition::Retry(wait);
+            }
+            Err(e) => {
+                warn!(error = %e, "rate limits unavailable; will retry");
+                return Disposition::Retry(Duration::from_secs(1));
+            }
+        }
+        let Some(connection) = self.hold(msg, self.limits.connection(channel, lane)).await else {
+            return Disposition::Retry(Duration::ZERO);
+        };
+        match self.limits.provider(channel, lane).await {
+            Ok(Pace::Go(wait)) => {
+                if !wait.is_zero() {
+                    self.held(lane, limits::Hold::Provider);
+                    if self.hold(msg, tokio::time::sleep(wait)).await.is_none() {
+                        return Disposition::Retry(Duration::ZERO);
+                    }
+                    if let Ok(pause) = self.limits.paused(channel).await
+                        && !pause.is_zero()
+                    {
+                        self.held(lane, limits::Hold::Paused);
+                        return Disposition::Retry(pause);
+                    }
+                }
+            }
+            Ok(Pace::Later(wait, hold)) => {
+                self.held(lane, hold);
+                if hold == limits::Hold::Paused && self.past_time_limit(job, wait) {
+                    // A provider that keeps asking for quiet must not hold
+                    // a job past its total time limit: hand it on instead.
+                    drop(connection);
+                    let attempts = self.ledger.attempts(&job.job_id).await.unwrap_or(0);
+                    return self
+                        .give_up(
+                            job,
+                            attempts,
+                            format!(
+                                "the {} provider asked for {:.0}s of quiet, beyond the job's time limit",
+                                channel.name(),
+                                wait.as_secs_f64()
+                            ),
+                        )
+                        .await;
+                }
+                return Disposition::Retry(wait);
+            }
+            Err(e) => {
+                warn!(error = %e, "rate limits unavailable; will retry");
+                return Disposition::Retry(Duration::from_secs(1));
+            }
+        }
+
+        // 3. Claim and send.
+        let callbacks = self.cfg.status_callback_base.is_some()
+            && self.cfg.provider_token.is_some()
+            && channel != Channel::Email;
+        let stored = callbacks.then(|| (job.encode_to_vec(), meta_of(job).encode_to_vec()));
+        let claim = self
+            .ledger
+            .claim(
+                &job.job_id,
+                stored.as_ref().map(|(j, _)| j.as_slice()),
+                stored.as_ref().map(|(_, m)| m.as_slice()),
+            )
+            .await;
+        let attempt = match claim {
+            Ok(Claim::Claimed {
+                attempt,
+                interrupted,
+            }) => {
                 if interrupted {
+                    self.metrics
+                        .interrupted
+                        .get_or_create(&LaneLabel {
+                            lane: lane.name().into(),
+                        })
+                        .inc();
                     warn!(
+                        attempt,
                         "an earlier attempt was interrupted; sending again under the same idempotency key"
                     );
                 }
+                attempt
             }
             Ok(Claim::Busy(wait)) => {
                 record_outcome(&tracing::Span::current(), "busy", false);
                 return Disposition::Retry(wait.max(Duration::from_millis(200)));
             }
-            Ok(Claim::Sent(provider_id)) => {
-                self.metrics
-                    .suppressed
-                    .get_or_create(&LaneLabel {
-                        lane: lane.name().into(),
-                    })
-                    .inc();
-                info!("already sent; acknowledged without sending again");
-                record_outcome(&tracing::Span::current(), "already_sent", false);
-                // The first time may have stopped before documenting the
-                // send; repeating it is harmless (same record id).
-                self.document_sent(
-                    job,
-                    attempt,
-                    &Sent {
-                        provider_id,
-                        via: String::new(),
-                    },
-                )
-                .await;
-                return Disposition::Ack;
-            }
+            Ok(Claim::Sent(provider_id)) => return self.already_sent(job, 0, provider_id).await,
             Ok(Claim::Failed) => {
                 record_outcome(&tracing::Span::current(), "already_failed", false);
                 return Disposition::Ack;
@@ -283,25 +455,31 @@ impl Delivery {
                 warn!(error = %e, "send ledger unavailable; will retry");
                 return Disposition::Retry(Duration::from_secs(1));
             }
-        }
+        };
 
         let started = std::time::Instant::now();
-        let provider = herald_runtime::telemetry::provider_span(channel_of(job).name());
-        let sending = self.transports.send(job).instrument(provider.clone());
-        let result = match tokio::time::timeout(self.cfg.attempt_timeout, sending).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Transient {
-                reason: format!("no answer within {:?}", self.cfg.attempt_timeout),
-                retry_after: None,
-            }),
-        };
+        let provider = herald_runtime::telemetry::provider_span(channel.name());
+        let result = self
+            .transports
+            .send(job, self.cfg.attempt_timeout)
+            .instrument(provider.clone())
+            .await;
         match &result {
             Ok(_) => record_outcome(&provider, "sent", false),
             Err(e) => record_outcome(&provider, error_kind(e), true),
         }
+        // Kept through a provider's request for quiet until every worker can
+        // see it: the slot cannot pass to one that has not.
+        let connection = match &result {
+            Err(SendError::Transient {
+                retry_after: Some(_),
+                ..
+            }) => Some(connection),
+            _ => None,
+        };
         let label = |outcome: &str| ChannelOutcome {
             lane: lane.name().into(),
-            channel: channel_of(job).name().into(),
+            channel: channel.name().into(),
             outcome: outcome.into(),
         };
         self.metrics
@@ -309,17 +487,21 @@ impl Delivery {
             .get_or_create(&label(if result.is_ok() { "sent" } else { "failed" }))
             .observe(started.elapsed().as_secs_f64());
 
+        // 4. Record, retry or hand on.
         match result {
             Ok(sent) => {
-                if let Err(e) = self.ledger.sent(&job.job_id, &sent.provider_id).await {
-                    // Not recorded: a redelivery would send again. Keep the
-                    // message unacked and let the lease protect it; the
-                    // ledger write is retried on the next delivery.
-                    error!(error = %e, "sent but not recorded; holding the job");
-                    return Disposition::Retry(
-                        self.cfg.attempt_timeout * 2 + Duration::from_secs(5),
-                    );
+                if !self.record_sent(&job.job_id, &sent.provider_id).await {
+                    // Redis stayed away for half the lease. The claim
+                    // stands; once its lease runs out a later delivery
+                    // takes the job over and, unable to know better, sends
+                    // it again under the same idempotency key: the same
+                    // window as a crash after the provider answered.
+                    return Disposition::Retry(self.ledger.lease());
                 }
+                let _ = self
+                    .ledger
+                    .note_attempt(&job.job_id, history_line(attempt, "sent", &sent.via))
+                    .await;
                 self.document_sent(job, attempt, &sent).await;
                 self.metrics.deliveries.get_or_create(&label("sent")).inc();
                 record_outcome(&tracing::Span::current(), "sent", false);
@@ -340,6 +522,14 @@ impl Delivery {
                 reason,
                 retry_after,
             }) => {
+                if let Some(pause) = retry_after.filter(|d| !d.is_zero()) {
+                    // The provider asked everyone to hold off, not just this
+                    // job: tell the other workers before anything else.
+                    if let Err(e) = self.limits.pause(channel, pause).await {
+                        warn!(error = %e, "could not record the provider's Retry-After");
+                    }
+                }
+                drop(connection);
                 let _ = self
                     .ledger
                     .note_attempt(&job.job_id, history_line(attempt, "transient", &reason))
@@ -354,13 +544,25 @@ impl Delivery {
                         record_outcome(&tracing::Span::current(), "retry", false);
                         info!(attempt, delay_ms = delay.as_millis() as u64, %reason, "transient failure; retrying");
                         self.audit(
+                            self.entry(
+                                job,
+                                AuditStep::RetryScheduled,
+                                format!(
+                                    "attempt {attempt} failed ({reason}); next attempt in {:.1}s",
+                                    delay.as_secs_f64()
+                                ),
+                                format!("{}-a{attempt}-retry", job.job_id),
+                            )
+                            .attr("attempt", attempt)
+                            .attr("delay_ms", delay.as_millis()),
+                        )
+                        .await;
+                        self.status(
                             job,
-                            AuditStep::RetryScheduled,
-                            format!(
-                                "attempt {attempt} failed ({reason}); next attempt in {:.1}s",
-                                delay.as_secs_f64()
-                            ),
-                            format!("{}-a{attempt}-retry", job.job_id),
+                            DeliveryState::Retrying,
+                            &reason,
+                            attempt,
+                            &format!("a{attempt}"),
                         )
                         .await;
                         Disposition::Retry(delay)
@@ -369,7 +571,7 @@ impl Delivery {
                         self.give_up(
                             job,
                             attempt,
-                            format!("gave up after {attempt} attempts; last: {reason}"),
+                            format!("gave up after {attempt} attempt(s); last: {reason}"),
                         )
                         .await
                     }
@@ -385,104 +587,95 @@ impl Delivery {
         }
     }
 
+    /// A redelivered job the ledger says was sent: acknowledge it without
+    /// sending. The first time may have stopped before documenting the
+    /// send; documenting again is harmless (same record ids).
+    async fn already_sent(
+        &self,
+        job: &DeliveryJob,
+        attempt: u32,
+        provider_id: String,
+    ) -> Disposition {
+        let lane = Lane::try_from(job.lane).unwrap_or_default();
+        self.metrics
+            .suppressed
+            .get_or_create(&LaneLabel {
+                lane: lane.name().into(),
+            })
+            .inc();
+        info!("already sent; acknowledged without sending again");
+        self.document_sent(
+            job,
+            attempt,
+            &Sent {
+                provider_id,
+                via: String::new(),
+            },
+        )
+        .await;
+        Disposition::Ack
+    }
+
+    /// Writes `sent` to the ledger, trying again for as long as half the
+    /// lease (a Redis restart), because until it is written a redelivery
+    /// would send the job again.
+    async fn record_sent(&self, job_id: &str, provider_id: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + self.ledger.lease() / 2;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.ledger.sent(job_id, provider_id).await {
+                Ok(()) => return true,
+                Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                    warn!(error = %e, "sent but not yet recorded; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    error!(error = %e, "sent but not recorded; holding the job under its lease");
+                    return false;
+                }
+            }
+        }
+    }
+
     /// The delay before the next attempt, or `None` when the schedule or
-    /// the total time limit is used up.
+    /// the total time limit is used up. `attempt` is the attempt that just
+    /// failed (1 for the first).
     fn next_delay(
         &self,
         job: &DeliveryJob,
         attempt: u32,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
-        let base = *self.cfg.retry_schedule.get(attempt as usize - 1)?;
-        let jitter = rand::rng().random_range(0.8..1.2);
-        let delay = base.mul_f64(jitter).max(retry_after.unwrap_or_default());
+        next_delay(
+            &self.cfg.retry_schedule,
+            self.cfg.give_up_after,
+            herald_proto::system_time(job.created_at.as_ref()),
+            SystemTime::now(),
+            attempt,
+            retry_after,
+            rand::rng().random_range(0.8..1.2),
+        )
+    }
+
+    /// Whether waiting `wait` more would take the job past
+    /// `delivery.give_up_after`.
+    fn past_time_limit(&self, job: &DeliveryJob, wait: Duration) -> bool {
         let created = herald_proto::system_time(job.created_at.as_ref());
         let age = SystemTime::now()
             .duration_since(created)
             .unwrap_or_default();
-        if age + delay > self.cfg.give_up_after {
-            return None;
-        }
-        Some(delay)
+        age + wait > self.cfg.give_up_after
     }
 
     /// A permanent failure: the next channel if there is one, else the
     /// dead-letter stream. Acked only once that hand-off is stored.
     async fn give_up(&self, job: &DeliveryJob, attempt: u32, reason: String) -> Disposition {
-        let channel = channel_of(job);
-        let lane = Lane::try_from(job.lane).unwrap_or_default();
-        let handed_on = if let Some((next, rest)) = job.fallbacks.split_first() {
-            let next_channel = Channel::try_from(next.channel).unwrap_or_default();
-            let fallback = DeliveryJob {
-                job_id: format!("{}-fb-{}", job.job_id, next_channel.name()),
-                channel: next.channel,
-                address: next.address.clone(),
-                subject: next.subject.clone(),
-                body: next.body.clone(),
-                content_withheld: next.content_withheld,
-                fallbacks: rest.to_vec(),
-                fallback_of: job.job_id.clone(),
-                created_at: Some(herald_proto::now()),
-                ..job.clone()
-            };
-            let stored = self
-                .bus
-                .publish_durable(
-                    subjects::delivery_job(lane, next_channel),
-                    &fallback,
-                    Some(&fallback.job_id),
-                )
-                .await;
-            stored.map(|_| {
-                (
-                    AuditStep::Fallback,
-                    format!(
-                        "{} failed ({reason}); falling back to {}",
-                        channel.name(),
-                        next_channel.name()
-                    ),
-                    "fallback",
-                )
-            })
-        } else {
-            let history = self.ledger.history(&job.job_id).await.unwrap_or_default();
-            let letter = DeadLetter {
-                job: Some(job.clone()),
-                reason: reason.clone(),
-                history: history
-                    .iter()
-                    .filter_map(|l| parse_history_line(l))
-                    .collect(),
-                at: Some(herald_proto::now()),
-            };
-            self.bus
-                .publish_durable(subjects::dlq(channel), &letter, Some(&format!("{}-dead", job.job_id)))
-                .await
-                .map(|_| {
-                    (
-                        AuditStep::DeadLettered,
-                        format!("{} failed ({reason}); no fallback left, moved to the dead-letter stream", channel.name()),
-                        "dead_lettered",
-                    )
-                })
-        };
-        match handed_on {
-            Ok((step, summary, outcome)) => {
-                warn!(attempt, outcome, "job failed permanently");
-                record_outcome(&tracing::Span::current(), outcome, true);
+        match self.hand_on(job, attempt, &reason).await {
+            Ok(()) => {
                 let _ = self.ledger.failed(&job.job_id, &reason).await;
-                self.audit(job, step, summary, format!("{}-{outcome}", job.job_id))
+                self.status(job, DeliveryState::Failed, &reason, attempt, "failed")
                     .await;
-                self.status(job, DeliveryState::Failed, &reason, attempt)
-                    .await;
-                self.metrics
-                    .deliveries
-                    .get_or_create(&ChannelOutcome {
-                        lane: lane.name().into(),
-                        channel: channel.name().into(),
-                        outcome: outcome.into(),
-                    })
-                    .inc();
                 Disposition::Ack
             }
             Err(e) => {
@@ -493,10 +686,109 @@ impl Delivery {
         }
     }
 
+    /// Hands a failed job to the recipient's next channel, or to the
+    /// dead-letter stream with its history, and documents which. Used by
+    /// failed sends and by failure status callbacks alike.
+    async fn hand_on(
+        &self,
+        job: &DeliveryJob,
+        attempt: u32,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let channel = channel_of(job);
+        let lane = Lane::try_from(job.lane).unwrap_or_default();
+        let (step, summary, outcome, mut entry_attrs) =
+            if let Some((next, rest)) = job.fallbacks.split_first() {
+                let next_channel = Channel::try_from(next.channel).unwrap_or_default();
+                let fallback = DeliveryJob {
+                    job_id: fallback_job_id(&job.job_id, next_channel),
+                    channel: next.channel,
+                    address: next.address.clone(),
+                    subject: next.subject.clone(),
+                    body: next.body.clone(),
+                    content_withheld: next.content_withheld,
+                    fallbacks: rest.to_vec(),
+                    fallback_of: job.job_id.clone(),
+                    created_at: Some(herald_proto::now()),
+                    ..job.clone()
+                };
+                self.bus
+                    .publish_durable(
+                        subjects::delivery_job(lane, next_channel),
+                        &fallback,
+                        Some(&fallback.job_id),
+                    )
+                    .await?;
+                (
+                    AuditStep::Fallback,
+                    format!(
+                        "{} failed ({reason}); falling back to {}",
+                        channel.name(),
+                        next_channel.name()
+                    ),
+                    "fallback",
+                    vec![
+                        ("fallback_job_id", fallback.job_id.clone()),
+                        ("fallback_channel", next_channel.name().to_string()),
+                    ],
+                )
+            } else {
+                let history = self.ledger.history(&job.job_id).await.unwrap_or_default();
+                let letter = DeadLetter {
+                    job: Some(job.clone()),
+                    reason: reason.to_string(),
+                    history: history
+                        .iter()
+                        .filter_map(|l| parse_history_line(l))
+                        .collect(),
+                    at: Some(herald_proto::now()),
+                };
+                self.bus
+                    .publish_durable(
+                        subjects::dlq(channel),
+                        &letter,
+                        Some(&format!("{}-dead", job.job_id)),
+                    )
+                    .await?;
+                (
+                    AuditStep::DeadLettered,
+                    format!(
+                        "{} failed ({reason}); no fallback left, moved to the dead-letter stream",
+                        channel.name()
+                    ),
+                    "dead_lettered",
+                    Vec::new(),
+                )
+            };
+        warn!(attempt, outcome, %reason, "job failed for good; handed on");
+        record_outcome(&tracing::Span::current(), outcome, true);
+        let mut entry = self
+            .entry(job, step, summary, format!("{}-{outcome}", job.job_id))
+            .attr("attempt", attempt);
+        for (k, v) in entry_attrs.drain(..) {
+            entry = entry.attr(k, v);
+        }
+        self.audit(entry).await;
+        self.metrics
+            .deliveries
+            .get_or_create(&ChannelOutcome {
+                lane: lane.name().into(),
+                channel: channel.name().into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        Ok(())
+    }
+
     async fn document_sent(&self, job: &DeliveryJob, attempt: u32, sent: &Sent) {
         let channel = channel_of(job);
+        let on_attempt = if attempt > 0 {
+            format!(" on attempt {attempt}")
+        } else {
+            String::new()
+        };
         let summary = format!(
-            "sent by {} on attempt {attempt}{}",
+            "sent by {}{on_attempt}{}",
             channel.name(),
             if job.fallback_of.is_empty() {
                 String::new()
@@ -551,12 +843,8 @@ impl Delivery {
         }
     }
 
-    async fn audit(&self, job: &DeliveryJob, step: AuditStep, summary: String, record_id: String) {
-        if let Err(e) = self
-            .auditor
-            .record_durable(self.entry(job, step, summary, record_id))
-            .await
-        {
+    async fn audit(&self, entry: Entry) {
+        if let Err(e) = self.auditor.record_durable(entry).await {
             warn!(error = %e, "audit record not written");
         }
     }
@@ -583,9 +871,18 @@ impl Delivery {
         }
     }
 
-    async fn status(&self, job: &DeliveryJob, state: DeliveryState, detail: &str, attempt: u32) {
+    /// Publishes a state change; `tag` makes the event id unique per
+    /// occurrence that deserves its own event.
+    async fn status(
+        &self,
+        job: &DeliveryJob,
+        state: DeliveryState,
+        detail: &str,
+        attempt: u32,
+        tag: &str,
+    ) {
         let event = self.status_event(job, state, detail, attempt, "");
-        let id = format!("{}-{}", job.job_id, state.as_str_name());
+        let id = format!("{}-{tag}", job.job_id);
         if let Err(e) = self
             .bus
             .publish_durable(
@@ -597,6 +894,45 @@ impl Delivery {
         {
             warn!(error = %e, "status event not written");
         }
+    }
+}
+
+/// The retry rule, free of clocks and randomness so it can be tested:
+/// the schedule's entry for the failed attempt, scaled by `jitter`, or the
+/// provider's `Retry-After` if that is longer; `None` once the schedule is
+/// used up or the next attempt would come after `give_up_after`.
+fn next_delay(
+    schedule: &[Duration],
+    give_up_after: Duration,
+    created: SystemTime,
+    now: SystemTime,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
+    let base = *schedule.get((attempt as usize).checked_sub(1)?)?;
+    let delay = base.mul_f64(jitter).max(retry_after.unwrap_or_default());
+    let age = now.duration_since(created).unwrap_or_default();
+    if age + delay > give_up_after {
+        return None;
+    }
+    Some(delay)
+}
+
+/// The identifiers of a job without its address or content: what the
+/// ledger keeps to document status callbacks.
+fn meta_of(job: &DeliveryJob) -> DeliveryJob {
+    DeliveryJob {
+        job_id: job.job_id.clone(),
+        notification_id: job.notification_id.clone(),
+        case_id: job.case_id.clone(),
+        channel: job.channel,
+        lane: job.lane,
+        priority: job.priority,
+        contact_id: job.contact_id.clone(),
+        fallback_of: job.fallback_of.clone(),
+        communication_type: job.communication_type,
+        ..Default::default()
     }
 }
 
@@ -633,4 +969,102 @@ fn parse_history_line(line: &str) -> Option<Attempt> {
         outcome,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: &[u64]) -> Vec<Duration> {
+        s.iter().map(|s| Duration::from_secs(*s)).collect()
+    }
+
+    #[test]
+    fn the_schedule_is_followed_then_exhausted() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let schedule = secs(&[1, 5, 30]);
+        let day = Duration::from_secs(86_400);
+        let d = |attempt| next_delay(&schedule, day, t0, t0, attempt, None, 1.0);
+        assert_eq!(d(1), Some(Duration::from_secs(1)));
+        assert_eq!(d(2), Some(Duration::from_secs(5)));
+        assert_eq!(d(3), Some(Duration::from_secs(30)));
+        assert_eq!(d(4), None, "three retries, then give up");
+        assert_eq!(d(0), None);
+    }
+
+    #[test]
+    fn jitter_scales_and_a_longer_retry_after_wins() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let schedule = secs(&[10]);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            next_delay(&schedule, day, t0, t0, 1, None, 0.8),
+            Some(Duration::from_secs(8))
+        );
+        assert_eq!(
+            next_delay(&schedule, day, t0, t0, 1, Some(Duration::from_secs(3)), 1.2),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            next_delay(
+                &schedule,
+                day,
+                t0,
+                t0,
+                1,
+                Some(Duration::from_secs(60)),
+                1.0
+            ),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn the_total_time_limit_ends_retries_early() {
+        let created = SystemTime::UNIX_EPOCH;
+        let schedule = secs(&[60, 60, 60]);
+        let limit = Duration::from_secs(100);
+        let at = |s| created + Duration::from_secs(s);
+        assert!(next_delay(&schedule, limit, created, at(30), 1, None, 1.0).is_some());
+        assert_eq!(
+            next_delay(&schedule, limit, created, at(50), 2, None, 1.0),
+            None
+        );
+        // A Retry-After beyond the limit hands the job on rather than wait.
+        assert_eq!(
+            next_delay(
+                &schedule,
+                limit,
+                created,
+                at(0),
+                1,
+                Some(Duration::from_secs(500)),
+                1.0
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn history_lines_round_trip() {
+        let line = history_line(3, "transient", "HTTP 503:\nbusy");
+        let a = parse_history_line(&line).unwrap();
+        assert_eq!((a.number, a.outcome.as_str()), (3, "transient"));
+        assert_eq!(a.detail, "HTTP 503: busy");
+    }
+
+    #[test]
+    fn stored_identifiers_carry_no_address_or_content() {
+        let job = DeliveryJob {
+            job_id: "j".into(),
+            notification_id: "n".into(),
+            address: "+447700900123".into(),
+            body: "secret".into(),
+            subject: "s".into(),
+            ..Default::default()
+        };
+        let meta = meta_of(&job);
+        assert_eq!(meta.job_id, "j");
+        assert!(meta.address.is_empty() && meta.body.is_empty() && meta.subject.is_empty());
+    }
 }

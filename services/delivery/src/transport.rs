@@ -185,11 +185,25 @@ impl Transports {
         })
     }
 
-    /// Sends one job over its channel.
-    pub async fn send(&self, job: &DeliveryJob) -> Result<Sent, SendError> {
-        match Channel::try_from(job.channel) {
-            Ok(Channel::Email) => self.send_email(job).await,
-            Ok(Channel::Sms) => {
+    /// Sends one job over its channel within `limit`; running out of time
+    /// is transient (the provider may simply be slow today).
+    pub async fn send(&self, job: &DeliveryJob, limit: Duration) -> Result<Sent, SendError> {
+        match tokio::time::timeout(limit, self.send_now(job)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::transient(format!("no answer within {limit:?}"))),
+        }
+    }
+
+    async fn send_now(&self, job: &DeliveryJob) -> Result<Sent, SendError> {
+        let channel = Channel::try_from(job.channel).unwrap_or_default();
+        if matches!(channel, Channel::Sms | Channel::Voice) {
+            // No provider can reach a malformed number; asking is pointless.
+            herald_runtime::validate::e164(&job.address)
+                .map_err(|why| SendError::permanent(format!("recipient number {why}")))?;
+        }
+        match channel {
+            Channel::Email => self.send_email(job).await,
+            Channel::Sms => {
                 let form = vec![
                     ("To", job.address.clone()),
                     ("From", self.sms_from.clone()),
@@ -197,7 +211,7 @@ impl Transports {
                 ];
                 self.post(&self.sms, Channel::Sms, job, form).await
             }
-            Ok(Channel::Voice) => {
+            Channel::Voice => {
                 let form = vec![
                     ("To", job.address.clone()),
                     ("From", self.voice_from.clone()),
@@ -205,7 +219,7 @@ impl Transports {
                 ];
                 self.post(&self.voice, Channel::Voice, job, form).await
             }
-            _ => Err(SendError::permanent("job has no channel")),
+            Channel::Unspecified => Err(SendError::permanent("job has no channel")),
         }
     }
 
