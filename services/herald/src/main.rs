@@ -4,6 +4,7 @@
 //! 2 bad usage; 3 Herald refused the request (the message says which field
 //! and why).
 
+mod dlq;
 mod send;
 mod trail;
 
@@ -40,6 +41,9 @@ enum Command {
     Contacts(ContactsCommand),
     /// List the templates and their versions.
     Templates,
+    /// Inspect and replay jobs that could not be delivered.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 #[derive(Subcommand)]
@@ -156,6 +160,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Send(args) => send::run(&cfg, *args).await,
         Command::Trail(args) => trail::run(&cfg, args).await,
         Command::Contacts(c) => contacts(&cfg, c).await,
+        Command::Dlq(c) => dlq::run(&cfg, c).await,
         Command::Templates => {
             let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)
                 .map_err(|p| Failure {
