@@ -1,7 +1,8 @@
 //! A real HTTP listener standing in for SMS and voice providers. It records
 //! every request (path, headers, form fields) and answers as the test
 //! scripts it: 201 with a message id by default, or errors such as 503 and
-//! 429 with `Retry-After`.
+//! 429 with `Retry-After`. It can be told to honour `Idempotency-Key` the
+//! way real providers do, and to take its time answering.
 
 use std::{
     collections::HashMap,
@@ -29,6 +30,10 @@ pub struct Request {
     pub at: Instant,
     /// The status the listener answered with.
     pub answered: u16,
+    /// Answered from the idempotency cache: a repeat of a request already
+    /// accepted under the same `Idempotency-Key`, which a provider that
+    /// honours the key does not send on again.
+    pub replayed: bool,
 }
 
 impl Request {
@@ -83,6 +88,12 @@ struct State_ {
     requests: Mutex<Vec<Request>>,
     responder: Mutex<Option<Responder>>,
     arrived: Notify,
+    /// `Some` when honouring `Idempotency-Key`: key → the 2xx reply given.
+    idempotency: Mutex<Option<HashMap<String, Reply>>>,
+    /// How long to wait before answering.
+    delay: Mutex<Duration>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 pub struct HttpSink {
@@ -101,6 +112,10 @@ impl HttpSink {
             requests: Mutex::new(Vec::new()),
             responder: Mutex::new(None),
             arrived: Notify::new(),
+            idempotency: Mutex::new(None),
+            delay: Mutex::new(Duration::ZERO),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let stop = CancellationToken::new();
         let app = Router::new().fallback(record).with_state(state.clone());
@@ -120,6 +135,29 @@ impl HttpSink {
     /// Answers every request with `f(request, how many came before it)`.
     pub fn respond_with(&self, f: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) {
         *self.state.responder.lock().unwrap() = Some(Box::new(f));
+    }
+
+    /// From now on, behave like a provider that honours `Idempotency-Key`:
+    /// a request whose key was already answered with a 2xx gets that same
+    /// answer again and is marked [`Request::replayed`]; it is not a new
+    /// message. Requests stay recorded either way, for raw wire counts.
+    pub fn honour_idempotency_keys(&self) {
+        let mut cache = self.state.idempotency.lock().unwrap();
+        if cache.is_none() {
+            *cache = Some(HashMap::new());
+        }
+    }
+
+    /// Waits this long before answering each request.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// The most requests that were being answered at the same moment.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -189,19 +227,48 @@ async fn record(
         form,
         at: Instant::now(),
         answered: 0,
+        replayed: false,
     };
+    use std::sync::atomic::Ordering;
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let delay = *state.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let key = request.header("idempotency-key").map(str::to_string);
     let reply = {
         let mut requests = state.requests.lock().unwrap();
-        let before = requests.iter().filter(|r| r.path == request.path).count();
-        let reply = match &*state.responder.lock().unwrap() {
-            Some(f) => f(&request, before),
-            None => Reply::ok(&format!("SM{:06}", requests.len())),
+        let mut cache = state.idempotency.lock().unwrap();
+        let cached = match (cache.as_ref(), &key) {
+            (Some(c), Some(k)) => c.get(k).cloned(),
+            _ => None,
         };
         let mut request = request;
+        let reply = match cached {
+            Some(reply) => {
+                request.replayed = true;
+                reply
+            }
+            None => {
+                let before = requests.iter().filter(|r| r.path == request.path).count();
+                let reply = match &*state.responder.lock().unwrap() {
+                    Some(f) => f(&request, before),
+                    None => Reply::ok(&format!("SM{:06}", requests.len())),
+                };
+                if let (Some(c), Some(k)) = (cache.as_mut(), key)
+                    && (200..300).contains(&reply.status)
+                {
+                    c.insert(k, reply.clone());
+                }
+                reply
+            }
+        };
         request.answered = reply.status;
         requests.push(request);
         reply
     };
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
     state.arrived.notify_waiters();
     let mut resp = (
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),

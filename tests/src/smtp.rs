@@ -146,6 +146,11 @@ struct State {
     tempfail: Mutex<bool>,
     /// Mailboxes answered with 550 (permanent failure).
     rejected: Mutex<HashSet<String>>,
+    /// Every recipient refused with 550, in order: attempts that never
+    /// became a message.
+    refusals: Mutex<Vec<String>>,
+    /// Connections accepted since start.
+    connections: std::sync::atomic::AtomicUsize,
     arrived: Notify,
 }
 
@@ -181,6 +186,9 @@ impl SmtpSink {
                     _ = token.cancelled() => break,
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
+                state
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let state = state.clone();
                 let token = token.clone();
                 tokio::spawn(async move {
@@ -232,6 +240,27 @@ impl SmtpSink {
             .lock()
             .unwrap()
             .insert(address.to_ascii_lowercase());
+    }
+
+    /// Stops refusing a mailbox.
+    pub fn accept_mailbox(&self, address: &str) {
+        self.state
+            .rejected
+            .lock()
+            .unwrap()
+            .remove(&address.to_ascii_lowercase());
+    }
+
+    /// Every recipient refused with 550 so far (one entry per attempt).
+    pub fn refusals(&self) -> Vec<String> {
+        self.state.refusals.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn mails(&self) -> Vec<Mail> {
@@ -302,6 +331,7 @@ async fn session(socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 .unwrap()
                 .contains(&a.to_ascii_lowercase())
             {
+                state.refusals.lock().unwrap().push(a.to_ascii_lowercase());
                 b"550 5.1.1 no such mailbox\r\n"
             } else {
                 to.push(a);

@@ -1,0 +1,939 @@
+//! Fault tests for delivery: thousands of notifications through real
+//! nats-server, redis-server, SMTP and HTTP while something breaks, and an
+//! exact count of what reached the sinks.
+//!
+//! Each test prints one row of the fault-run table (N, lost, duplicated,
+//! time to recover):
+//!
+//! ```text
+//! cargo test -p herald-tests --test faults -- --nocapture --test-threads=1 | grep '^| '
+//! ```
+//!
+//! "Duplicated" counts messages a recipient would receive twice. Where a
+//! test makes the HTTP sink honour `Idempotency-Key` as real providers do,
+//! it says so and also reports the raw repeats the sink absorbed.
+//!
+//! The tests run one at a time (a shared lock), so each one's timings are
+//! its own even when the harness runs tests in parallel.
+
+mod support;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use herald_proto::{
+    Message, subjects,
+    v1::{AuditStep, Channel, DeadLetter, DeliveryState, DeliveryStatus},
+};
+use herald_runtime::Config;
+use herald_testkit::{TestSystem, http::Reply, process::ServiceProcess, servers::free_port};
+use support::*;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A retry schedule long enough to ride out the outages below, as an
+/// operator would configure for a provider known to have such hiccups.
+fn patient(cfg: &mut Config) {
+    cfg.delivery.retry_schedule = [500, 1000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000]
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect();
+    cfg.delivery.give_up_after = Duration::from_secs(120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_provider_answering_503_and_429_gets_every_message_once_and_its_retry_after_honoured()
+ {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 2000;
+    const RETRY_AFTER: Duration = Duration::from_secs(2);
+    // From the first request: 3 s of 503 (no Retry-After), then 3 s of
+    // 429 with Retry-After, then everything is accepted.
+    const PHASE: Duration = Duration::from_secs(3);
+    const OUTAGE: Duration = Duration::from_secs(6);
+    let sys = TestSystem::start_with(|cfg| {
+        patient(cfg);
+        cfg.delivery.sms_connections = 8;
+    })
+    .await;
+    let first: std::sync::Arc<std::sync::OnceLock<Instant>> = Default::default();
+    {
+        let first = first.clone();
+        sys.http.respond_with(move |r, n| {
+            let t0 = *first.get_or_init(|| r.at);
+            let since = r.at.duration_since(t0);
+            if since < PHASE {
+                Reply::status(503)
+            } else if since < OUTAGE {
+                Reply::status(429).retry_after(&RETRY_AFTER.as_secs().to_string())
+            } else {
+                Reply::ok(&format!("SM{n:06}"))
+            }
+        });
+    }
+
+    let reqs = (0..N)
+        .map(|i| inquiry_to(&format!("sms-{i}"), person(i, &[Channel::Sms])))
+        .collect();
+    let ids = submit_all(&sys.client, reqs, 64).await;
+    let expected = jobs(&ids, Channel::Sms);
+    let done = until("every SMS accepted", Duration::from_secs(120), || {
+        count_http(&sys.http.requests_to("/sms"), &expected).arrived == N
+    })
+    .await;
+    // Let any straggler (a duplicate, if there were one) arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = sys.http.requests_to("/sms");
+    let c = count_http(&requests, &expected);
+    let t0 = *first.get().expect("requests arrived");
+    let recovered = done.saturating_duration_since(t0 + OUTAGE);
+
+    // Every 429 is honoured by the job it answered ...
+    let mut by_key: HashMap<&str, Vec<&herald_testkit::http::Request>> = HashMap::new();
+    for r in &requests {
+        by_key
+            .entry(r.header("idempotency-key").unwrap())
+            .or_default()
+            .push(r);
+    }
+    let mut told = 0;
+    for (key, tries) in &by_key {
+        for pair in tries.windows(2) {
+            if pair[0].answered == 429 {
+                told += 1;
+                let gap = pair[1].at.duration_since(pair[0].at);
+                assert!(
+                    gap >= RETRY_AFTER,
+                    "{key}: tried again {gap:?} after a 429 with Retry-After {RETRY_AFTER:?}"
+                );
+            }
+        }
+    }
+    assert!(told > 0, "the provider said 429 and somebody listened");
+    // ... and by everyone else: once delivery has read a 429, the provider
+    // only sees requests that were already on their way (at most one per
+    // connection) until the Retry-After has passed.
+    let connections = sys.cfg.delivery.sms_connections;
+    for r in requests.iter().filter(|r| r.answered == 429) {
+        let from = r.at + Duration::from_millis(500);
+        let to = r.at + RETRY_AFTER;
+        let during = requests.iter().filter(|x| x.at > from && x.at < to).count();
+        assert!(
+            during <= connections,
+            "{during} requests reached the provider while it had asked for {RETRY_AFTER:?} of quiet"
+        );
+    }
+
+    assert_eq!(c.lost, 0, "{c:?}");
+    assert_eq!(c.duplicated, 0, "{c:?}");
+    assert_eq!(c.unexpected, 0, "{c:?}");
+    row(
+        "SMS provider answering 503 for 3 s, then 429 with Retry-After 2 s for 3 s",
+        N,
+        &c,
+        Some(recovered),
+        &format!(
+            "{} requests on the wire ({} answered 503, {} answered 429, each 429 honoured)",
+            requests.len(),
+            requests.iter().filter(|r| r.answered == 503).count(),
+            told
+        ),
+    );
+}
+
+/// Delivery as a process of its own on a fixed health port, in place of the
+/// in-process one, so it can be killed.
+async fn delivery_process(sys: &mut TestSystem) -> (ServiceProcess, String) {
+    sys.stop("delivery").await;
+    let mut cfg = sys.cfg.clone();
+    let port = free_port();
+    cfg.delivery.http_addr = format!("127.0.0.1:{port}");
+    let p = ServiceProcess::spawn("delivery", &cfg);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    (p, base)
+}
+
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = client
+            .get(format!("{base}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "delivery at {base} never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Half SMS, half email: one-off recipients who can receive only that.
+fn mixed(n: usize, tag: &str) -> Vec<herald_proto::v1::NotificationRequest> {
+    (0..n)
+        .map(|i| {
+            let ch = if i % 2 == 0 {
+                Channel::Sms
+            } else {
+                Channel::Email
+            };
+            inquiry_to(&format!("{tag}-{i}"), person(i, &[ch]))
+        })
+        .collect()
+}
+
+fn split(ids: &[String]) -> (HashSet<String>, HashSet<String>) {
+    let sms = ids
+        .iter()
+        .step_by(2)
+        .map(|id| job_id(id, Channel::Sms))
+        .collect();
+    let email = ids
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|id| job_id(id, Channel::Email))
+        .collect();
+    (sms, email)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 2000;
+    // A short attempt limit keeps the lease (2 × limit + 5 s), and so the
+    // wait before a dead worker's jobs are taken over, short.
+    let mut sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.attempt_timeout = Duration::from_secs(3);
+    })
+    .await;
+    // The SMS sink behaves like a provider that honours Idempotency-Key:
+    // a repeat of an accepted request gets the first answer and is not sent
+    // on. Raw repeats are counted separately. The SMTP sink is a plain
+    // server: every message it accepts counts.
+    sys.http.honour_idempotency_keys();
+    let (mut delivery, base) = delivery_process(&mut sys).await;
+
+    let client = sys.client.clone();
+    let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "kill"), 64).await });
+    until(
+        "a third of the messages sent",
+        Duration::from_secs(60),
+        || sys.smtp.count() + sys.http.requests_to("/sms").len() >= N / 3,
+    )
+    .await;
+    delivery.kill();
+    let at_kill = sys.smtp.count() + sys.http.requests_to("/sms").len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    delivery.start();
+    let restarted = Instant::now();
+    let ids = submitted.await.unwrap();
+    let (sms, email) = split(&ids);
+    let done = until("every message delivered", Duration::from_secs(120), || {
+        count_http(&sys.http.requests_to("/sms"), &sms).arrived == sms.len()
+            && count_mail(&sys.smtp.mails(), &email).arrived == email.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let s = count_http(&sys.http.requests_to("/sms"), &sms);
+    let e = count_mail(&sys.smtp.mails(), &email);
+    let page = get(&format!("{base}/metrics")).await;
+    let takeovers = metric(&page, "herald_delivery_interrupted_takeovers_total") as usize;
+    let suppressed = metric(&page, "herald_delivery_duplicates_suppressed_total") as usize;
+    let recovered = done.duration_since(restarted);
+
+    // Nothing lost, on either channel.
+    assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
+    assert_eq!((s.unexpected, e.unexpected), (0, 0));
+    // No SMS delivered twice: the ledger stopped every redelivered job it
+    // had recorded, and the provider absorbed repeats of the few it had not.
+    assert_eq!(s.duplicated, 0, "{s:?}");
+    // The only way to reach a provider twice is the crash window between
+    // the provider accepting and the ledger recording (see ledger.rs): each
+    // such repeat is a job the restarted worker took over from the killed
+    // one, so there can be no more repeats than take-overs. Email has no
+    // idempotency key a plain SMTP server honours; its repeats, if any,
+    // carry the first copy's Message-ID.
+    assert!(
+        s.absorbed + e.duplicated <= takeovers,
+        "{} repeats on the wire but only {takeovers} interrupted attempts taken over",
+        s.absorbed + e.duplicated
+    );
+    // And no more than could be on the wire at the instant of the kill: one
+    // per connection the limits allow.
+    assert!(
+        e.duplicated <= sys.cfg.delivery.smtp_pool_size as usize,
+        "{e:?}"
+    );
+    assert!(s.absorbed <= sys.cfg.delivery.sms_connections, "{s:?}");
+    let both = Count {
+        expected: N,
+        arrived: s.arrived + e.arrived,
+        lost: s.lost + e.lost,
+        duplicated: s.duplicated + e.duplicated,
+        absorbed: s.absorbed,
+        unexpected: 0,
+    };
+    row(
+        "delivery SIGKILLed mid-run, restarted after 0.5 s",
+        N,
+        &both,
+        Some(recovered),
+        &format!(
+            "killed after {at_kill} sends; {takeovers} interrupted attempts taken over; \
+             SMS (provider honours Idempotency-Key): 0 delivered twice, {} raw repeats absorbed; \
+             email (plain SMTP): {} delivered twice; {suppressed} redeliveries suppressed by the ledger",
+            s.absorbed, e.duplicated
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_stopped_with_sigterm_mid_run_finishes_its_sends_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 2000;
+    let mut sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.attempt_timeout = Duration::from_secs(3);
+    })
+    .await;
+    // No idempotency help here: a graceful stop must not need it.
+    let (mut delivery, base) = delivery_process(&mut sys).await;
+    let client = sys.client.clone();
+    let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "term"), 64).await });
+    until(
+        "a third of the messages sent",
+        Duration::from_secs(60),
+        || sys.smtp.count() + sys.http.requests_to("/sms").len() >= N / 3,
+    )
+    .await;
+    let stopping = Instant::now();
+    delivery.terminate();
+    let stopped_in = stopping.elapsed();
+    delivery.start();
+    let restarted = Instant::now();
+    let ids = submitted.await.unwrap();
+    let (sms, email) = split(&ids);
+    let done = until("every message delivered", Duration::from_secs(120), || {
+        count_http(&sys.http.requests_to("/sms"), &sms).arrived == sms.len()
+            && count_mail(&sys.smtp.mails(), &email).arrived == email.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = count_http(&sys.http.requests_to("/sms"), &sms);
+    let e = count_mail(&sys.smtp.mails(), &email);
+    let page = get(&format!("{base}/metrics")).await;
+    let takeovers = metric(&page, "herald_delivery_interrupted_takeovers_total") as usize;
+
+    assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
+    // Raw wire counts, both channels: a graceful stop leaves nothing half
+    // done, so nothing is sent twice and nothing needed taking over.
+    assert_eq!(
+        (s.duplicated, e.duplicated),
+        (0, 0),
+        "sms {s:?} email {e:?}"
+    );
+    assert_eq!(takeovers, 0);
+    assert!(
+        stopped_in < sys.cfg.delivery.attempt_timeout + Duration::from_secs(5),
+        "stopping took {stopped_in:?}"
+    );
+    let both = Count {
+        expected: N,
+        arrived: s.arrived + e.arrived,
+        lost: 0,
+        duplicated: 0,
+        absorbed: 0,
+        unexpected: 0,
+    };
+    row(
+        "delivery stopped with SIGTERM mid-run, restarted",
+        N,
+        &both,
+        Some(recovered_since(restarted, done)),
+        &format!(
+            "stopped in {:.1} s; raw wire counts, no idempotency help; 0 take-overs",
+            stopped_in.as_secs_f64()
+        ),
+    );
+}
+
+fn recovered_since(from: Instant, done: Instant) -> Duration {
+    done.saturating_duration_since(from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_restarted_mid_run_loses_nothing_and_sends_nothing_twice() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 2000;
+    let mut sys = TestSystem::start().await;
+    let client = sys.client.clone();
+    let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "nats"), 64).await });
+    until(
+        "a third of the messages sent",
+        Duration::from_secs(60),
+        || sys.smtp.count() + sys.http.requests_to("/sms").len() >= N / 3,
+    )
+    .await;
+    sys.nats.kill();
+    let at_kill = sys.smtp.count() + sys.http.requests_to("/sms").len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sys.nats.restart();
+    let restarted = Instant::now();
+    let ids = submitted.await.unwrap();
+    let (sms, email) = split(&ids);
+    let done = until("every message delivered", Duration::from_secs(120), || {
+        count_http(&sys.http.requests_to("/sms"), &sms).arrived == sms.len()
+            && count_mail(&sys.smtp.mails(), &email).arrived == email.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = count_http(&sys.http.requests_to("/sms"), &sms);
+    let e = count_mail(&sys.smtp.mails(), &email);
+    assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
+    // Raw wire counts: delivery kept running, so every job it sent was in
+    // the ledger before the ack that NATS lost, and its redelivery was
+    // recognised.
+    assert_eq!(
+        (s.duplicated, e.duplicated),
+        (0, 0),
+        "sms {s:?} email {e:?}"
+    );
+    assert_eq!((s.unexpected, e.unexpected), (0, 0));
+    let both = Count {
+        expected: N,
+        arrived: s.arrived + e.arrived,
+        lost: 0,
+        duplicated: 0,
+        absorbed: 0,
+        unexpected: 0,
+    };
+    row(
+        "nats-server killed mid-run, restarted after 1 s",
+        N,
+        &both,
+        Some(done.duration_since(restarted)),
+        &format!("killed after {at_kill} sends; raw wire counts, no idempotency help"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_refusing_connections_then_failing_temporarily_gets_every_email_after() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 2000;
+    const DOWN: Duration = Duration::from_secs(4);
+    const TEMPFAIL: Duration = Duration::from_secs(2);
+    let sys = TestSystem::start_with(patient).await;
+    let client = sys.client.clone();
+    let reqs = (0..N)
+        .map(|i| inquiry_to(&format!("smtp-{i}"), person(i, &[Channel::Email])))
+        .collect();
+    let submitted = tokio::spawn(async move { submit_all(&client, reqs, 64).await });
+    until(
+        "a quarter of the emails sent",
+        Duration::from_secs(60),
+        || sys.smtp.count() >= N / 4,
+    )
+    .await;
+    sys.smtp.down();
+    // A transaction the sink was in the middle of may still finish its
+    // message; count from when those are over.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let connections_before = sys.smtp.connections();
+    let at_down = sys.smtp.count();
+    tokio::time::sleep(DOWN - Duration::from_millis(200)).await;
+    // Back, but answering 451 to every transaction for a while.
+    sys.smtp.set_tempfail(true);
+    sys.smtp.up().await;
+    tokio::time::sleep(TEMPFAIL).await;
+    let during = sys.smtp.count() - at_down;
+    sys.smtp.set_tempfail(false);
+    let back = Instant::now();
+    let ids = submitted.await.unwrap();
+    let expected = jobs(&ids, Channel::Email);
+    let done = until("every email delivered", Duration::from_secs(120), || {
+        count_mail(&sys.smtp.mails(), &expected).arrived == N
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c = count_mail(&sys.smtp.mails(), &expected);
+    assert_eq!(during, 0, "nothing can be accepted while refusing");
+    assert!(
+        sys.smtp.connections() > connections_before,
+        "delivery came back to the server"
+    );
+    assert_eq!(c.lost, 0, "{c:?}");
+    assert_eq!(c.duplicated, 0, "{c:?}");
+    assert_eq!(c.unexpected, 0, "{c:?}");
+    // The trail of an email that waited out the outage shows its retries,
+    // then the send.
+    let mut checked = false;
+    for id in ids.iter().skip(at_down).step_by(50).take(20) {
+        let trail = sys.trail(id).await;
+        let retries = trail
+            .iter()
+            .filter(|r| r.step == AuditStep::RetryScheduled as i32)
+            .count();
+        if retries > 0 {
+            assert!(retries <= sys.cfg.delivery.retry_schedule.len());
+            assert_eq!(trail.last().unwrap().step, AuditStep::Sent as i32);
+            checked = true;
+            break;
+        }
+    }
+    assert!(
+        checked,
+        "no email among those checked waited out the outage"
+    );
+    row(
+        "SMTP refusing connections for 4 s, then 451 for 2 s",
+        N,
+        &c,
+        Some(done.duration_since(back)),
+        &format!("{at_down} emails before the outage; raw wire counts"),
+    );
+}
+
+/// The index a test gave a phone number (see `support::phone`).
+fn index_of(phone: &str) -> usize {
+    phone.trim_start_matches("+44770").parse().unwrap()
+}
+
+async fn dead_letters(sys: &TestSystem) -> Vec<DeadLetter> {
+    use futures::StreamExt;
+    let bus = sys.bus().await;
+    let stream = bus.js.get_stream(subjects::STREAM_DLQ).await.unwrap();
+    let total = stream.get_info().await.unwrap().state.messages;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(total as usize)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(m) = batch.next().await {
+        out.push(DeadLetter::decode(m.unwrap().payload.clone()).unwrap());
+    }
+    out
+}
+
+async fn dlq_size(sys: &TestSystem) -> u64 {
+    let bus = sys.bus().await;
+    let mut stream = bus.js.get_stream(subjects::STREAM_DLQ).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_fall_back_or_are_dead_lettered_and_never_retried() {
+    let _serial = SERIAL.lock().await;
+    // A: SMS refused as an invalid number (400) → email.
+    // B: email to a mailbox that does not exist (550), no other channel → DLQ.
+    // C: SMS failing with 503 every time, past the schedule → email.
+    // D: SMS refused (400), no other channel → DLQ.
+    const A: std::ops::Range<usize> = 0..600;
+    const B: std::ops::Range<usize> = 600..900;
+    const C: std::ops::Range<usize> = 900..1200;
+    const D: std::ops::Range<usize> = 1200..1500;
+    const N: usize = 1500;
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.retry_schedule = [100, 200, 300]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect();
+    })
+    .await;
+    let attempts_allowed = sys.cfg.delivery.retry_schedule.len() + 1;
+    sys.http.respond_with(|r, _| {
+        let i = index_of(r.field("To").unwrap());
+        if A.contains(&i) || D.contains(&i) {
+            Reply {
+                status: 400,
+                headers: vec![],
+                body: r#"{"code":21211,"message":"The 'To' number is not a valid phone number."}"#
+                    .into(),
+            }
+        } else {
+            Reply::status(503)
+        }
+    });
+    for i in B.clone() {
+        sys.smtp.reject_mailbox(&email(i));
+    }
+    let reqs = (0..N)
+        .map(|i| {
+            let channels: &[Channel] = if B.contains(&i) {
+                &[Channel::Email]
+            } else if D.contains(&i) {
+                &[Channel::Sms]
+            } else {
+                &[Channel::Sms, Channel::Email]
+            };
+            inquiry_to(&format!("perm-{i}"), person(i, channels))
+        })
+        .collect();
+    let ids = submit_all(&sys.client, reqs, 64).await;
+    let submitted = Instant::now();
+    let fallback_emails: HashSet<String> = ids[A.start..C.end]
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !B.contains(&(k + A.start)))
+        .map(|(_, id)| format!("{}-fb-email", job_id(id, Channel::Sms)))
+        .collect();
+    assert_eq!(fallback_emails.len(), A.len() + C.len());
+    let settled = until(
+        "every job delivered by fallback or dead-lettered",
+        Duration::from_secs(120),
+        || count_mail(&sys.smtp.mails(), &fallback_emails).arrived == fallback_emails.len(),
+    )
+    .await;
+    let dlq_deadline = Instant::now() + Duration::from_secs(60);
+    while dlq_size(&sys).await < (B.len() + D.len()) as u64 {
+        assert!(Instant::now() < dlq_deadline, "dead letters missing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = settled.max(Instant::now());
+    // Then nothing more happens: nothing is retried forever.
+    let sms_then = sys.http.requests().len();
+    let refusals_then = sys.smtp.refusals().len();
+    let mails_then = sys.smtp.count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sys.http.requests().len(),
+        sms_then,
+        "SMS retried after giving up"
+    );
+    assert_eq!(
+        sys.smtp.refusals().len(),
+        refusals_then,
+        "email retried after 550"
+    );
+    assert_eq!(sys.smtp.count(), mails_then);
+
+    // Attempts per job on the failing channel, as the wire saw them.
+    let mut tries: HashMap<usize, usize> = HashMap::new();
+    for r in sys.http.requests() {
+        *tries.entry(index_of(r.field("To").unwrap())).or_default() += 1;
+    }
+    for i in A.clone().chain(D.clone()) {
+        assert_eq!(tries.get(&i), Some(&1), "a 400 is final: person {i}");
+    }
+    for i in C.clone() {
+        assert_eq!(
+            tries.get(&i),
+            Some(&attempts_allowed),
+            "503 retried by the schedule, then given up: person {i}"
+        );
+    }
+    let mut refused: HashMap<String, usize> = HashMap::new();
+    for a in sys.smtp.refusals() {
+        *refused.entry(a).or_default() += 1;
+    }
+    for i in B.clone() {
+        assert_eq!(
+            refused.get(&email(i)),
+            Some(&1),
+            "a 550 is final: person {i}"
+        );
+    }
+    let c = count_mail(&sys.smtp.mails(), &fallback_emails);
+    assert_eq!((c.lost, c.duplicated, c.unexpected), (0, 0, 0), "{c:?}");
+
+    // The dead letters: one per job, with the reason and the history.
+    let letters = dead_letters(&sys).await;
+    assert_eq!(letters.len(), B.len() + D.len());
+    let mut lettered = HashSet::new();
+    for l in &letters {
+        let job = l.job.as_ref().unwrap();
+        assert!(lettered.insert(job.job_id.clone()), "one letter per job");
+        assert_eq!(l.history.len(), 1, "{l:?}");
+        assert_eq!(l.history[0].outcome, "permanent");
+        match Channel::try_from(job.channel).unwrap() {
+            Channel::Email => assert!(l.reason.contains("550"), "{}", l.reason),
+            Channel::Sms => assert!(l.reason.contains("HTTP 400"), "{}", l.reason),
+            other => panic!("{other:?}"),
+        }
+    }
+    for i in B.clone() {
+        assert!(lettered.contains(&job_id(&ids[i], Channel::Email)));
+    }
+    for i in D.clone() {
+        assert!(lettered.contains(&job_id(&ids[i], Channel::Sms)));
+    }
+
+    // The trail says what happened.
+    let trail = sys.trail(&ids[A.start]).await;
+    let fb = trail
+        .iter()
+        .find(|r| r.step == AuditStep::Fallback as i32)
+        .expect("a fallback record");
+    assert!(
+        fb.summary.contains("falling back to email"),
+        "{}",
+        fb.summary
+    );
+    let trail = sys.trail(&ids[C.start]).await;
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|r| r.step == AuditStep::RetryScheduled as i32)
+            .count(),
+        attempts_allowed - 1
+    );
+    let trail = sys.trail(&ids[B.start]).await;
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.step == AuditStep::DeadLettered as i32)
+    );
+
+    let all = Count {
+        expected: N,
+        arrived: c.arrived + letters.len(),
+        lost: N - c.arrived - letters.len(),
+        duplicated: c.duplicated,
+        absorbed: 0,
+        unexpected: 0,
+    };
+    assert_eq!(all.lost, 0);
+    row(
+        "permanent failures: SMS 400, SMS 503 past the schedule, SMTP 550",
+        N,
+        &all,
+        Some(settled.duration_since(submitted)),
+        &format!(
+            "{} SMS→email after 400, {} SMS→email after {attempts_allowed} × 503, {} email 550 and {} SMS 400 dead-lettered; \
+             each tried once (503: {attempts_allowed} times), nothing retried in the 3 s after",
+            A.len(),
+            C.len(),
+            B.len(),
+            D.len()
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_status_callback_gets_403_and_changes_nothing() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 400;
+    const PUBLIC: &str = "https://herald.example.test";
+    const SECRET: &str = "provider-secret";
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.status_callback_base = Some(PUBLIC.into());
+        cfg.delivery.provider_account = Some("AC0001".into());
+        cfg.delivery.provider_token = Some(SECRET.into());
+    })
+    .await;
+    let local = format!("http://{}", sys.http_addr("delivery"));
+    let reqs = (0..N)
+        .map(|i| {
+            inquiry_to(
+                &format!("cb-{i}"),
+                person(i, &[Channel::Sms, Channel::Email]),
+            )
+        })
+        .collect();
+    let ids = submit_all(&sys.client, reqs, 64).await;
+    let sent = sys.http.wait_for("/sms", N, Duration::from_secs(60)).await;
+    // The callback URL each SMS gave the provider, by job.
+    let mut callback: HashMap<String, String> = HashMap::new();
+    for r in &sent {
+        let url = r
+            .field("StatusCallback")
+            .expect("a callback URL")
+            .to_string();
+        assert!(url.starts_with(PUBLIC), "{url}");
+        callback.insert(r.header("idempotency-key").unwrap().to_string(), url);
+    }
+    let sms_jobs: Vec<String> = ids.iter().map(|id| job_id(id, Channel::Sms)).collect();
+    let http = reqwest::Client::new();
+    let post = |public_url: &str, params: Vec<(String, String)>, signature: Option<String>| {
+        let local_url = public_url.replace(PUBLIC, &local);
+        let mut req = http.post(local_url).form(&params);
+        if let Some(sig) = signature {
+            req = req.header("X-Twilio-Signature", sig);
+        }
+        async move {
+            req.send()
+                .await
+                .expect("delivery answers")
+                .status()
+                .as_u16()
+        }
+    };
+    let params = |status: &str| {
+        vec![
+            ("MessageSid".to_string(), "SM1".to_string()),
+            ("MessageStatus".to_string(), status.to_string()),
+            ("ErrorCode".to_string(), "30003".to_string()),
+        ]
+    };
+    let sign = herald_runtime::signature::sign;
+
+    let statuses_before = status_events(&sys).await;
+    let mut forged = 0;
+    for (k, job) in sms_jobs.iter().enumerate() {
+        let url = &callback[job];
+        let other = &callback[&sms_jobs[(k + 1) % N]];
+        let tries = [
+            // No signature at all.
+            (params("undelivered"), None),
+            // Signed with the wrong secret.
+            (
+                params("undelivered"),
+                Some(sign("guessed", url, &params("undelivered"))),
+            ),
+            // A genuine signature for "delivered", posted as "undelivered".
+            (
+                params("undelivered"),
+                Some(sign(SECRET, url, &params("delivered"))),
+            ),
+            // A genuine signature for another job's callback.
+            (
+                params("undelivered"),
+                Some(sign(SECRET, other, &params("undelivered"))),
+            ),
+            // Signed over the internal address rather than the public URL.
+            (
+                params("undelivered"),
+                Some(sign(
+                    SECRET,
+                    &url.replace(PUBLIC, &local),
+                    &params("undelivered"),
+                )),
+            ),
+        ];
+        for (p, sig) in tries {
+            assert_eq!(post(url, p, sig).await, 403, "a forgery for {job}");
+            forged += 1;
+        }
+    }
+    // Nothing changed: no status event, no audit record, no fallback.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_events(&sys).await, statuses_before);
+    assert_eq!(sys.smtp.count(), 0, "a forged failure triggered a fallback");
+    for id in ids.iter().take(20) {
+        let trail = sys.trail(id).await;
+        assert!(
+            !trail.iter().any(|r| r.step == AuditStep::Status as i32),
+            "{trail:?}"
+        );
+    }
+    let page = get(&format!("{local}/metrics")).await;
+    assert_eq!(
+        metric_with(
+            &page,
+            "herald_delivery_status_callbacks_total",
+            &["channel=\"sms\"", "outcome=\"rejected\""]
+        ),
+        forged as f64
+    );
+
+    // Genuine callbacks: even jobs undelivered, odd ones delivered. Each
+    // posted twice, as providers do when unsure; then a late "undelivered"
+    // for the delivered ones, which must change nothing.
+    for round in 0..2 {
+        for (k, job) in sms_jobs.iter().enumerate() {
+            let url = &callback[job];
+            let p = params(if k % 2 == 0 {
+                "undelivered"
+            } else {
+                "delivered"
+            });
+            let code = post(url, p.clone(), Some(sign(SECRET, url, &p))).await;
+            assert_eq!(code, 204, "round {round}, {job}");
+        }
+    }
+    for (k, job) in sms_jobs.iter().enumerate().filter(|(k, _)| k % 2 == 1) {
+        let url = &callback[job];
+        let p = params("undelivered");
+        let code = post(url, p.clone(), Some(sign(SECRET, url, &p))).await;
+        assert_eq!(code, 200, "late status for {k}");
+    }
+    let expected: HashSet<String> = sms_jobs
+        .iter()
+        .step_by(2)
+        .map(|j| format!("{j}-fb-email"))
+        .collect();
+    sys.smtp
+        .wait_for(expected.len(), Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c = count_mail(&sys.smtp.mails(), &expected);
+    assert_eq!((c.lost, c.duplicated, c.unexpected), (0, 0, 0), "{c:?}");
+    let events = status_events(&sys).await;
+    let count = |state: DeliveryState| {
+        events
+            .iter()
+            .filter(|e| e.state == state as i32 && sms_jobs.contains(&e.job_id))
+            .count()
+    };
+    assert_eq!(count(DeliveryState::Undelivered), N / 2);
+    assert_eq!(count(DeliveryState::Delivered), N / 2);
+    let trail = sys.trail(&ids[0]).await;
+    let steps: Vec<AuditStep> = trail.iter().map(|r| r.step()).collect();
+    assert!(
+        steps.contains(&AuditStep::Status) && steps.contains(&AuditStep::Fallback),
+        "{steps:?}"
+    );
+    row(
+        "forged status callbacks (5 kinds per SMS)",
+        N,
+        &c,
+        None,
+        &format!(
+            "{forged} forged callbacks: all 403, no event, audit record or fallback; \
+             {N} genuine ones (each twice): {} fallback emails, none doubled",
+            expected.len()
+        ),
+    );
+}
+
+async fn status_events(sys: &TestSystem) -> Vec<DeliveryStatus> {
+    use futures::StreamExt;
+    let bus = sys.bus().await;
+    let mut stream = bus.js.get_stream(subjects::STREAM_STATUS).await.unwrap();
+    let total = stream.info().await.unwrap().state.messages as usize;
+    if total == 0 {
+        return Vec::new();
+    }
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while out.len() < total {
+        let mut batch = consumer
+            .fetch()
+            .max_messages((total - out.len()).min(1000))
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
+        let before = out.len();
+        while let Some(m) = batch.next().await {
+            out.push(DeliveryStatus::decode(m.unwrap().payload.clone()).unwrap());
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,213 @@
+//! Rate limits, measured where they matter: at the provider and at the
+//! person. Limited messages are late, never lost.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use herald_proto::v1::{Channel, Lane};
+use herald_testkit::{TestSystem, fixtures::contact};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_never_gets_more_than_its_rate_or_its_connections() {
+    const N: usize = 60;
+    const RATE: f64 = 20.0;
+    const CONNECTIONS: usize = 3;
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.sms_rate = RATE;
+        cfg.delivery.sms_connections = CONNECTIONS;
+    })
+    .await;
+    // A slow provider: without the connection limit, many requests would
+    // be open at once.
+    sys.http.set_delay(Duration::from_millis(100));
+    let reqs = (0..N)
+        .map(|i| inquiry_to(&format!("rate-{i}"), person(i, &[Channel::Sms])))
+        .collect();
+    let ids = submit_all(&sys.client, reqs, 64).await;
+    let expected = jobs(&ids, Channel::Sms);
+    until("every SMS accepted", Duration::from_secs(60), || {
+        count_http(&sys.http.requests_to("/sms"), &expected).arrived == N
+    })
+    .await;
+    let requests = sys.http.requests_to("/sms");
+    let c = count_http(&requests, &expected);
+    assert_eq!((c.lost, c.duplicated), (0, 0), "{c:?}");
+    assert!(
+        sys.http.max_in_flight() <= CONNECTIONS,
+        "{} requests open at once",
+        sys.http.max_in_flight()
+    );
+    // Paced: N sends at RATE per second take at least (N - 1) / RATE.
+    let first = requests.iter().map(|r| r.at).min().unwrap();
+    let last = requests.iter().map(|r| r.at).max().unwrap();
+    let span = last.duration_since(first);
+    let least = Duration::from_secs_f64((N - 1) as f64 / RATE);
+    assert!(
+        span + Duration::from_millis(100) >= least,
+        "{N} SMS in {span:?}: faster than {RATE}/s"
+    );
+    let page = get(&format!("http://{}/metrics", sys.http_addr("delivery"))).await;
+    assert!(
+        metric_with(
+            &page,
+            "herald_delivery_held_total",
+            &["reason=\"provider_rate\""]
+        ) > 0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergency() {
+    const WINDOW: Duration = Duration::from_secs(3);
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.contact_max_voice = 2;
+        cfg.delivery.contact_window = WINDOW;
+    })
+    .await;
+    sys.add_contacts(&[contact("vera", None, Some("+447700900555"), "voice")])
+        .await;
+    let call = |key: &str| {
+        let mut req = herald_testkit::fixtures::inquiry(key, "vera", key);
+        req.channel_override = vec![Channel::Voice as i32];
+        req
+    };
+    let start = Instant::now();
+    let mut normal = Vec::new();
+    for k in 0..5 {
+        normal.push(submit(&sys.client, &call(&format!("call-{k}")), Lane::Normal).await);
+    }
+    // The window is full by now; an emergency call still goes at once.
+    sys.http
+        .wait_for("/voice", 2, Duration::from_secs(10))
+        .await;
+    let emergency_sent = Instant::now();
+    let emergency = submit(&sys.client, &call("urgent"), Lane::Emergency).await;
+    let urgent_job = job_id(&emergency, Channel::Voice);
+    let calls = sys
+        .http
+        .wait_for("/voice", 6, Duration::from_secs(30))
+        .await;
+    let urgent = calls
+        .iter()
+        .find(|r| r.header("idempotency-key") == Some(urgent_job.as_str()))
+        .expect("the emergency call was made");
+    assert!(
+        urgent.at.duration_since(emergency_sent) < Duration::from_secs(2),
+        "the emergency call waited {:?}",
+        urgent.at.duration_since(emergency_sent)
+    );
+    // Every normal call was made, once, and none while two others had
+    // been made within the window before it (emergency calls count too:
+    // the person was called).
+    let expected = jobs(&normal, Channel::Voice);
+    let c = count_http(&calls, &expected);
+    assert_eq!((c.lost, c.duplicated), (0, 0), "{c:?}");
+    // Calls are timed at the sink, a little after the window admitted
+    // them; the slack absorbs that.
+    let slack = Duration::from_millis(500);
+    for r in calls
+        .iter()
+        .filter(|r| expected.contains(r.header("idempotency-key").unwrap()))
+    {
+        let before = calls
+            .iter()
+            .filter(|x| x.at < r.at && r.at.duration_since(x.at) + slack < WINDOW)
+            .count();
+        assert!(
+            before < 2,
+            "a call made with {before} others in the window before it"
+        );
+    }
+    // Five normal calls and one emergency call at two per window: the last
+    // one can only go out after two full windows.
+    let last = calls.iter().map(|r| r.at).max().unwrap();
+    assert!(last.duration_since(start) >= WINDOW * 2 - slack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_message_never_queues_behind_ordinary_ones_for_a_connection() {
+    const BACKLOG: usize = 80;
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.sms_connections = 4;
+    })
+    .await;
+    // A slow provider: the ordinary backlog takes seconds to clear.
+    sys.http.set_delay(Duration::from_millis(250));
+    let reqs = (0..BACKLOG)
+        .map(|i| inquiry_to(&format!("bulk-{i}"), person(i, &[Channel::Sms])))
+        .collect();
+    let ids = submit_all(&sys.client, reqs, 64).await;
+    sys.http.wait_for("/sms", 4, Duration::from_secs(20)).await;
+    let sent = Instant::now();
+    let urgent = submit(
+        &sys.client,
+        &inquiry_to("urgent-sms", person(BACKLOG, &[Channel::Sms])),
+        Lane::Emergency,
+    )
+    .await;
+    let key = job_id(&urgent, Channel::Sms);
+    until("the emergency SMS arrived", Duration::from_secs(20), || {
+        sys.http
+            .requests_to("/sms")
+            .iter()
+            .any(|r| r.header("idempotency-key") == Some(key.as_str()))
+    })
+    .await;
+    let waited = sent.elapsed();
+    let ordinary_left =
+        BACKLOG - count_http(&sys.http.requests_to("/sms"), &jobs(&ids, Channel::Sms)).arrived;
+    assert!(
+        ordinary_left > 10,
+        "the backlog was still there ({ordinary_left} left)"
+    );
+    // The backlog needs about BACKLOG × 250 ms / 3 connections ≈ 6.7 s.
+    assert!(
+        waited < Duration::from_secs(3),
+        "the emergency SMS waited {waited:?} behind ordinary traffic"
+    );
+    assert!(sys.http.max_in_flight() <= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_asking_for_an_hour_of_quiet_does_not_hold_messages_past_their_time_limit() {
+    const N: usize = 100;
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.give_up_after = Duration::from_secs(3);
+    })
+    .await;
+    sys.http
+        .respond_with(|_, _| herald_testkit::http::Reply::status(429).retry_after("3600"));
+    let reqs = (0..N)
+        .map(|i| {
+            inquiry_to(
+                &format!("quiet-{i}"),
+                person(i, &[Channel::Sms, Channel::Email]),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let ids = submit_all(&sys.client, reqs, 64).await;
+    let expected: std::collections::HashSet<String> = ids
+        .iter()
+        .map(|id| format!("{}-fb-email", job_id(id, Channel::Sms)))
+        .collect();
+    until(
+        "every SMS fell back to email",
+        Duration::from_secs(30),
+        || count_mail(&sys.smtp.mails(), &expected).arrived == N,
+    )
+    .await;
+    let c = count_mail(&sys.smtp.mails(), &expected);
+    assert_eq!((c.lost, c.duplicated), (0, 0), "{c:?}");
+    // The provider was asked only by the workers that held a connection
+    // when it first said 429, then left alone.
+    let asked = sys.http.requests_to("/sms").len();
+    println!("{asked} requests before the provider's pause was seen by all");
+    assert!(
+        asked <= sys.cfg.delivery.sms_connections,
+        "{asked} requests to a provider that asked for quiet"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
