@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod bus;
+pub mod cancel;
+pub mod clock;
 pub mod config;
 pub mod contacts;
 pub mod health;
@@ -15,6 +17,7 @@ pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
+pub mod timers;
 pub mod validate;
 
 pub use config::Config;

@@ -1,0 +1,278 @@
+//! Durable timers in Redis: "do something about `id` at time `t`", kept so
+//! that a restart loses none and two instances never fire the same one at
+//! once.
+//!
+//! A queue is two sorted sets under `<prefix>timer:<queue>:`:
+//!
+//! * `due`: timer id → when it is due (ms since the epoch);
+//! * `lease`: timer id → until when the instance that claimed it owns it.
+//!
+//! ```text
+//!   schedule ──▶ due ──claim (atomic, batch)──▶ lease ──complete──▶ (gone)
+//!                 ▲                               │
+//!                 └──── lease ran out (holder ────┘
+//!                        died): due again at once
+//! ```
+//!
+//! * `claim` moves due timers to `lease` in one Lua script, so exactly one
+//!   instance holds a timer at a time.
+//! * A holder that dies leaves its lease to run out; the next `claim` by any
+//!   instance makes the timer due again, so nothing is lost. Firing is
+//!   therefore at least once: a handler makes its effect idempotent (a
+//!   JetStream message id derived from the timer, a state check in Redis),
+//!   and the lease must be shorter than the dedupe window it relies on.
+//! * A handler may `schedule` the same id again while holding it (a warning
+//!   that arms the breach); `complete` then drops only the lease, and the new
+//!   due time stands. `cancel` removes a timer wherever it is.
+//!
+//! Ids are the caller's; keep them short (a million pending timers cost
+//! about 100 bytes each in Redis, most of it the sorted-set entry).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::clock::{Clock, from_millis, millis};
+
+/// One claimed timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub id: String,
+    /// When it was due; for a timer recovered from a dead holder, when the
+    /// recovery happened.
+    pub due_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Timers {
+    redis: ConnectionManager,
+    due_key: String,
+    lease_key: String,
+    claim: Script,
+    /// Woken when this process schedules a timer, so a runner sleeping
+    /// towards a later one re-reads the queue.
+    wake: Arc<Notify>,
+}
+
+/// KEYS: due, lease. ARGV: now ms, limit, lease ms.
+/// Returns a flat list: id, due ms, id, due ms, ...
+const CLAIM: &str = r#"
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], 'NX', now, id)
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+local until_ms = now + tonumber(ARGV[3])
+for i = 1, #due, 2 do
+  redis.call('ZREM', KEYS[1], due[i])
+  redis.call('ZADD', KEYS[2], until_ms, due[i])
+end
+return due
+"#;
+
+impl Timers {
+    /// The queue `name` under the deployment's key prefix.
+    pub fn new(redis: ConnectionManager, prefix: &str, name: &str) -> Timers {
+        Timers {
+            redis,
+            due_key: format!("{prefix}timer:{name}:due"),
+            lease_key: format!("{prefix}timer:{name}:lease"),
+            claim: Script::new(CLAIM),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Sets (or moves) timer `id` to fire at `at`.
+    pub async fn schedule(&self, id: &str, at: DateTime<Utc>) -> redis::RedisResult<()> {
+        let mut c = self.redis.clone();
+        let _: () = c.zadd(&self.due_key, id, millis(at)).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sets many timers in one round trip.
+    pub async fn schedule_many(&self, items: &[(String, DateTime<Utc>)]) -> redis::RedisResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.redis.clone();
+        let members: Vec<(i64, &str)> = items
+            .iter()
+            .map(|(id, at)| (millis(*at), id.as_str()))
+            .collect();
+        let _: () = c.zadd_multiple(&self.due_key, &members).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes timer `id`, pending or claimed. True if it existed.
+    pub async fn cancel(&self, id: &str) -> redis::RedisResult<bool> {
+        let mut c = self.redis.clone();
+        let (a, b): (u32, u32) = redis::pipe()
+            .atomic()
+            .zrem(&self.due_key, id)
+            .zrem(&self.lease_key, id)
+            .query_async(&mut c)
+            .await?;
+        Ok(a + b > 0)
+    }
+
+    /// Claims up to `limit` timers due at `now`, each for `lease`.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> redis::RedisResult<Vec<Due>> {
+        let mut c = self.redis.clone();
+        let flat: Vec<String> = self
+            .claim
+            .key(&self.due_key)
+            .key(&self.lease_key)
+            .arg(millis(now))
+            .arg(limit.max(1))
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(flat
+            .chunks_exact(2)
+            .map(|p| Due {
+                id: p[0].clone(),
+                due_at: from_millis(p[1].parse::<f64>().unwrap_or(0.0) as i64),
+            })
+            .collect())
+    }
+
+    /// Releases claimed timers whose work is done. A timer scheduled again
+    /// while held stays due at its new time.
+    pub async fn complete(&self, ids: &[String]) -> redis::RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.redis.clone();
+        let _: () = c.zrem(&self.lease_key, ids).await?;
+        Ok(())
+    }
+
+    /// When timer `id` is next due, if it is pending.
+    pub async fn due_at(&self, id: &str) -> redis::RedisResult<Option<DateTime<Utc>>> {
+        let mut c = self.redis.clone();
+        let score: Option<f64> = c.zscore(&self.due_key, id).await?;
+        Ok(score.map(|s| from_millis(s as i64)))
+    }
+
+    /// The earliest due time in the queue, or the earliest lease to run
+    /// out, whichever comes first.
+    pub async fn next_due(&self) -> redis::RedisResult<Option<DateTime<Utc>>> {
+        let mut c = self.redis.clone();
+        type Firsts = (Vec<(String, f64)>, Vec<(String, f64)>);
+        let (due, lease): Firsts = redis::pipe()
+            .zrange_withscores(&self.due_key, 0, 0)
+            .zrange_withscores(&self.lease_key, 0, 0)
+            .query_async(&mut c)
+            .await?;
+        Ok(due
+            .into_iter()
+            .chain(lease)
+            .map(|(_, s)| s as i64)
+            .min()
+            .map(from_millis))
+    }
+
+    /// Pending timers (not counting claimed ones).
+    pub async fn pending(&self) -> redis::RedisResult<u64> {
+        let mut c = self.redis.clone();
+        c.zcard(&self.due_key).await
+    }
+}
+
+/// How a runner claims and sleeps.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Timers claimed per round trip.
+    pub batch: usize,
+    /// How long a claimed timer is this instance's before another may take
+    /// it over. Longer than the slowest handler; shorter than the dedupe
+    /// window its handler relies on.
+    pub lease: Duration,
+    /// The longest a runner sleeps without looking at the queue: the bound
+    /// on how late a timer another instance scheduled can fire.
+    pub poll: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch: 1000,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Fires timers until `shutdown`: claims what is due and hands each batch
+/// to `handler`, which returns the ids it finished. Ids it does not return
+/// stay claimed until their lease runs out, then fire again (on any
+/// instance). Between batches it sleeps until the next due time, at most
+/// `opts.poll`, and wakes early when this process schedules a timer.
+pub async fn run<F, Fut>(
+    timers: Timers,
+    clock: Arc<dyn Clock>,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+    handler: F,
+) where
+    F: Fn(Vec<Due>) -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match timers.claim_due(clock.now(), opts.batch, opts.lease).await {
+            Ok(batch) if !batch.is_empty() => {
+                backoff = Duration::from_millis(100);
+                let full = batch.len() >= opts.batch;
+                let done = handler(batch).await;
+                if let Err(e) = timers.complete(&done).await {
+                    // The leases run out and the timers fire again; the
+                    // handlers are idempotent.
+                    warn!(error = %e, "could not release finished timers");
+                }
+                if full {
+                    continue;
+                }
+            }
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                warn!(error = %e, "claiming timers failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        }
+        let sleep = match timers.next_due().await {
+            Ok(Some(next)) => (next - clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(opts.poll),
+            _ => opts.poll,
+        };
+        if sleep.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(sleep) => {}
+            _ = timers.wake.notified() => {}
+        }
+    }
+}
