@@ -11,6 +11,9 @@ pub const INTAKE_NOTIFY: &str = "herald.v1.intake.notify";
 /// Request/reply for emergency traffic, served by intake's own workers.
 pub const INTAKE_NOTIFY_EMERGENCY: &str = "herald.v1.emergency.intake.notify";
 
+/// Request/reply: a `CancelRequest` in, a `CancelReply` out.
+pub const INTAKE_CANCEL: &str = "herald.v1.intake.cancel";
+
 /// Queue groups, so that several instances of a service share the work.
 pub const QUEUE_INTAKE: &str = "herald-intake";
 

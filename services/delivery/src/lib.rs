@@ -50,6 +50,7 @@ use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
     bus::{self, Bus, ConsumerSpec, Disposition, PublishError},
+    cancel::Cancellations,
     config::DeliveryConfig,
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
@@ -143,6 +144,7 @@ struct Delivery {
     bus: Bus,
     ledger: Ledger,
     limits: Limits,
+    cancellations: Cancellations,
     transports: Arc<Transports>,
     auditor: Auditor,
     cfg: Arc<DeliveryConfig>,
@@ -195,6 +197,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             lease,
             cfg.delivery.sent_ttl,
         ),
+        cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
         limits: Limits::new(redis, &cfg.redis.prefix, &cfg.delivery),
         transports: Arc::new(transports),
         auditor: Auditor::new(bus.clone(), "delivery"),
@@ -457,6 +460,23 @@ impl Delivery {
             }
         };
 
+        // The last moment a job can still be stopped: a cancel key that
+        // was cancelled while it waited (an acknowledged escalation, a
+        // cancelled broadcast, a confirmed recipient) ends it here.
+        if !job.cancel_keys.is_empty() {
+            match self.cancellations.first_cancelled(&job.cancel_keys).await {
+                Ok(None) => {}
+                Ok(Some((key, reason))) => {
+                    return self.cancelled(job, attempt, &key, &reason).await;
+                }
+                Err(e) => {
+                    let _ = self.ledger.release(&job.job_id).await;
+                    warn!(error = %e, "cancel keys unreadable; will retry");
+                    return Disposition::Retry(Duration::from_secs(1));
+                }
+            }
+        }
+
         let started = std::time::Instant::now();
         let provider = herald_runtime::telemetry::provider_span(channel.name());
         let result = self
@@ -666,6 +686,46 @@ impl Delivery {
             .duration_since(created)
             .unwrap_or_default();
         age + wait > self.cfg.give_up_after
+    }
+
+    /// A job whose cancel key was cancelled: settled for good without a
+    /// send, no fallback, documented.
+    async fn cancelled(
+        &self,
+        job: &DeliveryJob,
+        attempt: u32,
+        key: &str,
+        reason: &str,
+    ) -> Disposition {
+        let why = format!("cancelled ({key}): {reason}");
+        if let Err(e) = self.ledger.failed(&job.job_id, &why).await {
+            let _ = self.ledger.release(&job.job_id).await;
+            warn!(error = %e, "send ledger unavailable; will retry");
+            return Disposition::Retry(Duration::from_secs(1));
+        }
+        record_outcome(&tracing::Span::current(), "cancelled", false);
+        info!(cancel_key = key, "job cancelled before it was sent");
+        self.metrics
+            .deliveries
+            .get_or_create(&ChannelOutcome {
+                lane: Lane::try_from(job.lane).unwrap_or_default().name().into(),
+                channel: channel_of(job).name().into(),
+                outcome: "cancelled".into(),
+            })
+            .inc();
+        self.audit(
+            self.entry(
+                job,
+                AuditStep::Cancelled,
+                format!("not sent: {why}"),
+                format!("{}-cancelled", job.job_id),
+            )
+            .attr("cancel_key", key),
+        )
+        .await;
+        self.status(job, DeliveryState::Cancelled, &why, attempt, "cancelled")
+            .await;
+        Disposition::Ack
     }
 
     /// A permanent failure: the next channel if there is one, else the

@@ -41,6 +41,13 @@ enum Command {
     Contacts(ContactsCommand),
     /// List the templates and their versions.
     Templates,
+    /// Stop every notification carrying a cancel key that is not yet sent.
+    Cancel {
+        key: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Inspect and replay jobs that could not be delivered.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -161,6 +168,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Trail(args) => trail::run(&cfg, args).await,
         Command::Contacts(c) => contacts(&cfg, c).await,
         Command::Dlq(c) => dlq::run(&cfg, c).await,
+        Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
             let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)
                 .map_err(|p| Failure {

@@ -7,8 +7,9 @@ use clap::Args;
 use herald_proto::{
     Message, subjects,
     v1::{
-        AuditStep, Channel, InlineRecipient, IntakeReply, Lane, NotificationRequest, Recipient,
-        intake_client::IntakeClient, intake_reply, recipient::Target,
+        AuditStep, CancelReply, CancelRequest, Channel, InlineRecipient, IntakeReply, Lane,
+        NotificationRequest, Recipient, Rejected, cancel_reply, intake_client::IntakeClient,
+        intake_reply, recipient::Target,
     },
 };
 use herald_runtime::{
@@ -73,6 +74,10 @@ pub struct SendArgs {
     /// Language to use instead of the recipient's.
     #[arg(long)]
     language: Option<String>,
+    /// A key that stops this notification once cancelled with
+    /// `herald cancel` (repeatable).
+    #[arg(long = "cancel-key", value_name = "KEY")]
+    cancel_keys: Vec<String>,
     /// Use the emergency lane.
     #[arg(long)]
     emergency: bool,
@@ -105,6 +110,8 @@ struct FileRequest {
     requester: Option<String>,
     responsible_staff: Option<String>,
     language: Option<String>,
+    #[serde(default)]
+    cancel_keys: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -191,6 +198,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
     if !args.channels.is_empty() {
         f.channels = args.channels.clone();
     }
+    f.cancel_keys.extend(args.cancel_keys.iter().cloned());
 
     let channel = |s: &str, what: &str| -> Result<i32, Failure> {
         Channel::parse(s)
@@ -284,6 +292,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         }),
         responsible_staff: f.responsible_staff.unwrap_or_default(),
         language: f.language.unwrap_or_default(),
+        cancel_keys: f.cancel_keys,
     })
 }
 
@@ -294,7 +303,7 @@ pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
     } else {
         Lane::Normal
     };
-    let reply = match &args.grpc {
+    let reply: IntakeReply = match &args.grpc {
         Some(addr) => {
             let mut client = IntakeClient::connect(format!("http://{addr}"))
                 .await
@@ -316,24 +325,7 @@ pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
                 }
             }
         }
-        None => {
-            let bus = crate::connect_bus(cfg).await?;
-            let msg = tokio::time::timeout(
-                Duration::from_secs(15),
-                bus.client
-                    .request(subjects::intake_notify(lane), req.encode_to_vec().into()),
-            )
-            .await
-            .map_err(|_| Failure {
-                code: 1,
-                message: "intake did not answer within 15s".into(),
-            })?
-            .map_err(|e| Failure {
-                code: 1,
-                message: format!("intake did not answer ({e}); is the intake service running?"),
-            })?;
-            IntakeReply::decode(msg.payload)?
-        }
+        None => ask_intake(cfg, subjects::intake_notify(lane), &req).await?,
     };
     match reply.result {
         Some(intake_reply::Result::Accepted(a)) => {
@@ -356,21 +348,76 @@ pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Some(intake_reply::Result::Rejected(r)) => {
-            let code = herald_proto::v1::ErrorCode::try_from(r.code)
-                .map(|c| {
-                    c.as_str_name()
-                        .trim_start_matches("ERROR_CODE_")
-                        .to_ascii_lowercase()
-                })
-                .unwrap_or_default();
-            let where_ = if r.field.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", r.field)
-            };
-            Err(refused(format!("refused ({code}): {where_}{}", r.message)))
+        Some(intake_reply::Result::Rejected(r)) => Err(rejected(&r)),
+        None => Err(Failure {
+            code: 1,
+            message: "intake sent an empty reply".into(),
+        }),
+    }
+}
+
+/// Sends `req` to intake over NATS request/reply and decodes its answer.
+pub async fn ask_intake<Req: Message, Rep: Message + Default>(
+    cfg: &Config,
+    subject: &str,
+    req: &Req,
+) -> Result<Rep, Failure> {
+    let bus = crate::connect_bus(cfg).await?;
+    let msg = tokio::time::timeout(
+        Duration::from_secs(15),
+        bus.client
+            .request(subject.to_string(), req.encode_to_vec().into()),
+    )
+    .await
+    .map_err(|_| Failure {
+        code: 1,
+        message: "intake did not answer within 15s".into(),
+    })?
+    .map_err(|e| Failure {
+        code: 1,
+        message: format!("intake did not answer ({e}); is the intake service running?"),
+    })?;
+    Ok(Rep::decode(msg.payload)?)
+}
+
+/// A refusal as the caller sees it: the code, the field and why.
+pub fn rejected(r: &Rejected) -> Failure {
+    let code = herald_proto::v1::ErrorCode::try_from(r.code)
+        .map(|c| {
+            c.as_str_name()
+                .trim_start_matches("ERROR_CODE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let where_ = if r.field.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", r.field)
+    };
+    refused(format!("refused ({code}): {where_}{}", r.message))
+}
+
+/// `herald cancel <key>`.
+pub async fn cancel(cfg: &Config, key: String, reason: Option<String>) -> Result<(), Failure> {
+    let req = CancelRequest {
+        cancel_key: key.clone(),
+        reason: reason.unwrap_or_default(),
+        requester: format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "operator".into())
+        ),
+    };
+    let reply: CancelReply = ask_intake(cfg, subjects::INTAKE_CANCEL, &req).await?;
+    match reply.result {
+        Some(cancel_reply::Result::Cancelled(true)) => {
+            println!("cancelled {key}: nothing carrying it is sent from now on");
+            Ok(())
         }
+        Some(cancel_reply::Result::Cancelled(false)) => {
+            println!("{key} was already cancelled");
+            Ok(())
+        }
+        Some(cancel_reply::Result::Rejected(r)) => Err(rejected(&r)),
         None => Err(Failure {
             code: 1,
             message: "intake sent an empty reply".into(),
@@ -396,6 +443,7 @@ async fn wait_and_print(cfg: &Config, id: &str) -> Result<(), Failure> {
                     AuditStep::Sent,
                     AuditStep::DeadLettered,
                     AuditStep::Fallback,
+                    AuditStep::Cancelled,
                 ]
                 .iter()
                 .any(|s| r.step == *s as i32)

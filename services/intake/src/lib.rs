@@ -21,14 +21,16 @@ use futures::StreamExt;
 use herald_proto::{
     Message, subjects,
     v1::{
-        Accepted, AcceptedNotification, AuditStep, CommunicationType, ErrorCode, IntakeReply, Lane,
-        NotificationRequest, Priority, Rejected, intake_reply,
+        Accepted, AcceptedNotification, AuditStep, CancelReply, CancelRequest, CommunicationType,
+        ErrorCode, IntakeReply, Lane, NotificationRequest, Priority, Rejected, cancel_reply,
+        intake_reply,
     },
 };
 use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
     bus::Bus,
+    cancel::Cancellations,
     contacts::Directory,
     health::Health,
     metrics::{LaneLabel, Queue, ReasonLabel},
@@ -94,6 +96,7 @@ pub(crate) struct Intake {
     bus: Bus,
     directory: Directory,
     dedupe: Dedupe,
+    cancellations: Cancellations,
     templates: Arc<TemplateStore>,
     rules: Arc<RoutingRules>,
     auditor: Auditor,
@@ -151,6 +154,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
 
     let intake = Intake {
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
+        cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
         dedupe: Dedupe::new(redis, &cfg.redis.prefix, cfg.intake.idempotency_ttl),
         templates: Arc::new(templates),
         rules: Arc::new(rules),
@@ -199,6 +203,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             shutdown.clone(),
         )));
     }
+    let cancels = bus
+        .client
+        .queue_subscribe(subjects::INTAKE_CANCEL, subjects::QUEUE_INTAKE.to_string())
+        .await?;
+    lanes.push(tokio::spawn(serve_cancels(
+        intake.clone(),
+        cancels,
+        shutdown.clone(),
+    )));
     // Make sure the subscriptions are registered with the server before
     // anyone is told we are up.
     bus.client.flush().await?;
@@ -255,7 +268,81 @@ async fn serve_nats(
     .await;
 }
 
+/// Serves cancel requests. They are rare and quick, so one at a time.
+async fn serve_cancels(
+    intake: Intake,
+    mut sub: async_nats::Subscriber,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = sub.next() => match m { Some(m) => m, None => break },
+        };
+        let reply = intake.cancel(&msg.payload).await;
+        if let Some(to) = msg.reply
+            && let Err(e) = intake
+                .bus
+                .client
+                .publish(to, reply.encode_to_vec().into())
+                .await
+        {
+            warn!(error = %e, "could not send the reply");
+        }
+    }
+    let _ = sub.unsubscribe().await;
+}
+
 impl Intake {
+    /// Cancels a key, so that no job carrying it is sent from now on.
+    async fn cancel(&self, payload: &[u8]) -> CancelReply {
+        let refused = |r: Rejected| CancelReply {
+            result: Some(cancel_reply::Result::Rejected(r)),
+        };
+        let req = match CancelRequest::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                return refused(reject(
+                    ErrorCode::Undecodable,
+                    "",
+                    format!("not a herald.v1.CancelRequest: {e}"),
+                ));
+            }
+        };
+        if let Err(why) = herald_runtime::cancel::check_key(&req.cancel_key) {
+            return refused(reject(ErrorCode::InvalidArgument, "cancel_key", why));
+        }
+        if req.reason.chars().count() > 200 || req.requester.chars().count() > 200 {
+            return refused(reject(
+                ErrorCode::InvalidArgument,
+                if req.reason.chars().count() > 200 {
+                    "reason"
+                } else {
+                    "requester"
+                },
+                "is longer than 200 characters",
+            ));
+        }
+        let reason = match (req.reason.trim(), req.requester.trim()) {
+            ("", "") => "cancelled".to_string(),
+            (r, "") => r.to_string(),
+            ("", who) => format!("cancelled by {who}"),
+            (r, who) => format!("{r} (by {who})"),
+        };
+        match self.cancellations.cancel(&req.cancel_key, &reason).await {
+            Ok(first) => {
+                info!(first, "cancel key cancelled");
+                CancelReply {
+                    result: Some(cancel_reply::Result::Cancelled(first)),
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "could not record a cancellation");
+                refused(unavailable())
+            }
+        }
+    }
+
     async fn handle_nats(&self, msg: async_nats::Message, lane: Lane) {
         let span = herald_runtime::bus::process_span("intake notify", &msg);
         let reply = async {

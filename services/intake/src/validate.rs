@@ -146,6 +146,18 @@ pub fn check(
             "must be 1-128 letters, digits or - _ : @ + = (no dots or spaces)",
         ));
     }
+    if req.cancel_keys.len() > herald_runtime::cancel::MAX_KEYS {
+        return Err(reject(
+            E::InvalidArgument,
+            "cancel_keys",
+            format!("has more than {} keys", herald_runtime::cancel::MAX_KEYS),
+        ));
+    }
+    for (i, k) in req.cancel_keys.iter().enumerate() {
+        if let Err(why) = herald_runtime::cancel::check_key(k) {
+            return Err(reject(E::InvalidArgument, format!("cancel_keys[{i}]"), why));
+        }
+    }
     for (field, value) in [
         ("requester", &req.requester),
         ("responsible_staff", &req.responsible_staff),

@@ -528,6 +528,7 @@ impl Router {
                 accepted_at: n.accepted_at,
                 fallback_of: String::new(),
                 communication_type: req.communication_type,
+                cancel_keys: req.cancel_keys.clone(),
             })
             .collect())
     }
