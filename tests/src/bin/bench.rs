@@ -367,6 +367,9 @@ async fn main() -> anyhow::Result<()> {
     cfg.delivery.sms_url = Some(format!("http://{sink_addr}/sms"));
     cfg.delivery.outbox_dir = work.path().join("outbox");
     cfg.telemetry.log_level = "warn".into();
+    // The bench measures the pipeline, not the per-person windows: with
+    // them, its 1000 contacts could take only 5 SMS each per 15 minutes.
+    cfg.delivery.contact_max_sms = 0;
     let config_file = work.path().join("herald.toml");
     std::fs::write(&config_file, toml::to_string(&cfg)?)?;
 
@@ -541,20 +544,29 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| figure | value | target | met |");
     println!("|---|---|---|---|");
+    // A figure counts only if every notification it is about arrived.
+    let all_peak = arrived + refused == a.peak_count;
+    let all_latency = lat.len() == n;
     println!(
-        "| end-to-end throughput to the HTTP sink | {peak:.0}/s | ≥ 9,000/s | {} |",
-        yes(peak >= 9000.0)
+        "| end-to-end throughput to the HTTP sink | {peak:.0}/s{} | ≥ 9,000/s | {} |",
+        if all_peak { "" } else { " (not all arrived)" },
+        yes(all_peak && peak >= 9000.0)
     );
     println!("| raw JetStream baseline (same run, {size} B) | {base:.0}/s | | |");
     println!(
         "| ratio to baseline | {ratio:.3} | ≥ 0.30 | {} |",
-        yes(ratio >= 0.30)
+        yes(all_peak && ratio >= 0.30)
     );
     println!(
-        "| p50 / p99 intake→sink at {rate:.0}/s | {:.1} / {:.1} ms | p99 < 50 ms | {} |",
+        "| p50 / p99 intake→sink at {rate:.0}/s | {:.1} / {:.1} ms{} | p99 < 50 ms | {} |",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
-        yes(p99 < Duration::from_millis(50))
+        if all_latency {
+            String::new()
+        } else {
+            format!(" ({} of {n} arrived)", lat.len())
+        },
+        yes(all_latency && p99 < Duration::from_millis(50))
     );
     for (name, kb) in &peak_rss {
         println!(
