@@ -26,7 +26,7 @@ use axum::{
     routing::post,
 };
 use herald_proto::{
-    Message, subjects,
+    Message,
     v1::{AuditStep, Channel, DeliveryJob, DeliveryState, Lane},
 };
 use herald_runtime::metrics::ChannelOutcome;
@@ -269,7 +269,7 @@ impl Delivery {
         let event = self.status_event(&job, reported.state, detail, attempt, provider_id);
         self.bus
             .publish_durable(
-                subjects::delivery_status(channel),
+                crate::status_subject(&job),
                 &event,
                 Some(&format!("{job_id}-status-{name}")),
             )
