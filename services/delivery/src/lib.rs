@@ -54,7 +54,7 @@ use herald_runtime::{
     config::DeliveryConfig,
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
-    priority::Priority,
+    priority::Precedence,
     telemetry::record_outcome,
 };
 use prometheus_client::{
@@ -157,7 +157,7 @@ struct Delivery {
     keepalive: Duration,
     /// The normal lane yields to emergency jobs; an emergency job waiting on
     /// a limit steps aside.
-    priority: Priority,
+    priority: Precedence,
 }
 
 pub struct Running {
@@ -187,7 +187,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     health.watch_nats(&bus);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
-    let priority = Priority::new();
+    let priority = Precedence::new();
     priority.attach(&bus, shutdown.clone());
     let owner = format!("{}-{}", std::process::id(), ulid::Ulid::new());
     // The lease outlives the longest attempt, so a live worker is never
@@ -386,14 +386,21 @@ impl Delivery {
                 return Disposition::Retry(Duration::from_secs(1));
             }
         }
-        let Some(connection) = self.hold(lane, msg, self.limits.connection(channel, lane)).await else {
+        let Some(connection) = self
+            .hold(lane, msg, self.limits.connection(channel, lane))
+            .await
+        else {
             return Disposition::Retry(Duration::ZERO);
         };
         match self.limits.provider(channel, lane).await {
             Ok(Pace::Go(wait)) => {
                 if !wait.is_zero() {
                     self.held(lane, limits::Hold::Provider);
-                    if self.hold(lane, msg, tokio::time::sleep(wait)).await.is_none() {
+                    if self
+                        .hold(lane, msg, tokio::time::sleep(wait))
+                        .await
+                        .is_none()
+                    {
                         return Disposition::Retry(Duration::ZERO);
                     }
                     if let Ok(pause) = self.limits.paused(channel).await
@@ -979,11 +986,7 @@ impl Delivery {
         let id = format!("{}-{tag}", job.job_id);
         if let Err(e) = self
             .bus
-            .publish_durable(
-                status_subject(job),
-                &event,
-                Some(&id),
-            )
+            .publish_durable(status_subject(job), &event, Some(&id))
             .await
         {
             warn!(error = %e, "status event not written");

@@ -28,7 +28,7 @@ use herald_runtime::{
     contacts::{Consent, Contact, Directory},
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
-    priority::Priority,
+    priority::Precedence,
     routing::RoutingRules,
     telemetry::record_outcome,
     templates::{CONTENT_FREE_NOTICE, Rendered, TemplateStore},
@@ -144,7 +144,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     .await?;
 
     // The normal lane yields while any service has emergency work.
-    let priority = Priority::new();
+    let priority = Precedence::new();
     priority.attach(&bus, shutdown.clone());
     let mut consumers = Vec::new();
     for lane in Lane::ALL {

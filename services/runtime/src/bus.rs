@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::{config::NatsConfig, priority::Priority};
+use crate::{config::NatsConfig, priority::Precedence};
 
 /// A connection to NATS and its JetStream context.
 #[derive(Clone)]
@@ -299,10 +299,10 @@ pub enum Gate {
     None,
     /// A normal-lane consumer: it starts no new message while emergency
     /// work is under way.
-    Yield(Priority),
+    Yield(Precedence),
     /// An emergency-lane consumer: each message counts as emergency work
     /// from the moment it arrives until it is settled.
-    Busy(Priority),
+    Busy(Precedence),
 }
 
 /// [`consume`], taking part in the emergency lane's priority as `gate`

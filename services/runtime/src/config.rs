@@ -409,7 +409,9 @@ impl BroadcastConfig {
             problems.push("`broadcast.interval` must be more than zero".into());
         }
         if !(1..=MAX_CYCLES).contains(&self.cycles) {
-            problems.push(format!("`broadcast.cycles` must be between 1 and {MAX_CYCLES}"));
+            problems.push(format!(
+                "`broadcast.cycles` must be between 1 and {MAX_CYCLES}"
+            ));
         }
         if self.duration < self.interval * self.cycles.saturating_sub(1) {
             problems.push(

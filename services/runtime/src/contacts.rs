@@ -291,7 +291,10 @@ impl Directory {
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
         let old = self.get(id).await?;
         let mut pipe = redis::pipe();
-        pipe.atomic().del(self.key(id)).srem(self.index(), id).ignore();
+        pipe.atomic()
+            .del(self.key(id))
+            .srem(self.index(), id)
+            .ignore();
         for by in [MemberOf::Organisation, MemberOf::Role] {
             if let Some(v) = old.as_ref().and_then(|c| by.of(c)) {
                 pipe.srem(self.member_key(by, v), id).ignore();
@@ -303,7 +306,11 @@ impl Directory {
     }
 
     /// Every contact of an organisation or with a role, as stored now.
-    pub async fn in_group(&self, by: MemberOf, value: &str) -> Result<Vec<Contact>, DirectoryError> {
+    pub async fn in_group(
+        &self,
+        by: MemberOf,
+        value: &str,
+    ) -> Result<Vec<Contact>, DirectoryError> {
         let mut r = self.redis.clone();
         let mut ids: Vec<String> = r.smembers(self.member_key(by, value)).await?;
         ids.sort();

@@ -39,12 +39,18 @@ impl Group {
             out.push(("name".into(), "is empty".into()));
         }
         if self.members.is_empty() {
-            out.push(("members".into(), "is empty: name at least one contact id".into()));
+            out.push((
+                "members".into(),
+                "is empty: name at least one contact id".into(),
+            ));
         }
         let mut seen = HashSet::new();
         for (i, m) in self.members.iter().enumerate() {
             if !herald_proto::subjects::is_subject_token(m) {
-                out.push((format!("members[{i}]"), format!("{m:?} is not a contact id")));
+                out.push((
+                    format!("members[{i}]"),
+                    format!("{m:?} is not a contact id"),
+                ));
             } else if !seen.insert(m.as_str()) {
                 out.push((format!("members[{i}]"), format!("{m} appears twice")));
             }
@@ -201,10 +207,16 @@ mod tests {
         )
         .unwrap();
         let err = parse_file(&f).unwrap_err().to_string();
-        assert!(err.contains("groups[0] (wardens): members[2] alice appears twice"), "{err}");
+        assert!(
+            err.contains("groups[0] (wardens): members[2] alice appears twice"),
+            "{err}"
+        );
         assert!(err.contains("groups[1] (bad.id): id"), "{err}");
         assert!(err.contains("groups[1] (bad.id): name is empty"), "{err}");
-        assert!(err.contains("groups[1] (bad.id): members is empty"), "{err}");
+        assert!(
+            err.contains("groups[1] (bad.id): members is empty"),
+            "{err}"
+        );
     }
 
     #[test]

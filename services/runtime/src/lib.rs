@@ -2,6 +2,7 @@
 //! `herald-proto`, and never import each other.
 
 pub mod audit;
+pub mod broadcasts;
 pub mod bus;
 pub mod cancel;
 pub mod clock;

@@ -24,8 +24,9 @@ pub(crate) fn read<T: DeserializeOwned>(
         "yaml" | "yml" | "json" => match serde_yaml::from_str::<Vec<T>>(&text) {
             Ok(list) => Ok(list),
             Err(bare) => match serde_yaml::from_str::<BTreeMap<String, Vec<T>>>(&text) {
-                Ok(mut file) => only_key(&mut file, key, &format!("`{key}:` with a list"))
-                    .map_err(|e| at(&e)),
+                Ok(mut file) => {
+                    only_key(&mut file, key, &format!("`{key}:` with a list")).map_err(|e| at(&e))
+                }
                 // Report the error of the shape the file seems to have.
                 Err(wrapped) if text.trim_start().starts_with('-') => {
                     drop(wrapped);

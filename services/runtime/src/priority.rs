@@ -8,7 +8,7 @@
 //!
 //! * **In a process**, every emergency message being worked on holds a
 //!   [`Busy`] guard, and normal-lane consumers do not start another message
-//!   while any guard is held ([`Priority::normal_may_proceed`]). Work they
+//!   while any guard is held ([`Precedence::normal_may_proceed`]). Work they
 //!   already started finishes; nothing is dropped or handed back, it simply
 //!   waits in the consumer's buffer (and JetStream) a little longer.
 //! * **Across processes**, a process holding guards says so on
@@ -19,7 +19,7 @@
 //!   taking ordinary work everywhere.
 //!
 //! A job waiting on a provider's rate limit does no work, so it steps aside
-//! ([`Priority::park`]): a paced emergency does not stall ordinary traffic
+//! ([`Precedence::park`]): a paced emergency does not stall ordinary traffic
 //! for longer than it really needs the machine.
 
 use std::{
@@ -46,7 +46,7 @@ pub const HOLD: Duration = Duration::from_millis(250);
 
 /// One per process, shared by every consumer in it. Clones share state.
 #[derive(Clone)]
-pub struct Priority {
+pub struct Precedence {
     inner: Arc<Inner>,
 }
 
@@ -64,15 +64,15 @@ struct Inner {
     origin: String,
 }
 
-impl Default for Priority {
+impl Default for Precedence {
     fn default() -> Self {
-        Priority::new()
+        Precedence::new()
     }
 }
 
-impl Priority {
-    pub fn new() -> Priority {
-        Priority {
+impl Precedence {
+    pub fn new() -> Precedence {
+        Precedence {
             inner: Arc::new(Inner {
                 active: AtomicIsize::new(0),
                 remote_until: Mutex::new(None),
@@ -222,7 +222,7 @@ impl Priority {
 
 /// Emergency work in progress; dropping it ends it.
 pub struct Busy {
-    priority: Priority,
+    priority: Precedence,
 }
 
 impl Drop for Busy {
@@ -233,7 +233,7 @@ impl Drop for Busy {
 
 /// Emergency work waiting, not working; dropping it resumes it.
 pub struct Parked {
-    priority: Priority,
+    priority: Precedence,
 }
 
 impl Drop for Parked {
@@ -248,7 +248,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_normal_lane_waits_for_local_emergency_work_to_end() {
-        let p = Priority::new();
+        let p = Precedence::new();
         let busy = p.busy();
         let waiting = tokio::spawn({
             let p = p.clone();
@@ -258,7 +258,10 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!waiting.is_finished(), "must wait while emergency work runs");
+        assert!(
+            !waiting.is_finished(),
+            "must wait while emergency work runs"
+        );
         let released = Instant::now();
         drop(busy);
         assert_eq!(waiting.await.unwrap(), released);
@@ -267,7 +270,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn parked_work_lets_the_normal_lane_run() {
-        let p = Priority::new();
+        let p = Precedence::new();
         let _busy = p.busy();
         assert!(p.is_yielding());
         {
@@ -280,7 +283,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn word_from_another_process_holds_the_lane_for_a_while() {
-        let p = Priority::new();
+        let p = Precedence::new();
         let t0 = Instant::now();
         p.heard(t0);
         assert!(p.is_yielding());
