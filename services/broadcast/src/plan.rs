@@ -354,12 +354,12 @@ impl Planner<'_> {
     }
 }
 
-/// Every job stops when the broadcast is cancelled; calls and SMS also stop
-/// once their recipient confirms. An email still goes to someone who has
-/// confirmed by phone: it carries the full text.
+/// Every job stops when the broadcast is cancelled; calls also stop once
+/// their recipient confirms. Email and SMS still reach someone who has
+/// confirmed: they carry the text, and an update is news to everyone.
 fn cancel_keys(broadcast_id: &str, index: usize, channel: Channel) -> Vec<String> {
     let mut keys = vec![broadcasts::cancel_key(broadcast_id)];
-    if channel != Channel::Email {
+    if channel == Channel::Voice {
         keys.push(broadcasts::recipient_cancel_key(broadcast_id, index));
     }
     keys

@@ -51,8 +51,7 @@ pub fn cancel_key(broadcast_id: &str) -> String {
     format!("bc:{broadcast_id}")
 }
 
-/// Carried by one recipient's calls and SMS: their confirmation stops the
-/// rest.
+/// Carried by one recipient's calls: their confirmation stops the rest.
 pub fn recipient_cancel_key(broadcast_id: &str, recipient: usize) -> String {
     format!("bc:{broadcast_id}:r{recipient}")
 }

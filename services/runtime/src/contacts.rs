@@ -212,6 +212,11 @@ impl Directory {
         }
     }
 
+    /// The connection the directory uses, for stores kept beside it.
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
     fn key(&self, id: &str) -> String {
         format!("{}contact:{id}", self.prefix)
     }
