@@ -774,7 +774,7 @@ mod tests {
 
     #[test]
     fn flags_make_a_message_and_a_missing_severity_is_named() {
-        let m = messages(
+        let Ok(m) = messages(
             &BroadcastFile::default(),
             &MessageArgs {
                 subject: Some("Evacuate".into()),
@@ -782,8 +782,9 @@ mod tests {
                 language: "en".into(),
                 ..Default::default()
             },
-        )
-        .unwrap();
+        ) else {
+            panic!("a subject and a body make a message");
+        };
         assert_eq!(
             m[0].speak, "Leave now",
             "the body is spoken when --speak is not given"
