@@ -153,6 +153,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         Lane::ALL
             .iter()
             .map(|l| Queue::stream(subjects::notify_stream(*l)))
+            .chain([Queue::stream(subjects::STREAM_BROADCAST)])
             .collect(),
         cfg.telemetry.queue_poll_interval,
         shutdown.clone(),

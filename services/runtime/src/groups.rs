@@ -220,6 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_groups_name_only_example_contacts() {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let contacts = crate::contacts::parse_file(&config.join("contacts.example.yaml")).unwrap();
+        let ids: HashSet<&str> = contacts.iter().map(|c| c.id.as_str()).collect();
+        let groups = parse_file(&config.join("groups.example.yaml")).unwrap();
+        assert!(!groups.is_empty());
+        for g in &groups {
+            for m in &g.members {
+                assert!(ids.contains(m.as_str()), "{} names {m}", g.id);
+            }
+        }
+        for role in ["dpo", "management"] {
+            assert!(
+                contacts.iter().any(|c| c.role.as_deref() == Some(role)),
+                "the example contacts have a {role}, for the breach protocol"
+            );
+        }
+    }
+
+    #[test]
     fn yaml_toml_and_bare_lists_load_and_stray_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path().join("g.toml");
