@@ -9,6 +9,8 @@
 //! Call cycles are stepped with a `ManualClock` where the test counts calls
 //! per cycle, and run on the wall clock (seconds apart) once.
 
+mod support;
+
 use std::{sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
@@ -974,4 +976,72 @@ async fn a_confirmation_stops_a_call_still_waiting_in_delivery() {
             && r.summary
                 .contains("recipient confirmed receipt by email link")
     }));
+}
+
+/// The normal lane yields to emergency work anywhere: while some service
+/// says it has emergency work (`herald.v1.emergency.busy`), ordinary
+/// notifications wait at every step and an emergency one goes straight
+/// through; afterwards every ordinary one arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost() {
+    use herald_proto::v1::{Lane, Priority};
+    const N: usize = 60;
+    let sys = TestSystem::start().await;
+    // Another process busy with an emergency, as the broadcast service or
+    // delivery would say it.
+    let busy = tokio_util::sync::CancellationToken::new();
+    let pulses = {
+        let client = sys.client.clone();
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            while !busy.is_cancelled() {
+                let _ = client
+                    .publish(subjects::EMERGENCY_BUSY, "test-emergency".into())
+                    .await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = sys.client.clone();
+    let ordinary = tokio::spawn(async move {
+        let reqs = (0..N)
+            .map(|i| support::inquiry_to(&format!("calm-{i}"), support::person(i, &[Channel::Sms])))
+            .collect();
+        support::submit_all(&client, reqs, 16).await
+    });
+
+    let mut urgent = support::inquiry_to(
+        "urgent-1",
+        support::person(9_000, &[Channel::Email, Channel::Voice]),
+    );
+    urgent.communication_type = CommunicationType::Incident as i32;
+    urgent.priority = Priority::Critical as i32;
+    urgent.template_id = "incident_alert".into();
+    urgent.params = [
+        ("reference".to_string(), "INC-9".to_string()),
+        ("summary".to_string(), "Power cut".to_string()),
+    ]
+    .into();
+    support::submit(&sys.client, &urgent, Lane::Emergency).await;
+    sys.http.wait_for("/voice", 1, WAIT).await;
+    sys.smtp.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        sys.http.requests_to("/sms").is_empty(),
+        "no ordinary SMS while emergency work is under way; got {}",
+        sys.http.requests_to("/sms").len()
+    );
+
+    busy.cancel();
+    pulses.await.unwrap();
+    let ids = ordinary.await.unwrap();
+    let expected = support::jobs(&ids, Channel::Sms);
+    support::until("every ordinary SMS", WAIT, || {
+        sys.http.requests_to("/sms").len() >= N
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = support::count_http(&sys.http.requests_to("/sms"), &expected);
+    assert_eq!((c.lost, c.duplicated, c.unexpected), (0, 0, 0), "{c:?}");
 }

@@ -271,16 +271,18 @@ async fn serve_nats(
             _ = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = sub.next() => match m { Some(m) => m, None => break },
+        };
+        // Ordinary requests wait while emergency work is under way (the
+        // caller's retry with the same key is harmless if it gives up).
         if lane == Lane::Normal && intake.priority.is_yielding() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = intake.priority.normal_may_proceed() => {}
             }
         }
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
-        };
         let busy = (lane == Lane::Emergency).then(|| intake.priority.busy());
         let intake = intake.clone();
         tokio::spawn(async move {

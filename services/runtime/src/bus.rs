@@ -362,17 +362,6 @@ where
                 }
                 p = slots.clone().acquire_owned() => p?,
             };
-            if let Gate::Yield(priority) = &gate
-                && priority.is_yielding()
-            {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        return_unstarted(&mut messages, &spec.durable).await;
-                        break 'outer;
-                    }
-                    _ = priority.normal_may_proceed() => {}
-                }
-            }
             let next = tokio::select! {
                 _ = shutdown.cancelled() => {
                     return_unstarted(&mut messages, &spec.durable).await;
@@ -382,6 +371,21 @@ where
             };
             match next {
                 Some(Ok(msg)) => {
+                    // Checked once the message is here: the consumer may
+                    // have waited for it since before the emergency began.
+                    // While it waits, nothing more is pulled.
+                    if let Gate::Yield(priority) = &gate
+                        && priority.is_yielding()
+                    {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {
+                                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                                return_unstarted(&mut messages, &spec.durable).await;
+                                break 'outer;
+                            }
+                            _ = priority.normal_may_proceed() => {}
+                        }
+                    }
                     let busy = match &gate {
                         Gate::Busy(priority) => Some(priority.busy()),
                         _ => None,
