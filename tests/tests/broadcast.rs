@@ -549,7 +549,7 @@ fn by_outcome(s: &BroadcastStatus, id: &str) -> String {
 async fn an_unconfirmed_recipient_is_called_again_on_the_wall_clock_and_reported_at_the_end() {
     let sys = system(None).await;
     let dee = person("dee", 21, "en", "acme");
-    sys.add_contacts(&[dee.clone()]).await;
+    sys.add_contacts(std::slice::from_ref(&dee)).await;
     let t0 = std::time::Instant::now();
     accepted(
         sys.broadcast_request(
@@ -920,7 +920,7 @@ async fn an_sms_reply_confirms_an_update_reaches_everyone_and_a_cancel_stops_the
 async fn a_confirmation_stops_a_call_still_waiting_in_delivery() {
     let mut sys = system(None).await;
     let hal = person("hal", 61, "en", "acme");
-    sys.add_contacts(&[hal.clone()]).await;
+    sys.add_contacts(std::slice::from_ref(&hal)).await;
     // Delivery is down: the call waits in the emergency stream.
     sys.stop("delivery").await;
     accepted(

@@ -594,11 +594,7 @@ pub fn render(s: &BroadcastStatus, now: std::time::SystemTime) -> String {
         s.cycles_done,
         s.cycles_total
     );
-    let pct = if s.recipients == 0 {
-        0
-    } else {
-        s.confirmed * 100 / s.recipients
-    };
+    let pct = (s.confirmed * 100).checked_div(s.recipients).unwrap_or(0);
     out.push_str(&format!(
         "confirmed {} {}/{} ({pct}%)\n",
         bar(s.confirmed, s.recipients, 30),
