@@ -310,6 +310,23 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads `--name N` pairs into the named numbers; prints `usage` and
+/// exits with 2 on anything else.
+pub fn numeric_args(numbers: &mut [(&str, &mut usize)], usage: &str) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(k) = it.next() {
+        let v = it.next().and_then(|v| v.parse::<usize>().ok());
+        match (numbers.iter_mut().find(|(n, _)| *n == k.as_str()), v) {
+            (Some((_, slot)), Some(v)) => **slot = v,
+            _ => {
+                eprintln!("usage: {usage}");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
 pub fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }

@@ -211,23 +211,21 @@ async fn every_recipient_gets_an_email_and_a_call_once_however_often_they_are_na
         .await;
     sys.add_groups(&[group("wardens", &["alice", "bob"])]).await;
 
+    let fire_b = start(
+        "fire-b",
+        Audience {
+            contact_ids: vec!["alice".into()],
+            group_ids: vec!["wardens".into()],
+            organisations: vec!["acme".into()],
+            ..Default::default()
+        },
+        Cycles {
+            cycles: 1,
+            ..Default::default()
+        },
+    );
     let reply = sys
-        .broadcast_request(
-            subjects::BROADCAST_START,
-            &start(
-                "fire-b",
-                Audience {
-                    contact_ids: vec!["alice".into()],
-                    group_ids: vec!["wardens".into()],
-                    organisations: vec!["acme".into()],
-                    ..Default::default()
-                },
-                Cycles {
-                    cycles: 1,
-                    ..Default::default()
-                },
-            ),
-        )
+        .broadcast_request(subjects::BROADCAST_START, &fire_b)
         .await;
     let a = accepted(reply);
     assert_eq!((a.coordinator.as_str(), a.duplicate), ("anna", false));
@@ -282,22 +280,7 @@ async fn every_recipient_gets_an_email_and_a_call_once_however_often_they_are_na
 
     // A repeated start changes nothing.
     let again = sys
-        .broadcast_request(
-            subjects::BROADCAST_START,
-            &start(
-                "fire-b",
-                Audience {
-                    contact_ids: vec!["alice".into()],
-                    group_ids: vec!["wardens".into()],
-                    organisations: vec!["acme".into()],
-                    ..Default::default()
-                },
-                Cycles {
-                    cycles: 1,
-                    ..Default::default()
-                },
-            ),
-        )
+        .broadcast_request(subjects::BROADCAST_START, &fire_b)
         .await;
     assert!(accepted(again).duplicate);
 

@@ -254,24 +254,8 @@ fn messages(file: &BroadcastFile, flags: &MessageArgs) -> Result<Vec<BroadcastMe
     Ok(out)
 }
 
-fn parse_severity(s: &str) -> Option<Severity> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "minor" => Some(Severity::Minor),
-        "moderate" => Some(Severity::Moderate),
-        "severe" => Some(Severity::Severe),
-        "extreme" => Some(Severity::Extreme),
-        _ => None,
-    }
-}
-
-pub fn severity_name(s: i32) -> String {
-    Severity::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("SEVERITY_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
+pub fn severity_name(s: i32) -> &'static str {
+    Severity::try_from(s).unwrap_or_default().name()
 }
 
 fn build_start(args: &StartArgs) -> Result<StartBroadcast, Failure> {
@@ -284,7 +268,7 @@ fn build_start(args: &StartArgs) -> Result<StartBroadcast, Failure> {
         .clone()
         .or(file.severity.clone())
         .ok_or_else(|| usage("--severity is required: minor, moderate, severe or extreme"))?;
-    let severity = parse_severity(&severity_text).ok_or_else(|| {
+    let severity = Severity::parse(&severity_text).ok_or_else(|| {
         usage(format!(
             "--severity {severity_text:?}: minor, moderate, severe or extreme"
         ))
@@ -786,7 +770,7 @@ mod tests {
             "the body is spoken when --speak is not given"
         );
         assert!(messages(&BroadcastFile::default(), &MessageArgs::default()).is_err());
-        assert_eq!(parse_severity("Extreme"), Some(Severity::Extreme));
-        assert_eq!(parse_severity("loud"), None);
+        assert_eq!(Severity::parse("Extreme"), Some(Severity::Extreme));
+        assert_eq!(Severity::parse("loud"), None);
     }
 }

@@ -110,6 +110,32 @@ struct Attempt<'a> {
     coordinator: Option<&'a str>,
 }
 
+impl<'a> Attempt<'a> {
+    fn new(action: &'static str, broadcast_id: &'a str, case_id: &'a str) -> Attempt<'a> {
+        Attempt {
+            action,
+            broadcast_id,
+            case_id,
+            coordinator: None,
+        }
+    }
+}
+
+/// A command as intake stores it: without its credential, with who sent it.
+fn command(who: &str, command_id: String, command: Command) -> BroadcastCommand {
+    BroadcastCommand {
+        command_id,
+        actor: who.to_string(),
+        accepted_at: Some(herald_proto::now()),
+        notification_id: String::new(),
+        command: Some(command),
+    }
+}
+
+fn ended(why: &str) -> Rejected {
+    reject(ErrorCode::InvalidState, "broadcast_id", why)
+}
+
 impl Desk {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -296,13 +322,9 @@ impl Desk {
     }
 
     async fn start(&self, mut req: StartBroadcast) -> BroadcastReply {
-        let mut attempt = Attempt {
-            action: "start",
-            broadcast_id: &req.broadcast_id.clone(),
-            case_id: &req.case_id.clone(),
-            coordinator: None,
-        };
         let credential = std::mem::take(&mut req.credential);
+        let (id, case_id) = (req.broadcast_id.clone(), req.case_id.clone());
+        let mut attempt = Attempt::new("start", &id, &case_id);
         let who = match self.authorise(&attempt, &credential).await {
             Ok(w) => w,
             Err(reply) => return reply,
@@ -319,187 +341,111 @@ impl Desk {
         let ttl = self.idempotency_ttl.max(Duration::from_secs(
             cycles.duration_seconds as u64 + 24 * 3600,
         ));
-        let key = self.claim_key(&req.broadcast_id);
+        let key = self.claim_key(&id);
         let fp = fingerprint(&req);
         let duplicate = match self.dedupe.claim_key(&key, &fp, &who, ttl.as_secs()).await {
             Ok(Claim::New) => false,
             Ok(Claim::Done(_)) => {
                 self.count("start", "duplicate");
-                return accepted(&req.broadcast_id, true, &who);
+                return accepted(&id, true, &who);
             }
             Ok(Claim::Pending(_)) => true,
             Ok(Claim::Conflict) => {
-                return self
-                    .refuse(
-                        &attempt,
-                        reject(
-                            ErrorCode::IdempotencyConflict,
-                            "broadcast_id",
-                            "already names a different broadcast; choose a new id",
-                        ),
-                    )
-                    .await;
+                let r = reject(
+                    ErrorCode::IdempotencyConflict,
+                    "broadcast_id",
+                    "already names a different broadcast; choose a new id",
+                );
+                return self.refuse(&attempt, r).await;
             }
             Err(e) => {
                 error!(error = %e, "broadcast claim failed");
                 return self.refuse(&attempt, unavailable()).await;
             }
         };
-        let command = BroadcastCommand {
-            command_id: format!("start-{}", req.broadcast_id),
-            actor: who.clone(),
-            accepted_at: Some(herald_proto::now()),
-            notification_id: String::new(),
-            command: Some(Command::Start(req.clone())),
-        };
         let summary = format!(
             "start accepted from coordinator {who}: severity {}, {}",
             severity_name(req.severity),
             describe_audience(req.audience.as_ref())
         );
-        if let Err(e) = self
-            .store(&command, &req.broadcast_id, &req.case_id, &who, summary)
-            .await
+        let command = command(&who, format!("start-{id}"), Command::Start(req));
+        let reply = self.accept(&attempt, command, summary, duplicate).await;
+        if let Some(broadcast_reply::Result::Accepted(_)) = &reply.result
+            && let Err(e) = self.dedupe.complete_key(&key, &fp, &who).await
         {
-            error!(error = %e, "broadcast start not stored");
-            return self.refuse(&attempt, unavailable()).await;
-        }
-        if let Err(e) = self.dedupe.complete_key(&key, &fp, &who).await {
             warn!(error = %e, "could not mark the broadcast claim done");
         }
-        self.count("start", if duplicate { "duplicate" } else { "accepted" });
-        herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "accepted", false);
-        accepted(&req.broadcast_id, duplicate, &who)
+        reply
     }
 
     async fn update(&self, mut req: UpdateBroadcast) -> BroadcastReply {
-        let mut attempt = Attempt {
-            action: "update",
-            broadcast_id: &req.broadcast_id.clone(),
-            case_id: "",
-            coordinator: None,
-        };
         let credential = std::mem::take(&mut req.credential);
+        let id = req.broadcast_id.clone();
+        let mut attempt = Attempt::new("update", &id, "");
         let who = match self.authorise(&attempt, &credential).await {
             Ok(w) => w,
             Err(reply) => return reply,
         };
         attempt.coordinator = Some(&who);
-        if let Err(r) = broadcast_id_ok(&req.broadcast_id) {
-            return self.refuse(&attempt, r).await;
-        }
         match check_messages(&req.messages, &req.default_language, "messages") {
             Ok(lang) => req.default_language = lang,
             Err(r) => return self.refuse(&attempt, r).await,
         }
-        match self.running(&req.broadcast_id).await {
-            Ok(BroadcastState::Cancelled) => {
-                return self
-                    .refuse(
-                        &attempt,
-                        reject(
-                            ErrorCode::InvalidState,
-                            "broadcast_id",
-                            "was cancelled; start a new broadcast",
-                        ),
-                    )
-                    .await;
+        let refusal = match self.existing(&attempt).await {
+            Ok(BroadcastState::Cancelled) => ended("was cancelled; start a new broadcast"),
+            Ok(BroadcastState::Finished) => ended("has finished; start a new broadcast"),
+            Ok(_) => {
+                let summary = format!(
+                    "update accepted from coordinator {who}: new message in {} language(s)",
+                    req.messages.len()
+                );
+                let command_id = format!("update-{id}-{}", fingerprint(&req));
+                let command = command(&who, command_id, Command::Update(req));
+                return self.accept(&attempt, command, summary, false).await;
             }
-            Ok(BroadcastState::Finished) => {
-                return self
-                    .refuse(
-                        &attempt,
-                        reject(
-                            ErrorCode::InvalidState,
-                            "broadcast_id",
-                            "has finished; start a new broadcast",
-                        ),
-                    )
-                    .await;
-            }
-            Ok(_) => {}
-            Err(r) => return self.refuse(&attempt, r).await,
-        }
-        let command = BroadcastCommand {
-            command_id: format!("update-{}-{}", req.broadcast_id, fingerprint(&req)),
-            actor: who.clone(),
-            accepted_at: Some(herald_proto::now()),
-            notification_id: String::new(),
-            command: Some(Command::Update(req.clone())),
+            Err(reply) => return reply,
         };
-        let summary = format!(
-            "update accepted from coordinator {who}: new message in {} language(s)",
-            req.messages.len()
-        );
-        if let Err(e) = self
-            .store(&command, &req.broadcast_id, "", &who, summary)
-            .await
-        {
-            error!(error = %e, "broadcast update not stored");
-            return self.refuse(&attempt, unavailable()).await;
-        }
-        self.count("update", "accepted");
-        accepted(&req.broadcast_id, false, &who)
+        self.refuse(&attempt, refusal).await
     }
 
     async fn cancel(&self, mut req: CancelBroadcast) -> BroadcastReply {
-        let mut attempt = Attempt {
-            action: "cancel",
-            broadcast_id: &req.broadcast_id.clone(),
-            case_id: "",
-            coordinator: None,
-        };
         let credential = std::mem::take(&mut req.credential);
+        let id = req.broadcast_id.clone();
+        let mut attempt = Attempt::new("cancel", &id, "");
         let who = match self.authorise(&attempt, &credential).await {
             Ok(w) => w,
             Err(reply) => return reply,
         };
         attempt.coordinator = Some(&who);
-        if let Err(r) = broadcast_id_ok(&req.broadcast_id) {
+        if req.reason.chars().count() > MAX_REASON || req.reason.chars().any(char::is_control) {
+            let r = reject(
+                ErrorCode::InvalidArgument,
+                "reason",
+                format!("must be at most {MAX_REASON} printable characters"),
+            );
             return self.refuse(&attempt, r).await;
         }
-        if req.reason.chars().count() > MAX_REASON || req.reason.chars().any(char::is_control) {
-            return self
-                .refuse(
-                    &attempt,
-                    reject(
-                        ErrorCode::InvalidArgument,
-                        "reason",
-                        format!("must be at most {MAX_REASON} printable characters"),
-                    ),
-                )
-                .await;
-        }
-        match self.running(&req.broadcast_id).await {
+        match self.existing(&attempt).await {
             Ok(BroadcastState::Cancelled) => {
                 self.count("cancel", "duplicate");
-                return accepted(&req.broadcast_id, true, &who);
+                return accepted(&id, true, &who);
             }
             Ok(BroadcastState::Finished) => {
-                return self
-                    .refuse(
-                        &attempt,
-                        reject(
-                            ErrorCode::InvalidState,
-                            "broadcast_id",
-                            "has already finished; nothing is left to stop",
-                        ),
-                    )
-                    .await;
+                let r = ended("has already finished; nothing is left to stop");
+                return self.refuse(&attempt, r).await;
             }
             Ok(_) => {}
-            Err(r) => return self.refuse(&attempt, r).await,
+            Err(reply) => return reply,
         }
         // Stop delivery first: from here on no job of the broadcast reaches
         // a provider, whatever the broadcast service is doing.
-        let why = if req.reason.trim().is_empty() {
-            format!("broadcast cancelled by {who}")
-        } else {
-            format!("broadcast cancelled by {who}: {}", req.reason.trim())
+        let why = match req.reason.trim() {
+            "" => format!("broadcast cancelled by {who}"),
+            reason => format!("broadcast cancelled by {who}: {reason}"),
         };
         let first = match self
             .cancellations
-            .cancel(&broadcasts::cancel_key(&req.broadcast_id), &why)
+            .cancel(&broadcasts::cancel_key(&id), &why)
             .await
         {
             Ok(first) => first,
@@ -508,28 +454,53 @@ impl Desk {
                 return self.refuse(&attempt, unavailable()).await;
             }
         };
-        let command = BroadcastCommand {
-            command_id: format!("cancel-{}", req.broadcast_id),
-            actor: who.clone(),
-            accepted_at: Some(herald_proto::now()),
-            notification_id: String::new(),
-            command: Some(Command::Cancel(req.clone())),
-        };
+        let summary = format!("cancel accepted from coordinator {who}");
+        let command = command(&who, format!("cancel-{id}"), Command::Cancel(req));
+        self.accept(&attempt, command, summary, !first).await
+    }
+
+    /// Stores an accepted command and answers "accepted", or "unavailable"
+    /// if it could not be stored (the coordinator may send it again).
+    async fn accept(
+        &self,
+        attempt: &Attempt<'_>,
+        command: BroadcastCommand,
+        summary: String,
+        duplicate: bool,
+    ) -> BroadcastReply {
+        let who = attempt.coordinator.unwrap_or_default();
         if let Err(e) = self
             .store(
                 &command,
-                &req.broadcast_id,
-                "",
-                &who,
-                format!("cancel accepted from coordinator {who}"),
+                attempt.broadcast_id,
+                attempt.case_id,
+                who,
+                summary,
             )
             .await
         {
-            error!(error = %e, "broadcast cancel not stored");
-            return self.refuse(&attempt, unavailable()).await;
+            error!(error = %e, action = attempt.action, "broadcast command not stored");
+            return self.refuse(attempt, unavailable()).await;
         }
-        self.count("cancel", if first { "accepted" } else { "duplicate" });
-        accepted(&req.broadcast_id, !first, &who)
+        self.count(
+            attempt.action,
+            if duplicate { "duplicate" } else { "accepted" },
+        );
+        herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "accepted", false);
+        accepted(attempt.broadcast_id, duplicate, who)
+    }
+
+    /// The state of the broadcast an update or cancel names, or the
+    /// (documented) refusal when it names none.
+    async fn existing(&self, attempt: &Attempt<'_>) -> Result<BroadcastState, BroadcastReply> {
+        match broadcast_id_ok(attempt.broadcast_id) {
+            Ok(()) => {}
+            Err(r) => return Err(self.refuse(attempt, r).await),
+        }
+        match self.running(attempt.broadcast_id).await {
+            Ok(state) => Ok(state),
+            Err(r) => Err(self.refuse(attempt, r).await),
+        }
     }
 
     fn claim_key(&self, broadcast_id: &str) -> String {
@@ -712,11 +683,12 @@ impl Desk {
             ..Default::default()
         };
         let command = BroadcastCommand {
-            command_id: format!("start-{broadcast_id}"),
-            actor: broadcasts::BREACH_ACTOR.into(),
-            accepted_at: Some(herald_proto::now()),
             notification_id: notification_id.to_string(),
-            command: Some(Command::Start(start)),
+            ..command(
+                broadcasts::BREACH_ACTOR,
+                format!("start-{broadcast_id}"),
+                Command::Start(start),
+            )
         };
         self.bus
             .publish_durable(
@@ -1030,14 +1002,8 @@ fn reason_name(code: i32) -> String {
         .unwrap_or_default()
 }
 
-pub fn severity_name(s: i32) -> String {
-    Severity::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("SEVERITY_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
+fn severity_name(s: i32) -> &'static str {
+    Severity::try_from(s).unwrap_or_default().name()
 }
 
 fn describe_audience(a: Option<&Audience>) -> String {

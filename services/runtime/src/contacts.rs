@@ -157,26 +157,16 @@ pub enum DirectoryError {
 /// Reads contacts from a YAML or TOML file and checks every one, reporting
 /// all problems found.
 pub fn parse_file(path: &Path) -> Result<Vec<Contact>, DirectoryError> {
-    let contacts: Vec<Contact> =
-        crate::listfile::read(path, "contacts", "contact").map_err(DirectoryError::File)?;
-    let mut problems = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, c) in contacts.iter().enumerate() {
-        for (field, reason) in c.problems() {
-            problems.push(format!("contacts[{i}] ({}): {field} {reason}", c.id));
-        }
-        if !seen.insert(c.id.clone()) {
-            problems.push(format!("contacts[{i}]: id {} appears twice", c.id));
-        }
+    crate::listfile::read_checked(path, "contacts", "contact").map_err(DirectoryError::File)
+}
+
+impl crate::listfile::Record for Contact {
+    fn id(&self) -> &str {
+        &self.id
     }
-    if problems.is_empty() {
-        Ok(contacts)
-    } else {
-        Err(DirectoryError::File(format!(
-            "{}:\n  {}",
-            path.display(),
-            problems.join("\n  ")
-        )))
+
+    fn problems(&self) -> Vec<(String, String)> {
+        Contact::problems(self)
     }
 }
 
@@ -277,20 +267,8 @@ impl Directory {
 
     /// Looks contacts up in one round trip; `None` where an id is unknown.
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Contact>>, DirectoryError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        let mut r = self.redis.clone();
-        let values: Vec<Option<String>> = if keys.len() == 1 {
-            vec![r.get(&keys[0]).await?]
-        } else {
-            r.mget(&keys).await?
-        };
-        Ok(values
-            .into_iter()
-            .map(|v| v.and_then(|json| serde_json::from_str(&json).ok()))
-            .collect())
+        Ok(crate::records::get_json(&self.redis, &keys).await?)
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
@@ -316,9 +294,7 @@ impl Directory {
         by: MemberOf,
         value: &str,
     ) -> Result<Vec<Contact>, DirectoryError> {
-        let mut r = self.redis.clone();
-        let mut ids: Vec<String> = r.smembers(self.member_key(by, value)).await?;
-        ids.sort();
+        let ids = crate::records::sorted_members(&self.redis, &self.member_key(by, value)).await?;
         Ok(self
             .get_many(&ids)
             .await?
@@ -337,10 +313,7 @@ impl Directory {
 
     /// Every contact id, sorted.
     pub async fn ids(&self) -> Result<Vec<String>, DirectoryError> {
-        let mut r = self.redis.clone();
-        let mut ids: Vec<String> = r.smembers(self.index()).await?;
-        ids.sort();
-        Ok(ids)
+        Ok(crate::records::sorted_members(&self.redis, &self.index()).await?)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::{collections::HashSet, path::Path};
 
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::contacts::{Directory, DirectoryError};
@@ -62,26 +62,16 @@ impl Group {
 /// Reads groups from a YAML or TOML file and checks every one, reporting all
 /// problems found.
 pub fn parse_file(path: &Path) -> Result<Vec<Group>, DirectoryError> {
-    let groups: Vec<Group> =
-        crate::listfile::read(path, "groups", "group").map_err(DirectoryError::File)?;
-    let mut problems = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, g) in groups.iter().enumerate() {
-        for (field, reason) in g.problems() {
-            problems.push(format!("groups[{i}] ({}): {field} {reason}", g.id));
-        }
-        if !seen.insert(g.id.clone()) {
-            problems.push(format!("groups[{i}]: id {} appears twice", g.id));
-        }
+    crate::listfile::read_checked(path, "groups", "group").map_err(DirectoryError::File)
+}
+
+impl crate::listfile::Record for Group {
+    fn id(&self) -> &str {
+        &self.id
     }
-    if problems.is_empty() {
-        Ok(groups)
-    } else {
-        Err(DirectoryError::File(format!(
-            "{}:\n  {}",
-            path.display(),
-            problems.join("\n  ")
-        )))
+
+    fn problems(&self) -> Vec<(String, String)> {
+        Group::problems(self)
     }
 }
 
@@ -160,17 +150,8 @@ impl Groups {
 
     /// Looks groups up in one round trip; `None` where an id is unknown.
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Group>>, DirectoryError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        let mut r = self.redis.clone();
-        // MGET spelled out: the typed helper sends GET for a single key.
-        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut r).await?;
-        Ok(values
-            .into_iter()
-            .map(|v| v.and_then(|json| serde_json::from_str(&json).ok()))
-            .collect())
+        Ok(crate::records::get_json(&self.redis, &keys).await?)
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
@@ -186,10 +167,7 @@ impl Groups {
 
     /// Every group id, sorted.
     pub async fn ids(&self) -> Result<Vec<String>, DirectoryError> {
-        let mut r = self.redis.clone();
-        let mut ids: Vec<String> = r.smembers(self.index()).await?;
-        ids.sort();
-        Ok(ids)
+        Ok(crate::records::sorted_members(&self.redis, &self.index()).await?)
     }
 }
 

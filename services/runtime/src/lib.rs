@@ -16,6 +16,7 @@ mod listfile;
 pub mod metrics;
 pub mod pii;
 pub mod priority;
+mod records;
 pub mod routing;
 pub mod shutdown;
 pub mod signature;

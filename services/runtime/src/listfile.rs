@@ -3,7 +3,10 @@
 //! TOML (`[[<toml_key>]]`), with the parser's own message, line included,
 //! when a record is malformed.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::Path,
+};
 
 use serde::de::DeserializeOwned;
 
@@ -36,6 +39,39 @@ pub(crate) fn read<T: DeserializeOwned>(
             },
         },
         _ => Err(at(&"expected a .yaml, .yml, .json or .toml file")),
+    }
+}
+
+/// A record in a list file: its id, and every problem with it as (field,
+/// reason).
+pub(crate) trait Record {
+    fn id(&self) -> &str;
+    fn problems(&self) -> Vec<(String, String)>;
+}
+
+/// The records in `path`, each checked, with every problem found (and
+/// every id given twice) reported together, one line each, named
+/// `<key>[<i>] (<id>): <field> <reason>`.
+pub(crate) fn read_checked<T: DeserializeOwned + Record>(
+    path: &Path,
+    key: &str,
+    toml_key: &str,
+) -> Result<Vec<T>, String> {
+    let records: Vec<T> = read(path, key, toml_key)?;
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, r) in records.iter().enumerate() {
+        for (field, reason) in r.problems() {
+            problems.push(format!("{key}[{i}] ({}): {field} {reason}", r.id()));
+        }
+        if !seen.insert(r.id().to_string()) {
+            problems.push(format!("{key}[{i}]: id {} appears twice", r.id()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(records)
+    } else {
+        Err(format!("{}:\n  {}", path.display(), problems.join("\n  ")))
     }
 }
 

@@ -50,23 +50,17 @@ fn args() -> Args {
         in_flight: 1024,
         baseline_count: 200_000,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(k) = it.next() {
-        let v = it.next().and_then(|v| v.parse::<usize>().ok());
-        match (k.as_str(), v) {
-            ("--count", Some(v)) => a.peak_count = v,
-            ("--latency-secs", Some(v)) => a.latency_secs = v as u64,
-            ("--in-flight", Some(v)) => a.in_flight = v,
-            ("--baseline-count", Some(v)) => a.baseline_count = v,
-            _ => {
-                eprintln!(
-                    "usage: herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N]"
-                );
-                std::process::exit(2);
-            }
-        }
-    }
+    let mut latency_secs = a.latency_secs as usize;
+    herald_testkit::benchkit::numeric_args(
+        &mut [
+            ("--count", &mut a.peak_count),
+            ("--latency-secs", &mut latency_secs),
+            ("--in-flight", &mut a.in_flight),
+            ("--baseline-count", &mut a.baseline_count),
+        ],
+        "herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N]",
+    );
+    a.latency_secs = latency_secs as u64;
     a
 }
 

@@ -64,22 +64,14 @@ fn args() -> Args {
         recipients: 1000,
         in_flight: 1024,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(k) = it.next() {
-        let v = it.next().and_then(|v| v.parse::<usize>().ok());
-        match (k.as_str(), v) {
-            ("--backlog", Some(v)) => a.backlog = v,
-            ("--recipients", Some(v)) => a.recipients = v,
-            ("--in-flight", Some(v)) => a.in_flight = v,
-            _ => {
-                eprintln!(
-                    "usage: herald-bench-emergency [--backlog N] [--recipients N] [--in-flight K]"
-                );
-                std::process::exit(2);
-            }
-        }
-    }
+    herald_testkit::benchkit::numeric_args(
+        &mut [
+            ("--backlog", &mut a.backlog),
+            ("--recipients", &mut a.recipients),
+            ("--in-flight", &mut a.in_flight),
+        ],
+        "herald-bench-emergency [--backlog N] [--recipients N] [--in-flight K]",
+    );
     a
 }
 
