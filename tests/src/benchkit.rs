@@ -5,7 +5,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -141,10 +141,16 @@ pub fn spawn(name: &'static str, config: &Path, logs: &Path) -> Service {
         .append(true)
         .open(logs.join(format!("{name}.log")))
         .expect("log");
+    // Logs go to stdout; both streams land in the log file.
+    let stdout = log.try_clone().expect("log file handle");
     let child = Command::new(release_binary(&format!("herald-{name}")))
         .env("HERALD_CONFIG", config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        // HERALD_BENCH_LOG=info shows each service's own account.
+        .env(
+            "RUST_LOG",
+            std::env::var("HERALD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(stdout)
         .stderr(log)
         .spawn()
         .expect("service starts");

@@ -273,6 +273,13 @@ impl SmtpSink {
         self.state.mails.lock().unwrap().len()
     }
 
+    /// The messages that arrived after the first `skip`, in order (cheap to
+    /// poll when many have arrived).
+    pub fn mails_after(&self, skip: usize) -> Vec<Mail> {
+        let mails = self.state.mails.lock().unwrap();
+        mails.iter().skip(skip).cloned().collect()
+    }
+
     /// Waits until at least `n` messages have arrived.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -263,7 +263,8 @@ pub async fn start_with_clock(
                 ack_wait: cfg.nats.ack_wait,
                 max_deliver: -1,
             },
-            Gate::None,
+            // Bookkeeping: it waits while jobs are being sent.
+            Gate::Yield(precedence.clone()),
             "statuses",
         ),
     ];
@@ -459,8 +460,10 @@ impl Service {
             info!(broadcast_id = id, "start already done");
             return Ok(Disposition::Ack);
         }
+        let began = std::time::Instant::now();
         let audience = s.audience.clone().unwrap_or_default();
         let (found, missing) = plan::expand(&self.directory, &self.groups, &audience).await?;
+        let expanded = began.elapsed();
         let cycles = s.cycles.unwrap_or_default();
         let now = self.clock.now();
         let interval = Duration::from_secs(cycles.interval_seconds.max(1) as u64);
@@ -531,6 +534,7 @@ impl Service {
             content: &content,
         };
         let (jobs, problems) = self.plan(&b, &people, |_| true, Wave::Start { sms: s.sms });
+        let planned = began.elapsed();
         let phones: Vec<(String, usize)> = if s.sms {
             people
                 .iter()
@@ -559,7 +563,9 @@ impl Service {
             );
             return Ok(Disposition::Ack);
         }
+        let recorded = began.elapsed();
         self.publish(&jobs).await?;
+        let published = began.elapsed();
         self.store.cycle_begun(id, 1).await?;
         self.store.set_field(id, "published", "1").await?;
         self.metrics.event("started");
@@ -630,6 +636,10 @@ impl Service {
             broadcast_id = id,
             recipients = people.len(),
             jobs = jobs.len(),
+            expand_ms = expanded.as_millis() as u64,
+            plan_ms = (planned - expanded).as_millis() as u64,
+            record_ms = (recorded - planned).as_millis() as u64,
+            publish_ms = (published - recorded).as_millis() as u64,
             "broadcast started"
         );
         Ok(Disposition::Ack)
