@@ -567,7 +567,10 @@ impl Desk {
             };
             people.extend(g.members);
         }
-        let mut upper = people.len() as u64;
+        // The organisation and role sets may still name people who moved
+        // (the broadcast service checks each), so they only add a largest
+        // possible count, not people.
+        let mut largest = people.len() as u64;
         for (field, by, values) in [
             ("organisations", MemberOf::Organisation, &a.organisations),
             ("roles", MemberOf::Role, &a.roles),
@@ -587,16 +590,13 @@ impl Desk {
                         ),
                     ));
                 }
-                upper += n;
+                largest += n;
             }
         }
-        // People reached twice count once, so only a sure excess is refused
-        // here; the broadcast service counts exactly.
-        if people.len() > self.cfg.max_recipients
-            || (a.organisations.is_empty()
-                && a.roles.is_empty()
-                && upper as usize > self.cfg.max_recipients)
-        {
+        // Only a sure excess is refused here: the people named directly
+        // and through groups, each once. Beyond that the broadcast service
+        // counts exactly and refuses to start (documented in the trail).
+        if people.len() > self.cfg.max_recipients {
             return Err(reject(
                 ErrorCode::InvalidArgument,
                 "audience",
@@ -605,6 +605,12 @@ impl Desk {
                     self.cfg.max_recipients
                 ),
             ));
+        }
+        if largest as usize > self.cfg.max_recipients {
+            info!(
+                largest,
+                "audience may exceed broadcast.max_recipients; counted when resolved"
+            );
         }
         Ok(())
     }
