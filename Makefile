@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test bench lint fmt build deps clean
+.PHONY: run test bench bench-emergency lint fmt build deps clean
 
 ## Start the whole system on this machine and send a first notification.
 run:
@@ -12,10 +12,18 @@ run:
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
 
-## End-to-end throughput and latency against a raw JetStream baseline.
+## End-to-end throughput and latency against a raw JetStream baseline, then
+## the emergency lane under a flood (bench-emergency).
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-tests --bin herald-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -p herald-tests --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
+
+## A broadcast to 1,000 people on an idle system and under a backlog of
+## 100,000+ ordinary notifications: p50/p99/last, and the ratio.
+bench-emergency: deps
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p herald-tests --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
 
 ## Formatting and clippy, as CI checks them.
 lint:

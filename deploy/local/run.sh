@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts a whole Herald on this machine: its own nats-server and
 # redis-server on free loopback ports (unless HERALD_NATS_URL /
-# HERALD_REDIS_URL point elsewhere), the intake, router and delivery
-# services, loads the example contacts, sends a first notification and shows
-# where it landed. Everything lives under ./run; Ctrl-C stops it all.
+# HERALD_REDIS_URL point elsewhere), the intake, router, delivery and
+# broadcast services, loads the example contacts and groups, sends a first
+# notification and shows where it landed. A coordinator credential for
+# emergency broadcasts is made for this run (in run/herald.env). Everything
+# lives under ./run; Ctrl-C stops it all.
 #
 # HERALD_RUN_ONCE=1 stops after the first notification (used to check this
 # script itself).
@@ -64,6 +66,15 @@ export HERALD_INTAKE_GRPC_ADDR="127.0.0.1:$(free_port 50051)"
 export HERALD_INTAKE_HTTP_ADDR="127.0.0.1:$(free_port 19101)"
 export HERALD_ROUTER_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_INTAKE_HTTP_ADDR##*:} + 1 )))"
 export HERALD_DELIVERY_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ROUTER_HTTP_ADDR##*:} + 1 )))"
+export HERALD_BROADCAST_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_DELIVERY_HTTP_ADDR##*:} + 1 )))"
+export HERALD_BROADCAST_PUBLIC_URL="http://$HERALD_BROADCAST_HTTP_ADDR"
+# Secrets for this run only: the key that signs confirmation links, and one
+# coordinator's token (Herald keeps its SHA-256, never the token).
+HERALD_BROADCAST_LINK_SECRET="run-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export HERALD_BROADCAST_LINK_SECRET
+coordinator_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+coordinator_hash=$(printf '%s' "$coordinator_token" | sha256sum | cut -d' ' -f1)
+export HERALD_BROADCAST_COORDINATORS="[{ id = \"local-coordinator\", token_sha256 = \"$coordinator_hash\" }]"
 export HERALD_DELIVERY_OUTBOX_DIR="$run/outbox"
 export HERALD_CONTENT_TEMPLATES_DIR="$root/config/templates"
 
@@ -71,15 +82,16 @@ cat > "$run/herald.env" <<ENV
 export HERALD_NATS_URL=$HERALD_NATS_URL
 export HERALD_REDIS_URL=$HERALD_REDIS_URL
 export HERALD_CONTENT_TEMPLATES_DIR=$HERALD_CONTENT_TEMPLATES_DIR
+export HERALD_COORDINATOR_TOKEN=$coordinator_token
 export PATH="$bin:\$PATH"
 ENV
 
-for svc in intake router delivery; do
+for svc in intake router delivery broadcast; do
   "$bin/herald-$svc" >"$run/logs/$svc.log" 2>&1 &
   pids+=($!)
 done
 
-for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR delivery:$HERALD_DELIVERY_HTTP_ADDR; do
+for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR delivery:$HERALD_DELIVERY_HTTP_ADDR broadcast:$HERALD_BROADCAST_HTTP_ADDR; do
   name=${pair%%:*}; port=${pair##*:}
   for _ in $(seq 1 150); do
     http_ok "$port" /readyz && break
@@ -91,9 +103,10 @@ for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR deli
     exit 1
   fi
 done
-echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery; logs in run/logs/"
+echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery, broadcast; logs in run/logs/"
 
 "$bin/herald" contacts import config/contacts.example.yaml
+"$bin/herald" groups import config/groups.example.yaml
 echo
 echo "sending a first notification:"
 echo "  herald send --to alice --template inquiry_received --param reference=INQ-1001 --wait"
@@ -113,7 +126,11 @@ Try more from another terminal:
       --param reference=INC-7 --param summary="Portal outage" --phone +447700900123 --wait
   herald trail <notification id>
   herald contacts show alice
-Health and metrics: http://$HERALD_INTAKE_HTTP_ADDR/metrics (also router, delivery)
+  herald broadcast start drill-1 --severity minor --group incident-team \\
+      --subject "Drill" --body "This is a drill." --speak "This is a drill." \\
+      --cycles 2 --interval 1m --duration 3m      # email + call to each; see run/outbox
+  herald broadcast status drill-1 --recipients  # open a confirmation link from run/outbox/email
+Health and metrics: http://$HERALD_INTAKE_HTTP_ADDR/metrics (also router, delivery, broadcast)
 Ctrl-C stops everything.
 HELP
 

@@ -18,7 +18,7 @@ pub mod v1 {
 pub use prost::Message;
 pub use prost_types::Timestamp;
 
-use v1::{Channel, Lane};
+use v1::{Channel, Lane, Severity};
 
 impl Channel {
     /// Lower-case name used in config files, subjects and the command line.
@@ -52,6 +52,29 @@ impl Lane {
     }
 
     pub const ALL: [Lane; 2] = [Lane::Normal, Lane::Emergency];
+}
+
+impl Severity {
+    /// Lower-case name, as the command line and the trail write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Unspecified => "unspecified",
+            Severity::Minor => "minor",
+            Severity::Moderate => "moderate",
+            Severity::Severe => "severe",
+            Severity::Extreme => "extreme",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "minor" => Some(Severity::Minor),
+            "moderate" => Some(Severity::Moderate),
+            "severe" => Some(Severity::Severe),
+            "extreme" => Some(Severity::Extreme),
+            _ => None,
+        }
+    }
 }
 
 /// A protobuf timestamp for a wall-clock instant.

@@ -45,6 +45,31 @@ pub const AUDIT_NONE: &str = "_";
 pub const STREAM_DLQ: &str = "HERALD_DLQ";
 const DLQ_PREFIX: &str = "herald.v1.dlq";
 
+/// Emergency broadcasts. Coordinators ask intake by request/reply
+/// (`StartBroadcast`, `UpdateBroadcast`, `CancelBroadcast` in, a
+/// `BroadcastReply` out); intake writes each authorised command
+/// (`BroadcastCommand`) to the broadcast stream, which the broadcast service
+/// works through. The status of a broadcast is asked of the broadcast
+/// service directly (`BroadcastStatusRequest` in, `BroadcastStatusReply`
+/// out).
+pub const BROADCAST_START: &str = "herald.v1.emergency.broadcast.start";
+pub const BROADCAST_UPDATE: &str = "herald.v1.emergency.broadcast.update";
+pub const BROADCAST_CANCEL: &str = "herald.v1.emergency.broadcast.cancel";
+pub const BROADCAST_STATUS: &str = "herald.v1.emergency.broadcast.status";
+pub const STREAM_BROADCAST: &str = "HERALD_EMERGENCY_BROADCAST";
+pub const BROADCAST_COMMANDS: &str = "herald.v1.emergency.broadcast.command";
+/// Queue group of the broadcast service's request/reply subjects.
+pub const QUEUE_BROADCAST: &str = "herald-broadcast";
+/// Delivery status events of broadcast jobs, kept in `HERALD_STATUS` with
+/// every other status but under their own subjects, so the broadcast
+/// service reads only its own.
+const BROADCAST_STATUS_PREFIX: &str = "herald.v1.delivery.status.broadcast";
+
+/// Core NATS (no stream): a service with emergency work under way says so
+/// here a few times a second, and every service holds back its normal lane
+/// while it hears it (see `herald_runtime::priority`).
+pub const EMERGENCY_BUSY: &str = "herald.v1.emergency.busy";
+
 pub fn notify_accepted(lane: Lane) -> &'static str {
     match lane {
         Lane::Normal => NOTIFY_ACCEPTED,
@@ -96,6 +121,16 @@ pub fn delivery_status(channel: Channel) -> String {
 
 pub fn delivery_statuses() -> String {
     format!("{STATUS_PREFIX}.>")
+}
+
+/// Subject of a status event of a broadcast job.
+pub fn broadcast_delivery_status(channel: Channel) -> String {
+    format!("{BROADCAST_STATUS_PREFIX}.{}", channel.name())
+}
+
+/// Filter for the status events of every broadcast job.
+pub fn broadcast_delivery_statuses() -> String {
+    format!("{BROADCAST_STATUS_PREFIX}.>")
 }
 
 /// Subject of one audit record.
@@ -163,6 +198,28 @@ mod tests {
         let emergency = delivery_job(Lane::Emergency, Channel::Email);
         assert!(!emergency.starts_with(DELIVERY_JOB_PREFIX));
         assert!(!INTAKE_NOTIFY_EMERGENCY.starts_with(INTAKE_NOTIFY));
+    }
+
+    #[test]
+    fn broadcast_statuses_stay_in_the_status_stream_and_apart_from_the_rest() {
+        let all = delivery_statuses();
+        let stream_prefix = all.trim_end_matches('>');
+        assert!(broadcast_delivery_status(Channel::Voice).starts_with(stream_prefix));
+        // No ordinary status subject falls under the broadcast filter.
+        let filter = broadcast_delivery_statuses();
+        for ch in Channel::ALL {
+            assert!(!delivery_status(ch).starts_with(filter.trim_end_matches('>')));
+        }
+        for s in [
+            BROADCAST_START,
+            BROADCAST_UPDATE,
+            BROADCAST_CANCEL,
+            BROADCAST_STATUS,
+            BROADCAST_COMMANDS,
+            EMERGENCY_BUSY,
+        ] {
+            assert!(s.starts_with("herald.v1.emergency."), "{s}");
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Mail {
     pub to: Vec<String>,
     /// The raw message: headers, blank line, body.
     pub data: String,
+    /// When the end of its data arrived.
+    pub at: std::time::Instant,
 }
 
 impl Mail {
@@ -271,6 +273,13 @@ impl SmtpSink {
         self.state.mails.lock().unwrap().len()
     }
 
+    /// The messages that arrived after the first `skip`, in order (cheap to
+    /// poll when many have arrived).
+    pub fn mails_after(&self, skip: usize) -> Vec<Mail> {
+        let mails = self.state.mails.lock().unwrap();
+        mails.iter().skip(skip).cloned().collect()
+    }
+
     /// Waits until at least `n` messages have arrived.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -356,6 +365,7 @@ async fn session(socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 from: from.clone(),
                 to: std::mem::take(&mut to),
                 data,
+                at: std::time::Instant::now(),
             });
             state.arrived.notify_waiters();
             b"250 2.0.0 queued\r\n"

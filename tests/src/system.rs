@@ -6,9 +6,19 @@ use std::{path::PathBuf, time::Duration};
 
 use herald_proto::{
     Message, subjects,
-    v1::{AuditRecord, AuditStep, IntakeReply, Lane, NotificationRequest, intake_reply},
+    v1::{
+        AuditRecord, AuditStep, BroadcastReply, BroadcastStatusReply, BroadcastStatusRequest,
+        IntakeReply, Lane, NotificationRequest, intake_reply,
+    },
 };
-use herald_runtime::{Config, bus::Bus, contacts::Contact};
+use herald_runtime::{
+    Config,
+    bus::Bus,
+    clock::{Clock, SystemClock},
+    config::Coordinator,
+    contacts::Contact,
+    groups::Group,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -16,6 +26,13 @@ use crate::{
     servers::{NatsServer, RedisServer},
     smtp::SmtpSink,
 };
+
+/// The coordinator every test system knows, and their token.
+pub const COORDINATOR: &str = "anna";
+pub const COORDINATOR_TOKEN: &str = "anna-coordinator-test-token";
+/// Where the broadcast service's confirmation links say they lead; tests
+/// send the requests to its real address and sign with this one.
+pub const PUBLIC_URL: &str = "https://herald.test/bc";
 
 /// The shipped templates and routing rules.
 pub fn config_dir() -> PathBuf {
@@ -48,6 +65,13 @@ pub fn config(
         .into_iter()
         .map(Duration::from_millis)
         .collect();
+    cfg.broadcast.http_addr = "127.0.0.1:0".into();
+    cfg.broadcast.public_url = PUBLIC_URL.into();
+    cfg.broadcast.link_secret = Some("test-link-secret-0123456789".into());
+    cfg.broadcast.coordinators = vec![Coordinator {
+        id: COORDINATOR.into(),
+        token_sha256: herald_runtime::coordinators::token_sha256(COORDINATOR_TOKEN),
+    }];
     cfg
 }
 
@@ -69,6 +93,7 @@ pub struct TestSystem {
     intake: Option<Service>,
     router: Option<Service>,
     delivery: Option<Service>,
+    broadcast: Option<Service>,
 }
 
 impl TestSystem {
@@ -102,6 +127,7 @@ impl TestSystem {
             intake: None,
             router: None,
             delivery: None,
+            broadcast: None,
         };
         s.start_intake().await;
         s.start_router().await;
@@ -155,12 +181,36 @@ impl TestSystem {
         });
     }
 
+    /// Starts the broadcast service (not started by default), timing its
+    /// call cycles by the wall clock.
+    pub async fn start_broadcast(&mut self) {
+        self.start_broadcast_with_clock(std::sync::Arc::new(SystemClock))
+            .await;
+    }
+
+    /// Starts the broadcast service with the clock its cycles and ends are
+    /// timed by (a `ManualClock` lets a test step through them).
+    pub async fn start_broadcast_with_clock(&mut self, clock: std::sync::Arc<dyn Clock>) {
+        let stop = CancellationToken::new();
+        let running = herald_broadcast::start_with_clock(self.cfg.clone(), stop.clone(), clock)
+            .await
+            .expect("broadcast starts");
+        let http_addr = running.http_addr;
+        wait_ready(&running.health).await;
+        self.broadcast = Some(Service {
+            stop,
+            http_addr,
+            task: tokio::spawn(running.wait()),
+        });
+    }
+
     /// Stops a service gracefully and waits for it to finish.
     pub async fn stop(&mut self, name: &str) {
         let svc = match name {
             "intake" => self.intake.take(),
             "router" => self.router.take(),
             "delivery" => self.delivery.take(),
+            "broadcast" => self.broadcast.take(),
             other => panic!("no service {other}"),
         };
         if let Some(s) = svc {
@@ -175,6 +225,7 @@ impl TestSystem {
             "intake" => &self.intake,
             "router" => &self.router,
             "delivery" => &self.delivery,
+            "broadcast" => &self.broadcast,
             other => panic!("no service {other}"),
         };
         svc.as_ref().expect("service running").http_addr
@@ -195,6 +246,50 @@ impl TestSystem {
             .put_all(contacts)
             .await
             .expect("contacts stored");
+    }
+
+    /// Adds recipient groups.
+    pub async fn add_groups(&self, groups: &[Group]) {
+        let redis = herald_runtime::store::connect(&self.cfg.redis, &CancellationToken::new())
+            .await
+            .expect("redis");
+        herald_runtime::groups::Groups::new(redis, &self.cfg.redis.prefix)
+            .put_all(groups)
+            .await
+            .expect("groups stored");
+    }
+
+    /// Sends a broadcast request (`StartBroadcast`, `UpdateBroadcast` or
+    /// `CancelBroadcast`) to its subject, as a coordinator's tool would.
+    pub async fn broadcast_request<M: Message>(&self, subject: &str, req: &M) -> BroadcastReply {
+        let msg = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.client
+                .request(subject.to_string(), req.encode_to_vec().into()),
+        )
+        .await
+        .expect("intake answers in time")
+        .expect("intake answers");
+        BroadcastReply::decode(msg.payload).expect("a herald.v1.BroadcastReply")
+    }
+
+    /// Asks the broadcast service for a broadcast's status, as the
+    /// coordinator [`COORDINATOR`].
+    pub async fn broadcast_status(&self, broadcast_id: &str) -> BroadcastStatusReply {
+        let req = BroadcastStatusRequest {
+            broadcast_id: broadcast_id.into(),
+            credential: COORDINATOR_TOKEN.into(),
+            recipients: true,
+        };
+        let msg = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.client
+                .request(subjects::BROADCAST_STATUS, req.encode_to_vec().into()),
+        )
+        .await
+        .expect("the broadcast service answers in time")
+        .expect("the broadcast service answers");
+        BroadcastStatusReply::decode(msg.payload).expect("a herald.v1.BroadcastStatusReply")
     }
 
     /// Sends a request over NATS request/reply, as another system would.
@@ -267,7 +362,7 @@ async fn wait_ready(health: &herald_runtime::health::Health) {
 
 impl Drop for TestSystem {
     fn drop(&mut self) {
-        for s in [&self.intake, &self.router, &self.delivery]
+        for s in [&self.intake, &self.router, &self.delivery, &self.broadcast]
             .into_iter()
             .flatten()
         {

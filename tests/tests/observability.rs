@@ -886,6 +886,7 @@ fn the_deploy_files_parse_and_point_at_each_other() {
         "intake",
         "router",
         "delivery",
+        "broadcast",
     ] {
         service(name);
     }
@@ -917,6 +918,7 @@ fn the_deploy_files_parse_and_point_at_each_other() {
         ("intake", "HERALD_INTAKE_HTTP_ADDR"),
         ("router", "HERALD_ROUTER_HTTP_ADDR"),
         ("delivery", "HERALD_DELIVERY_HTTP_ADDR"),
+        ("broadcast", "HERALD_BROADCAST_HTTP_ADDR"),
     ] {
         let svc = service(name);
         let env = env_of(svc);

@@ -49,11 +49,12 @@ use herald_proto::{
 use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition, PublishError},
+    bus::{self, Bus, ConsumerSpec, Disposition, Gate, PublishError},
     cancel::Cancellations,
     config::DeliveryConfig,
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
+    priority::Precedence,
     telemetry::record_outcome,
 };
 use prometheus_client::{
@@ -154,6 +155,9 @@ struct Delivery {
     /// How often a job waiting on a limit tells JetStream it is still being
     /// worked on, so it is not redelivered meanwhile.
     keepalive: Duration,
+    /// The normal lane yields to emergency jobs; an emergency job waiting on
+    /// a limit steps aside.
+    priority: Precedence,
 }
 
 pub struct Running {
@@ -183,6 +187,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     health.watch_nats(&bus);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
+    let priority = Precedence::new();
+    priority.attach(&bus, shutdown.clone());
     let owner = format!("{}-{}", std::process::id(), ulid::Ulid::new());
     // The lease outlives the longest attempt, so a live worker is never
     // mistaken for a dead one.
@@ -205,6 +211,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metrics: Arc::new(Metrics::register(&mut registry)),
         shutdown: shutdown.clone(),
         keepalive: ack_wait / 3,
+        priority: priority.clone(),
     };
     let mut queues: Vec<Queue> = Lane::ALL
         .iter()
@@ -250,8 +257,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let shutdown = shutdown.clone();
         // Every send under way ends within attempt_timeout.
         let grace = cfg.delivery.attempt_timeout + Duration::from_secs(2);
+        let gate = match lane {
+            Lane::Normal => Gate::Yield(priority.clone()),
+            Lane::Emergency => Gate::Busy(priority.clone()),
+        };
         consumers.push(tokio::spawn(async move {
-            bus::consume(&bus, spec, ready, shutdown, grace, move |msg| {
+            bus::consume_gated(&bus, spec, gate, ready, shutdown, grace, move |msg| {
                 let d = d.clone();
                 async move { d.handle(msg).await }
             })
@@ -304,8 +315,16 @@ impl Delivery {
     }
 
     /// Runs `fut`, telling JetStream now and then that the message is still
-    /// being worked on. `None` if shutdown came first.
-    async fn hold<F: Future>(&self, msg: &jetstream::Message, fut: F) -> Option<F::Output> {
+    /// being worked on. `None` if shutdown came first. An emergency job
+    /// steps aside meanwhile: waiting is not work the normal lane must
+    /// yield to.
+    async fn hold<F: Future>(
+        &self,
+        lane: Lane,
+        msg: &jetstream::Message,
+        fut: F,
+    ) -> Option<F::Output> {
+        let _parked = (lane == Lane::Emergency).then(|| self.priority.park());
         let mut fut = std::pin::pin!(fut);
         let mut tick = tokio::time::interval(self.keepalive.max(Duration::from_millis(100)));
         tick.tick().await;
@@ -367,14 +386,21 @@ impl Delivery {
                 return Disposition::Retry(Duration::from_secs(1));
             }
         }
-        let Some(connection) = self.hold(msg, self.limits.connection(channel, lane)).await else {
+        let Some(connection) = self
+            .hold(lane, msg, self.limits.connection(channel, lane))
+            .await
+        else {
             return Disposition::Retry(Duration::ZERO);
         };
         match self.limits.provider(channel, lane).await {
             Ok(Pace::Go(wait)) => {
                 if !wait.is_zero() {
                     self.held(lane, limits::Hold::Provider);
-                    if self.hold(msg, tokio::time::sleep(wait)).await.is_none() {
+                    if self
+                        .hold(lane, msg, tokio::time::sleep(wait))
+                        .await
+                        .is_none()
+                    {
                         return Disposition::Retry(Duration::ZERO);
                     }
                     if let Ok(pause) = self.limits.paused(channel).await
@@ -792,6 +818,20 @@ impl Delivery {
                         ("fallback_channel", next_channel.name().to_string()),
                     ],
                 )
+            } else if !job.broadcast_id.is_empty() {
+                // The broadcast calls again in its next cycle and reports the
+                // person unreachable at its end; a dead letter would invite a
+                // replay after the emergency is over.
+                (
+                    AuditStep::Failed,
+                    format!(
+                        "{} failed ({reason}); broadcast {} tries again in its next cycle",
+                        channel.name(),
+                        job.broadcast_id
+                    ),
+                    "failed",
+                    Vec::new(),
+                )
             } else {
                 let history = self.ledger.history(&job.job_id).await.unwrap_or_default();
                 let letter = DeadLetter {
@@ -867,7 +907,7 @@ impl Delivery {
         let status = self
             .bus
             .publish(
-                subjects::delivery_status(channel),
+                status_subject(job),
                 &status,
                 Some(&format!("{}-sent", job.job_id)),
             )
@@ -928,6 +968,7 @@ impl Delivery {
             attempt,
             at: Some(herald_proto::now()),
             lane: job.lane,
+            broadcast_id: job.broadcast_id.clone(),
         }
     }
 
@@ -945,11 +986,7 @@ impl Delivery {
         let id = format!("{}-{tag}", job.job_id);
         if let Err(e) = self
             .bus
-            .publish_durable(
-                subjects::delivery_status(channel_of(job)),
-                &event,
-                Some(&id),
-            )
+            .publish_durable(status_subject(job), &event, Some(&id))
             .await
         {
             warn!(error = %e, "status event not written");
@@ -992,7 +1029,19 @@ fn meta_of(job: &DeliveryJob) -> DeliveryJob {
         contact_id: job.contact_id.clone(),
         fallback_of: job.fallback_of.clone(),
         communication_type: job.communication_type,
+        broadcast_id: job.broadcast_id.clone(),
         ..Default::default()
+    }
+}
+
+/// Where a job's status events go: broadcast jobs have their own subjects,
+/// so the broadcast service reads only those.
+pub(crate) fn status_subject(job: &DeliveryJob) -> String {
+    let channel = channel_of(job);
+    if job.broadcast_id.is_empty() {
+        subjects::delivery_status(channel)
+    } else {
+        subjects::broadcast_delivery_status(channel)
     }
 }
 

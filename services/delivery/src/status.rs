@@ -26,7 +26,7 @@ use axum::{
     routing::post,
 };
 use herald_proto::{
-    Message, subjects,
+    Message,
     v1::{AuditStep, Channel, DeliveryJob, DeliveryState, Lane},
 };
 use herald_runtime::metrics::ChannelOutcome;
@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// Headers a provider may put its signature in.
-pub const SIGNATURE_HEADERS: [&str; 2] = ["x-twilio-signature", "x-signature"];
+pub const SIGNATURE_HEADERS: [&str; 2] = herald_runtime::signature::HEADERS;
 
 /// A status as the provider reported it, mapped onto Herald's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,10 +139,7 @@ async fn callback(
             "status callbacks are not accepted: delivery.provider_token and delivery.status_callback_base are not both set",
         );
     };
-    let Some(signature) = SIGNATURE_HEADERS
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-    else {
+    let Some(signature) = herald_runtime::signature::from_headers(&headers) else {
         return forged("signature: missing (X-Twilio-Signature or X-Signature header)");
     };
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
@@ -269,7 +266,7 @@ impl Delivery {
         let event = self.status_event(&job, reported.state, detail, attempt, provider_id);
         self.bus
             .publish_durable(
-                subjects::delivery_status(channel),
+                crate::status_subject(&job),
                 &event,
                 Some(&format!("{job_id}-status-{name}")),
             )

@@ -212,10 +212,15 @@ impl Transports {
                 self.post(&self.sms, Channel::Sms, job, form).await
             }
             Channel::Voice => {
+                let script = if job.key_press_url.is_empty() {
+                    twiml(&job.body, &job.language)
+                } else {
+                    twiml_asking_for_a_key(&job.body, &job.language, &job.key_press_url)
+                };
                 let form = vec![
                     ("To", job.address.clone()),
                     ("From", self.voice_from.clone()),
-                    ("Twiml", twiml(&job.body, &job.language)),
+                    ("Twiml", script),
                 ];
                 self.post(&self.voice, Channel::Voice, job, form).await
             }
@@ -370,6 +375,20 @@ pub fn twiml(text: &str, language: &str) -> String {
     )
 }
 
+/// The call script of a broadcast: the message is read out while the
+/// provider listens for one key, which it posts to `action` (`Digits`). A
+/// call that ends without a key confirms nothing: "completed" may be
+/// voicemail.
+pub fn twiml_asking_for_a_key(text: &str, language: &str, action: &str) -> String {
+    let lang = if language.is_empty() { "en" } else { language };
+    format!(
+        "<Response><Gather input=\"dtmf\" numDigits=\"1\" timeout=\"10\" method=\"POST\" action=\"{}\"><Say language=\"{}\">{}</Say></Gather></Response>",
+        xml_escape(action),
+        xml_escape(lang),
+        xml_escape(text)
+    )
+}
+
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -432,6 +451,12 @@ mod tests {
         assert_eq!(
             twiml("Tom & Jerry <3", "en"),
             "<Response><Say language=\"en\">Tom &amp; Jerry &lt;3</Say></Response>"
+        );
+        assert_eq!(
+            twiml_asking_for_a_key("Leave now.", "fr", "https://h.example/v1/k?b=x&r=r1&s=y"),
+            "<Response><Gather input=\"dtmf\" numDigits=\"1\" timeout=\"10\" method=\"POST\" \
+             action=\"https://h.example/v1/k?b=x&amp;r=r1&amp;s=y\"><Say language=\"fr\">Leave now.</Say>\
+             </Gather></Response>"
         );
     }
 }

@@ -4,7 +4,9 @@
 //! 2 bad usage; 3 Herald refused the request (the message says which field
 //! and why).
 
+mod broadcast;
 mod dlq;
+mod groups;
 mod send;
 mod trail;
 
@@ -51,6 +53,12 @@ enum Command {
     /// Inspect and replay jobs that could not be delivered.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Manage the recipient groups emergency broadcasts name.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// Emergency broadcasts: start, update, cancel, follow (coordinators).
+    #[command(subcommand)]
+    Broadcast(broadcast::BroadcastCommand),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +176,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Trail(args) => trail::run(&cfg, args).await,
         Command::Contacts(c) => contacts(&cfg, c).await,
         Command::Dlq(c) => dlq::run(&cfg, c).await,
+        Command::Groups(c) => groups::run(&cfg, c).await,
+        Command::Broadcast(c) => broadcast::run(&cfg, c).await,
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
             let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)

@@ -362,6 +362,16 @@ pub async fn ask_intake<Req: Message, Rep: Message + Default>(
     subject: &str,
     req: &Req,
 ) -> Result<Rep, Failure> {
+    ask(cfg, subject, req, "intake").await
+}
+
+/// Sends `req` over NATS request/reply to `service` and decodes its answer.
+pub async fn ask<Req: Message, Rep: Message + Default>(
+    cfg: &Config,
+    subject: &str,
+    req: &Req,
+    service: &str,
+) -> Result<Rep, Failure> {
     let bus = crate::connect_bus(cfg).await?;
     let msg = tokio::time::timeout(
         Duration::from_secs(15),
@@ -371,11 +381,11 @@ pub async fn ask_intake<Req: Message, Rep: Message + Default>(
     .await
     .map_err(|_| Failure {
         code: 1,
-        message: "intake did not answer within 15s".into(),
+        message: format!("{service} did not answer within 15s"),
     })?
     .map_err(|e| Failure {
         code: 1,
-        message: format!("intake did not answer ({e}); is the intake service running?"),
+        message: format!("{service} did not answer ({e}); is the {service} service running?"),
     })?;
     Ok(Rep::decode(msg.payload)?)
 }

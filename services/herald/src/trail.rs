@@ -11,7 +11,7 @@ use crate::{Failure, refused};
 
 #[derive(Args, Debug)]
 pub struct TrailArgs {
-    /// A notification id (ntf_…) or, with --case, a case id.
+    /// A notification id (ntf_…), a case id, or a broadcast id.
     id: String,
     /// The id is a case: print every step of the case and its notifications.
     #[arg(long)]
@@ -34,7 +34,13 @@ pub async fn run(cfg: &Config, args: TrailArgs) -> Result<(), Failure> {
         subjects::audit_of_notification(&args.id)
     };
     let bus = crate::connect_bus(cfg).await?;
-    let trail = herald_runtime::audit::read_trail(&bus, &filter).await?;
+    let mut trail = herald_runtime::audit::read_trail(&bus, &filter).await?;
+    if trail.is_empty() && !args.case && !args.id.starts_with("ntf_") {
+        // Not a case: a broadcast, whose id names its trail as a
+        // notification id does.
+        let by_id = subjects::audit_of_notification(&args.id);
+        trail = herald_runtime::audit::read_trail(&bus, &by_id).await?;
+    }
     if trail.is_empty() {
         return Err(refused(format!("no audit records for {}", args.id)));
     }

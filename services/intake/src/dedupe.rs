@@ -63,24 +63,51 @@ impl Dedupe {
         req: &NotificationRequest,
         notification_id: &str,
     ) -> redis::RedisResult<Claim> {
-        let key = self.key(req);
-        let fp = fingerprint(req);
+        self.claim_key(
+            &self.key(req),
+            &fingerprint(req),
+            notification_id,
+            self.ttl_secs,
+        )
+        .await
+    }
+
+    /// Records that the notification is safely in the stream.
+    pub async fn complete(
+        &self,
+        req: &NotificationRequest,
+        notification_id: &str,
+    ) -> redis::RedisResult<()> {
+        self.complete_key(&self.key(req), &fingerprint(req), notification_id)
+            .await
+    }
+
+    /// The claim behind [`Dedupe::claim`], for any request: `key` is where
+    /// it is kept (under the deployment's prefix), `fp` the request's
+    /// fingerprint, `ttl_secs` how long it is remembered.
+    pub async fn claim_key(
+        &self,
+        key: &str,
+        fp: &str,
+        id: &str,
+        ttl_secs: u64,
+    ) -> redis::RedisResult<Claim> {
         let mut r = self.redis.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(format!("{notification_id} {fp} pending"))
+            .arg(key)
+            .arg(format!("{id} {fp} pending"))
             .arg("NX")
             .arg("EX")
-            .arg(self.ttl_secs)
+            .arg(ttl_secs.max(1))
             .query_async(&mut r)
             .await?;
         if set.is_some() {
             return Ok(Claim::New);
         }
-        let existing: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut r).await?;
+        let existing: Option<String> = redis::cmd("GET").arg(key).query_async(&mut r).await?;
         let Some(existing) = existing else {
             // Expired between the two commands: try once more.
-            return Box::pin(self.claim(req, notification_id)).await;
+            return Box::pin(self.claim_key(key, fp, id, ttl_secs)).await;
         };
         let mut parts = existing.split(' ');
         let (id, their_fp, state) = (
@@ -97,27 +124,28 @@ impl Dedupe {
         })
     }
 
-    /// Records that the notification is safely in the stream.
-    pub async fn complete(
-        &self,
-        req: &NotificationRequest,
-        notification_id: &str,
-    ) -> redis::RedisResult<()> {
+    /// Marks a claim made with [`Dedupe::claim_key`] done.
+    pub async fn complete_key(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         redis::cmd("SET")
-            .arg(self.key(req))
-            .arg(format!("{notification_id} {} done", fingerprint(req)))
+            .arg(key)
+            .arg(format!("{id} {fp} done"))
             .arg("XX")
             .arg("KEEPTTL")
             .query_async::<Option<String>>(&mut r)
             .await?;
         Ok(())
     }
+
+    /// Where a claim named `name` is kept.
+    pub fn key_for(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
 }
 
 /// A digest of the request as received (maps encode in key order, so the
 /// encoding is deterministic).
-pub fn fingerprint(req: &NotificationRequest) -> String {
+pub fn fingerprint<M: Message>(req: &M) -> String {
     hex(&Sha256::digest(req.encode_to_vec())[..12])
 }
 

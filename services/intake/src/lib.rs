@@ -7,6 +7,7 @@
 //! notifications stream of its lane; only once JetStream confirms the write
 //! does the caller hear "accepted".
 
+mod broadcasts;
 pub mod dedupe;
 mod grpc;
 pub mod validate;
@@ -34,6 +35,7 @@ use herald_runtime::{
     contacts::Directory,
     health::Health,
     metrics::{LaneLabel, Queue, ReasonLabel},
+    priority::Precedence,
     routing::RoutingRules,
     templates::TemplateStore,
 };
@@ -103,6 +105,10 @@ pub(crate) struct Intake {
     limits: Arc<Limits>,
     max_payload: usize,
     metrics: Arc<Metrics>,
+    /// Broadcast requests and the breach protocol.
+    broadcasts: broadcasts::Desk,
+    /// Ordinary requests wait while emergency work is under way.
+    priority: Precedence,
 }
 
 /// A started intake: where it listens, and its task.
@@ -147,16 +153,30 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         Lane::ALL
             .iter()
             .map(|l| Queue::stream(subjects::notify_stream(*l)))
+            .chain([Queue::stream(subjects::STREAM_BROADCAST)])
             .collect(),
         cfg.telemetry.queue_poll_interval,
         shutdown.clone(),
     );
 
+    let priority = Precedence::new();
+    priority.attach(&bus, shutdown.clone());
+    let templates = Arc::new(templates);
+    let dedupe = Dedupe::new(redis.clone(), &cfg.redis.prefix, cfg.intake.idempotency_ttl);
+    let desk = broadcasts::Desk::new(
+        bus.clone(),
+        redis.clone(),
+        &cfg,
+        templates.clone(),
+        dedupe.clone(),
+        priority.clone(),
+        &mut registry,
+    );
     let intake = Intake {
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
-        dedupe: Dedupe::new(redis, &cfg.redis.prefix, cfg.intake.idempotency_ttl),
-        templates: Arc::new(templates),
+        dedupe,
+        templates,
         rules: Arc::new(rules),
         auditor: Auditor::new(bus.clone(), "intake"),
         limits: Arc::new(Limits {
@@ -165,6 +185,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         max_payload: cfg.intake.max_payload_bytes,
         metrics,
         bus: bus.clone(),
+        broadcasts: desk.clone(),
+        priority,
     };
 
     let (http_addr, http_task) = herald_runtime::health::serve(
@@ -203,6 +225,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             shutdown.clone(),
         )));
     }
+    lanes.push(desk.serve(shutdown.clone()).await?);
     let cancels = bus
         .client
         .queue_subscribe(subjects::INTAKE_CANCEL, subjects::QUEUE_INTAKE.to_string())
@@ -252,9 +275,19 @@ async fn serve_nats(
             _ = shutdown.cancelled() => break,
             m = sub.next() => match m { Some(m) => m, None => break },
         };
+        // Ordinary requests wait while emergency work is under way (the
+        // caller's retry with the same key is harmless if it gives up).
+        if lane == Lane::Normal && intake.priority.is_yielding() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = intake.priority.normal_may_proceed() => {}
+            }
+        }
+        let busy = (lane == Lane::Emergency).then(|| intake.priority.busy());
         let intake = intake.clone();
         tokio::spawn(async move {
             intake.handle_nats(msg, lane).await;
+            drop(busy);
             drop(permit);
         });
     }
@@ -494,6 +527,12 @@ impl Intake {
         } else {
             Some(self.auditor.record(audit).await)
         };
+        if req.communication_type == CommunicationType::DataBreach as i32
+            && let Err(e) = self.broadcasts.breach_protocol(&id, &req).await
+        {
+            error!(error = %e, "breach protocol broadcast not stored");
+            return self.refused(lane, unavailable());
+        }
         let stored = self
             .bus
             .publish_durable(

@@ -24,10 +24,11 @@ use herald_proto::{
 use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition},
+    bus::{self, Bus, ConsumerSpec, Disposition, Gate},
     contacts::{Consent, Contact, Directory},
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
+    priority::Precedence,
     routing::RoutingRules,
     telemetry::record_outcome,
     templates::{CONTENT_FREE_NOTICE, Rendered, TemplateStore},
@@ -142,8 +143,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     )
     .await?;
 
+    // The normal lane yields while any service has emergency work.
+    let priority = Precedence::new();
+    priority.attach(&bus, shutdown.clone());
     let mut consumers = Vec::new();
     for lane in Lane::ALL {
+        let gate = match lane {
+            Lane::Normal => Gate::Yield(priority.clone()),
+            Lane::Emergency => Gate::Busy(priority.clone()),
+        };
         let spec = ConsumerSpec {
             stream: subjects::notify_stream(lane).to_string(),
             durable: format!("router-{}", lane.name()),
@@ -157,9 +165,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let bus = bus.clone();
         let shutdown = shutdown.clone();
         consumers.push(tokio::spawn(async move {
-            bus::consume(
+            bus::consume_gated(
                 &bus,
                 spec,
+                gate,
                 ready,
                 shutdown,
                 Duration::from_secs(10),
@@ -529,6 +538,7 @@ impl Router {
                 fallback_of: String::new(),
                 communication_type: req.communication_type,
                 cancel_keys: req.cancel_keys.clone(),
+                ..Default::default()
             })
             .collect())
     }

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::config::NatsConfig;
+use crate::{config::NatsConfig, priority::Precedence};
 
 /// A connection to NATS and its JetStream context.
 #[derive(Clone)]
@@ -222,6 +222,12 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
         ));
     }
     out.push(base(
+        subjects::STREAM_BROADCAST,
+        vec![subjects::BROADCAST_COMMANDS.to_string()],
+        RetentionPolicy::WorkQueue,
+        Duration::ZERO,
+    ));
+    out.push(base(
         subjects::STREAM_STATUS,
         vec![subjects::delivery_statuses()],
         RetentionPolicy::Limits,
@@ -282,6 +288,38 @@ where
     F: Fn(jetstream::Message) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Disposition> + Send + 'static,
 {
+    consume_gated(bus, spec, Gate::None, ready, shutdown, grace, handler).await
+}
+
+/// How a consumer takes part in the emergency lane's priority
+/// ([`crate::priority`]).
+#[derive(Clone, Default)]
+pub enum Gate {
+    #[default]
+    None,
+    /// A normal-lane consumer: it starts no new message while emergency
+    /// work is under way.
+    Yield(Precedence),
+    /// An emergency-lane consumer: each message counts as emergency work
+    /// from the moment it arrives until it is settled.
+    Busy(Precedence),
+}
+
+/// [`consume`], taking part in the emergency lane's priority as `gate`
+/// says.
+pub async fn consume_gated<F, Fut>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    gate: Gate,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    handler: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(jetstream::Message) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Disposition> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(spec.concurrency));
     let batch = spec.concurrency.clamp(1, 512);
     'outer: loop {
@@ -333,10 +371,30 @@ where
             };
             match next {
                 Some(Ok(msg)) => {
+                    // Checked once the message is here: the consumer may
+                    // have waited for it since before the emergency began.
+                    // While it waits, nothing more is pulled.
+                    if let Gate::Yield(priority) = &gate
+                        && priority.is_yielding()
+                    {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {
+                                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                                return_unstarted(&mut messages, &spec.durable).await;
+                                break 'outer;
+                            }
+                            _ = priority.normal_may_proceed() => {}
+                        }
+                    }
+                    let busy = match &gate {
+                        Gate::Busy(priority) => Some(priority.busy()),
+                        _ => None,
+                    };
                     let handler = handler.clone();
                     tokio::spawn(async move {
                         let disposition = handler(msg.clone()).await;
                         settle(&msg, disposition).await;
+                        drop(busy);
                         drop(permit);
                     });
                 }

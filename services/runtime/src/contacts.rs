@@ -4,8 +4,13 @@
 //! §4.4).
 //!
 //! One JSON value per contact at `<prefix>contact:<id>`, plus a set of all
-//! ids for listing. Files to import are YAML (`contacts: [...]` or a bare
-//! list) or TOML (`[[contact]]`).
+//! ids for listing, and a set of ids per organisation (`<prefix>org:<name>`)
+//! and per role (`<prefix>role:<name>`) so that "everyone at site X" or
+//! "every DPO" resolves in one round trip. The per-organisation and per-role
+//! sets may name a contact that has since moved (two imports racing); the
+//! contact record is the truth, so readers check it ([`Directory::in_group`]
+//! does). Files to import are YAML (`contacts: [...]` or a bare list) or
+//! TOML (`[[contact]]`).
 
 use std::path::Path;
 
@@ -152,63 +157,32 @@ pub enum DirectoryError {
 /// Reads contacts from a YAML or TOML file and checks every one, reporting
 /// all problems found.
 pub fn parse_file(path: &Path) -> Result<Vec<Contact>, DirectoryError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DirectoryError::File(format!("{}: {e}", path.display())))?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    #[derive(Deserialize)]
-    struct TomlFile {
-        contact: Vec<Contact>,
+    crate::listfile::read_checked(path, "contacts", "contact").map_err(DirectoryError::File)
+}
+
+impl crate::listfile::Record for Contact {
+    fn id(&self) -> &str {
+        &self.id
     }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum YamlFile {
-        Wrapped { contacts: Vec<Contact> },
-        Bare(Vec<Contact>),
+
+    fn problems(&self) -> Vec<(String, String)> {
+        Contact::problems(self)
     }
-    let contacts = match ext {
-        "toml" => toml::from_str::<TomlFile>(&text)
-            .map(|f| f.contact)
-            .map_err(|e| DirectoryError::File(format!("{}: {e}", path.display())))?,
-        "yaml" | "yml" | "json" => match serde_yaml::from_str::<YamlFile>(&text) {
-            Ok(YamlFile::Wrapped { contacts }) | Ok(YamlFile::Bare(contacts)) => contacts,
-            Err(_) => {
-                // Re-parse strictly for a precise message.
-                serde_yaml::from_str::<Vec<Contact>>(&text)
-                    .or_else(|_| {
-                        #[derive(Deserialize)]
-                        struct W {
-                            contacts: Vec<Contact>,
-                        }
-                        serde_yaml::from_str::<W>(&text).map(|w| w.contacts)
-                    })
-                    .map_err(|e| DirectoryError::File(format!("{}: {e}", path.display())))?
-            }
-        },
-        _ => {
-            return Err(DirectoryError::File(format!(
-                "{}: expected a .yaml, .yml, .json or .toml file",
-                path.display()
-            )));
+}
+
+/// The contact fields the directory indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberOf {
+    Organisation,
+    Role,
+}
+
+impl MemberOf {
+    pub fn of(self, c: &Contact) -> Option<&str> {
+        match self {
+            MemberOf::Organisation => c.organisation.as_deref(),
+            MemberOf::Role => c.role.as_deref(),
         }
-    };
-    let mut problems = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, c) in contacts.iter().enumerate() {
-        for (field, reason) in c.problems() {
-            problems.push(format!("contacts[{i}] ({}): {field} {reason}", c.id));
-        }
-        if !seen.insert(c.id.clone()) {
-            problems.push(format!("contacts[{i}]: id {} appears twice", c.id));
-        }
-    }
-    if problems.is_empty() {
-        Ok(contacts)
-    } else {
-        Err(DirectoryError::File(format!(
-            "{}:\n  {}",
-            path.display(),
-            problems.join("\n  ")
-        )))
     }
 }
 
@@ -228,6 +202,11 @@ impl Directory {
         }
     }
 
+    /// The connection the directory uses, for stores kept beside it.
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
     fn key(&self, id: &str) -> String {
         format!("{}contact:{id}", self.prefix)
     }
@@ -236,7 +215,16 @@ impl Directory {
         format!("{}contacts", self.prefix)
     }
 
-    /// Adds or replaces a contact after checking it.
+    fn member_key(&self, by: MemberOf, value: &str) -> String {
+        let kind = match by {
+            MemberOf::Organisation => "org",
+            MemberOf::Role => "role",
+        };
+        format!("{}{kind}:{value}", self.prefix)
+    }
+
+    /// Adds or replaces a contact after checking it, and moves it between
+    /// the organisation and role indexes if those changed.
     pub async fn put(&self, contact: &Contact) -> Result<(), DirectoryError> {
         if let Some((field, reason)) = contact.problems().into_iter().next() {
             return Err(DirectoryError::Invalid {
@@ -245,14 +233,24 @@ impl Directory {
                 reason,
             });
         }
+        let old = self.get(&contact.id).await?;
         let json = serde_json::to_string(contact).expect("contacts serialise");
-        let mut r = self.redis.clone();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .set(self.key(&contact.id), json)
-            .sadd(self.index(), &contact.id)
-            .exec_async(&mut r)
-            .await?;
+            .sadd(self.index(), &contact.id);
+        for by in [MemberOf::Organisation, MemberOf::Role] {
+            let before = old.as_ref().and_then(|c| by.of(c));
+            let now = by.of(contact);
+            if let Some(b) = before.filter(|b| Some(*b) != now) {
+                pipe.srem(self.member_key(by, b), &contact.id);
+            }
+            if let Some(n) = now {
+                pipe.sadd(self.member_key(by, n), &contact.id);
+            }
+        }
+        let mut r = self.redis.clone();
+        pipe.exec_async(&mut r).await?;
         Ok(())
     }
 
@@ -269,39 +267,53 @@ impl Directory {
 
     /// Looks contacts up in one round trip; `None` where an id is unknown.
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Contact>>, DirectoryError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        let mut r = self.redis.clone();
-        let values: Vec<Option<String>> = if keys.len() == 1 {
-            vec![r.get(&keys[0]).await?]
-        } else {
-            r.mget(&keys).await?
-        };
-        Ok(values
-            .into_iter()
-            .map(|v| v.and_then(|json| serde_json::from_str(&json).ok()))
-            .collect())
+        Ok(crate::records::get_json(&self.redis, &keys).await?)
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
-        let mut r = self.redis.clone();
-        let (n, _): (i64, i64) = redis::pipe()
-            .atomic()
+        let old = self.get(id).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .del(self.key(id))
             .srem(self.index(), id)
-            .query_async(&mut r)
-            .await?;
+            .ignore();
+        for by in [MemberOf::Organisation, MemberOf::Role] {
+            if let Some(v) = old.as_ref().and_then(|c| by.of(c)) {
+                pipe.srem(self.member_key(by, v), id).ignore();
+            }
+        }
+        let mut r = self.redis.clone();
+        let (n,): (i64,) = pipe.query_async(&mut r).await?;
         Ok(n > 0)
+    }
+
+    /// Every contact of an organisation or with a role, as stored now.
+    pub async fn in_group(
+        &self,
+        by: MemberOf,
+        value: &str,
+    ) -> Result<Vec<Contact>, DirectoryError> {
+        let ids = crate::records::sorted_members(&self.redis, &self.member_key(by, value)).await?;
+        Ok(self
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter(|c| by.of(c) == Some(value))
+            .collect())
+    }
+
+    /// How many contacts the organisation or role index names (an upper
+    /// bound: the index may still name one that moved).
+    pub async fn count_in(&self, by: MemberOf, value: &str) -> Result<u64, DirectoryError> {
+        let mut r = self.redis.clone();
+        Ok(r.scard(self.member_key(by, value)).await?)
     }
 
     /// Every contact id, sorted.
     pub async fn ids(&self) -> Result<Vec<String>, DirectoryError> {
-        let mut r = self.redis.clone();
-        let mut ids: Vec<String> = r.smembers(self.index()).await?;
-        ids.sort();
-        Ok(ids)
+        Ok(crate::records::sorted_members(&self.redis, &self.index()).await?)
     }
 }
 

@@ -2,15 +2,21 @@
 //! `herald-proto`, and never import each other.
 
 pub mod audit;
+pub mod broadcasts;
 pub mod bus;
 pub mod cancel;
 pub mod clock;
 pub mod config;
 pub mod contacts;
+pub mod coordinators;
+pub mod groups;
 pub mod health;
 pub mod ids;
+mod listfile;
 pub mod metrics;
 pub mod pii;
+pub mod priority;
+mod records;
 pub mod routing;
 pub mod shutdown;
 pub mod signature;

@@ -8,6 +8,16 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+/// Headers a provider may put its signature in.
+pub const HEADERS: [&str; 2] = ["x-twilio-signature", "x-signature"];
+
+/// The signature a request carries, from the first of [`HEADERS`] present.
+pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
+    HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+}
+
 /// The signature a provider sends for a callback.
 pub fn sign(secret: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();

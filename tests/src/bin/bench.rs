@@ -18,25 +18,20 @@
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use async_nats::jetstream::{self, consumer::pull, stream};
-use axum::{Router, body::Bytes, extract::State, routing::post};
+use axum::{Router, routing::post};
 use futures::StreamExt;
-use herald_proto::{
-    Message, subjects,
-    v1::{CommunicationType, IntakeReply, NotificationRequest, intake_reply},
-};
-use herald_runtime::{Config, contacts::Contact};
+use herald_proto::Message;
+use herald_runtime::Config;
 use herald_testkit::{
-    fixtures::{contact, to_contact},
+    benchkit::{
+        Arrivals, cpu_seconds, percentile, request, sink, sms_contacts, spawn, submit, wait_ready,
+        warm_up, yes,
+    },
     servers::{NatsServer, RedisServer},
 };
 use tokio::sync::Semaphore;
@@ -55,201 +50,18 @@ fn args() -> Args {
         in_flight: 1024,
         baseline_count: 200_000,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(k) = it.next() {
-        let v = it.next().and_then(|v| v.parse::<usize>().ok());
-        match (k.as_str(), v) {
-            ("--count", Some(v)) => a.peak_count = v,
-            ("--latency-secs", Some(v)) => a.latency_secs = v as u64,
-            ("--in-flight", Some(v)) => a.in_flight = v,
-            ("--baseline-count", Some(v)) => a.baseline_count = v,
-            _ => {
-                eprintln!(
-                    "usage: herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N]"
-                );
-                std::process::exit(2);
-            }
-        }
-    }
-    a
-}
-
-/// Arrival times at the sink, indexed by the notification's sequence
-/// number (nanoseconds since the bench started; 0 = not yet).
-struct Arrivals {
-    start: Instant,
-    at: Vec<AtomicU64>,
-    count: AtomicUsize,
-    duplicates: AtomicUsize,
-}
-
-impl Arrivals {
-    fn new(start: Instant, n: usize) -> Arrivals {
-        Arrivals {
-            start,
-            at: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicUsize::new(0),
-            duplicates: AtomicUsize::new(0),
-        }
-    }
-}
-
-async fn sink(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
-    let now = arrivals.start.elapsed().as_nanos() as u64;
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let seq = form
-        .iter()
-        .find(|(k, _)| k == "Body")
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-    if let Some(slot) = seq.and_then(|s| arrivals.at.get(s)) {
-        if slot.swap(now.max(1), Ordering::Relaxed) == 0 {
-            arrivals.count.fetch_add(1, Ordering::Relaxed);
-        } else {
-            arrivals.duplicates.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    "{\"sid\":\"SMbench\"}"
-}
-
-fn release_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let p = exe.parent().expect("bin dir").join(name);
-    assert!(
-        p.is_file(),
-        "{} missing: build with `cargo build --release --workspace --bins` (make bench does)",
-        p.display()
+    let mut latency_secs = a.latency_secs as usize;
+    herald_testkit::benchkit::numeric_args(
+        &mut [
+            ("--count", &mut a.peak_count),
+            ("--latency-secs", &mut latency_secs),
+            ("--in-flight", &mut a.in_flight),
+            ("--baseline-count", &mut a.baseline_count),
+        ],
+        "herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N]",
     );
-    p
-}
-
-struct Service {
-    name: &'static str,
-    child: Child,
-}
-
-impl Service {
-    fn peak_rss_kb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
-    }
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(name: &'static str, config: &Path, logs: &Path) -> Service {
-    let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log");
-    let child = Command::new(release_binary(&format!("herald-{name}")))
-        .env("HERALD_CONFIG", config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("service starts");
-    Service { name, child }
-}
-
-async fn wait_ready(addr: &str) {
-    let url = format!("http://{addr}/readyz");
-    let client = reqwest_lite();
-    for _ in 0..300 {
-        if let Ok(true) = client(&url).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never became ready");
-}
-
-/// A tiny HTTP GET over a TCP socket (the bench needs nothing more).
-fn reqwest_lite() -> impl Fn(&str) -> futures::future::BoxFuture<'static, std::io::Result<bool>> {
-    |url: &str| {
-        let rest = url.trim_start_matches("http://").to_string();
-        Box::pin(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let (host, path) = rest.split_once('/').unwrap_or((&rest, ""));
-            let mut s = tokio::net::TcpStream::connect(host).await?;
-            s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-                .await?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await?;
-            Ok(buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"))
-        })
-    }
-}
-
-fn request(phase: &str, seq: usize) -> NotificationRequest {
-    NotificationRequest {
-        idempotency_key: format!("bench-{phase}-{seq}"),
-        communication_type: CommunicationType::ServiceUpdate as i32,
-        recipients: vec![to_contact(&format!("c{}", seq % 1000))],
-        template_id: "bench".into(),
-        params: [("seq".to_string(), seq.to_string())].into(),
-        requester: "bench".into(),
-        ..Default::default()
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-async fn submit(client: &async_nats::Client, payload: bytes::Bytes) -> bool {
-    for _ in 0..20 {
-        match client
-            .request(subjects::INTAKE_NOTIFY, payload.clone())
-            .await
-        {
-            Ok(m) => match IntakeReply::decode(m.payload).map(|r| r.result) {
-                Ok(Some(intake_reply::Result::Accepted(_))) => return true,
-                Ok(Some(intake_reply::Result::Rejected(r))) => {
-                    if r.code == herald_proto::v1::ErrorCode::Unavailable as i32 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    eprintln!("refused: {} {}", r.field, r.message);
-                    return false;
-                }
-                _ => return false,
-            },
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    false
+    a.latency_secs = latency_secs as u64;
+    a
 }
 
 /// Raw JetStream: pipelined publishes of `size`-byte messages into a file
@@ -334,16 +146,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Templates: the shipped ones plus a tiny one whose SMS text is the
     // sequence number, so the sink knows which notification arrived.
-    let templates = work.path().join("templates");
-    copy_dir(
-        &herald_testkit::system::config_dir().join("templates"),
-        &templates,
-    )?;
-    std::fs::create_dir_all(templates.join("bench"))?;
-    std::fs::write(
-        templates.join("bench/v1.toml"),
-        "description = \"benchmark probe\"\napproved = true\nparams = [\"seq\"]\n[lang.en]\nsms = \"{{ seq }}\"\nsubject = \"{{ seq }}\"\nemail = \"{{ seq }}\"\n",
-    )?;
+    let templates = herald_testkit::benchkit::templates(work.path())?;
 
     let total = a.peak_count + 200_000;
     let start = Instant::now();
@@ -378,18 +181,7 @@ async fn main() -> anyhow::Result<()> {
         herald_runtime::store::connect(&cfg.redis, &Default::default()).await?,
         &cfg.redis.prefix,
     );
-    let contacts: Vec<Contact> = (0..1000)
-        .map(|i| {
-            let mut c = contact(
-                &format!("c{i}"),
-                Some(&format!("c{i}@example.org")),
-                Some(&format!("+4477009{i:05}")),
-                "sms",
-            );
-            c.name = format!("Contact {i}");
-            c
-        })
-        .collect();
+    let contacts = sms_contacts();
     directory.put_all(&contacts).await?;
 
     // 1. Baseline, before the services exist, on the same server.
@@ -415,7 +207,8 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     // Warm-up: connections, pools and the page cache.
-    warm_up(&client, &arrivals, a.peak_count).await;
+    // Sequence numbers past the peak and latency ranges.
+    warm_up(&client, &arrivals, a.peak_count + 190_000, 2000).await;
 
     // 2. Peak throughput with a fixed number of requests in flight.
     let mut pids: Vec<(&str, u32)> = services.iter().map(|s| (s.name, s.child.id())).collect();
@@ -580,47 +373,5 @@ async fn main() -> anyhow::Result<()> {
         yes(dups == 0)
     );
     drop(services);
-    Ok(())
-}
-
-fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-async fn warm_up(client: &async_nats::Client, arrivals: &Arc<Arrivals>, base: usize) {
-    // Sequence numbers past the peak and latency ranges.
-    let first = base + 190_000;
-    let n = 2000;
-    let slots = Arc::new(Semaphore::new(256));
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let permit = slots.clone().acquire_owned().await.expect("semaphore");
-        let client = client.clone();
-        let payload = bytes::Bytes::from(request("warm", first + i).encode_to_vec());
-        tasks.push(tokio::spawn(async move {
-            submit(&client, payload).await;
-            drop(permit);
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while arrivals.count.load(Ordering::Relaxed) < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
     Ok(())
 }

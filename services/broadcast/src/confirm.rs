@@ -1,0 +1,290 @@
+//! How recipients confirm, on the broadcast service's HTTP port:
+//!
+//! * `GET /v1/broadcast/confirm?b=&r=&s=`: the link in the email opens a
+//!   page with one button; pressing it (`POST` to the same address)
+//!   confirms. A bare `GET` confirms nothing, because mail scanners open
+//!   links before the person does, and a scanner must not stop the calls
+//!   to someone who has not read the message.
+//! * `POST /v1/broadcast/key?b=&r=&s=&job=`: the voice provider reports a
+//!   key pressed during the call (`Digits`). Any key confirms: an answering
+//!   machine presses none.
+//! * `POST /v1/broadcast/sms`: the SMS provider reports a reply (`From`,
+//!   `Body`); YES (or OUI, SI, JA, 1, OK, Y) confirms every running
+//!   broadcast that texted that number.
+//!
+//! Links carry their own signature ([`crate::link`]). Provider callbacks
+//! must also carry the provider's signature (`X-Twilio-Signature` or
+//! `X-Signature`, keyed with `delivery.provider_token`, over the public URL
+//! and the posted parameters). Anything that fails a check gets 403 and
+//! changes nothing.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use herald_proto::v1::Channel;
+use tracing::{error, warn};
+
+use crate::{EventLabel, Service, link::Kind, state::Confirmed};
+
+/// Replies that confirm by SMS, compared in upper case.
+const AFFIRMATIVE: [&str; 9] = ["YES", "Y", "1", "OK", "OUI", "SI", "SÍ", "JA", "CONFIRM"];
+
+pub(crate) fn routes(service: Service) -> Router {
+    Router::new()
+        .route(Kind::Confirm.path(), get(link_page).post(link_confirm))
+        .route(Kind::Key.path(), post(key_press))
+        .route("/v1/broadcast/sms", post(sms_reply))
+        .with_state(service)
+}
+
+/// The signed part of a confirmation address.
+struct Signed {
+    broadcast_id: String,
+    recipient: usize,
+    job: String,
+}
+
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default()
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl Service {
+    fn refused(&self, endpoint: &str, why: &str) -> Response {
+        self.metrics
+            .refused
+            .get_or_create(&EventLabel {
+                event: endpoint.into(),
+            })
+            .inc();
+        warn!(endpoint, why, "confirmation refused");
+        (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
+    }
+
+    /// The broadcast and recipient an address names, if its signature holds.
+    fn signed(&self, kind: Kind, uri: &Uri) -> Option<Signed> {
+        let q = query(uri);
+        let broadcast_id = field(&q, "b")?.to_string();
+        let recipient: usize = field(&q, "r")?.parse().ok()?;
+        let sig = field(&q, "s")?;
+        self.signer
+            .verify(kind, &broadcast_id, recipient, sig)
+            .then(|| Signed {
+                broadcast_id,
+                recipient,
+                job: field(&q, "job").unwrap_or_default().to_string(),
+            })
+    }
+
+    /// The posted parameters, if the provider's signature over them holds.
+    fn provider_signed(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, &'static str> {
+        let Some(secret) = self.provider_token.as_deref() else {
+            return Err("provider callbacks are not accepted: delivery.provider_token is not set");
+        };
+        let Some(signature) = herald_runtime::signature::from_headers(headers) else {
+            return Err("signature: missing (X-Twilio-Signature or X-Signature header)");
+        };
+        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        let url = self
+            .signer
+            .public(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        if herald_runtime::signature::verify(secret, &url, &params, signature) {
+            Ok(params)
+        } else {
+            Err("signature: does not match this URL and these parameters")
+        }
+    }
+}
+
+fn page(code: StatusCode, title: &str, text: &str, button: bool) -> Response {
+    let form = if button {
+        "<form method=\"post\"><button type=\"submit\">Confirm receipt</button></form>"
+    } else {
+        ""
+    };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{text}</p>{form}</body></html>\n"
+    );
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
+}
+
+fn twiml(text: &str) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml")],
+        format!("<Response><Say>{text}</Say></Response>"),
+    )
+        .into_response()
+}
+
+async fn link_page(State(s): State<Service>, uri: Uri) -> Response {
+    if s.signed(Kind::Confirm, &uri).is_none() {
+        return s.refused("link", "this confirmation link is not valid");
+    }
+    page(
+        StatusCode::OK,
+        "Confirm receipt",
+        "Press the button to confirm that you have received the emergency message.",
+        true,
+    )
+}
+
+async fn link_confirm(State(s): State<Service>, uri: Uri) -> Response {
+    let Some(signed) = s.signed(Kind::Confirm, &uri) else {
+        return s.refused("link", "this confirmation link is not valid");
+    };
+    match s
+        .confirm(
+            &signed.broadcast_id,
+            signed.recipient,
+            Channel::Email,
+            "email link",
+        )
+        .await
+    {
+        Ok(Confirmed::New { .. } | Confirmed::Already) => page(
+            StatusCode::OK,
+            "Thank you",
+            "Your confirmation is recorded. You will not be called about this message again.",
+            false,
+        ),
+        Ok(Confirmed::Ended) => page(
+            StatusCode::GONE,
+            "This alert has ended",
+            "No confirmation is needed any more.",
+            false,
+        ),
+        Ok(Confirmed::Unknown) => page(
+            StatusCode::NOT_FOUND,
+            "Unknown alert",
+            "This alert is not known.",
+            false,
+        ),
+        Err(e) => {
+            error!(error = %e, "confirmation not recorded");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "Your confirmation could not be recorded just now. Please press the button again in a moment.",
+                true,
+            )
+        }
+    }
+}
+
+async fn key_press(
+    State(s): State<Service>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match s.provider_signed(&uri, &headers, &body) {
+        Ok(p) => p,
+        Err(why) => return s.refused("key", why),
+    };
+    let Some(signed) = s.signed(Kind::Key, &uri) else {
+        return s.refused("key", "this key-press address is not valid");
+    };
+    if field(&params, "Digits").is_none_or(|d| d.trim().is_empty()) {
+        return twiml("No key was pressed.");
+    }
+    let how = if signed.job.is_empty() {
+        "key press".to_string()
+    } else {
+        format!("key press on call {}", signed.job)
+    };
+    match s
+        .confirm(&signed.broadcast_id, signed.recipient, Channel::Voice, &how)
+        .await
+    {
+        Ok(Confirmed::New { .. } | Confirmed::Already) => {
+            twiml("Thank you. Your confirmation is recorded. Goodbye.")
+        }
+        Ok(Confirmed::Ended | Confirmed::Unknown) => {
+            twiml("This alert has ended. No confirmation is needed.")
+        }
+        Err(e) => {
+            error!(error = %e, "confirmation not recorded; the provider will repeat it");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response()
+        }
+    }
+}
+
+async fn sms_reply(
+    State(s): State<Service>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match s.provider_signed(&uri, &headers, &body) {
+        Ok(p) => p,
+        Err(why) => return s.refused("sms", why),
+    };
+    let empty = || {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/xml")],
+            "<Response/>",
+        )
+            .into_response()
+    };
+    let (Some(from), Some(text)) = (field(&params, "From"), field(&params, "Body")) else {
+        return (StatusCode::BAD_REQUEST, "From and Body are required\n").into_response();
+    };
+    let word = text.trim().trim_end_matches(['.', '!']).to_uppercase();
+    if !AFFIRMATIVE.contains(&word.as_str()) {
+        return empty();
+    }
+    let running = match s.store.by_phone(from).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "broadcasts of a number unreadable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+        }
+    };
+    for (broadcast_id, recipient) in running {
+        if let Err(e) = s
+            .confirm(&broadcast_id, recipient, Channel::Sms, "SMS reply")
+            .await
+        {
+            error!(error = %e, "confirmation not recorded; the provider will repeat it");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+        }
+    }
+    empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_that_confirm() {
+        for w in ["YES", "Y", "OUI", "SÍ", "1"] {
+            assert!(AFFIRMATIVE.contains(&w));
+        }
+        assert!(!AFFIRMATIVE.contains(&"NO"));
+    }
+}
