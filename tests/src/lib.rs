@@ -33,6 +33,7 @@ pub mod fixtures {
             },
             organisation: Some("acme".into()),
             role: None,
+            team: None,
         }
     }
 

@@ -51,9 +51,15 @@ impl Dedupe {
     }
 
     fn key(&self, req: &NotificationRequest) -> String {
-        let digest = Sha256::digest(
-            format!("{}\u{0}{}", req.requester, req.idempotency_key.trim()).as_bytes(),
-        );
+        self.key_of(&format!(
+            "{}\u{0}{}",
+            req.requester,
+            req.idempotency_key.trim()
+        ))
+    }
+
+    fn key_of(&self, scope: &str) -> String {
+        let digest = Sha256::digest(scope.as_bytes());
         format!("{}idem:{}", self.prefix, hex(&digest[..16]))
     }
 
@@ -63,12 +69,39 @@ impl Dedupe {
         req: &NotificationRequest,
         notification_id: &str,
     ) -> redis::RedisResult<Claim> {
-        let key = self.key(req);
-        let fp = fingerprint(req);
+        self.claim_scoped(&self.key(req), &fingerprint(req), notification_id)
+            .await
+    }
+
+    /// As [`Dedupe::claim`] for any kind of request: `scope` names the
+    /// idempotency key (who sent it and the key they chose), `fp` is the
+    /// request's fingerprint, `id` what a repeat is answered with.
+    pub async fn claim_key(&self, scope: &str, fp: &str, id: &str) -> redis::RedisResult<Claim> {
+        self.claim_scoped(&self.key_of(scope), fp, id).await
+    }
+
+    /// As [`Dedupe::complete`] for a key claimed with [`Dedupe::claim_key`];
+    /// `id` replaces the one given at the claim.
+    pub async fn complete_key(&self, scope: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
+        self.complete_scoped(&self.key_of(scope), fp, id).await
+    }
+
+    /// Forgets a key claimed with [`Dedupe::claim_key`] whose request was
+    /// refused after the claim, so that it can be sent again later.
+    pub async fn release_key(&self, scope: &str) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        redis::cmd("DEL")
+            .arg(self.key_of(scope))
+            .query_async::<i64>(&mut r)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_scoped(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<Claim> {
         let mut r = self.redis.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(format!("{notification_id} {fp} pending"))
+            .arg(key)
+            .arg(format!("{id} {fp} pending"))
             .arg("NX")
             .arg("EX")
             .arg(self.ttl_secs)
@@ -77,10 +110,10 @@ impl Dedupe {
         if set.is_some() {
             return Ok(Claim::New);
         }
-        let existing: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut r).await?;
+        let existing: Option<String> = redis::cmd("GET").arg(key).query_async(&mut r).await?;
         let Some(existing) = existing else {
             // Expired between the two commands: try once more.
-            return Box::pin(self.claim(req, notification_id)).await;
+            return Box::pin(self.claim_scoped(key, fp, id)).await;
         };
         let mut parts = existing.split(' ');
         let (id, their_fp, state) = (
@@ -103,10 +136,15 @@ impl Dedupe {
         req: &NotificationRequest,
         notification_id: &str,
     ) -> redis::RedisResult<()> {
+        self.complete_scoped(&self.key(req), &fingerprint(req), notification_id)
+            .await
+    }
+
+    async fn complete_scoped(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         redis::cmd("SET")
-            .arg(self.key(req))
-            .arg(format!("{notification_id} {} done", fingerprint(req)))
+            .arg(key)
+            .arg(format!("{id} {fp} done"))
             .arg("XX")
             .arg("KEEPTTL")
             .query_async::<Option<String>>(&mut r)
@@ -118,9 +156,14 @@ impl Dedupe {
 /// A digest of the request as received (maps encode in key order, so the
 /// encoding is deterministic).
 pub fn fingerprint(req: &NotificationRequest) -> String {
-    hex(&Sha256::digest(req.encode_to_vec())[..12])
+    fingerprint_of(req)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// A digest of any request as received.
+pub fn fingerprint_of<M: Message>(msg: &M) -> String {
+    hex(&Sha256::digest(msg.encode_to_vec())[..12])
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,6 +7,7 @@
 //! notifications stream of its lane; only once JetStream confirms the write
 //! does the caller hear "accepted".
 
+mod cases;
 pub mod dedupe;
 mod grpc;
 pub mod validate;
@@ -103,6 +104,7 @@ pub(crate) struct Intake {
     limits: Arc<Limits>,
     max_payload: usize,
     metrics: Arc<Metrics>,
+    cases: cases::Cases,
 }
 
 /// A started intake: where it listens, and its task.
@@ -152,7 +154,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         shutdown.clone(),
     );
 
+    let cases = cases::Cases::new(
+        redis.clone(),
+        &cfg.redis.prefix,
+        // Longer than the hold delivery takes while a send is at a
+        // provider, so an acknowledgement outwaits a send in progress.
+        cfg.delivery.attempt_timeout + Duration::from_secs(10),
+        &mut registry,
+    );
     let intake = Intake {
+        cases,
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
         dedupe: Dedupe::new(redis, &cfg.redis.prefix, cfg.intake.idempotency_ttl),
@@ -210,6 +221,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     lanes.push(tokio::spawn(serve_cancels(
         intake.clone(),
         cancels,
+        shutdown.clone(),
+    )));
+    let case_events = bus
+        .client
+        .queue_subscribe(subjects::INTAKE_CASE, subjects::QUEUE_INTAKE.to_string())
+        .await?;
+    lanes.push(tokio::spawn(cases::serve(
+        intake.clone(),
+        case_events,
+        cfg.intake.concurrency,
         shutdown.clone(),
     )));
     // Make sure the subscriptions are registered with the server before
@@ -329,7 +350,17 @@ impl Intake {
             ("", who) => format!("cancelled by {who}"),
             (r, who) => format!("{r} (by {who})"),
         };
-        match self.cancellations.cancel(&req.cancel_key, &reason).await {
+        let cancelled = match self.cancellations.cancel(&req.cancel_key, &reason).await {
+            // A send that passed the check just before is let finish, so
+            // that once the caller has the answer nothing goes out.
+            Ok(first) => self
+                .cancellations
+                .wait_idle(&req.cancel_key, self.cases.stop_wait())
+                .await
+                .map(|_| first),
+            Err(e) => Err(e),
+        };
+        match cancelled {
             Ok(first) => {
                 info!(first, "cancel key cancelled");
                 CancelReply {
@@ -566,7 +597,7 @@ fn accepted(notification_id: String, duplicate: bool) -> IntakeReply {
     }
 }
 
-fn unavailable() -> Rejected {
+pub(crate) fn unavailable() -> Rejected {
     reject(
         ErrorCode::Unavailable,
         "",

@@ -404,6 +404,7 @@ impl Router {
                     },
                     organisation: None,
                     role: None,
+                    team: None,
                 },
                 None => continue,
             };

@@ -233,6 +233,15 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
         RetentionPolicy::Limits,
         cfg.audit_retention,
     ));
+    // Read by several services (sla, escalation) at their own pace: kept,
+    // not consumed, for as long as the trail (it holds feedback comments,
+    // which are destroyed with it).
+    out.push(base(
+        subjects::STREAM_CASES,
+        vec![subjects::case_all()],
+        RetentionPolicy::Limits,
+        cfg.audit_retention,
+    ));
     out.push(base(
         subjects::STREAM_DLQ,
         vec![subjects::dlq_all()],
@@ -259,7 +268,11 @@ pub struct ConsumerSpec {
     pub stream: String,
     pub durable: String,
     pub filter: String,
-    /// Messages handled at once.
+    /// Messages handled at once. 1 means strictly in order: JetStream then
+    /// hands out the next message only once this one is acknowledged, across
+    /// every instance sharing the durable consumer (a handler that must
+    /// keep the order retries inside itself rather than asking for a
+    /// redelivery).
     pub concurrency: usize,
     pub ack_wait: Duration,
     /// -1 for unlimited.
@@ -391,7 +404,11 @@ async fn bind_consumer(
         ack_policy: AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
         max_deliver: spec.max_deliver,
-        max_ack_pending: (spec.concurrency * 4).max(1024) as i64,
+        max_ack_pending: if spec.concurrency == 1 {
+            1
+        } else {
+            (spec.concurrency * 4).max(1024) as i64
+        },
         ..Default::default()
     };
     Ok(stream.get_or_create_consumer(&spec.durable, config).await?)
@@ -478,7 +495,11 @@ pub fn destination_template(subject: &str) -> &str {
     if subject.starts_with(AUDIT) {
         "herald.v1.audit.{case}.{notification}"
     } else {
-        subject
+        match subjects::parse_case_subject(subject) {
+            Some(subjects::CaseSubject::Event(_)) => "herald.v1.case.{partition}.{case}.event",
+            Some(subjects::CaseSubject::Sla(_)) => "herald.v1.case.{partition}.{case}.sla",
+            None => subject,
+        }
     }
 }
 
@@ -548,6 +569,10 @@ mod tests {
         assert_eq!(
             destination_template("herald.v1.delivery.job.email"),
             "herald.v1.delivery.job.email"
+        );
+        assert_eq!(
+            destination_template(&subjects::sla_event("CASE-7")),
+            "herald.v1.case.{partition}.{case}.sla"
         );
     }
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub router: RouterConfig,
     pub delivery: DeliveryConfig,
+    pub sla: SlaConfig,
+    pub escalation: EscalationConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,6 +324,78 @@ impl DeliveryConfig {
     }
 }
 
+/// The sla service: response-time clocks on business-hours calendars.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlaConfig {
+    pub http_addr: String,
+    /// SLA policies; the policies shipped in `config/sla.toml` (the SOPs'
+    /// response times) are compiled in and used when this is empty.
+    pub policy_file: Option<PathBuf>,
+    /// Business-hours calendars and which team uses which; the calendars
+    /// shipped in `config/calendars.toml` are used when this is empty.
+    pub calendars_file: Option<PathBuf>,
+    /// Timer loops per instance, each claiming `batch` due clocks at a time.
+    pub runners: usize,
+    pub batch: usize,
+    /// How long a claimed clock is this instance's before another takes it
+    /// over; shorter than `nats.duplicate_window`, which drops a repeat.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// The longest a timer loop sleeps without looking at Redis.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9104".into(),
+            policy_file: None,
+            calendars_file: None,
+            runners: 2,
+            batch: 500,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The escalation service: escalation policies and the follow-up after
+/// resolution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EscalationConfig {
+    pub http_addr: String,
+    /// Escalation policies and the follow-up; the ones shipped in
+    /// `config/escalation.toml` are used when this is empty.
+    pub policy_file: Option<PathBuf>,
+    /// Where the follow-up survey is answered; each client gets a signed
+    /// link `<survey_url>?case=<id>&token=<hmac>`.
+    pub survey_url: String,
+    /// Signs survey links (HMAC-SHA256); required to start the service.
+    /// Keep it in the environment: `HERALD_ESCALATION_SURVEY_SECRET`.
+    pub survey_secret: Option<String>,
+    /// As `sla.lease` and `sla.poll`, for escalation and follow-up timers.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9105".into(),
+            policy_file: None,
+            survey_url: "https://feedback.example.org/survey".into(),
+            survey_secret: None,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
 /// Everything wrong with a configuration, reported together.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -425,6 +499,8 @@ impl Config {
             ("intake.http_addr", &self.intake.http_addr),
             ("router.http_addr", &self.router.http_addr),
             ("delivery.http_addr", &self.delivery.http_addr),
+            ("sla.http_addr", &self.sla.http_addr),
+            ("escalation.http_addr", &self.escalation.http_addr),
         ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 problems.push(format!(
@@ -438,6 +514,8 @@ impl Config {
             ("delivery.concurrency", self.delivery.concurrency),
             ("intake.max_recipients", self.intake.max_recipients),
             ("intake.max_payload_bytes", self.intake.max_payload_bytes),
+            ("sla.runners", self.sla.runners),
+            ("sla.batch", self.sla.batch),
         ] {
             if n == 0 {
                 problems.push(format!("`{key}` must be at least 1"));
@@ -468,6 +546,38 @@ impl Config {
             problems.push("`delivery.attempt_timeout` must be more than zero".into());
         }
         self.delivery.validate(problems);
+        for (key, lease) in [
+            ("sla.lease", self.sla.lease),
+            ("escalation.lease", self.escalation.lease),
+        ] {
+            if lease.is_zero() || lease >= self.nats.duplicate_window {
+                problems.push(format!(
+                    "`{key}` must be more than zero and shorter than `nats.duplicate_window`, or a timer taken over after a crash could fire twice"
+                ));
+            }
+        }
+        for (key, poll) in [
+            ("sla.poll", self.sla.poll),
+            ("escalation.poll", self.escalation.poll),
+        ] {
+            if poll.is_zero() {
+                problems.push(format!("`{key}` must be more than zero"));
+            }
+        }
+        url_scheme(
+            "escalation.survey_url",
+            &self.escalation.survey_url,
+            &["http", "https"],
+            problems,
+        );
+        if self
+            .escalation
+            .survey_secret
+            .as_deref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            problems.push("`escalation.survey_secret` must be at least 16 characters".into());
+        }
     }
 }
 
@@ -675,6 +785,32 @@ mod tests {
         .unwrap();
         assert_eq!(ok.delivery.sms_rate, 2.5);
         assert_eq!(ok.delivery.contact_max_voice, 1);
+    }
+
+    #[test]
+    fn timer_leases_must_fit_inside_the_duplicate_window() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("HERALD_SLA_LEASE", "20m"),
+                ("HERALD_ESCALATION_SURVEY_SECRET", "short"),
+                ("HERALD_SLA_RUNNERS", "0"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for key in ["sla.lease", "escalation.survey_secret", "sla.runners"] {
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
+        let ok = Config::load(
+            None,
+            env(&[("HERALD_ESCALATION_SURVEY_SECRET", "a-secret-long-enough")]),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.escalation.survey_secret.as_deref(),
+            Some("a-secret-long-enough")
+        );
     }
 
     #[test]

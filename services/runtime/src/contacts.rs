@@ -41,6 +41,11 @@ pub struct Contact {
     /// Staff role such as team_lead, supervisor, management, dpo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Staff: the team the person works in. An escalation to a role looks
+    /// for that role in the case's team first, then among staff with no
+    /// team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// Channels the person agreed to be contacted on.
@@ -130,6 +135,16 @@ impl Contact {
         }
         if let Err(why) = validate::time_zone(&self.time_zone) {
             out.push(("time_zone".into(), why));
+        }
+        for (field, value) in [("role", &self.role), ("team", &self.team)] {
+            if let Some(v) = value
+                && !herald_proto::subjects::is_subject_token(v)
+            {
+                out.push((
+                    field.into(),
+                    "must be 1-128 letters, digits or - _ : @ + = (no dots or spaces)".into(),
+                ));
+            }
         }
         out
     }
@@ -236,6 +251,12 @@ impl Directory {
         format!("{}contacts", self.prefix)
     }
 
+    /// Ids of the staff holding a role, so escalation finds them without
+    /// reading the whole directory.
+    fn role_index(&self, role: &str) -> String {
+        format!("{}role:{role}", self.prefix)
+    }
+
     /// Adds or replaces a contact after checking it.
     pub async fn put(&self, contact: &Contact) -> Result<(), DirectoryError> {
         if let Some((field, reason)) = contact.problems().into_iter().next() {
@@ -245,15 +266,35 @@ impl Directory {
                 reason,
             });
         }
+        let old_role = self.get(&contact.id).await?.and_then(|c| c.role);
         let json = serde_json::to_string(contact).expect("contacts serialise");
         let mut r = self.redis.clone();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .set(self.key(&contact.id), json)
-            .sadd(self.index(), &contact.id)
-            .exec_async(&mut r)
-            .await?;
+            .sadd(self.index(), &contact.id);
+        if let Some(old) = old_role.filter(|o| Some(o) != contact.role.as_ref()) {
+            pipe.srem(self.role_index(&old), &contact.id);
+        }
+        if let Some(role) = &contact.role {
+            pipe.sadd(self.role_index(role), &contact.id);
+        }
+        pipe.exec_async(&mut r).await?;
         Ok(())
+    }
+
+    /// Every contact holding `role`.
+    pub async fn with_role(&self, role: &str) -> Result<Vec<Contact>, DirectoryError> {
+        let mut r = self.redis.clone();
+        let mut ids: Vec<String> = r.smembers(self.role_index(role)).await?;
+        ids.sort();
+        Ok(self
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter(|c| c.role.as_deref() == Some(role))
+            .collect())
     }
 
     pub async fn put_all(&self, contacts: &[Contact]) -> Result<(), DirectoryError> {
@@ -286,13 +327,17 @@ impl Directory {
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
+        let old_role = self.get(id).await?.and_then(|c| c.role);
         let mut r = self.redis.clone();
-        let (n, _): (i64, i64) = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .del(self.key(id))
             .srem(self.index(), id)
-            .query_async(&mut r)
-            .await?;
+            .ignore();
+        if let Some(role) = old_role {
+            pipe.srem(self.role_index(&role), id).ignore();
+        }
+        let (n,): (i64,) = pipe.query_async(&mut r).await?;
         Ok(n > 0)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod calendar;
 pub mod cancel;
 pub mod clock;
 pub mod config;
