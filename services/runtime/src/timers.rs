@@ -89,6 +89,18 @@ impl Timers {
         }
     }
 
+    /// The sorted sets behind the queue (due, then lease), for a caller
+    /// that changes its own state and its timers in one atomic script.
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.due_key, &self.lease_key)
+    }
+
+    /// Tells this process's runner that a timer was set behind its back
+    /// (through [`Timers::keys`]), so it looks at the queue again.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
     /// Sets (or moves) timer `id` to fire at `at`.
     pub async fn schedule(&self, id: &str, at: DateTime<Utc>) -> redis::RedisResult<()> {
         let mut c = self.redis.clone();
