@@ -9,38 +9,17 @@
 //! lose each other's change, and a crash never leaves a running clock
 //! without its timer.
 
+use std::time::Duration;
+
 use prost::Message;
-use redis::{Script, aio::ConnectionManager};
+use redis::aio::ConnectionManager;
 
 use crate::clock::{CaseClocks, timer_id};
-use herald_runtime::timers::Timers;
+use herald_runtime::timers::{TimerChange, Timers};
 
 /// How long the state of a case whose clocks have all stopped is kept (for
 /// `herald case show`).
-pub const STOPPED_TTL_SECS: u64 = 30 * 24 * 3600;
-
-/// KEYS: state, due, lease. ARGV: expected ("0" absent, "1"..value),
-/// new value, ttl s (0: keep for ever), then (timer id, due ms or -1)
-/// pairs. 1 if written, 0 if the state had changed.
-const SWAP: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-local seen = '0'
-if cur then seen = '1' .. cur end
-if seen ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-for i = 4, #ARGV, 2 do
-  local due = tonumber(ARGV[i + 1])
-  if due >= 0 then
-    redis.call('ZADD', KEYS[2], due, ARGV[i])
-  else
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    redis.call('ZREM', KEYS[3], ARGV[i])
-  end
-end
-return 1
-"#;
+pub const STOPPED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A case's state as read: the bytes (for the swap) and what they mean.
 #[derive(Debug, Clone)]
@@ -54,7 +33,6 @@ pub struct ClockStore {
     redis: ConnectionManager,
     prefix: String,
     timers: Timers,
-    swap: Script,
 }
 
 impl ClockStore {
@@ -63,7 +41,6 @@ impl ClockStore {
             timers: Timers::new(redis.clone(), prefix, "sla"),
             redis,
             prefix: prefix.to_string(),
-            swap: Script::new(SWAP),
         }
     }
 
@@ -107,36 +84,27 @@ impl ClockStore {
         old: Option<&Stored>,
         new: &CaseClocks,
     ) -> redis::RedisResult<bool> {
-        let (due, lease) = self.timers.keys();
-        let mut expected = Vec::with_capacity(1 + old.map(|o| o.raw.len()).unwrap_or(0));
-        match old {
-            None => expected.push(b'0'),
-            Some(o) => {
-                expected.push(b'1');
-                expected.extend_from_slice(&o.raw);
-            }
-        }
         let running = new.clocks.iter().any(|c| c.next_due().is_some());
-        let mut call = self.swap.prepare_invoke();
-        call.key(self.key(case_id))
-            .key(due)
-            .key(lease)
-            .arg(expected)
-            .arg(new.encode_to_vec())
-            .arg(if running { 0 } else { STOPPED_TTL_SECS });
-        let mut scheduled = false;
-        for clock in &new.clocks {
-            let next = clock.next_due();
-            scheduled |= next.is_some();
-            call.arg(timer_id(case_id, clock.kind()))
-                .arg(next.unwrap_or(-1));
-        }
-        let mut c = self.redis.clone();
-        let written: i64 = call.invoke_async(&mut c).await?;
-        if written == 1 && scheduled {
-            self.timers.nudge();
-        }
-        Ok(written == 1)
+        let changes: Vec<TimerChange> = new
+            .clocks
+            .iter()
+            .map(|c| {
+                let id = timer_id(case_id, c.kind());
+                match c.next_due() {
+                    Some(at) => TimerChange::At(id, at),
+                    None => TimerChange::Cancel(id),
+                }
+            })
+            .collect();
+        self.timers
+            .swap_state(
+                &self.key(case_id),
+                old.map(|o| o.raw.as_slice()),
+                &new.encode_to_vec(),
+                if running { Duration::ZERO } else { STOPPED_TTL },
+                &changes,
+            )
+            .await
     }
 
     /// Writes many cases and their timers at once, pipelined, without
