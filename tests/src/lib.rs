@@ -1,6 +1,7 @@
 //! The shared test kit: real servers on free loopback ports, provider sinks
 //! that record what arrived on the wire, and a whole Herald in-process.
 
+pub mod cases;
 pub mod http;
 pub mod otlp;
 pub mod process;

@@ -23,6 +23,8 @@ pub struct Mail {
     pub to: Vec<String>,
     /// The raw message: headers, blank line, body.
     pub data: String,
+    /// When the message was complete (before the server said 250).
+    pub at: std::time::Instant,
 }
 
 impl Mail {
@@ -356,6 +358,7 @@ async fn session(socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 from: from.clone(),
                 to: std::mem::take(&mut to),
                 data,
+                at: std::time::Instant::now(),
             });
             state.arrived.notify_waiters();
             b"250 2.0.0 queued\r\n"

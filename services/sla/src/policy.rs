@@ -43,6 +43,7 @@ impl Target {
                 return Err(format!("{text:?}: must be more than zero"));
             }
             let unit = match words[2] {
+                "second" | "seconds" => 1,
                 "minute" | "minutes" => 60,
                 "hour" | "hours" => 3600,
                 "day" | "days" => return Ok(Target::BusinessDays(n)),
