@@ -4,6 +4,7 @@
 //! 2 bad usage; 3 Herald refused the request (the message says which field
 //! and why).
 
+mod case;
 mod dlq;
 mod send;
 mod trail;
@@ -51,6 +52,10 @@ enum Command {
     /// Inspect and replay jobs that could not be delivered.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Report case events (open, ack, respond, resolve, escalate, ...) and
+    /// show a case's clocks and escalation.
+    #[command(subcommand)]
+    Case(case::CaseCommand),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +173,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Trail(args) => trail::run(&cfg, args).await,
         Command::Contacts(c) => contacts(&cfg, c).await,
         Command::Dlq(c) => dlq::run(&cfg, c).await,
+        Command::Case(c) => case::run(&cfg, c).await,
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
             let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)
