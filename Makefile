@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test bench lint fmt build deps clean
+.PHONY: run test bench bench-sla lint fmt build deps clean
 
 ## Start the whole system on this machine and send a first notification.
 run:
@@ -12,10 +12,17 @@ run:
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
 
-## End-to-end throughput and latency against a raw JetStream baseline.
+## End-to-end throughput and latency against a raw JetStream baseline,
+## then the SLA clocks benchmark.
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-tests --bin herald-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
+
+## How late breaches fire with a million clocks pending, and their memory.
+bench-sla: deps
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 
 ## Formatting and clippy, as CI checks them.
 lint:

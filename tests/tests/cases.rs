@@ -34,14 +34,21 @@ use tokio_util::sync::CancellationToken;
 /// A whole Herald with sla and escalation, fast policies, the staff roster
 /// and `clients` clients.
 async fn system(level: Duration, clients: usize) -> (TestSystem, tempfile::TempDir) {
+    let (mut sys, dir) = without_sla(level, clients).await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    (sys, dir)
+}
+
+/// The same, with neither sla nor escalation running: the test runs its
+/// own sla instances.
+async fn without_sla(level: Duration, clients: usize) -> (TestSystem, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("policy dir");
     let path = dir.path().to_path_buf();
-    let mut sys = TestSystem::start_with(|cfg| fast_policies(cfg, &path, level)).await;
+    let sys = TestSystem::start_with(|cfg| fast_policies(cfg, &path, level)).await;
     let mut people = staff();
     people.extend((0..clients).map(client));
     sys.add_contacts(&people).await;
-    sys.start_sla().await;
-    sys.start_escalation().await;
     (sys, dir)
 }
 
@@ -82,11 +89,13 @@ fn steps(trail: &[herald_proto::v1::AuditRecord], step: AuditStep) -> Vec<String
         .collect()
 }
 
-async fn escalation_view(sys: &TestSystem, case_id: &str) -> herald_proto::v1::EscalationView {
+/// Asks a service about a case over request/reply, as `herald case show`
+/// does.
+async fn ask<R: Message + Default>(sys: &TestSystem, subject: &str, case_id: &str) -> R {
     let msg = sys
         .client
         .request(
-            subjects::ESCALATION_QUERY,
+            subject.to_string(),
             CaseQuery {
                 case_id: case_id.into(),
             }
@@ -94,8 +103,21 @@ async fn escalation_view(sys: &TestSystem, case_id: &str) -> herald_proto::v1::E
             .into(),
         )
         .await
-        .expect("escalation answers");
-    match EscalationQueryReply::decode(msg.payload).unwrap().result {
+        .expect("the service answers");
+    R::decode(msg.payload).expect("a reply")
+}
+
+async fn sla_view(sys: &TestSystem, case_id: &str) -> herald_proto::v1::SlaView {
+    let reply: SlaQueryReply = ask(sys, subjects::SLA_QUERY, case_id).await;
+    match reply.result {
+        Some(sla_query_reply::Result::View(v)) => v,
+        other => panic!("expected a view, got {other:?}"),
+    }
+}
+
+async fn escalation_view(sys: &TestSystem, case_id: &str) -> herald_proto::v1::EscalationView {
+    let reply: EscalationQueryReply = ask(sys, subjects::ESCALATION_QUERY, case_id).await;
+    match reply.result {
         Some(escalation_query_reply::Result::View(v)) => v,
         other => panic!("expected a view, got {other:?}"),
     }
@@ -415,13 +437,7 @@ async fn no_notification_reaches_a_provider_after_an_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_sla_service_mid_way_neither_loses_nor_doubles_a_breach() {
     const CASES: usize = 150;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let sys =
-        TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(60))).await;
-    let mut people = staff();
-    people.extend((0..CASES).map(client));
-    sys.add_contacts(&people).await;
+    let (sys, _dir) = without_sla(Duration::from_secs(60), CASES).await;
     let mut sla = ServiceProcess::spawn("sla", &sys.cfg);
     let mut breaches = BreachCounter::start(&sys).await;
 
@@ -474,13 +490,7 @@ async fn killing_the_sla_service_mid_way_neither_loses_nor_doubles_a_breach() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sla_instances_never_fire_the_same_breach_twice() {
     const CASES: usize = 400;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let sys =
-        TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(60))).await;
-    let mut people = staff();
-    people.extend((0..CASES).map(client));
-    sys.add_contacts(&people).await;
+    let (sys, _dir) = without_sla(Duration::from_secs(60), CASES).await;
     let mut cfg = sys.cfg.clone();
     // Small batches, so both instances keep claiming.
     cfg.sla.batch = 20;
@@ -792,29 +802,9 @@ async fn waiting_on_the_client_pauses_the_clock_until_the_reply() {
     .await;
     sys.case_ok(&event(case, "wait", CaseEventKind::WaitingOnClient))
         .await;
-    let clocks = |sys: &TestSystem| {
-        let client = sys.client.clone();
-        async move {
-            let msg = client
-                .request(
-                    subjects::SLA_QUERY,
-                    CaseQuery {
-                        case_id: case.into(),
-                    }
-                    .encode_to_vec()
-                    .into(),
-                )
-                .await
-                .unwrap();
-            match SlaQueryReply::decode(msg.payload).unwrap().result {
-                Some(sla_query_reply::Result::View(v)) => v,
-                other => panic!("{other:?}"),
-            }
-        }
-    };
     // Paused well past its 3 s: no breach.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let v = clocks(&sys).await;
+    let v = sla_view(&sys, case).await;
     assert_eq!(
         v.clocks[0].state,
         herald_proto::v1::ClockState::Paused as i32

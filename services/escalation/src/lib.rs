@@ -38,21 +38,21 @@ pub mod survey;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use futures::StreamExt;
 use herald_proto::{
     Message, subjects,
     v1::{
-        AcceptedCaseEvent, AuditStep, CaseEvent, CaseEventKind, CaseQuery, ClockKind,
-        CommunicationType, ErrorCode, EscalationQueryReply, EscalationView, IntakeReply, Lane,
-        NotificationRequest, Priority, Recipient, Rejected, SlaEvent, SlaEventKind,
-        escalation_query_reply, intake_reply, recipient::Target as RecipientTarget,
+        AcceptedCaseEvent, AuditStep, CaseEvent, CaseEventKind, ClockKind, CommunicationType,
+        ErrorCode, EscalationQueryReply, EscalationView, IntakeReply, Lane, NotificationRequest,
+        Priority, Recipient, Rejected, SlaEvent, SlaEventKind, escalation_query_reply,
+        intake_reply, recipient::Target as RecipientTarget,
     },
 };
 use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition},
+    bus::{self, Bus, Disposition},
     cancel::{Cancellations, escalation_family, family_key, follow_up_family},
     clock::{Clock, SystemClock, from_millis, millis},
     contacts::{Contact, Directory},
@@ -91,7 +91,6 @@ struct Escalator {
     auditor: Auditor,
     metrics: EscalationMetrics,
     clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
     survey_url: String,
     survey_secret: Arc<str>,
 }
@@ -147,7 +146,6 @@ pub async fn start_with_clock(
         auditor: Auditor::new(bus.clone(), "escalation"),
         metrics: EscalationMetrics::register(&mut registry),
         clock,
-        shutdown: shutdown.clone(),
         survey_url: cfg.escalation.survey_url.clone(),
         survey_secret: secret.into(),
     };
@@ -155,7 +153,7 @@ pub async fn start_with_clock(
         bus.clone(),
         &mut registry,
         (0..subjects::CASE_PARTITIONS)
-            .map(|p| Queue::consumer(subjects::STREAM_CASES, durable_name(p)))
+            .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("escalation-{p}")))
             .collect(),
         cfg.telemetry.queue_poll_interval,
         shutdown.clone(),
@@ -169,35 +167,22 @@ pub async fn start_with_clock(
     )
     .await?;
 
-    let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
-    for partition in 0..subjects::CASE_PARTITIONS {
-        let spec = ConsumerSpec {
-            stream: subjects::STREAM_CASES.to_string(),
-            durable: durable_name(partition),
-            filter: subjects::case_all_in(partition),
-            concurrency: 1,
-            ack_wait: cfg.nats.ack_wait,
-            max_deliver: -1,
-        };
-        let ready = health.flag(format!("consumer-{partition}"));
-        let e = esc.clone();
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            bus::consume(
-                &bus,
-                spec,
-                ready,
-                shutdown,
-                Duration::from_secs(10),
-                move |msg| {
-                    let e = e.clone();
-                    async move { e.on_message(msg).await }
-                },
-            )
-            .await
-        }));
-    }
+    // Lifecycle events and breaches of a partition, in stream order.
+    let mut tasks = bus::consume_case_partitions(
+        &bus,
+        &health,
+        "escalation",
+        subjects::case_all_in,
+        cfg.nats.ack_wait,
+        &shutdown,
+        {
+            let esc = esc.clone();
+            move |msg| {
+                let esc = esc.clone();
+                async move { esc.on_message(msg).await }
+            }
+        },
+    );
     {
         let e = esc.clone();
         let timers = esc.store.timers().clone();
@@ -217,18 +202,32 @@ pub async fn start_with_clock(
             Ok(())
         }));
     }
-    let queries = bus
-        .client
-        .queue_subscribe(
+    tasks.push(
+        herald_runtime::query::serve_case_views(
+            &bus,
             subjects::ESCALATION_QUERY,
-            subjects::QUEUE_ESCALATION.to_string(),
+            subjects::QUEUE_ESCALATION,
+            shutdown.clone(),
+            "escalation state",
+            {
+                let esc = esc.clone();
+                move |id| {
+                    let esc = esc.clone();
+                    async move { esc.view(&id).await }
+                }
+            },
+            |looked| {
+                EscalationQueryReply {
+                    result: Some(match looked {
+                        Ok(v) => escalation_query_reply::Result::View(v),
+                        Err(r) => escalation_query_reply::Result::Rejected(r),
+                    }),
+                }
+                .encode_to_vec()
+            },
         )
-        .await?;
-    tasks.push(tokio::spawn(serve_queries(
-        esc.clone(),
-        queries,
-        shutdown.clone(),
-    )));
+        .await?,
+    );
     bus.client.flush().await?;
     info!(%http_addr, "escalation ready");
 
@@ -244,10 +243,6 @@ pub async fn start_with_clock(
         health,
         task,
     })
-}
-
-fn durable_name(partition: u32) -> String {
-    format!("escalation-{partition}")
 }
 
 /// The templates this service sends must exist and be approved, or every
@@ -302,7 +297,8 @@ struct Counted {
 
 impl Escalator {
     /// One message of the case stream: a lifecycle event or a clock event.
-    async fn on_message(&self, msg: jetstream::Message) -> Disposition {
+    /// An error is retried in place (see `bus::consume_case_partitions`).
+    async fn on_message(&self, msg: jetstream::Message) -> anyhow::Result<Disposition> {
         let span = bus::process_span("escalation case message", &msg);
         async {
             let span = tracing::Span::current();
@@ -322,27 +318,12 @@ impl Escalator {
             let Some(input) = input else {
                 record_outcome(&span, "undecodable", true);
                 error!(subject = %msg.subject, "undecodable case message dropped");
-                return Disposition::Reject;
+                return Ok(Disposition::Reject);
             };
             span.record("case_id", input.case_id());
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.apply(&input, seq).await {
-                    Ok(()) => {
-                        record_outcome(&span, "applied", false);
-                        return Disposition::Ack;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "applying a case message failed; retrying");
-                        if self.shutdown.is_cancelled() {
-                            return Disposition::Retry(Duration::ZERO);
-                        }
-                        let _ = msg.ack_with(AckKind::Progress).await;
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                    }
-                }
-            }
+            self.apply(&input, seq).await?;
+            record_outcome(&span, "applied", false);
+            Ok(Disposition::Ack)
         }
         .instrument(span)
         .await
@@ -391,9 +372,9 @@ impl Escalator {
             .map(|t| millis(herald_proto::system_time(Some(t)).into()))
             .unwrap_or(now);
         let who = if ev.actor.is_empty() {
-            kind_words(kind).to_string()
+            kind.name().to_string()
         } else {
-            format!("{} by {}", kind_words(kind), ev.actor)
+            format!("{} by {}", kind.name(), ev.actor)
         };
         let mut effects = Vec::new();
         let mut st = match (kind, stored) {
@@ -538,7 +519,7 @@ impl Escalator {
         }
         let policy = self.policy_for(&st)?;
         let mut effects = Vec::new();
-        let trigger = format!("breach:{}", clock_words(clock));
+        let trigger = format!("breach:{}", clock.name());
         self.start(&mut st, policy, seq, &trigger, 0, now, &mut effects);
         Some((st, effects))
     }
@@ -1056,25 +1037,6 @@ fn to(contact_id: &str) -> Recipient {
     }
 }
 
-fn kind_words(kind: CaseEventKind) -> &'static str {
-    match kind {
-        CaseEventKind::Acknowledged => "acknowledged",
-        CaseEventKind::Responded => "responded",
-        CaseEventKind::Resolved => "resolved",
-        CaseEventKind::Reopened => "reopened",
-        _ => "case event",
-    }
-}
-
-fn clock_words(k: ClockKind) -> &'static str {
-    match k {
-        ClockKind::Acknowledgement => "acknowledgement",
-        ClockKind::Response => "response",
-        ClockKind::Resolution => "resolution",
-        ClockKind::Unspecified => "unspecified",
-    }
-}
-
 /// Why the case is escalated, in words for the staff alert.
 fn trigger_words(trigger: &str) -> String {
     match trigger.split_once(':') {
@@ -1082,65 +1044,6 @@ fn trigger_words(trigger: &str) -> String {
         _ if trigger == "critical" => "it is critical".into(),
         _ => "an escalation was requested".into(),
     }
-}
-
-async fn serve_queries(
-    esc: Escalator,
-    mut sub: async_nats::Subscriber,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
-        };
-        let refused = |code: ErrorCode, field: &str, message: String| EscalationQueryReply {
-            result: Some(escalation_query_reply::Result::Rejected(Rejected {
-                code: code as i32,
-                field: field.into(),
-                message,
-            })),
-        };
-        let reply = match CaseQuery::decode(msg.payload.clone()) {
-            Err(e) => refused(
-                ErrorCode::Undecodable,
-                "",
-                format!("not a herald.v1.CaseQuery: {e}"),
-            ),
-            Ok(q) if !subjects::is_subject_token(&q.case_id) => refused(
-                ErrorCode::InvalidArgument,
-                "case_id",
-                "must be letters, digits or - _ : @ + =".into(),
-            ),
-            Ok(q) => match esc.view(&q.case_id).await {
-                Ok(Some(view)) => EscalationQueryReply {
-                    result: Some(escalation_query_reply::Result::View(view)),
-                },
-                Ok(None) => refused(
-                    ErrorCode::NotFound,
-                    "case_id",
-                    format!("no escalation state for case {}", q.case_id),
-                ),
-                Err(e) => {
-                    warn!(error = %e, "escalation query failed");
-                    refused(
-                        ErrorCode::Unavailable,
-                        "",
-                        "the escalation state could not be read just now".into(),
-                    )
-                }
-            },
-        };
-        if let Some(to) = msg.reply {
-            let _ = esc
-                .bus
-                .client
-                .publish(to, reply.encode_to_vec().into())
-                .await;
-        }
-    }
-    let _ = sub.unsubscribe().await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -128,14 +128,12 @@ struct FileLevel {
 
 impl Policies {
     pub fn load(path: Option<&Path>) -> Result<Policies, Vec<String>> {
-        match path {
-            None => Policies::parse(DEFAULT_POLICIES, "config/escalation.toml (built in)"),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| vec![format!("{}: {e}", p.display())])?;
-                Policies::parse(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) = herald_runtime::config::built_in_or_file(
+            path,
+            DEFAULT_POLICIES,
+            "escalation policies",
+        )?;
+        Policies::parse(&text, &origin)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Policies, Vec<String>> {

@@ -137,7 +137,7 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
     let (kind, args, details, feedback) = match cmd {
         CaseCommand::Show(args) => return show(cfg, args).await,
         CaseCommand::Open(o) => {
-            let channel = parse_channel(&o.channel).ok_or_else(|| {
+            let channel = CaseChannel::parse(&o.channel).ok_or_else(|| {
                 usage(format!(
                     "--channel {:?}: email, live_chat, phone, support_ticket or portal",
                     o.channel
@@ -238,17 +238,6 @@ fn priority(p: Option<&str>) -> Result<Priority, Failure> {
         Some(p) => parse_priority(p)
             .ok_or_else(|| usage(format!("--priority {p:?}: low, normal, high or critical"))),
     }
-}
-
-fn parse_channel(s: &str) -> Option<CaseChannel> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "email" => CaseChannel::Email,
-        "live_chat" | "chat" => CaseChannel::LiveChat,
-        "phone" => CaseChannel::Phone,
-        "support_ticket" | "ticket" => CaseChannel::SupportTicket,
-        "portal" => CaseChannel::Portal,
-        _ => return None,
-    })
 }
 
 fn kind_words(k: CaseEventKind) -> &'static str {
@@ -366,8 +355,8 @@ async fn show(cfg: &Config, args: ShowArgs) -> Result<(), Failure> {
                 if v.team.is_empty() { "-" } else { &v.team },
                 v.calendar,
                 v.time_zone,
-                channel_name(v.channel),
-                priority_name(v.priority)
+                CaseChannel::try_from(v.channel).unwrap_or_default().name(),
+                Priority::try_from(v.priority).unwrap_or_default().name()
             );
             println!("clocks");
             if v.clocks.is_empty() {
@@ -394,12 +383,7 @@ async fn show(cfg: &Config, args: ShowArgs) -> Result<(), Failure> {
 }
 
 fn clock_line(c: &ClockView, local: &dyn Fn(Option<&herald_proto::Timestamp>) -> String) -> String {
-    let kind = match ClockKind::try_from(c.clock).unwrap_or_default() {
-        ClockKind::Acknowledgement => "acknowledgement",
-        ClockKind::Response => "response",
-        ClockKind::Resolution => "resolution",
-        ClockKind::Unspecified => "clock",
-    };
+    let kind = ClockKind::try_from(c.clock).unwrap_or_default().name();
     let state = ClockState::try_from(c.state).unwrap_or_default();
     let target = format!("{} ({})", c.target, c.policy);
     match state {
@@ -414,18 +398,21 @@ fn clock_line(c: &ClockView, local: &dyn Fn(Option<&herald_proto::Timestamp>) ->
         ),
         ClockState::Paused => format!(
             "{kind:<16} paused   {target}; {} left when it resumes (due {} if it resumed now)",
-            duration_words(c.seconds_left, c.business_hours),
+            herald_runtime::calendar::duration_words(c.seconds_left, c.business_hours),
             local(c.deadline.as_ref())
         ),
         _ => {
             let left = if c.seconds_left == i64::MAX {
                 "no working time ahead".to_string()
             } else if c.seconds_left >= 0 {
-                format!("{} left", duration_words(c.seconds_left, c.business_hours))
+                format!(
+                    "{} left",
+                    herald_runtime::calendar::duration_words(c.seconds_left, c.business_hours)
+                )
             } else {
                 format!(
                     "BREACHED {} ago",
-                    duration_words(-c.seconds_left, c.business_hours)
+                    herald_runtime::calendar::duration_words(-c.seconds_left, c.business_hours)
                 )
             };
             format!(
@@ -468,7 +455,7 @@ fn escalation_lines(
                 out.push(format!(
                     "next level or repeat: {} (in {})",
                     local(Some(next)),
-                    duration_words(secs.max(0), false)
+                    herald_runtime::calendar::duration_words(secs.max(0), false)
                 ));
             }
             if e.stopped_at.is_some() {
@@ -498,46 +485,6 @@ fn escalation_lines(
     out
 }
 
-/// "5h 12m of business time", "3m 20s".
-fn duration_words(secs: i64, business: bool) -> String {
-    let s = secs.max(0);
-    let text = if s >= 86_400 {
-        format!("{}d {}h", s / 86_400, (s % 86_400) / 3600)
-    } else if s >= 3600 {
-        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    };
-    if business {
-        format!("{text} of business time")
-    } else {
-        text
-    }
-}
-
-fn channel_name(c: i32) -> &'static str {
-    match CaseChannel::try_from(c).unwrap_or_default() {
-        CaseChannel::Email => "email",
-        CaseChannel::LiveChat => "live_chat",
-        CaseChannel::Phone => "phone",
-        CaseChannel::SupportTicket => "support_ticket",
-        CaseChannel::Portal => "portal",
-        CaseChannel::Unspecified => "-",
-    }
-}
-
-fn priority_name(p: i32) -> String {
-    Priority::try_from(p)
-        .map(|p| {
-            p.as_str_name()
-                .trim_start_matches("PRIORITY_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
 fn ts_json(t: Option<&herald_proto::Timestamp>) -> serde_json::Value {
     match t {
         None => serde_json::Value::Null,
@@ -552,10 +499,10 @@ fn clocks_json(v: &SlaView) -> serde_json::Value {
         "team": v.team,
         "calendar": v.calendar,
         "time_zone": v.time_zone,
-        "channel": channel_name(v.channel),
-        "priority": priority_name(v.priority),
+        "channel": CaseChannel::try_from(v.channel).unwrap_or_default().name(),
+        "priority": Priority::try_from(v.priority).unwrap_or_default().name(),
         "clocks": v.clocks.iter().map(|c| serde_json::json!({
-            "clock": ClockKind::try_from(c.clock).unwrap_or_default().as_str_name().trim_start_matches("CLOCK_KIND_").to_ascii_lowercase(),
+            "clock": ClockKind::try_from(c.clock).unwrap_or_default().name(),
             "state": ClockState::try_from(c.state).unwrap_or_default().as_str_name().trim_start_matches("CLOCK_STATE_").to_ascii_lowercase(),
             "policy": c.policy,
             "target": c.target,

@@ -2,30 +2,16 @@
 //! reported from the command line, and `show` printing the clocks in the
 //! team's local time and the escalation as it climbs and stops.
 
-use std::{process::Output, time::Duration};
+mod common;
+
+use std::time::Duration;
+
+use common::{herald, stderr, stdout};
 
 use herald_testkit::{
     TestSystem,
     cases::{client, fast_policies, staff},
 };
-
-fn herald(sys: &TestSystem, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(args)
-        .env_remove("HERALD_CONFIG")
-        .env("HERALD_NATS_URL", sys.nats.url())
-        .env("HERALD_REDIS_URL", sys.redis.url())
-        .output()
-        .expect("herald runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line() {

@@ -27,7 +27,7 @@ use herald_proto::{
     Message, subjects,
     v1::{
         AcceptedCaseEvent, AuditStep, CaseAccepted, CaseChannel, CaseDetails, CaseEvent,
-        CaseEventKind, CaseReply, ErrorCode, Priority, Rejected, case_reply,
+        CaseEventKind, CaseReply, ErrorCode, Lane, Priority, Rejected, case_reply,
     },
 };
 use herald_runtime::{
@@ -140,38 +140,6 @@ impl Cases {
     }
 }
 
-/// Serves `herald.v1.intake.case` with a bounded set of workers.
-pub(crate) async fn serve(
-    intake: Intake,
-    mut sub: async_nats::Subscriber,
-    concurrency: usize,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    use futures::StreamExt;
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
-        };
-        let intake = intake.clone();
-        tokio::spawn(async move {
-            intake.handle_case_nats(msg).await;
-            drop(permit);
-        });
-    }
-    let _ = sub.unsubscribe().await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        slots.acquire_many(concurrency as u32),
-    )
-    .await;
-}
-
 impl Intake {
     /// Handles one case event from NATS.
     pub(crate) async fn handle_case_nats(&self, msg: async_nats::Message) {
@@ -208,22 +176,7 @@ impl Intake {
     }
 
     fn case_refused(&self, r: Rejected) -> CaseReply {
-        let reason = ErrorCode::try_from(r.code)
-            .map(|c| {
-                c.as_str_name()
-                    .trim_start_matches("ERROR_CODE_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|_| "unknown".into());
-        herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
-        info!(field = %r.field, %reason, "case event refused");
-        self.cases
-            .rejected
-            .get_or_create(&ReasonLabel {
-                lane: "normal".into(),
-                reason,
-            })
-            .inc();
+        crate::note_refusal(&self.cases.rejected, Lane::Normal, &r, "case event");
         CaseReply {
             result: Some(case_reply::Result::Rejected(r)),
         }
@@ -378,7 +331,7 @@ impl Intake {
         self.cases
             .accepted
             .get_or_create(&KindLabel {
-                kind: kind_name(kind).into(),
+                kind: kind.name().into(),
             })
             .inc();
         accepted(&ev, seq, repeat)
@@ -403,7 +356,7 @@ impl Intake {
             CaseEventKind::Acknowledged | CaseEventKind::Responded | CaseEventKind::Resolved => {
                 let family = escalation_family(&ev.case_id);
                 self.cancellations
-                    .stop_before(&family, seq, &format!("{}{who}", kind_name(kind)))
+                    .stop_before(&family, seq, &format!("{}{who}", kind.name()))
                     .await?;
                 if !self
                     .cancellations
@@ -418,7 +371,7 @@ impl Intake {
                     .stop_before(
                         &follow_up_family(&ev.case_id),
                         seq,
-                        &format!("{}{who}", kind_name(kind)),
+                        &format!("{}{who}", kind.name()),
                     )
                     .await?;
             }
@@ -693,7 +646,7 @@ fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Result<(), Rej
         (K::Reopened, _) | (K::FeedbackReceived, _) => None,
         (_, Status::Resolved) => Some(format!(
             "case {case_id} is resolved; reopen it before sending {}",
-            kind_name(kind)
+            kind.name()
         )),
         _ => None,
     };
@@ -701,44 +654,6 @@ fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Result<(), Rej
         None => Ok(()),
         Some(p) => Err(reject(ErrorCode::InvalidState, "kind", p)),
     }
-}
-
-/// The lower-case name of an event kind, as the command line spells it.
-pub fn kind_name(kind: CaseEventKind) -> &'static str {
-    match kind {
-        CaseEventKind::Unspecified => "unspecified",
-        CaseEventKind::Opened => "opened",
-        CaseEventKind::Acknowledged => "acknowledged",
-        CaseEventKind::Responded => "responded",
-        CaseEventKind::Updated => "updated",
-        CaseEventKind::Resolved => "resolved",
-        CaseEventKind::Reopened => "reopened",
-        CaseEventKind::EscalateNow => "escalate_now",
-        CaseEventKind::FeedbackReceived => "feedback_received",
-        CaseEventKind::WaitingOnClient => "waiting_on_client",
-        CaseEventKind::ClientReplied => "client_replied",
-    }
-}
-
-fn channel_name(c: i32) -> &'static str {
-    match CaseChannel::try_from(c).unwrap_or_default() {
-        CaseChannel::Unspecified => "unspecified",
-        CaseChannel::Email => "email",
-        CaseChannel::LiveChat => "live_chat",
-        CaseChannel::Phone => "phone",
-        CaseChannel::SupportTicket => "support_ticket",
-        CaseChannel::Portal => "portal",
-    }
-}
-
-fn priority_name(p: i32) -> String {
-    Priority::try_from(p)
-        .map(|p| {
-            p.as_str_name()
-                .trim_start_matches("PRIORITY_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
 }
 
 fn short_hash(s: &str) -> String {
@@ -750,7 +665,7 @@ fn short_hash(s: &str) -> String {
 /// identifiers only (never the feedback comment).
 fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
     let kind = ev.kind();
-    let mut summary = kind_name(kind).replace('_', " ");
+    let mut summary = kind.name().replace('_', " ");
     let mut entry = Entry {
         case_id: ev.case_id.clone(),
         actor: (!ev.actor.is_empty()).then(|| ev.actor.clone()),
@@ -760,10 +675,16 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
     if let Some(d) = &ev.details {
         let mut parts = Vec::new();
         if d.channel != 0 {
-            parts.push(format!("channel {}", channel_name(d.channel)));
+            parts.push(format!(
+                "channel {}",
+                CaseChannel::try_from(d.channel).unwrap_or_default().name()
+            ));
         }
         if d.priority != 0 {
-            parts.push(format!("priority {}", priority_name(d.priority)));
+            parts.push(format!(
+                "priority {}",
+                Priority::try_from(d.priority).unwrap_or_default().name()
+            ));
         }
         if !d.team.is_empty() {
             parts.push(format!("team {}", d.team));
@@ -786,7 +707,7 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
     entry.summary = summary;
     let mut entry = entry
         .attr("event_id", &ev.event_id)
-        .attr("kind", kind_name(kind))
+        .attr("kind", kind.name())
         .attr("sequence", seq);
     if !ev.reason.is_empty() {
         entry = entry.attr("reason", &ev.reason);

@@ -227,11 +227,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .client
         .queue_subscribe(subjects::INTAKE_CASE, subjects::QUEUE_INTAKE.to_string())
         .await?;
-    lanes.push(tokio::spawn(cases::serve(
-        intake.clone(),
+    let case_intake = intake.clone();
+    lanes.push(tokio::spawn(serve_bounded(
         case_events,
         cfg.intake.concurrency,
         shutdown.clone(),
+        move |msg| {
+            let intake = case_intake.clone();
+            async move { intake.handle_case_nats(msg).await }
+        },
     )));
     // Make sure the subscriptions are registered with the server before
     // anyone is told we are up.
@@ -258,11 +262,30 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
 /// Serves one lane's request subject with its own bounded set of workers.
 async fn serve_nats(
     intake: Intake,
-    mut sub: async_nats::Subscriber,
+    sub: async_nats::Subscriber,
     lane: Lane,
     concurrency: usize,
     shutdown: CancellationToken,
 ) {
+    serve_bounded(sub, concurrency, shutdown, move |msg| {
+        let intake = intake.clone();
+        async move { intake.handle_nats(msg, lane).await }
+    })
+    .await
+}
+
+/// Hands each request on `sub` to `handle`, at most `concurrency` at once,
+/// until `shutdown`; then stops taking requests and lets the ones in hand
+/// finish (each is answered, or retried by its caller with the same key).
+pub(crate) async fn serve_bounded<F, Fut>(
+    mut sub: async_nats::Subscriber,
+    concurrency: usize,
+    shutdown: CancellationToken,
+    handle: F,
+) where
+    F: Fn(async_nats::Message) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(concurrency));
     loop {
         let permit = tokio::select! {
@@ -273,14 +296,12 @@ async fn serve_nats(
             _ = shutdown.cancelled() => break,
             m = sub.next() => match m { Some(m) => m, None => break },
         };
-        let intake = intake.clone();
+        let work = handle(msg);
         tokio::spawn(async move {
-            intake.handle_nats(msg, lane).await;
+            work.await;
             drop(permit);
         });
     }
-    // Stop taking new requests, then let the ones in hand finish: each was
-    // either answered or will be retried by its caller with the same key.
     let _ = sub.unsubscribe().await;
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
@@ -417,24 +438,7 @@ impl Intake {
     }
 
     fn refused(&self, lane: Lane, r: Rejected) -> IntakeReply {
-        let reason = ErrorCode::try_from(r.code)
-            .map(|c| {
-                c.as_str_name()
-                    .trim_start_matches("ERROR_CODE_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|_| "unknown".into());
-        herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
-        // The code and the field, not the message: the message quotes the
-        // caller's values (an address that failed a check) back to them.
-        info!(field = %r.field, %reason, "request refused");
-        self.metrics
-            .rejected
-            .get_or_create(&ReasonLabel {
-                lane: lane.name().into(),
-                reason,
-            })
-            .inc();
+        note_refusal(&self.metrics.rejected, lane, &r, "request");
         IntakeReply {
             result: Some(intake_reply::Result::Rejected(r)),
         }
@@ -574,6 +578,33 @@ impl Intake {
             .observe(started.elapsed().as_secs_f64());
         accepted(id, duplicate)
     }
+}
+
+/// Counts, logs and marks the span of a refusal of `what` (a request, a
+/// case event).
+pub(crate) fn note_refusal(
+    counter: &Family<ReasonLabel, Counter>,
+    lane: Lane,
+    r: &Rejected,
+    what: &str,
+) {
+    let reason = ErrorCode::try_from(r.code)
+        .map(|c| {
+            c.as_str_name()
+                .trim_start_matches("ERROR_CODE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into());
+    herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
+    // The code and the field, not the message: the message quotes the
+    // caller's values (an address that failed a check) back to them.
+    info!(field = %r.field, %reason, "{what} refused");
+    counter
+        .get_or_create(&ReasonLabel {
+            lane: lane.name().into(),
+            reason,
+        })
+        .inc();
 }
 
 /// Emergencies, breaches and critical incidents take the emergency lane

@@ -210,6 +210,27 @@ impl Calendar {
     }
 }
 
+/// A span of time as people read it: "2d 3h", "5h 12m", "3m 20s", with
+/// "of business time" when it is counted on a calendar. Negative counts as
+/// zero.
+pub fn duration_words(secs: i64, business: bool) -> String {
+    let s = secs.max(0);
+    let text = if s >= 86_400 {
+        format!("{}d {}h", s / 86_400, (s % 86_400) / 3600)
+    } else if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    };
+    if business {
+        format!("{text} of business time")
+    } else {
+        text
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Edge {
     Start,
@@ -257,14 +278,8 @@ impl Calendars {
     /// The shipped calendars, or the file given, checked; every problem is
     /// reported.
     pub fn load(path: Option<&Path>) -> Result<Calendars, Vec<String>> {
-        match path {
-            None => Calendars::parse(DEFAULT_CALENDARS, "config/calendars.toml (built in)"),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| vec![format!("{}: {e}", p.display())])?;
-                Calendars::parse(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) = crate::config::built_in_or_file(path, DEFAULT_CALENDARS, "calendars")?;
+        Calendars::parse(&text, &origin)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Calendars, Vec<String>> {

@@ -581,6 +581,22 @@ impl Config {
     }
 }
 
+/// The text of a rules file shipped in `config/` and compiled in, or of
+/// the file a deployment gives instead, with the name to report problems
+/// under. `what` names it for people ("SLA policies").
+pub fn built_in_or_file(
+    path: Option<&Path>,
+    built_in: &'static str,
+    what: &str,
+) -> Result<(std::borrow::Cow<'static, str>, String), Vec<String>> {
+    match path {
+        None => Ok((built_in.into(), format!("built-in {what}"))),
+        Some(p) => std::fs::read_to_string(p)
+            .map(|t| (t.into(), p.display().to_string()))
+            .map_err(|e| vec![format!("{}: {e}", p.display())]),
+    }
+}
+
 /// A list of durations written the human way: `["1s", "5s", "30s"]`.
 mod duration_list {
     use std::time::Duration;

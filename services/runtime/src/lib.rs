@@ -12,6 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod metrics;
 pub mod pii;
+pub mod query;
 pub mod routing;
 pub mod shutdown;
 pub mod signature;

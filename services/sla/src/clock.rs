@@ -24,7 +24,7 @@ use herald_runtime::{
     clock::{from_millis, millis},
 };
 
-use crate::policy::{ClockSpec, clock_name};
+use crate::policy::ClockSpec;
 
 /// Every clock of a case, and what the case is (for the events).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -424,7 +424,7 @@ impl Change {
 
     /// Short words for the trail.
     pub fn describe(&self) -> String {
-        let name = clock_name(self.kind());
+        let name = self.kind().name();
         match self {
             Change::Started { .. } => format!("{name} clock started"),
             Change::Resumed { .. } => format!("{name} clock resumed"),

@@ -22,23 +22,22 @@ pub mod clock;
 pub mod policy;
 pub mod store;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use herald_proto::{
     Message, subjects,
     v1::{
-        AcceptedCaseEvent, AuditStep, CaseChannel, CaseEvent, CaseEventKind, CaseQuery, ClockKind,
-        ClockState, ClockView, ErrorCode, Priority, Rejected, SlaEvent, SlaEventKind,
-        SlaQueryReply, SlaView, sla_query_reply,
+        AcceptedCaseEvent, AuditStep, CaseChannel, CaseEvent, CaseEventKind, ClockKind, ClockState,
+        ClockView, Priority, SlaEvent, SlaEventKind, SlaQueryReply, SlaView, sla_query_reply,
     },
 };
 use herald_runtime::{
     Config,
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition},
+    bus::{self, Bus, Disposition},
     calendar::{Calendar, Calendars},
     clock::{Clock as TimeSource, SystemClock, from_millis},
     health::Health,
@@ -53,7 +52,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::{
     clock::{CaseClocks, Change, Fired, Opening, letter, parse_timer_id},
-    policy::{Policies, case_channel_name, clock_name},
+    policy::Policies,
     store::{ClockStore, Stored},
 };
 
@@ -67,7 +66,6 @@ struct Sla {
     auditor: Auditor,
     metrics: SlaMetrics,
     clock: Arc<dyn TimeSource>,
-    shutdown: CancellationToken,
 }
 
 pub struct Running {
@@ -116,12 +114,11 @@ pub async fn start_with_clock(
         auditor: Auditor::new(bus.clone(), "sla"),
         metrics: SlaMetrics::register(&mut registry),
         clock,
-        shutdown: shutdown.clone(),
     };
     let mut queues = vec![Queue::stream(subjects::STREAM_CASES)];
     queues.extend(
         (0..subjects::CASE_PARTITIONS)
-            .map(|p| Queue::consumer(subjects::STREAM_CASES, durable_name(p))),
+            .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("sla-{p}"))),
     );
     herald_runtime::metrics::watch_queues(
         bus.clone(),
@@ -139,36 +136,22 @@ pub async fn start_with_clock(
     )
     .await?;
 
-    let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
-    for partition in 0..subjects::CASE_PARTITIONS {
-        let spec = ConsumerSpec {
-            stream: subjects::STREAM_CASES.to_string(),
-            durable: durable_name(partition),
-            filter: subjects::case_events_in(partition),
-            // In order: a case's events are applied as they were stored.
-            concurrency: 1,
-            ack_wait: cfg.nats.ack_wait,
-            max_deliver: -1,
-        };
-        let ready = health.flag(format!("consumer-{partition}"));
-        let s = sla.clone();
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            bus::consume(
-                &bus,
-                spec,
-                ready,
-                shutdown,
-                Duration::from_secs(10),
-                move |msg| {
-                    let s = s.clone();
-                    async move { s.on_case_event(msg).await }
-                },
-            )
-            .await
-        }));
-    }
+    // In order: a case's events are applied as they were stored.
+    let mut tasks = bus::consume_case_partitions(
+        &bus,
+        &health,
+        "sla",
+        subjects::case_events_in,
+        cfg.nats.ack_wait,
+        &shutdown,
+        {
+            let sla = sla.clone();
+            move |msg| {
+                let sla = sla.clone();
+                async move { sla.on_case_event(msg).await }
+            }
+        },
+    );
     let opts = RunOptions {
         batch: cfg.sla.batch,
         lease: cfg.sla.lease,
@@ -189,15 +172,32 @@ pub async fn start_with_clock(
             Ok(())
         }));
     }
-    let queries = bus
-        .client
-        .queue_subscribe(subjects::SLA_QUERY, subjects::QUEUE_SLA.to_string())
-        .await?;
-    tasks.push(tokio::spawn(serve_queries(
-        sla.clone(),
-        queries,
-        shutdown.clone(),
-    )));
+    tasks.push(
+        herald_runtime::query::serve_case_views(
+            &bus,
+            subjects::SLA_QUERY,
+            subjects::QUEUE_SLA,
+            shutdown.clone(),
+            "clocks",
+            {
+                let sla = sla.clone();
+                move |id| {
+                    let sla = sla.clone();
+                    async move { sla.view(&id).await }
+                }
+            },
+            |looked| {
+                SlaQueryReply {
+                    result: Some(match looked {
+                        Ok(v) => sla_query_reply::Result::View(v),
+                        Err(r) => sla_query_reply::Result::Rejected(r),
+                    }),
+                }
+                .encode_to_vec()
+            },
+        )
+        .await?,
+    );
     bus.client.flush().await?;
     info!(%http_addr, "sla ready");
 
@@ -215,48 +215,26 @@ pub async fn start_with_clock(
     })
 }
 
-fn durable_name(partition: u32) -> String {
-    format!("sla-{partition}")
-}
-
 impl Sla {
-    /// One lifecycle event. Failures to reach Redis or JetStream are
-    /// retried here, not by redelivery, so the partition keeps its order.
-    async fn on_case_event(&self, msg: jetstream::Message) -> Disposition {
+    /// One lifecycle event; an error is retried in place (see
+    /// `bus::consume_case_partitions`).
+    async fn on_case_event(&self, msg: jetstream::Message) -> anyhow::Result<Disposition> {
         let span = bus::process_span("sla case event", &msg);
         async {
             let span = tracing::Span::current();
-            let ev = match AcceptedCaseEvent::decode(msg.payload.clone())
+            let Some(ev) = AcceptedCaseEvent::decode(msg.payload.clone())
                 .ok()
                 .and_then(|a| a.event)
-            {
-                Some(ev) => ev,
-                None => {
-                    record_outcome(&span, "undecodable", true);
-                    error!("undecodable case event dropped");
-                    return Disposition::Reject;
-                }
+            else {
+                record_outcome(&span, "undecodable", true);
+                error!("undecodable case event dropped");
+                return Ok(Disposition::Reject);
             };
             span.record("case_id", ev.case_id.as_str());
             let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.apply(&ev, seq).await {
-                    Ok(()) => {
-                        record_outcome(&span, "applied", false);
-                        return Disposition::Ack;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "applying a case event failed; retrying");
-                        if self.shutdown.is_cancelled() {
-                            return Disposition::Retry(Duration::ZERO);
-                        }
-                        let _ = msg.ack_with(AckKind::Progress).await;
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                    }
-                }
-            }
+            self.apply(&ev, seq).await?;
+            record_outcome(&span, "applied", false);
+            Ok(Disposition::Ack)
         }
         .instrument(span)
         .await
@@ -374,7 +352,7 @@ impl Sla {
                     record_id: Some(format!("sla-{case_id}-{seq}-{}", letter(kind))),
                     ..Entry::new(step, summary)
                 }
-                .attr("clock", clock_name(kind));
+                .attr("clock", kind.name());
                 if let Some(c) = clock {
                     e = e
                         .attr("policy", &c.policy)
@@ -463,11 +441,11 @@ impl Sla {
                 for (f, c) in &fired {
                     let label = SlaLabel {
                         lane: "normal".into(),
-                        channel: case_channel_name(
-                            CaseChannel::try_from(next.channel).unwrap_or_default(),
-                        )
-                        .into(),
-                        clock: clock_name(c.kind()).into(),
+                        channel: CaseChannel::try_from(next.channel)
+                            .unwrap_or_default()
+                            .name()
+                            .into(),
+                        clock: c.kind().name().into(),
                     };
                     match f {
                         Fired::Warning => self.metrics.warnings.get_or_create(&label).inc(),
@@ -517,13 +495,13 @@ impl Sla {
             let summary = match f {
                 Fired::Warning => format!(
                     "{} clock warning: {} left, due {}",
-                    clock_name(c.kind()),
-                    left_words(c.seconds_left(now, cal), c.business),
+                    c.kind().name(),
+                    herald_runtime::calendar::duration_words(c.seconds_left(now, cal), c.business),
                     local_time(c.deadline_ms, cal)
                 ),
                 Fired::Breach => format!(
                     "{} clock breached: {} (policy {}) ran out at {}",
-                    clock_name(c.kind()),
+                    c.kind().name(),
                     self.policies
                         .written(&c.policy, c.kind(), c.target_s, c.business),
                     c.policy,
@@ -536,7 +514,7 @@ impl Sla {
                     record_id: Some(format!("sla-{event_id}")),
                     ..Entry::new(step, summary)
                 }
-                .attr("clock", clock_name(c.kind()))
+                .attr("clock", c.kind().name())
                 .attr("policy", &c.policy)
                 .attr("generation", c.generation)
                 .attr("deadline", from_millis(c.deadline_ms).to_rfc3339()),
@@ -602,65 +580,6 @@ impl Sla {
     }
 }
 
-async fn serve_queries(
-    sla: Sla,
-    mut sub: async_nats::Subscriber,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
-        };
-        let refused = |code: ErrorCode, field: &str, message: String| SlaQueryReply {
-            result: Some(sla_query_reply::Result::Rejected(Rejected {
-                code: code as i32,
-                field: field.into(),
-                message,
-            })),
-        };
-        let reply = match CaseQuery::decode(msg.payload.clone()) {
-            Err(e) => refused(
-                ErrorCode::Undecodable,
-                "",
-                format!("not a herald.v1.CaseQuery: {e}"),
-            ),
-            Ok(q) if !subjects::is_subject_token(&q.case_id) => refused(
-                ErrorCode::InvalidArgument,
-                "case_id",
-                "must be letters, digits or - _ : @ + =".into(),
-            ),
-            Ok(q) => match sla.view(&q.case_id).await {
-                Ok(Some(view)) => SlaQueryReply {
-                    result: Some(sla_query_reply::Result::View(view)),
-                },
-                Ok(None) => refused(
-                    ErrorCode::NotFound,
-                    "case_id",
-                    format!("no clocks for case {}", q.case_id),
-                ),
-                Err(e) => {
-                    warn!(error = %e, "clock query failed");
-                    refused(
-                        ErrorCode::Unavailable,
-                        "",
-                        "the clocks could not be read just now".into(),
-                    )
-                }
-            },
-        };
-        if let Some(to) = msg.reply {
-            let _ = sla
-                .bus
-                .client
-                .publish(to, reply.encode_to_vec().into())
-                .await;
-        }
-    }
-    let _ = sub.unsubscribe().await;
-    Ok(())
-}
-
 /// A deadline in the calendar's local time, e.g. "Wed 18 Mar 2026 16:00
 /// GMT".
 pub fn local_time(ms: i64, cal: &Calendar) -> String {
@@ -671,21 +590,4 @@ pub fn local_time(ms: i64, cal: &Calendar) -> String {
         .with_timezone(&cal.tz)
         .format("%a %d %b %Y %H:%M %Z")
         .to_string()
-}
-
-/// "6h 30m of business time", "4m".
-pub fn left_words(secs: i64, business: bool) -> String {
-    let s = secs.max(0);
-    let text = if s >= 3600 {
-        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    };
-    if business {
-        format!("{text} of business time")
-    } else {
-        text
-    }
 }

@@ -118,47 +118,11 @@ struct FilePolicy {
     resolution: Option<String>,
 }
 
-pub fn parse_case_channel(s: &str) -> Option<CaseChannel> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "email" => CaseChannel::Email,
-        "live_chat" | "chat" => CaseChannel::LiveChat,
-        "phone" => CaseChannel::Phone,
-        "support_ticket" | "ticket" => CaseChannel::SupportTicket,
-        "portal" => CaseChannel::Portal,
-        _ => return None,
-    })
-}
-
-pub fn case_channel_name(c: CaseChannel) -> &'static str {
-    match c {
-        CaseChannel::Unspecified => "unspecified",
-        CaseChannel::Email => "email",
-        CaseChannel::LiveChat => "live_chat",
-        CaseChannel::Phone => "phone",
-        CaseChannel::SupportTicket => "support_ticket",
-        CaseChannel::Portal => "portal",
-    }
-}
-
-pub fn clock_name(k: ClockKind) -> &'static str {
-    match k {
-        ClockKind::Unspecified => "unspecified",
-        ClockKind::Acknowledgement => "acknowledgement",
-        ClockKind::Response => "response",
-        ClockKind::Resolution => "resolution",
-    }
-}
-
 impl Policies {
     pub fn load(path: Option<&Path>) -> Result<Policies, Vec<String>> {
-        match path {
-            None => Policies::parse(DEFAULT_POLICIES, "config/sla.toml (built in)"),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| vec![format!("{}: {e}", p.display())])?;
-                Policies::parse(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) =
+            herald_runtime::config::built_in_or_file(path, DEFAULT_POLICIES, "SLA policies")?;
+        Policies::parse(&text, &origin)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Policies, Vec<String>> {
@@ -191,7 +155,7 @@ impl Policies {
                 .unwrap_or(default_warn);
             let mut channels = Vec::new();
             for c in &p.channels {
-                match parse_case_channel(c) {
+                match CaseChannel::parse(c) {
                     Some(ch) => channels.push(ch),
                     None => problems.push(format!(
                         "{at}channels: {c:?} is not email, live_chat, phone, support_ticket or portal"
@@ -222,7 +186,7 @@ impl Policies {
                         written: w.trim().to_string(),
                         warn_permille: warn,
                     }),
-                    Err(why) => problems.push(format!("{at}{}: {why}", clock_name(kind))),
+                    Err(why) => problems.push(format!("{at}{}: {why}", kind.name())),
                 }
             }
             if clocks.is_empty() {
