@@ -179,6 +179,23 @@ fn write_config(path: &Path, nats: &NatsServer, redis: &RedisServer, http_port: 
     std::fs::write(path, toml::to_string(&cfg).expect("config")).expect("config written");
 }
 
+/// `MEMORY USAGE` of one case's state and of the whole timer queue.
+fn memory_parts(redis: &RedisServer, case: &str) -> anyhow::Result<(u64, u64)> {
+    let client = redis::Client::open(redis.url())?;
+    let mut c = client.get_connection()?;
+    let state: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(format!("herald:sla:{case}"))
+        .query(&mut c)?;
+    let timers: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("herald:timer:sla:due")
+        .arg("SAMPLES")
+        .arg(0)
+        .query(&mut c)?;
+    Ok((state, timers))
+}
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -261,6 +278,12 @@ async fn main() -> anyhow::Result<()> {
         loaded as f64 / 1e6,
         used as f64 / 1e6,
         used as f64 / a.clocks as f64
+    );
+    let (state_bytes, timers_bytes) = memory_parts(&redis, &case_id(0))?;
+    println!(
+        "  of which (MEMORY USAGE): one case's state string {state_bytes} B; the timer queue {:.1} MB ({:.0} B per timer)",
+        timers_bytes as f64 / 1e6,
+        timers_bytes as f64 / pending.max(1) as f64
     );
 
     // 2. The sla service fires the burst.
