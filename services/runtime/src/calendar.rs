@@ -211,11 +211,12 @@ impl Calendar {
 }
 
 /// A span of time as people read it: "2d 3h", "5h 12m", "3m 20s", with
-/// "of business time" when it is counted on a calendar. Negative counts as
+/// "of business time" when it is counted on a calendar (then in hours: 24
+/// business hours are three working days, not one). Negative counts as
 /// zero.
 pub fn duration_words(secs: i64, business: bool) -> String {
     let s = secs.max(0);
-    let text = if s >= 86_400 {
+    let text = if s >= 86_400 && !business {
         format!("{}d {}h", s / 86_400, (s % 86_400) / 3600)
     } else if s >= 3600 {
         format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
@@ -771,6 +772,14 @@ monday = ["07:00-09:00"]
         ] {
             assert!(problems.contains(want), "{want} not in:\n{problems}");
         }
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration_words(24 * 3600, true), "24h 00m of business time");
+        assert_eq!(duration_words(26 * 3600, false), "1d 2h");
+        assert_eq!(duration_words(200, false), "3m 20s");
+        assert_eq!(duration_words(-5, false), "0s");
     }
 
     #[test]
