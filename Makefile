@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test bench bench-emergency lint fmt build deps clean
+.PHONY: run test bench bench-emergency bench-sla lint fmt build deps clean
 
 ## Start the whole system on this machine and send a first notification.
 run:
@@ -13,17 +13,24 @@ test: deps
 	$(CARGO) test --workspace --no-fail-fast
 
 ## End-to-end throughput and latency against a raw JetStream baseline, then
-## the emergency lane under a flood (bench-emergency).
+## the emergency lane under a flood (bench-emergency) and the SLA clocks
+## (bench-sla).
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-tests --bin herald-bench -- $(BENCH_ARGS)
 	$(CARGO) run --release -p herald-tests --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
+	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 
 ## A broadcast to 1,000 people on an idle system and under a backlog of
 ## 100,000+ ordinary notifications: p50/p99/last, and the ratio.
 bench-emergency: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-tests --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
+
+## How late breaches fire with a million clocks pending, and their memory.
+bench-sla: deps
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 
 ## Formatting and clippy, as CI checks them.
 lint:

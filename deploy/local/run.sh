@@ -66,7 +66,16 @@ export HERALD_INTAKE_GRPC_ADDR="127.0.0.1:$(free_port 50051)"
 export HERALD_INTAKE_HTTP_ADDR="127.0.0.1:$(free_port 19101)"
 export HERALD_ROUTER_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_INTAKE_HTTP_ADDR##*:} + 1 )))"
 export HERALD_DELIVERY_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ROUTER_HTTP_ADDR##*:} + 1 )))"
-export HERALD_BROADCAST_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_DELIVERY_HTTP_ADDR##*:} + 1 )))"
+export HERALD_SLA_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_DELIVERY_HTTP_ADDR##*:} + 1 )))"
+export HERALD_ESCALATION_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_SLA_HTTP_ADDR##*:} + 1 )))"
+# Survey links are signed with a secret made once for this checkout and
+# kept in run/ (so links stay valid across runs); never printed.
+if [ -z "${HERALD_ESCALATION_SURVEY_SECRET:-}" ]; then
+  [ -s "$run/survey.secret" ] || (umask 077; head -c 24 /dev/urandom | base64 > "$run/survey.secret")
+  HERALD_ESCALATION_SURVEY_SECRET=$(cat "$run/survey.secret")
+  export HERALD_ESCALATION_SURVEY_SECRET
+fi
+export HERALD_BROADCAST_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ESCALATION_HTTP_ADDR##*:} + 1 )))"
 export HERALD_BROADCAST_PUBLIC_URL="http://$HERALD_BROADCAST_HTTP_ADDR"
 # Secrets for this run only: the key that signs confirmation links, and one
 # coordinator's token (Herald keeps its SHA-256, never the token).
@@ -86,12 +95,13 @@ export HERALD_COORDINATOR_TOKEN=$coordinator_token
 export PATH="$bin:\$PATH"
 ENV
 
-for svc in intake router delivery broadcast; do
+for svc in intake router delivery sla escalation broadcast; do
   "$bin/herald-$svc" >"$run/logs/$svc.log" 2>&1 &
   pids+=($!)
 done
 
-for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR delivery:$HERALD_DELIVERY_HTTP_ADDR broadcast:$HERALD_BROADCAST_HTTP_ADDR; do
+for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR delivery:$HERALD_DELIVERY_HTTP_ADDR \
+            sla:$HERALD_SLA_HTTP_ADDR escalation:$HERALD_ESCALATION_HTTP_ADDR broadcast:$HERALD_BROADCAST_HTTP_ADDR; do
   name=${pair%%:*}; port=${pair##*:}
   for _ in $(seq 1 150); do
     http_ok "$port" /readyz && break
@@ -103,7 +113,7 @@ for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR deli
     exit 1
   fi
 done
-echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery, broadcast; logs in run/logs/"
+echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery, sla, escalation, broadcast; logs in run/logs/"
 
 "$bin/herald" contacts import config/contacts.example.yaml
 "$bin/herald" groups import config/groups.example.yaml
@@ -118,6 +128,17 @@ echo "------------------------------------------------------------------------"
 cat "$latest"
 echo
 echo "------------------------------------------------------------------------"
+case_id="DEMO-$(date +%s)"
+echo "opening a case (an email inquiry from Alice) and showing its clock:"
+echo "  herald case open $case_id --client alice --channel email --team support --staff fl-sam --reference INQ-1001"
+"$bin/herald" case open "$case_id" --client alice --channel email --team support --staff fl-sam \
+  --reference INQ-1001 --by make-run
+for _ in $(seq 1 50); do
+  "$bin/herald" case show "$case_id" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$bin/herald" case show "$case_id"
+echo "------------------------------------------------------------------------"
 cat <<HELP
 Try more from another terminal:
   source run/herald.env
@@ -126,11 +147,14 @@ Try more from another terminal:
       --param reference=INC-7 --param summary="Portal outage" --phone +447700900123 --wait
   herald trail <notification id>
   herald contacts show alice
+  herald case ack $case_id --by fl-sam          # stops the clock; herald case show $case_id
+  herald case escalate $case_id                 # the team lead is told, and Alice
+  herald trail $case_id --case                  # every step of the case
   herald broadcast start drill-1 --severity minor --group incident-team \\
       --subject "Drill" --body "This is a drill." --speak "This is a drill." \\
       --cycles 2 --interval 1m --duration 3m      # email + call to each; see run/outbox
   herald broadcast status drill-1 --recipients  # open a confirmation link from run/outbox/email
-Health and metrics: http://$HERALD_INTAKE_HTTP_ADDR/metrics (also router, delivery, broadcast)
+Health and metrics: http://$HERALD_INTAKE_HTTP_ADDR/metrics (also router, delivery, sla, escalation, broadcast)
 Ctrl-C stops everything.
 HELP
 

@@ -18,7 +18,7 @@ pub mod v1 {
 pub use prost::Message;
 pub use prost_types::Timestamp;
 
-use v1::{Channel, Lane, Severity};
+use v1::{CaseChannel, CaseEventKind, Channel, ClockKind, Lane, Priority, Severity};
 
 impl Channel {
     /// Lower-case name used in config files, subjects and the command line.
@@ -73,6 +73,74 @@ impl Severity {
             "severe" => Some(Severity::Severe),
             "extreme" => Some(Severity::Extreme),
             _ => None,
+        }
+    }
+}
+
+impl Priority {
+    /// Lower-case name: low, normal, high, critical.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Unspecified => "unspecified",
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        }
+    }
+}
+
+impl CaseChannel {
+    /// Lower-case name used in config files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseChannel::Unspecified => "unspecified",
+            CaseChannel::Email => "email",
+            CaseChannel::LiveChat => "live_chat",
+            CaseChannel::Phone => "phone",
+            CaseChannel::SupportTicket => "support_ticket",
+            CaseChannel::Portal => "portal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaseChannel> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "email" => CaseChannel::Email,
+            "live_chat" | "chat" => CaseChannel::LiveChat,
+            "phone" => CaseChannel::Phone,
+            "support_ticket" | "ticket" => CaseChannel::SupportTicket,
+            "portal" => CaseChannel::Portal,
+            _ => return None,
+        })
+    }
+}
+
+impl ClockKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockKind::Unspecified => "unspecified",
+            ClockKind::Acknowledgement => "acknowledgement",
+            ClockKind::Response => "response",
+            ClockKind::Resolution => "resolution",
+        }
+    }
+}
+
+impl CaseEventKind {
+    /// Lower-case name, as the trail and the command line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseEventKind::Unspecified => "unspecified",
+            CaseEventKind::Opened => "opened",
+            CaseEventKind::Acknowledged => "acknowledged",
+            CaseEventKind::Responded => "responded",
+            CaseEventKind::Updated => "updated",
+            CaseEventKind::Resolved => "resolved",
+            CaseEventKind::Reopened => "reopened",
+            CaseEventKind::EscalateNow => "escalate_now",
+            CaseEventKind::FeedbackReceived => "feedback_received",
+            CaseEventKind::WaitingOnClient => "waiting_on_client",
+            CaseEventKind::ClientReplied => "client_replied",
         }
     }
 }

@@ -14,8 +14,35 @@ pub const INTAKE_NOTIFY_EMERGENCY: &str = "herald.v1.emergency.intake.notify";
 /// Request/reply: a `CancelRequest` in, a `CancelReply` out.
 pub const INTAKE_CANCEL: &str = "herald.v1.intake.cancel";
 
+/// Request/reply: a `CaseEvent` in, a `CaseReply` out.
+pub const INTAKE_CASE: &str = "herald.v1.intake.case";
+
 /// Queue groups, so that several instances of a service share the work.
 pub const QUEUE_INTAKE: &str = "herald-intake";
+pub const QUEUE_SLA: &str = "herald-sla";
+pub const QUEUE_ESCALATION: &str = "herald-escalation";
+
+/// Request/reply: a `CaseQuery` in, an `SlaQueryReply` out (the clocks of a
+/// case, for `herald case show`).
+pub const SLA_QUERY: &str = "herald.v1.sla.query";
+/// Request/reply: a `CaseQuery` in, an `EscalationQueryReply` out.
+pub const ESCALATION_QUERY: &str = "herald.v1.escalation.query";
+
+/// Everything that happens to cases, in one stream so that it has one
+/// order: lifecycle events accepted by intake (`AcceptedCaseEvent`,
+/// subject `herald.v1.case.<partition>.<case>.event`) and the sla
+/// service's warnings and breaches (`SlaEvent`, `….<case>.sla`).
+///
+/// One stream gives every message a sequence number comparable with every
+/// other: an acknowledgement stored after a breach cancels the escalation
+/// that breach started, whichever service reads them first. Consumers read
+/// one partition each, in order, so a case's events are applied in the
+/// order they were stored while different cases proceed in parallel.
+pub const STREAM_CASES: &str = "HERALD_CASES";
+const CASE_PREFIX: &str = "herald.v1.case";
+/// How many partitions case subjects are spread over. Changing it moves
+/// cases to other subjects: only on an empty stream.
+pub const CASE_PARTITIONS: u32 = 16;
 
 /// Accepted notifications (`AcceptedNotification`), one stream per lane.
 pub const STREAM_NOTIFY: &str = "HERALD_NOTIFY";
@@ -171,6 +198,62 @@ pub fn dlq_all() -> String {
     format!("{DLQ_PREFIX}.>")
 }
 
+/// The partition a case's subjects are in (FNV-1a of the id).
+pub fn case_partition(case_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in case_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % CASE_PARTITIONS
+}
+
+/// Subject of a lifecycle event of one case.
+pub fn case_event(case_id: &str) -> String {
+    format!("{CASE_PREFIX}.{}.{case_id}.event", case_partition(case_id))
+}
+
+/// Subject of a warning or breach of one case's clock.
+pub fn sla_event(case_id: &str) -> String {
+    format!("{CASE_PREFIX}.{}.{case_id}.sla", case_partition(case_id))
+}
+
+/// Every case subject, for the stream.
+pub fn case_all() -> String {
+    format!("{CASE_PREFIX}.>")
+}
+
+/// The lifecycle events of one partition (what the sla service reads).
+pub fn case_events_in(partition: u32) -> String {
+    format!("{CASE_PREFIX}.{partition}.*.event")
+}
+
+/// Lifecycle events and clock events of one partition, interleaved in
+/// stream order (what the escalation service reads).
+pub fn case_all_in(partition: u32) -> String {
+    format!("{CASE_PREFIX}.{partition}.>")
+}
+
+/// What a case subject carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseSubject<'a> {
+    Event(&'a str),
+    Sla(&'a str),
+}
+
+/// Reads a case subject back: the case id and whether it is a lifecycle
+/// event or a clock event.
+pub fn parse_case_subject(subject: &str) -> Option<CaseSubject<'_>> {
+    let rest = subject.strip_prefix(CASE_PREFIX)?.strip_prefix('.')?;
+    let (_partition, rest) = rest.split_once('.')?;
+    let (case, kind) = rest.rsplit_once('.')?;
+    match kind {
+        "event" => Some(CaseSubject::Event(case)),
+        "sla" => Some(CaseSubject::Sla(case)),
+        _ => None,
+    }
+}
+
 /// Whether a caller-chosen id can be one token of a subject: no dots,
 /// wildcards or whitespace, and of a sane length.
 pub fn is_subject_token(s: &str) -> bool {
@@ -229,6 +312,27 @@ mod tests {
         assert_eq!(audit("C-9", ""), "herald.v1.audit.C-9._");
         assert_eq!(audit_of_notification("ntf_1"), "herald.v1.audit.*.ntf_1");
         assert_eq!(audit_of_case("C-9"), "herald.v1.audit.C-9.*");
+    }
+
+    #[test]
+    fn case_subjects_round_trip_and_partitions_cover_them() {
+        let e = case_event("CASE-42");
+        let s = sla_event("CASE-42");
+        assert_eq!(parse_case_subject(&e), Some(CaseSubject::Event("CASE-42")));
+        assert_eq!(parse_case_subject(&s), Some(CaseSubject::Sla("CASE-42")));
+        let p = case_partition("CASE-42");
+        assert!(p < CASE_PARTITIONS);
+        assert!(e.starts_with(case_all_in(p).trim_end_matches('>')));
+        assert_eq!(
+            case_events_in(p).replace('*', "CASE-42"),
+            e,
+            "the sla filter matches the event subject"
+        );
+        // Spread: a thousand ids use every partition.
+        let used: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| case_partition(&format!("C-{i}")))
+            .collect();
+        assert_eq!(used.len() as u32, CASE_PARTITIONS);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! that record what arrived on the wire, and a whole Herald in-process.
 
 pub mod benchkit;
+pub mod cases;
 pub mod http;
 pub mod otlp;
 pub mod process;
@@ -34,6 +35,7 @@ pub mod fixtures {
             },
             organisation: Some("acme".into()),
             role: None,
+            team: None,
         }
     }
 

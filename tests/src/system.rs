@@ -8,7 +8,7 @@ use herald_proto::{
     Message, subjects,
     v1::{
         AuditRecord, AuditStep, BroadcastReply, BroadcastStatusReply, BroadcastStatusRequest,
-        IntakeReply, Lane, NotificationRequest, intake_reply,
+        CaseEvent, CaseReply, IntakeReply, Lane, NotificationRequest, case_reply, intake_reply,
     },
 };
 use herald_runtime::{
@@ -56,6 +56,9 @@ pub fn config(
     cfg.intake.http_addr = "127.0.0.1:0".into();
     cfg.router.http_addr = "127.0.0.1:0".into();
     cfg.delivery.http_addr = "127.0.0.1:0".into();
+    cfg.sla.http_addr = "127.0.0.1:0".into();
+    cfg.escalation.http_addr = "127.0.0.1:0".into();
+    cfg.escalation.survey_secret = Some("test-survey-secret-0123".into());
     cfg.delivery.smtp_url = Some(smtp.url());
     cfg.delivery.sms_url = Some(http.url("/sms"));
     cfg.delivery.voice_url = Some(http.url("/voice"));
@@ -94,6 +97,10 @@ pub struct TestSystem {
     router: Option<Service>,
     delivery: Option<Service>,
     broadcast: Option<Service>,
+    /// Started on request ([`TestSystem::start_sla`],
+    /// [`TestSystem::start_escalation`]): only case tests need them.
+    sla: Option<Service>,
+    escalation: Option<Service>,
 }
 
 impl TestSystem {
@@ -128,6 +135,8 @@ impl TestSystem {
             router: None,
             delivery: None,
             broadcast: None,
+            sla: None,
+            escalation: None,
         };
         s.start_intake().await;
         s.start_router().await;
@@ -204,6 +213,34 @@ impl TestSystem {
         });
     }
 
+    pub async fn start_sla(&mut self) {
+        let stop = CancellationToken::new();
+        let running = herald_sla::start(self.cfg.clone(), stop.clone())
+            .await
+            .expect("sla starts");
+        let http_addr = running.http_addr;
+        wait_ready(&running.health).await;
+        self.sla = Some(Service {
+            stop,
+            http_addr,
+            task: tokio::spawn(running.wait()),
+        });
+    }
+
+    pub async fn start_escalation(&mut self) {
+        let stop = CancellationToken::new();
+        let running = herald_escalation::start(self.cfg.clone(), stop.clone())
+            .await
+            .expect("escalation starts");
+        let http_addr = running.http_addr;
+        wait_ready(&running.health).await;
+        self.escalation = Some(Service {
+            stop,
+            http_addr,
+            task: tokio::spawn(running.wait()),
+        });
+    }
+
     /// Stops a service gracefully and waits for it to finish.
     pub async fn stop(&mut self, name: &str) {
         let svc = match name {
@@ -211,6 +248,8 @@ impl TestSystem {
             "router" => self.router.take(),
             "delivery" => self.delivery.take(),
             "broadcast" => self.broadcast.take(),
+            "sla" => self.sla.take(),
+            "escalation" => self.escalation.take(),
             other => panic!("no service {other}"),
         };
         if let Some(s) = svc {
@@ -226,6 +265,8 @@ impl TestSystem {
             "router" => &self.router,
             "delivery" => &self.delivery,
             "broadcast" => &self.broadcast,
+            "sla" => &self.sla,
+            "escalation" => &self.escalation,
             other => panic!("no service {other}"),
         };
         svc.as_ref().expect("service running").http_addr
@@ -317,6 +358,62 @@ impl TestSystem {
         }
     }
 
+    /// Sends a case event over NATS request/reply, as another system would.
+    pub async fn case_event(&self, ev: &CaseEvent) -> CaseReply {
+        let msg = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.client
+                .request(subjects::INTAKE_CASE, ev.encode_to_vec().into()),
+        )
+        .await
+        .expect("intake answers in time")
+        .expect("intake answers");
+        CaseReply::decode(msg.payload).expect("a herald.v1.CaseReply")
+    }
+
+    /// Sends a case event and insists it is accepted; returns its position
+    /// in the case stream.
+    pub async fn case_ok(&self, ev: &CaseEvent) -> u64 {
+        match self.case_event(ev).await.result {
+            Some(case_reply::Result::Accepted(a)) => a.sequence,
+            other => panic!("expected accepted, got {other:?}"),
+        }
+    }
+
+    /// A whole case's trail (its notifications included), in order.
+    pub async fn case_trail(&self, case_id: &str) -> Vec<AuditRecord> {
+        herald_runtime::audit::read_trail(&self.bus().await, &subjects::audit_of_case(case_id))
+            .await
+            .expect("trail readable")
+    }
+
+    /// Waits until a case's trail holds `n` records of `step`.
+    pub async fn wait_for_case_steps(
+        &self,
+        case_id: &str,
+        step: AuditStep,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<AuditRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let trail = self.case_trail(case_id).await;
+            if trail.iter().filter(|r| r.step == step as i32).count() >= n {
+                return trail;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let steps: Vec<String> = trail
+                    .iter()
+                    .map(|r| format!("{:?}: {}", AuditStep::try_from(r.step), r.summary))
+                    .collect();
+                panic!(
+                    "fewer than {n} {step:?} in the trail of {case_id} within {timeout:?}: {steps:#?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A notification's audit trail, in order.
     pub async fn trail(&self, notification_id: &str) -> Vec<AuditRecord> {
         herald_runtime::audit::read_trail(
@@ -362,9 +459,16 @@ async fn wait_ready(health: &herald_runtime::health::Health) {
 
 impl Drop for TestSystem {
     fn drop(&mut self) {
-        for s in [&self.intake, &self.router, &self.delivery, &self.broadcast]
-            .into_iter()
-            .flatten()
+        for s in [
+            &self.intake,
+            &self.router,
+            &self.delivery,
+            &self.sla,
+            &self.escalation,
+            &self.broadcast,
+        ]
+        .into_iter()
+        .flatten()
         {
             s.stop.cancel();
         }

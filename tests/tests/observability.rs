@@ -886,6 +886,8 @@ fn the_deploy_files_parse_and_point_at_each_other() {
         "intake",
         "router",
         "delivery",
+        "sla",
+        "escalation",
         "broadcast",
     ] {
         service(name);
@@ -918,6 +920,8 @@ fn the_deploy_files_parse_and_point_at_each_other() {
         ("intake", "HERALD_INTAKE_HTTP_ADDR"),
         ("router", "HERALD_ROUTER_HTTP_ADDR"),
         ("delivery", "HERALD_DELIVERY_HTTP_ADDR"),
+        ("sla", "HERALD_SLA_HTTP_ADDR"),
+        ("escalation", "HERALD_ESCALATION_HTTP_ADDR"),
         ("broadcast", "HERALD_BROADCAST_HTTP_ADDR"),
     ] {
         let svc = service(name);

@@ -297,3 +297,151 @@ async fn a_bad_cancel_key_is_refused_naming_the_field() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// A state value and its timers change in one step, only if the value is
+/// still what the writer read.
+#[tokio::test]
+async fn state_and_its_timers_change_together_or_not_at_all() {
+    use herald_runtime::timers::TimerChange;
+    let redis = RedisServer::start();
+    let t = queue(&redis, "swap").await;
+    let start = Utc.with_ymd_and_hms(2026, 3, 6, 17, 0, 0).unwrap();
+    let at = herald_runtime::clock::millis(start);
+    let key = "t:state:case-1";
+    let never = Duration::ZERO;
+    assert!(
+        t.swap_state(key, None, b"v1", never, &[TimerChange::At("x".into(), at)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.due_at("x").await.unwrap(), Some(start));
+    // A writer that read nothing (or an old value) loses and changes
+    // nothing, timers included.
+    assert!(
+        !t.swap_state(key, None, b"v2", never, &[TimerChange::Cancel("x".into())])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.swap_state(key, Some(b"v0"), b"v2", never, &[])
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.due_at("x").await.unwrap(), Some(start));
+    // The right one wins; a claimed timer is cancelled as well.
+    t.claim_due(start, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        t.swap_state(
+            key,
+            Some(b"v1"),
+            b"v2",
+            never,
+            &[TimerChange::Cancel("x".into())]
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(t.next_due().await.unwrap(), None, "neither due nor held");
+    // With a time to live, the value goes away by itself.
+    assert!(
+        t.swap_state(key, Some(b"v2"), b"v3", Duration::from_secs(1), &[])
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        t.swap_state(key, None, b"v4", never, &[]).await.unwrap(),
+        "expired"
+    );
+}
+
+/// Stopping a cancel family waits for a send already at a provider and
+/// refuses every later send of what it stops, and nothing else.
+#[tokio::test]
+async fn a_stop_waits_for_sends_under_way_and_refuses_later_ones() {
+    use herald_runtime::cancel::{Cancellations, escalation_family, family_key};
+    let redis = RedisServer::start();
+    let conn = herald_runtime::store::connect(
+        &RedisConfig {
+            url: redis.url(),
+            prefix: "t:".into(),
+        },
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let c = Cancellations::new(conn, "t:");
+    let family = escalation_family("CASE-1");
+    let (before, after) = (family_key(&family, 5), family_key(&family, 9));
+    let hold = Duration::from_secs(10);
+
+    // A send of an escalation begun at 5 is at the provider.
+    assert_eq!(
+        c.enter("job-a", std::slice::from_ref(&before), hold)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(c.busy(&family).await.unwrap(), 1);
+    // An acknowledgement at 7 stops it; a stop at 6 does not move it back.
+    assert!(
+        c.stop_before(&family, 7, "acknowledged by anna")
+            .await
+            .unwrap()
+    );
+    assert!(!c.stop_before(&family, 6, "older").await.unwrap());
+    assert_eq!(
+        c.enter("job-b", std::slice::from_ref(&before), hold)
+            .await
+            .unwrap(),
+        Some((before.clone(), "acknowledged by anna".into()))
+    );
+    // An escalation begun after the acknowledgement is not stopped.
+    assert_eq!(
+        c.enter("job-c", std::slice::from_ref(&after), hold)
+            .await
+            .unwrap(),
+        None
+    );
+    c.leave("job-c", std::slice::from_ref(&after))
+        .await
+        .unwrap();
+
+    // The acknowledgement waits for job A's send to finish.
+    let waiter = {
+        let (c, family) = (c.clone(), family.clone());
+        tokio::spawn(async move { c.wait_idle(&family, Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "still waiting for job A");
+    c.leave("job-a", &[before]).await.unwrap();
+    assert!(waiter.await.unwrap().unwrap());
+
+    // A sender that died holds a key only until its hold runs out.
+    let plain = "inq-7".to_string();
+    assert_eq!(
+        c.enter(
+            "job-d",
+            std::slice::from_ref(&plain),
+            Duration::from_millis(500)
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    assert!(c.cancel(&plain, "answered").await.unwrap());
+    assert!(
+        !c.wait_idle(&plain, Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert!(c.wait_idle(&plain, Duration::from_secs(3)).await.unwrap());
+    assert_eq!(
+        c.first_cancelled(std::slice::from_ref(&plain))
+            .await
+            .unwrap(),
+        Some((plain, "answered".into()))
+    );
+}

@@ -408,6 +408,7 @@ mod tests {
             consent: Consent::default(),
             organisation: None,
             role: None,
+            team: None,
         }
     }
 

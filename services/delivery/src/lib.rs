@@ -488,9 +488,17 @@ impl Delivery {
 
         // The last moment a job can still be stopped: a cancel key that
         // was cancelled while it waited (an acknowledged escalation, a
-        // cancelled broadcast, a confirmed recipient) ends it here.
+        // cancelled broadcast, a confirmed recipient) ends it here. The
+        // check also records the send as under way until the provider
+        // answers, so a canceller can wait for it and know nothing carrying
+        // the key goes out after that (`Cancellations::wait_idle`).
         if !job.cancel_keys.is_empty() {
-            match self.cancellations.first_cancelled(&job.cancel_keys).await {
+            let hold = self.cfg.attempt_timeout + Duration::from_secs(5);
+            match self
+                .cancellations
+                .enter(&job.job_id, &job.cancel_keys, hold)
+                .await
+            {
                 Ok(None) => {}
                 Ok(Some((key, reason))) => {
                     return self.cancelled(job, attempt, &key, &reason).await;
@@ -510,6 +518,15 @@ impl Delivery {
             .send(job, self.cfg.attempt_timeout)
             .instrument(provider.clone())
             .await;
+        if !job.cancel_keys.is_empty()
+            && let Err(e) = self
+                .cancellations
+                .leave(&job.job_id, &job.cancel_keys)
+                .await
+        {
+            // The hold runs out by itself; a canceller waits that long.
+            warn!(error = %e, "could not record the end of a send under cancel keys");
+        }
         match &result {
             Ok(_) => record_outcome(&provider, "sent", false),
             Err(e) => record_outcome(&provider, error_kind(e), true),

@@ -5,6 +5,7 @@
 //! and why).
 
 mod broadcast;
+mod case;
 mod dlq;
 mod groups;
 mod send;
@@ -59,6 +60,10 @@ enum Command {
     /// Emergency broadcasts: start, update, cancel, follow (coordinators).
     #[command(subcommand)]
     Broadcast(broadcast::BroadcastCommand),
+    /// Report case events (open, ack, respond, resolve, escalate, ...) and
+    /// show a case's clocks and escalation.
+    #[command(subcommand)]
+    Case(case::CaseCommand),
 }
 
 #[derive(Subcommand)]
@@ -178,6 +183,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dlq(c) => dlq::run(&cfg, c).await,
         Command::Groups(c) => groups::run(&cfg, c).await,
         Command::Broadcast(c) => broadcast::run(&cfg, c).await,
+        Command::Case(c) => case::run(&cfg, c).await,
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
             let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)

@@ -1,31 +1,17 @@
 //! `herald dlq` against a running Herald: real dead letters, listed, shown
 //! and replayed by the command an operator types.
 
-use std::{process::Output, time::Duration};
+mod common;
+
+use std::time::Duration;
+
+use common::{herald, stderr, stdout};
 
 use herald_proto::v1::AuditStep;
 use herald_testkit::{
     TestSystem,
     fixtures::{contact, inquiry},
 };
-
-fn herald(sys: &TestSystem, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(args)
-        .env_remove("HERALD_CONFIG")
-        .env("HERALD_NATS_URL", sys.nats.url())
-        .env("HERALD_REDIS_URL", sys.redis.url())
-        .output()
-        .expect("herald runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_and_replayed_once() {

@@ -343,7 +343,7 @@ impl Desk {
         ));
         let key = self.claim_key(&id);
         let fp = fingerprint(&req);
-        let duplicate = match self.dedupe.claim_key(&key, &fp, &who, ttl.as_secs()).await {
+        let duplicate = match self.dedupe.claim_at(&key, &fp, &who, ttl.as_secs()).await {
             Ok(Claim::New) => false,
             Ok(Claim::Done(_)) => {
                 self.count("start", "duplicate");
@@ -371,7 +371,7 @@ impl Desk {
         let command = command(&who, format!("start-{id}"), Command::Start(req));
         let reply = self.accept(&attempt, command, summary, duplicate).await;
         if let Some(broadcast_reply::Result::Accepted(_)) = &reply.result
-            && let Err(e) = self.dedupe.complete_key(&key, &fp, &who).await
+            && let Err(e) = self.dedupe.complete_at(&key, &fp, &who).await
         {
             warn!(error = %e, "could not mark the broadcast claim done");
         }

@@ -51,9 +51,15 @@ impl Dedupe {
     }
 
     fn key(&self, req: &NotificationRequest) -> String {
-        let digest = Sha256::digest(
-            format!("{}\u{0}{}", req.requester, req.idempotency_key.trim()).as_bytes(),
-        );
+        self.key_of(&format!(
+            "{}\u{0}{}",
+            req.requester,
+            req.idempotency_key.trim()
+        ))
+    }
+
+    fn key_of(&self, scope: &str) -> String {
+        let digest = Sha256::digest(scope.as_bytes());
         format!("{}idem:{}", self.prefix, hex(&digest[..16]))
     }
 
@@ -63,7 +69,7 @@ impl Dedupe {
         req: &NotificationRequest,
         notification_id: &str,
     ) -> redis::RedisResult<Claim> {
-        self.claim_key(
+        self.claim_at(
             &self.key(req),
             &fingerprint(req),
             notification_id,
@@ -72,20 +78,34 @@ impl Dedupe {
         .await
     }
 
-    /// Records that the notification is safely in the stream.
-    pub async fn complete(
-        &self,
-        req: &NotificationRequest,
-        notification_id: &str,
-    ) -> redis::RedisResult<()> {
-        self.complete_key(&self.key(req), &fingerprint(req), notification_id)
+    /// As [`Dedupe::claim`] for any kind of request: `scope` names the
+    /// idempotency key (who sent it and the key they chose), `fp` is the
+    /// request's fingerprint, `id` what a repeat is answered with.
+    pub async fn claim_key(&self, scope: &str, fp: &str, id: &str) -> redis::RedisResult<Claim> {
+        self.claim_at(&self.key_of(scope), fp, id, self.ttl_secs)
             .await
     }
 
-    /// The claim behind [`Dedupe::claim`], for any request: `key` is where
-    /// it is kept (under the deployment's prefix), `fp` the request's
-    /// fingerprint, `ttl_secs` how long it is remembered.
-    pub async fn claim_key(
+    /// As [`Dedupe::complete`] for a key claimed with [`Dedupe::claim_key`];
+    /// `id` replaces the one given at the claim.
+    pub async fn complete_key(&self, scope: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
+        self.complete_at(&self.key_of(scope), fp, id).await
+    }
+
+    /// Forgets a key claimed with [`Dedupe::claim_key`] whose request was
+    /// refused after the claim, so that it can be sent again later.
+    pub async fn release_key(&self, scope: &str) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        redis::cmd("DEL")
+            .arg(self.key_of(scope))
+            .query_async::<i64>(&mut r)
+            .await?;
+        Ok(())
+    }
+
+    /// The claim itself, at a full Redis `key` (see [`Dedupe::key_for`]),
+    /// remembered for `ttl_secs`.
+    pub async fn claim_at(
         &self,
         key: &str,
         fp: &str,
@@ -107,7 +127,7 @@ impl Dedupe {
         let existing: Option<String> = redis::cmd("GET").arg(key).query_async(&mut r).await?;
         let Some(existing) = existing else {
             // Expired between the two commands: try once more.
-            return Box::pin(self.claim_key(key, fp, id, ttl_secs)).await;
+            return Box::pin(self.claim_at(key, fp, id, ttl_secs)).await;
         };
         let mut parts = existing.split(' ');
         let (id, their_fp, state) = (
@@ -124,8 +144,18 @@ impl Dedupe {
         })
     }
 
-    /// Marks a claim made with [`Dedupe::claim_key`] done.
-    pub async fn complete_key(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
+    /// Records that the notification is safely in the stream.
+    pub async fn complete(
+        &self,
+        req: &NotificationRequest,
+        notification_id: &str,
+    ) -> redis::RedisResult<()> {
+        self.complete_at(&self.key(req), &fingerprint(req), notification_id)
+            .await
+    }
+
+    /// Marks a claim made with [`Dedupe::claim_at`] done.
+    pub async fn complete_at(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         redis::cmd("SET")
             .arg(key)
@@ -137,7 +167,7 @@ impl Dedupe {
         Ok(())
     }
 
-    /// Where a claim named `name` is kept.
+    /// Where a claim named `name` is kept, under the deployment's prefix.
     pub fn key_for(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
@@ -145,10 +175,10 @@ impl Dedupe {
 
 /// A digest of the request as received (maps encode in key order, so the
 /// encoding is deterministic).
-pub fn fingerprint<M: Message>(req: &M) -> String {
-    hex(&Sha256::digest(req.encode_to_vec())[..12])
+pub fn fingerprint<M: Message>(msg: &M) -> String {
+    hex(&Sha256::digest(msg.encode_to_vec())[..12])
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

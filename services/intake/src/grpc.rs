@@ -1,5 +1,6 @@
-//! The gRPC face of intake: `herald.v1.Intake/Notify`, with server
-//! reflection and the standard health service.
+//! The gRPC face of intake: `herald.v1.Intake/Notify` and
+//! `herald.v1.Intake/SubmitCaseEvent`, with server reflection and the
+//! standard health service.
 //!
 //! The health service answers SERVING only while `/readyz` would say
 //! ready (NATS and Redis reachable), so a gRPC load balancer stops sending
@@ -19,7 +20,8 @@ use std::{
 };
 
 use herald_proto::v1::{
-    ErrorCode, IntakeReply, Lane, NotificationRequest, intake_reply,
+    CaseEvent, CaseReply, ErrorCode, IntakeReply, Lane, NotificationRequest, case_reply,
+    intake_reply,
     intake_server::{Intake as IntakeService, IntakeServer},
 };
 use herald_runtime::health::Health;
@@ -52,6 +54,30 @@ impl IntakeService for Service {
         let reply = self.intake.submit(req, Lane::Normal).instrument(span).await;
         match &reply.result {
             Some(intake_reply::Result::Rejected(r)) => Err(to_status(r)),
+            _ => Ok(Response::new(reply)),
+        }
+    }
+
+    async fn submit_case_event(
+        &self,
+        request: Request<CaseEvent>,
+    ) -> Result<Response<CaseReply>, Status> {
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok());
+        let span = herald_runtime::telemetry::grpc_server_span(
+            "herald.v1.Intake",
+            "SubmitCaseEvent",
+            traceparent,
+        );
+        let reply = self
+            .intake
+            .submit_case(request.into_inner())
+            .instrument(span)
+            .await;
+        match &reply.result {
+            Some(case_reply::Result::Rejected(r)) => Err(to_status(r)),
             _ => Ok(Response::new(reply)),
         }
     }

@@ -8,6 +8,7 @@
 //! does the caller hear "accepted".
 
 mod broadcasts;
+mod cases;
 pub mod dedupe;
 mod grpc;
 pub mod validate;
@@ -109,6 +110,7 @@ pub(crate) struct Intake {
     broadcasts: broadcasts::Desk,
     /// Ordinary requests wait while emergency work is under way.
     priority: Precedence,
+    cases: cases::Cases,
 }
 
 /// A started intake: where it listens, and its task.
@@ -172,7 +174,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         priority.clone(),
         &mut registry,
     );
+    let cases = cases::Cases::new(
+        redis.clone(),
+        &cfg.redis.prefix,
+        // Longer than the hold delivery takes while a send is at a
+        // provider, so an acknowledgement outwaits a send in progress.
+        cfg.delivery.attempt_timeout + Duration::from_secs(10),
+        &mut registry,
+    );
     let intake = Intake {
+        cases,
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
         dedupe,
@@ -235,6 +246,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         cancels,
         shutdown.clone(),
     )));
+    let case_events = bus
+        .client
+        .queue_subscribe(subjects::INTAKE_CASE, subjects::QUEUE_INTAKE.to_string())
+        .await?;
+    let case_intake = intake.clone();
+    lanes.push(tokio::spawn(serve_bounded(
+        case_events,
+        cfg.intake.concurrency,
+        Some((intake.priority.clone(), Lane::Normal)),
+        shutdown.clone(),
+        move |msg| {
+            let intake = case_intake.clone();
+            async move { intake.handle_case_nats(msg).await }
+        },
+    )));
     // Make sure the subscriptions are registered with the server before
     // anyone is told we are up.
     bus.client.flush().await?;
@@ -260,11 +286,35 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
 /// Serves one lane's request subject with its own bounded set of workers.
 async fn serve_nats(
     intake: Intake,
-    mut sub: async_nats::Subscriber,
+    sub: async_nats::Subscriber,
     lane: Lane,
     concurrency: usize,
     shutdown: CancellationToken,
 ) {
+    let priority = Some((intake.priority.clone(), lane));
+    serve_bounded(sub, concurrency, priority, shutdown, move |msg| {
+        let intake = intake.clone();
+        async move { intake.handle_nats(msg, lane).await }
+    })
+    .await
+}
+
+/// Hands each request on `sub` to `handle`, at most `concurrency` at once,
+/// until `shutdown`; then stops taking requests and lets the ones in hand
+/// finish (each is answered, or retried by its caller with the same key).
+/// With a lane, requests take part in the emergency lane's priority: normal
+/// ones wait while emergency work is under way, emergency ones count as such
+/// work until answered.
+pub(crate) async fn serve_bounded<F, Fut>(
+    mut sub: async_nats::Subscriber,
+    concurrency: usize,
+    lane: Option<(Precedence, Lane)>,
+    shutdown: CancellationToken,
+    handle: F,
+) where
+    F: Fn(async_nats::Message) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(concurrency));
     loop {
         let permit = tokio::select! {
@@ -277,22 +327,25 @@ async fn serve_nats(
         };
         // Ordinary requests wait while emergency work is under way (the
         // caller's retry with the same key is harmless if it gives up).
-        if lane == Lane::Normal && intake.priority.is_yielding() {
+        if let Some((priority, Lane::Normal)) = &lane
+            && priority.is_yielding()
+        {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = intake.priority.normal_may_proceed() => {}
+                _ = priority.normal_may_proceed() => {}
             }
         }
-        let busy = (lane == Lane::Emergency).then(|| intake.priority.busy());
-        let intake = intake.clone();
+        let busy = match &lane {
+            Some((priority, Lane::Emergency)) => Some(priority.busy()),
+            _ => None,
+        };
+        let work = handle(msg);
         tokio::spawn(async move {
-            intake.handle_nats(msg, lane).await;
+            work.await;
             drop(busy);
             drop(permit);
         });
     }
-    // Stop taking new requests, then let the ones in hand finish: each was
-    // either answered or will be retried by its caller with the same key.
     let _ = sub.unsubscribe().await;
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
@@ -362,7 +415,17 @@ impl Intake {
             ("", who) => format!("cancelled by {who}"),
             (r, who) => format!("{r} (by {who})"),
         };
-        match self.cancellations.cancel(&req.cancel_key, &reason).await {
+        let cancelled = match self.cancellations.cancel(&req.cancel_key, &reason).await {
+            // A send that passed the check just before is let finish, so
+            // that once the caller has the answer nothing goes out.
+            Ok(first) => self
+                .cancellations
+                .wait_idle(&req.cancel_key, self.cases.stop_wait())
+                .await
+                .map(|_| first),
+            Err(e) => Err(e),
+        };
+        match cancelled {
             Ok(first) => {
                 info!(first, "cancel key cancelled");
                 CancelReply {
@@ -419,24 +482,7 @@ impl Intake {
     }
 
     fn refused(&self, lane: Lane, r: Rejected) -> IntakeReply {
-        let reason = ErrorCode::try_from(r.code)
-            .map(|c| {
-                c.as_str_name()
-                    .trim_start_matches("ERROR_CODE_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|_| "unknown".into());
-        herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
-        // The code and the field, not the message: the message quotes the
-        // caller's values (an address that failed a check) back to them.
-        info!(field = %r.field, %reason, "request refused");
-        self.metrics
-            .rejected
-            .get_or_create(&ReasonLabel {
-                lane: lane.name().into(),
-                reason,
-            })
-            .inc();
+        note_refusal(&self.metrics.rejected, lane, &r, "request");
         IntakeReply {
             result: Some(intake_reply::Result::Rejected(r)),
         }
@@ -584,6 +630,33 @@ impl Intake {
     }
 }
 
+/// Counts, logs and marks the span of a refusal of `what` (a request, a
+/// case event).
+pub(crate) fn note_refusal(
+    counter: &Family<ReasonLabel, Counter>,
+    lane: Lane,
+    r: &Rejected,
+    what: &str,
+) {
+    let reason = ErrorCode::try_from(r.code)
+        .map(|c| {
+            c.as_str_name()
+                .trim_start_matches("ERROR_CODE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into());
+    herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
+    // The code and the field, not the message: the message quotes the
+    // caller's values (an address that failed a check) back to them.
+    info!(field = %r.field, %reason, "{what} refused");
+    counter
+        .get_or_create(&ReasonLabel {
+            lane: lane.name().into(),
+            reason,
+        })
+        .inc();
+}
+
 /// Emergencies, breaches and critical incidents take the emergency lane
 /// wherever they arrive; anything sent to the emergency subject stays there.
 pub fn lane_for(req: &NotificationRequest, hinted: Lane) -> Lane {
@@ -605,7 +678,7 @@ fn accepted(notification_id: String, duplicate: bool) -> IntakeReply {
     }
 }
 
-fn unavailable() -> Rejected {
+pub(crate) fn unavailable() -> Rejected {
     reject(
         ErrorCode::Unavailable,
         "",

@@ -413,6 +413,7 @@ impl Router {
                     },
                     organisation: None,
                     role: None,
+                    team: None,
                 },
                 None => continue,
             };

@@ -239,6 +239,15 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
         RetentionPolicy::Limits,
         cfg.audit_retention,
     ));
+    // Read by several services (sla, escalation) at their own pace: kept,
+    // not consumed, for as long as the trail (it holds feedback comments,
+    // which are destroyed with it).
+    out.push(base(
+        subjects::STREAM_CASES,
+        vec![subjects::case_all()],
+        RetentionPolicy::Limits,
+        cfg.audit_retention,
+    ));
     out.push(base(
         subjects::STREAM_DLQ,
         vec![subjects::dlq_all()],
@@ -265,7 +274,11 @@ pub struct ConsumerSpec {
     pub stream: String,
     pub durable: String,
     pub filter: String,
-    /// Messages handled at once.
+    /// Messages handled at once. 1 means strictly in order: JetStream then
+    /// hands out the next message only once this one is acknowledged, across
+    /// every instance sharing the durable consumer (a handler that must
+    /// keep the order retries inside itself rather than asking for a
+    /// redelivery).
     pub concurrency: usize,
     pub ack_wait: Duration,
     /// -1 for unlimited.
@@ -418,6 +431,88 @@ where
     Ok(())
 }
 
+/// Runs an in-order consumer on every partition of the case stream:
+/// durable `<durable>-<partition>`, subjects `filter(partition)`, one
+/// message at a time, so a case's messages are handled in the order they
+/// were stored while partitions proceed side by side. `handle` is tried
+/// until it answers: an `Err` (Redis or NATS away) is retried in place,
+/// with a growing pause, telling JetStream the message is still being
+/// worked on, because asking for a redelivery would let the partition's
+/// next message overtake it. On shutdown the message in hand is handed
+/// back at once.
+pub fn consume_case_partitions<F, Fut>(
+    bus: &Bus,
+    health: &crate::health::Health,
+    durable: &str,
+    filter: fn(u32) -> String,
+    ack_wait: Duration,
+    shutdown: &CancellationToken,
+    handle: F,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>>
+where
+    F: Fn(jetstream::Message) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = anyhow::Result<Disposition>> + Send + 'static,
+{
+    (0..subjects::CASE_PARTITIONS)
+        .map(|partition| {
+            let spec = ConsumerSpec {
+                stream: subjects::STREAM_CASES.to_string(),
+                durable: format!("{durable}-{partition}"),
+                filter: filter(partition),
+                concurrency: 1,
+                ack_wait,
+                max_deliver: -1,
+            };
+            let ready = health.flag(format!("consumer-{partition}"));
+            let (bus, shutdown, handle) = (bus.clone(), shutdown.clone(), handle.clone());
+            tokio::spawn(async move {
+                let stop = shutdown.clone();
+                consume(
+                    &bus,
+                    spec,
+                    ready,
+                    shutdown,
+                    Duration::from_secs(10),
+                    move |msg| {
+                        let (handle, stop) = (handle.clone(), stop.clone());
+                        async move { until_answered(msg, &stop, handle).await }
+                    },
+                )
+                .await
+            })
+        })
+        .collect()
+}
+
+async fn until_answered<F, Fut>(
+    msg: jetstream::Message,
+    stop: &CancellationToken,
+    handle: F,
+) -> Disposition
+where
+    F: Fn(jetstream::Message) -> Fut,
+    Fut: Future<Output = anyhow::Result<Disposition>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match handle(msg.clone()).await {
+            Ok(d) => return d,
+            Err(e) => {
+                warn!(subject = %destination_template(&msg.subject), error = %e, "handling failed; retrying in place");
+                if stop.is_cancelled() {
+                    return Disposition::Retry(Duration::ZERO);
+                }
+                let _ = msg.ack_with(AckKind::Progress).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return Disposition::Retry(Duration::ZERO),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// On shutdown: gives back the messages the server has already handed this
 /// consumer but no handler has started, so another instance can take them
 /// in about a second instead of after `ack_wait`.
@@ -449,7 +544,11 @@ async fn bind_consumer(
         ack_policy: AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
         max_deliver: spec.max_deliver,
-        max_ack_pending: (spec.concurrency * 4).max(1024) as i64,
+        max_ack_pending: if spec.concurrency == 1 {
+            1
+        } else {
+            (spec.concurrency * 4).max(1024) as i64
+        },
         ..Default::default()
     };
     Ok(stream.get_or_create_consumer(&spec.durable, config).await?)
@@ -536,7 +635,11 @@ pub fn destination_template(subject: &str) -> &str {
     if subject.starts_with(AUDIT) {
         "herald.v1.audit.{case}.{notification}"
     } else {
-        subject
+        match subjects::parse_case_subject(subject) {
+            Some(subjects::CaseSubject::Event(_)) => "herald.v1.case.{partition}.{case}.event",
+            Some(subjects::CaseSubject::Sla(_)) => "herald.v1.case.{partition}.{case}.sla",
+            None => subject,
+        }
     }
 }
 
@@ -606,6 +709,10 @@ mod tests {
         assert_eq!(
             destination_template("herald.v1.delivery.job.email"),
             "herald.v1.delivery.job.email"
+        );
+        assert_eq!(
+            destination_template(&subjects::sla_event("CASE-7")),
+            "herald.v1.case.{partition}.{case}.sla"
         );
     }
 }

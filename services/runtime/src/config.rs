@@ -25,6 +25,8 @@ pub struct Config {
     pub router: RouterConfig,
     pub delivery: DeliveryConfig,
     pub broadcast: BroadcastConfig,
+    pub sla: SlaConfig,
+    pub escalation: EscalationConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,8 +369,8 @@ pub struct Coordinator {
 impl Default for BroadcastConfig {
     fn default() -> Self {
         Self {
-            http_addr: "127.0.0.1:9104".into(),
-            public_url: "http://127.0.0.1:9104".into(),
+            http_addr: "127.0.0.1:9106".into(),
+            public_url: "http://127.0.0.1:9106".into(),
             link_secret: None,
             coordinators: Vec::new(),
             interval: Duration::from_secs(5 * 60),
@@ -377,6 +379,43 @@ impl Default for BroadcastConfig {
             breach_roles: vec!["dpo".into(), "management".into()],
             max_recipients: 10_000,
             concurrency: 16,
+        }
+    }
+}
+
+/// The sla service: response-time clocks on business-hours calendars.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlaConfig {
+    pub http_addr: String,
+    /// SLA policies; the policies shipped in `config/sla.toml` (the SOPs'
+    /// response times) are compiled in and used when this is empty.
+    pub policy_file: Option<PathBuf>,
+    /// Business-hours calendars and which team uses which; the calendars
+    /// shipped in `config/calendars.toml` are used when this is empty.
+    pub calendars_file: Option<PathBuf>,
+    /// Timer loops per instance, each claiming `batch` due clocks at a time.
+    pub runners: usize,
+    pub batch: usize,
+    /// How long a claimed clock is this instance's before another takes it
+    /// over; shorter than `nats.duplicate_window`, which drops a repeat.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// The longest a timer loop sleeps without looking at Redis.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9104".into(),
+            policy_file: None,
+            calendars_file: None,
+            runners: 2,
+            batch: 500,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(200),
         }
     }
 }
@@ -437,6 +476,41 @@ impl BroadcastConfig {
                 "`broadcast.link_secret` must be at least 16 characters (a long random string)"
                     .into(),
             );
+        }
+    }
+}
+
+/// The escalation service: escalation policies and the follow-up after
+/// resolution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EscalationConfig {
+    pub http_addr: String,
+    /// Escalation policies and the follow-up; the ones shipped in
+    /// `config/escalation.toml` are used when this is empty.
+    pub policy_file: Option<PathBuf>,
+    /// Where the follow-up survey is answered; each client gets a signed
+    /// link `<survey_url>?case=<id>&token=<hmac>`.
+    pub survey_url: String,
+    /// Signs survey links (HMAC-SHA256); required to start the service.
+    /// Keep it in the environment: `HERALD_ESCALATION_SURVEY_SECRET`.
+    pub survey_secret: Option<String>,
+    /// As `sla.lease` and `sla.poll`, for escalation and follow-up timers.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9105".into(),
+            policy_file: None,
+            survey_url: "https://feedback.example.org/survey".into(),
+            survey_secret: None,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(200),
         }
     }
 }
@@ -545,6 +619,8 @@ impl Config {
             ("router.http_addr", &self.router.http_addr),
             ("delivery.http_addr", &self.delivery.http_addr),
             ("broadcast.http_addr", &self.broadcast.http_addr),
+            ("sla.http_addr", &self.sla.http_addr),
+            ("escalation.http_addr", &self.escalation.http_addr),
         ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 problems.push(format!(
@@ -558,6 +634,8 @@ impl Config {
             ("delivery.concurrency", self.delivery.concurrency),
             ("intake.max_recipients", self.intake.max_recipients),
             ("intake.max_payload_bytes", self.intake.max_payload_bytes),
+            ("sla.runners", self.sla.runners),
+            ("sla.batch", self.sla.batch),
         ] {
             if n == 0 {
                 problems.push(format!("`{key}` must be at least 1"));
@@ -595,6 +673,54 @@ impl Config {
             problems,
         );
         self.broadcast.validate(problems);
+        for (key, lease) in [
+            ("sla.lease", self.sla.lease),
+            ("escalation.lease", self.escalation.lease),
+        ] {
+            if lease.is_zero() || lease >= self.nats.duplicate_window {
+                problems.push(format!(
+                    "`{key}` must be more than zero and shorter than `nats.duplicate_window`, or a timer taken over after a crash could fire twice"
+                ));
+            }
+        }
+        for (key, poll) in [
+            ("sla.poll", self.sla.poll),
+            ("escalation.poll", self.escalation.poll),
+        ] {
+            if poll.is_zero() {
+                problems.push(format!("`{key}` must be more than zero"));
+            }
+        }
+        url_scheme(
+            "escalation.survey_url",
+            &self.escalation.survey_url,
+            &["http", "https"],
+            problems,
+        );
+        if self
+            .escalation
+            .survey_secret
+            .as_deref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            problems.push("`escalation.survey_secret` must be at least 16 characters".into());
+        }
+    }
+}
+
+/// The text of a rules file shipped in `config/` and compiled in, or of
+/// the file a deployment gives instead, with the name to report problems
+/// under. `what` names it for people ("SLA policies").
+pub fn built_in_or_file(
+    path: Option<&Path>,
+    built_in: &'static str,
+    what: &str,
+) -> Result<(std::borrow::Cow<'static, str>, String), Vec<String>> {
+    match path {
+        None => Ok((built_in.into(), format!("built-in {what}"))),
+        Some(p) => std::fs::read_to_string(p)
+            .map(|t| (t.into(), p.display().to_string()))
+            .map_err(|e| vec![format!("{}: {e}", p.display())]),
     }
 }
 
@@ -847,6 +973,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(short.contains("broadcast.duration"), "{short}");
+    }
+
+    #[test]
+    fn timer_leases_must_fit_inside_the_duplicate_window() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("HERALD_SLA_LEASE", "20m"),
+                ("HERALD_ESCALATION_SURVEY_SECRET", "short"),
+                ("HERALD_SLA_RUNNERS", "0"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for key in ["sla.lease", "escalation.survey_secret", "sla.runners"] {
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
+        let ok = Config::load(
+            None,
+            env(&[("HERALD_ESCALATION_SURVEY_SECRET", "a-secret-long-enough")]),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.escalation.survey_secret.as_deref(),
+            Some("a-secret-long-enough")
+        );
     }
 
     #[test]

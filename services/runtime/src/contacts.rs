@@ -46,6 +46,11 @@ pub struct Contact {
     /// Staff role such as team_lead, supervisor, management, dpo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Staff: the team the person works in. An escalation to a role looks
+    /// for that role in the case's team first, then among staff with no
+    /// team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// Channels the person agreed to be contacted on.
@@ -135,6 +140,16 @@ impl Contact {
         }
         if let Err(why) = validate::time_zone(&self.time_zone) {
             out.push(("time_zone".into(), why));
+        }
+        for (field, value) in [("role", &self.role), ("team", &self.team)] {
+            if let Some(v) = value
+                && !herald_proto::subjects::is_subject_token(v)
+            {
+                out.push((
+                    field.into(),
+                    "must be 1-128 letters, digits or - _ : @ + = (no dots or spaces)".into(),
+                ));
+            }
         }
         out
     }

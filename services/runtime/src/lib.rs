@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod broadcasts;
 pub mod bus;
+pub mod calendar;
 pub mod cancel;
 pub mod clock;
 pub mod config;
@@ -16,6 +17,7 @@ mod listfile;
 pub mod metrics;
 pub mod pii;
 pub mod priority;
+pub mod query;
 mod records;
 pub mod routing;
 pub mod shutdown;

@@ -53,6 +53,7 @@ pub struct Timers {
     due_key: String,
     lease_key: String,
     claim: Script,
+    swap: Script,
     /// Woken when this process schedules a timer, so a runner sleeping
     /// towards a later one re-reads the queue.
     wake: Arc<Notify>,
@@ -77,6 +78,38 @@ end
 return due
 "#;
 
+/// KEYS: state, due, lease. ARGV: expected ("0" absent, "1"..value), new
+/// value, ttl s (0: no expiry), then (timer id, due ms or -1) pairs.
+/// 1 if written, 0 if the state had changed.
+const SWAP: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local seen = '0'
+if cur then seen = '1' .. cur end
+if seen ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+for i = 4, #ARGV, 2 do
+  local due = tonumber(ARGV[i + 1])
+  if due >= 0 then
+    redis.call('ZADD', KEYS[2], due, ARGV[i])
+  else
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[3], ARGV[i])
+  end
+end
+return 1
+"#;
+
+/// What [`Timers::swap_state`] does to one timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerChange {
+    /// Due at this instant (ms since the epoch), set or moved.
+    At(String, i64),
+    /// Cancelled, pending or claimed.
+    Cancel(String),
+}
+
 impl Timers {
     /// The queue `name` under the deployment's key prefix.
     pub fn new(redis: ConnectionManager, prefix: &str, name: &str) -> Timers {
@@ -85,8 +118,71 @@ impl Timers {
             due_key: format!("{prefix}timer:{name}:due"),
             lease_key: format!("{prefix}timer:{name}:lease"),
             claim: Script::new(CLAIM),
+            swap: Script::new(SWAP),
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The sorted sets behind the queue (due, then lease), for a caller
+    /// that changes its own state and its timers in one atomic script.
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.due_key, &self.lease_key)
+    }
+
+    /// Tells this process's runner that a timer was set behind its back
+    /// (through [`Timers::keys`]), so it looks at the queue again.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Changes a state value kept beside the queue and timers of this
+    /// queue in one atomic step, if the value is still `expected` (`None`:
+    /// absent); false if someone changed it meanwhile (read again and
+    /// redo). `ttl` expires the value (zero: kept). A service keeping "what
+    /// happens next" per item this way never has a timer without its state
+    /// or a state without its timer, and two writers never lose each
+    /// other's change.
+    pub async fn swap_state(
+        &self,
+        state_key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Duration,
+        changes: &[TimerChange],
+    ) -> redis::RedisResult<bool> {
+        let mut seen = Vec::with_capacity(1 + expected.map_or(0, <[u8]>::len));
+        match expected {
+            None => seen.push(b'0'),
+            Some(v) => {
+                seen.push(b'1');
+                seen.extend_from_slice(v);
+            }
+        }
+        let mut call = self.swap.prepare_invoke();
+        call.key(state_key)
+            .key(&self.due_key)
+            .key(&self.lease_key)
+            .arg(seen)
+            .arg(value)
+            .arg(ttl.as_secs());
+        let mut scheduled = false;
+        for ch in changes {
+            match ch {
+                TimerChange::At(id, at) => {
+                    scheduled = true;
+                    call.arg(id).arg(*at);
+                }
+                TimerChange::Cancel(id) => {
+                    call.arg(id).arg(-1);
+                }
+            }
+        }
+        let mut c = self.redis.clone();
+        let written: i64 = call.invoke_async(&mut c).await?;
+        if written == 1 && scheduled {
+            self.wake.notify_one();
+        }
+        Ok(written == 1)
     }
 
     /// Sets (or moves) timer `id` to fire at `at`.

@@ -1,6 +1,7 @@
 //! Runs one Herald service as its own process, configured from
 //! `HERALD_CONFIG` and `HERALD_*` variables, so tests can SIGKILL it and
-//! start it again. Usage: `herald-service <intake|router|delivery|broadcast>`.
+//! start it again. Usage:
+//! `herald-service <intake|router|delivery|sla|escalation|broadcast>`.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,6 +18,8 @@ async fn main() -> anyhow::Result<()> {
         "router" => herald_router::run(cfg, shutdown).await,
         "delivery" => herald_delivery::run(cfg, shutdown).await,
         "broadcast" => herald_broadcast::run(cfg, shutdown).await,
+        "sla" => herald_sla::run(cfg, shutdown).await,
+        "escalation" => herald_escalation::run(cfg, shutdown).await,
         other => anyhow::bail!("no service named {other:?}"),
     }
 }

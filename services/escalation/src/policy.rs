@@ -1,0 +1,324 @@
+//! Escalation policies and the follow-up settings (`config/escalation.toml`,
+//! compiled in; `[escalation] policy_file` replaces it).
+
+use std::{path::Path, time::Duration};
+
+use herald_proto::v1::Priority;
+use serde::Deserialize;
+
+/// The policies Herald ships with.
+pub const DEFAULT_POLICIES: &str = include_str!("../../../config/escalation.toml");
+
+/// Who a level notifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The case's responsible staff member.
+    Responsible,
+    /// Everyone holding a role (in the case's team if any do).
+    Role(String),
+    /// One contact.
+    Contact(String),
+}
+
+impl Target {
+    fn parse(s: &str) -> Result<Target, String> {
+        let s = s.trim();
+        if s == "responsible" {
+            return Ok(Target::Responsible);
+        }
+        let (target, id) = match s.strip_prefix("role:") {
+            Some(role) => (Target::Role(role.to_string()), role),
+            None => (Target::Contact(s.to_string()), s),
+        };
+        if herald_proto::subjects::is_subject_token(id) {
+            Ok(target)
+        } else {
+            Err(format!(
+                "{s:?} is not \"responsible\", a contact id or \"role:<role>\""
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Level {
+    pub name: String,
+    pub targets: Vec<Target>,
+    /// How long the level has before the next notice (a repeat, or the
+    /// next level).
+    pub timeout: Duration,
+    /// Further notices to the same level before moving up.
+    pub repeat: u32,
+    /// What the client is told to expect.
+    pub expected_within: Duration,
+}
+
+impl Level {
+    /// The level's name as people read it: "team lead".
+    pub fn title(&self) -> String {
+        self.name.replace('_', " ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub teams: Vec<String>,
+    pub priorities: Vec<Priority>,
+    pub escalate_at_open: Vec<Priority>,
+    /// The level an escalate-now request starts at.
+    pub on_request: usize,
+    pub levels: Vec<Level>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowUp {
+    pub delay: Duration,
+    pub reminder_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policies {
+    policies: Vec<Policy>,
+    pub follow_up: FollowUp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    policy: Vec<FilePolicy>,
+    follow_up: FileFollowUp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFollowUp {
+    #[serde(with = "humantime_serde")]
+    delay: Duration,
+    #[serde(with = "humantime_serde")]
+    reminder_after: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePolicy {
+    name: String,
+    #[serde(default)]
+    teams: Vec<String>,
+    #[serde(default)]
+    priorities: Vec<String>,
+    #[serde(default)]
+    escalate_at_open: Vec<String>,
+    on_request: Option<String>,
+    #[serde(default)]
+    level: Vec<FileLevel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLevel {
+    name: String,
+    targets: Vec<String>,
+    timeout: String,
+    #[serde(default)]
+    repeat: u32,
+    expected_within: Option<String>,
+}
+
+impl Policies {
+    pub fn load(path: Option<&Path>) -> Result<Policies, Vec<String>> {
+        let (text, origin) = herald_runtime::config::built_in_or_file(
+            path,
+            DEFAULT_POLICIES,
+            "escalation policies",
+        )?;
+        Policies::parse(&text, &origin)
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Policies, Vec<String>> {
+        let file: File = toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+        let mut problems = Vec::new();
+        let priorities = |list: &[String], at: &str, problems: &mut Vec<String>| {
+            let mut out = Vec::new();
+            for p in list {
+                match herald_runtime::routing::parse_priority(p) {
+                    Some(x) => out.push(x),
+                    None => {
+                        problems.push(format!("{at}: {p:?} is not low, normal, high or critical"))
+                    }
+                }
+            }
+            out
+        };
+        let mut policies = Vec::new();
+        for (i, p) in file.policy.into_iter().enumerate() {
+            let at = format!("policy[{i}] ({})", p.name);
+            if p.level.is_empty() {
+                problems.push(format!("{at}: has no [[policy.level]]"));
+            }
+            let mut levels = Vec::new();
+            for (j, l) in p.level.into_iter().enumerate() {
+                let at = format!("{at} level[{j}] ({})", l.name);
+                let timeout = match humantime::parse_duration(&l.timeout) {
+                    Ok(d) if !d.is_zero() => d,
+                    _ => {
+                        problems.push(format!(
+                            "{at}: timeout {:?} is not a duration such as \"30m\"",
+                            l.timeout
+                        ));
+                        Duration::from_secs(1)
+                    }
+                };
+                let expected_within =
+                    match l.expected_within.as_deref().map(humantime::parse_duration) {
+                        None => timeout * (l.repeat + 1),
+                        Some(Ok(d)) if !d.is_zero() => d,
+                        Some(_) => {
+                            problems.push(format!(
+                                "{at}: expected_within is not a duration such as \"4h\""
+                            ));
+                            timeout
+                        }
+                    };
+                if l.targets.is_empty() {
+                    problems.push(format!("{at}: targets is empty"));
+                }
+                let mut targets = Vec::new();
+                for t in &l.targets {
+                    match Target::parse(t) {
+                        Ok(t) => targets.push(t),
+                        Err(why) => problems.push(format!("{at}: targets: {why}")),
+                    }
+                }
+                levels.push(Level {
+                    name: l.name,
+                    targets,
+                    timeout,
+                    repeat: l.repeat,
+                    expected_within,
+                });
+            }
+            let on_request = match &p.on_request {
+                None => 0,
+                Some(name) => match levels.iter().position(|l| &l.name == name) {
+                    Some(i) => i,
+                    None => {
+                        problems.push(format!("{at}: on_request = {name:?} names no level"));
+                        0
+                    }
+                },
+            };
+            policies.push(Policy {
+                name: p.name,
+                teams: p.teams,
+                priorities: priorities(&p.priorities, &format!("{at}: priorities"), &mut problems),
+                escalate_at_open: priorities(
+                    &p.escalate_at_open,
+                    &format!("{at}: escalate_at_open"),
+                    &mut problems,
+                ),
+                on_request,
+                levels,
+            });
+        }
+        if policies.is_empty() {
+            problems.push("no [[policy]]: give at least one".into());
+        }
+        let follow_up = FollowUp {
+            delay: file.follow_up.delay,
+            reminder_after: file.follow_up.reminder_after,
+        };
+        if follow_up.reminder_after.is_zero() {
+            problems.push("follow_up.reminder_after must be more than zero".into());
+        }
+        if problems.is_empty() {
+            Ok(Policies {
+                policies,
+                follow_up,
+            })
+        } else {
+            Err(problems
+                .into_iter()
+                .map(|p| format!("{origin}: {p}"))
+                .collect())
+        }
+    }
+
+    /// The policy for a case: the first that matches its team and
+    /// priority.
+    pub fn for_case(&self, team: &str, priority: Priority) -> Option<&Policy> {
+        self.policies.iter().find(|p| {
+            (p.teams.is_empty() || p.teams.iter().any(|t| t == team))
+                && (p.priorities.is_empty() || p.priorities.contains(&priority))
+        })
+    }
+
+    pub fn named(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_policy_climbs_frontline_to_management() {
+        let p = Policies::load(None).unwrap();
+        let standard = p.for_case("support", Priority::Normal).unwrap();
+        let names: Vec<&str> = standard.levels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["frontline", "team_lead", "supervisor", "management"]
+        );
+        assert_eq!(standard.levels[0].targets, [Target::Responsible]);
+        assert_eq!(
+            standard.levels[1].targets,
+            [Target::Role("team_lead".into())]
+        );
+        // The client hears the time the level has before the next.
+        assert_eq!(
+            standard.levels[1].expected_within,
+            Duration::from_secs(2 * 3600)
+        );
+        assert_eq!(standard.on_request, 1);
+        assert_eq!(standard.escalate_at_open, [Priority::Critical]);
+        assert_eq!(p.follow_up.delay, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_every_reason() {
+        let problems = Policies::parse(
+            r#"
+[[policy]]
+name = "p"
+priorities = ["urgent"]
+on_request = "boss"
+[[policy.level]]
+name = "a"
+targets = ["role:has space", "x.y"]
+timeout = "soon"
+[[policy]]
+name = "empty"
+[follow_up]
+delay = "1h"
+reminder_after = "0s"
+"#,
+            "escalation.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        for want in [
+            "\"urgent\"",
+            "on_request = \"boss\"",
+            "\"role:has space\"",
+            "\"x.y\"",
+            "timeout \"soon\"",
+            "(empty): has no [[policy.level]]",
+            "reminder_after",
+        ] {
+            assert!(problems.contains(want), "{want} not in:\n{problems}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! What the escalation service keeps per case in Redis
+//! (`<prefix>esc:<case>`, JSON): the case as its events describe it, the
+//! current escalation and the follow-up, beside two durable timers in the
+//! queue `escalation`: `e:<case>` (the next repeat or level) and
+//! `f:<case>` (the survey, then the reminder). State and timers change in
+//! one compare-and-swap ([`Timers::swap_state`]).
+
+use std::time::Duration;
+
+use herald_proto::v1::ClockKind;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{Escalation, FollowUp};
+use herald_runtime::timers::{TimerChange, Timers};
+
+/// How long a resolved case with nothing pending is remembered.
+const CLOSED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaseState {
+    /// Stream position of the last message applied.
+    pub last_seq: u64,
+    pub client: String,
+    #[serde(default)]
+    pub staff: String,
+    #[serde(default)]
+    pub team: String,
+    #[serde(default)]
+    pub reference: String,
+    pub priority: i32,
+    #[serde(default)]
+    pub resolved: bool,
+    /// Clocks already answered (acknowledged, responded, resolved): a
+    /// breach of one of them that arrives later is old news.
+    #[serde(default)]
+    pub answered: Vec<i32>,
+    /// Escalations so far, the current one included.
+    #[serde(default)]
+    pub escalations: u32,
+    #[serde(default)]
+    pub current: Option<Escalation>,
+    #[serde(default)]
+    pub follow_up: FollowUp,
+}
+
+impl CaseState {
+    pub fn answer(&mut self, kinds: &[ClockKind]) {
+        for k in kinds {
+            if !self.answered.contains(&(*k as i32)) {
+                self.answered.push(*k as i32);
+            }
+        }
+    }
+
+    pub fn reopen(&mut self) {
+        self.resolved = false;
+        self.answered
+            .retain(|k| *k == ClockKind::Acknowledgement as i32);
+    }
+
+    pub fn is_answered(&self, kind: ClockKind) -> bool {
+        self.answered.contains(&(kind as i32))
+    }
+
+    pub fn reference(&self, case_id: &str) -> String {
+        if self.reference.is_empty() {
+            case_id.to_string()
+        } else {
+            self.reference.clone()
+        }
+    }
+
+    fn timers(&self, case_id: &str) -> Vec<TimerChange> {
+        let e = escalation_timer(case_id);
+        let f = follow_up_timer(case_id);
+        vec![
+            match self.current.as_ref().and_then(|c| c.next_ms) {
+                Some(at) => TimerChange::At(e, at),
+                None => TimerChange::Cancel(e),
+            },
+            match self.follow_up.next_due() {
+                Some(at) => TimerChange::At(f, at),
+                None => TimerChange::Cancel(f),
+            },
+        ]
+    }
+
+    fn settled(&self) -> bool {
+        self.resolved
+            && self.follow_up.next_due().is_none()
+            && !self.current.as_ref().is_some_and(Escalation::is_active)
+    }
+}
+
+pub fn escalation_timer(case_id: &str) -> String {
+    format!("e:{case_id}")
+}
+
+pub fn follow_up_timer(case_id: &str) -> String {
+    format!("f:{case_id}")
+}
+
+/// Which timer an id is: (escalation?, case).
+pub fn parse_timer(id: &str) -> Option<(bool, &str)> {
+    if let Some(case) = id.strip_prefix("e:") {
+        Some((true, case))
+    } else {
+        id.strip_prefix("f:").map(|case| (false, case))
+    }
+}
+
+/// A case as read: its bytes (for the swap) and what they mean.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub raw: Vec<u8>,
+    pub state: CaseState,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    redis: ConnectionManager,
+    prefix: String,
+    timers: Timers,
+}
+
+impl Store {
+    pub fn new(redis: ConnectionManager, prefix: &str) -> Store {
+        Store {
+            timers: Timers::new(redis.clone(), prefix, "escalation"),
+            redis,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    fn key(&self, case_id: &str) -> String {
+        format!("{}esc:{case_id}", self.prefix)
+    }
+
+    pub async fn get(&self, case_id: &str) -> anyhow::Result<Option<Stored>> {
+        let mut c = self.redis.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.key(case_id))
+            .query_async(&mut c)
+            .await?;
+        Ok(match raw {
+            None => None,
+            Some(raw) => {
+                let state = serde_json::from_slice(&raw)?;
+                Some(Stored { raw, state })
+            }
+        })
+    }
+
+    /// Writes `new` if the case is still `old`, with its timers. False if
+    /// it changed meanwhile.
+    pub async fn swap(
+        &self,
+        case_id: &str,
+        old: Option<&Stored>,
+        new: &CaseState,
+    ) -> anyhow::Result<bool> {
+        let value = serde_json::to_vec(new)?;
+        let ttl = if new.settled() {
+            CLOSED_TTL
+        } else {
+            Duration::ZERO
+        };
+        Ok(self
+            .timers
+            .swap_state(
+                &self.key(case_id),
+                old.map(|o| o.raw.as_slice()),
+                &value,
+                ttl,
+                &new.timers(case_id),
+            )
+            .await?)
+    }
+}

@@ -1,0 +1,14 @@
+//! The sla service binary. Configuration: `HERALD_CONFIG` (a TOML file)
+//! and `HERALD_*` variables; see `config/herald.example.toml`.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    herald_runtime::install_crypto();
+    let cfg = herald_runtime::Config::from_process_env()?;
+    let _telemetry = herald_runtime::telemetry::init("herald-sla", &cfg.telemetry)?;
+    let shutdown = herald_runtime::shutdown::on_signals();
+    herald_sla::run(cfg, shutdown).await
+}

@@ -1,0 +1,192 @@
+//! What case tests share: policies measured in seconds on a round-the-clock
+//! calendar (so a test runs in seconds, not business days), a staff
+//! roster with roles, clients, and case events.
+
+use std::{path::Path, time::Duration};
+
+use herald_proto::v1::{CaseChannel, CaseDetails, CaseEvent, CaseEventKind, Feedback, Priority};
+use herald_runtime::{Config, contacts::Contact};
+
+use crate::fixtures::contact;
+
+/// The team every fast case belongs to; its calendar is open 24/7.
+pub const TEAM: &str = "support";
+
+/// Writes fast SLA and escalation policies and a 24/7 calendar into `dir`
+/// and points `cfg` at them. `level` is each escalation level's timeout.
+pub fn fast_policies(cfg: &mut Config, dir: &Path, level: Duration) {
+    let calendars = dir.join("calendars.toml");
+    std::fs::write(
+        &calendars,
+        r#"
+default = "always"
+[calendar.always]
+time_zone = "Europe/London"
+business_day = "24h"
+every_day = ["00:00-24:00"]
+"#,
+    )
+    .expect("calendars written");
+    let sla = dir.join("sla.toml");
+    std::fs::write(
+        &sla,
+        r#"
+warning_at = 0.5
+# Email cases: acknowledged within 2 s, counted on the (24/7) calendar.
+[[policy]]
+name = "fast_email"
+channels = ["email"]
+acknowledgement = "2 business seconds"
+# Tickets: a clock that never runs out during a test.
+[[policy]]
+name = "slow_ticket"
+channels = ["support_ticket"]
+acknowledgement = "1h"
+# Portal cases: 3 s, for the tests that open many and race their breaches.
+[[policy]]
+name = "fast_portal"
+channels = ["portal"]
+acknowledgement = "3s"
+"#,
+    )
+    .expect("sla policies written");
+    let ms = level.as_millis();
+    let escalation = dir.join("escalation.toml");
+    std::fs::write(
+        &escalation,
+        format!(
+            r#"
+[[policy]]
+name = "fast"
+escalate_at_open = ["critical"]
+on_request = "team_lead"
+[[policy.level]]
+name = "frontline"
+targets = ["responsible"]
+timeout = "{ms}ms"
+[[policy.level]]
+name = "team_lead"
+targets = ["role:team_lead"]
+timeout = "{ms}ms"
+[[policy.level]]
+name = "supervisor"
+targets = ["role:supervisor"]
+timeout = "{ms}ms"
+[[policy.level]]
+name = "management"
+targets = ["role:management"]
+timeout = "{ms}ms"
+expected_within = "4h"
+[follow_up]
+delay = "1s"
+reminder_after = "2s"
+"#
+        ),
+    )
+    .expect("escalation policies written");
+    cfg.sla.calendars_file = Some(calendars);
+    cfg.sla.policy_file = Some(sla);
+    cfg.escalation.policy_file = Some(escalation);
+    cfg.sla.poll = Duration::from_millis(50);
+    cfg.escalation.poll = Duration::from_millis(50);
+    // A killed instance's claims come back within seconds.
+    cfg.sla.lease = Duration::from_secs(3);
+    cfg.escalation.lease = Duration::from_secs(3);
+    cfg.sla.batch = 100;
+}
+
+/// The staff the fast policy reaches: frontline and team lead by email,
+/// the supervisor by SMS, management by email; plus a team lead of
+/// another team who must never be paged for this one.
+pub fn staff() -> Vec<Contact> {
+    let with = |mut c: Contact, role: &str, team: Option<&str>| {
+        c.role = Some(role.into());
+        c.team = team.map(str::to_string);
+        c.organisation = Some("herald-staff".into());
+        c
+    };
+    vec![
+        with(
+            contact("fl-sam", Some("sam@staff.example.org"), None, "email"),
+            "frontline",
+            Some(TEAM),
+        ),
+        with(
+            contact("tl-kim", Some("kim@staff.example.org"), None, "email"),
+            "team_lead",
+            Some(TEAM),
+        ),
+        with(
+            contact("tl-other", Some("other@staff.example.org"), None, "email"),
+            "team_lead",
+            Some("billing"),
+        ),
+        with(
+            contact(
+                "sup-ana",
+                Some("ana@staff.example.org"),
+                Some("+447700900501"),
+                "sms",
+            ),
+            "supervisor",
+            Some(TEAM),
+        ),
+        with(
+            contact("mgr-joe", Some("joe@staff.example.org"), None, "email"),
+            "management",
+            None,
+        ),
+    ]
+}
+
+/// A client who prefers email: `client-<n>@clients.example.org`.
+pub fn client(n: usize) -> Contact {
+    contact(
+        &format!("client-{n}"),
+        Some(&format!("client-{n}@clients.example.org")),
+        Some(&format!("+4477009{n:05}")),
+        "email",
+    )
+}
+
+/// An event of `kind` on `case_id`.
+pub fn event(case_id: &str, event_id: &str, kind: CaseEventKind) -> CaseEvent {
+    CaseEvent {
+        event_id: event_id.into(),
+        case_id: case_id.into(),
+        kind: kind as i32,
+        actor: "tests".into(),
+        ..Default::default()
+    }
+}
+
+/// Opens `case_id` for `client_id`, handled by fl-sam in the support team,
+/// with reference `REF-<case_id>`.
+pub fn opened(
+    case_id: &str,
+    client_id: &str,
+    channel: CaseChannel,
+    priority: Priority,
+) -> CaseEvent {
+    CaseEvent {
+        details: Some(CaseDetails {
+            channel: channel as i32,
+            priority: priority as i32,
+            client_contact_id: client_id.into(),
+            responsible_staff: "fl-sam".into(),
+            team: TEAM.into(),
+            reference: format!("REF-{case_id}"),
+        }),
+        ..event(case_id, "open", CaseEventKind::Opened)
+    }
+}
+
+pub fn feedback(case_id: &str, rating: u32, comment: &str) -> CaseEvent {
+    CaseEvent {
+        feedback: Some(Feedback {
+            rating,
+            comment: comment.into(),
+        }),
+        ..event(case_id, "feedback", CaseEventKind::FeedbackReceived)
+    }
+}

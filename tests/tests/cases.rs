@@ -1,0 +1,914 @@
+//! Cases end to end over real NATS, Redis, SMTP and HTTP: clocks that run
+//! out and escalate level by level, acknowledgements that stop what is
+//! pending (under races), the sla service killed mid-way and run twice,
+//! follow-up surveys, and case events refused field by field.
+//!
+//! Policies are measured in seconds on a round-the-clock calendar
+//! (`herald_testkit::cases::fast_policies`).
+
+mod support;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use herald_proto::{
+    Message, subjects,
+    v1::{
+        AuditStep, CaseChannel, CaseEventKind, CaseQuery, ErrorCode, EscalationQueryReply,
+        Priority, SlaEvent, SlaEventKind, SlaQueryReply, case_reply, escalation_query_reply,
+        intake_client::IntakeClient, sla_query_reply,
+    },
+};
+use herald_testkit::{
+    TestSystem,
+    cases::{client, event, fast_policies, feedback, opened, staff},
+    process::ServiceProcess,
+    smtp::Mail,
+};
+use support::{get, metric, until};
+use tokio_util::sync::CancellationToken;
+
+/// A whole Herald with sla and escalation, fast policies, the staff roster
+/// and `clients` clients.
+async fn system(level: Duration, clients: usize) -> (TestSystem, tempfile::TempDir) {
+    let (mut sys, dir) = without_sla(level, clients).await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    (sys, dir)
+}
+
+/// The same, with neither sla nor escalation running: the test runs its
+/// own sla instances.
+async fn without_sla(level: Duration, clients: usize) -> (TestSystem, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("policy dir");
+    let path = dir.path().to_path_buf();
+    let sys = TestSystem::start_with(|cfg| fast_policies(cfg, &path, level)).await;
+    let mut people = staff();
+    people.extend((0..clients).map(client));
+    sys.add_contacts(&people).await;
+    (sys, dir)
+}
+
+/// Waits for a mail to `to` whose subject or body holds `needle`.
+async fn mail_to(sys: &TestSystem, to: &str, needle: &str, timeout: Duration) -> Mail {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(m) = mails_to(sys, to, needle).into_iter().next() {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mail to {to} with {needle:?} within {timeout:?}; mails: {:#?}",
+            sys.smtp
+                .mails()
+                .iter()
+                .map(|m| (m.to.clone(), m.subject()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn mails_to(sys: &TestSystem, to: &str, needle: &str) -> Vec<Mail> {
+    sys.smtp
+        .mails()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .filter(|m| m.subject().contains(needle) || m.body().contains(needle))
+        .collect()
+}
+
+fn steps(trail: &[herald_proto::v1::AuditRecord], step: AuditStep) -> Vec<String> {
+    trail
+        .iter()
+        .filter(|r| r.step == step as i32)
+        .map(|r| r.summary.clone())
+        .collect()
+}
+
+/// Asks a service about a case over request/reply, as `herald case show`
+/// does.
+async fn ask<R: Message + Default>(sys: &TestSystem, subject: &str, case_id: &str) -> R {
+    let msg = sys
+        .client
+        .request(
+            subject.to_string(),
+            CaseQuery {
+                case_id: case_id.into(),
+            }
+            .encode_to_vec()
+            .into(),
+        )
+        .await
+        .expect("the service answers");
+    R::decode(msg.payload).expect("a reply")
+}
+
+async fn sla_view(sys: &TestSystem, case_id: &str) -> herald_proto::v1::SlaView {
+    let reply: SlaQueryReply = ask(sys, subjects::SLA_QUERY, case_id).await;
+    match reply.result {
+        Some(sla_query_reply::Result::View(v)) => v,
+        other => panic!("expected a view, got {other:?}"),
+    }
+}
+
+async fn escalation_view(sys: &TestSystem, case_id: &str) -> herald_proto::v1::EscalationView {
+    let reply: EscalationQueryReply = ask(sys, subjects::ESCALATION_QUERY, case_id).await;
+    match reply.result {
+        Some(escalation_query_reply::Result::View(v)) => v,
+        other => panic!("expected a view, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_case_breaches_and_escalates_level_by_level() {
+    let (sys, _dir) = system(Duration::from_millis(1500), 1).await;
+    let case = "CASE-LADDER";
+    let started = Instant::now();
+    sys.case_ok(&opened(
+        case,
+        "client-0",
+        CaseChannel::Email,
+        Priority::Normal,
+    ))
+    .await;
+    let reference = format!("REF-{case}");
+    let client = "client-0@clients.example.org";
+
+    // Level 1 once the 2-second acknowledgement clock runs out: the
+    // responsible agent, and the client told who now handles the matter.
+    let frontline = mail_to(
+        &sys,
+        "sam@staff.example.org",
+        &reference,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(frontline.subject().contains("Escalated to you (frontline)"));
+    assert!(frontline.body().contains("acknowledgement time ran out"));
+    let breached_after = frontline.at - started;
+    assert!(
+        breached_after >= Duration::from_millis(1900),
+        "escalated {breached_after:?} after opening, before the deadline"
+    );
+    let notice = mail_to(&sys, client, "Fl-sam", Duration::from_secs(5)).await;
+    assert!(notice.subject().contains("has been escalated"));
+    // The frontline level has 1.5 s before the next: "within 1 minute".
+    assert!(
+        notice.body().contains("within 1 minute"),
+        "{}",
+        notice.body()
+    );
+
+    // Level 2 after the level's 1.5 s: the team lead of this team only.
+    let lead = mail_to(
+        &sys,
+        "kim@staff.example.org",
+        &reference,
+        Duration::from_secs(6),
+    )
+    .await;
+    assert!(lead.subject().contains("(team lead)"));
+    let gap = lead.at - frontline.at;
+    assert!(
+        (Duration::from_millis(1300)..Duration::from_secs(4)).contains(&gap),
+        "team lead {gap:?} after frontline"
+    );
+    mail_to(&sys, client, "Tl-kim", Duration::from_secs(5)).await;
+
+    // Level 3: the supervisor prefers SMS.
+    let sms = sys
+        .http
+        .wait_for("/sms", 1, Duration::from_secs(6))
+        .await
+        .into_iter()
+        .find(|r| r.field("To") == Some("+447700900501"))
+        .expect("an SMS to the supervisor");
+    let body = sms.field("Body").unwrap_or_default();
+    assert!(
+        body.contains(&reference) && body.contains("supervisor"),
+        "{body}"
+    );
+    mail_to(&sys, client, "Sup-ana", Duration::from_secs(5)).await;
+
+    // Level 4: management, and the client hears the level's timeframe.
+    mail_to(
+        &sys,
+        "joe@staff.example.org",
+        &reference,
+        Duration::from_secs(6),
+    )
+    .await;
+    let last = mail_to(&sys, client, "Mgr-joe", Duration::from_secs(5)).await;
+    assert!(last.body().contains("within 4 hours"), "{}", last.body());
+
+    // Then nothing is left to try; the trail says so, and every step.
+    let trail = sys
+        .wait_for_case_steps(case, AuditStep::Escalated, 5, Duration::from_secs(10))
+        .await;
+    let escalated = steps(&trail, AuditStep::Escalated);
+    assert!(
+        escalated[0].starts_with(
+            "escalated to frontline (level 1 of 4): notified fl-sam; client client-0 told"
+        ),
+        "{escalated:#?}"
+    );
+    assert!(
+        escalated[1].contains("team lead (level 2 of 4): notified tl-kim"),
+        "{escalated:#?}"
+    );
+    assert!(
+        escalated[4].contains("nobody acknowledged"),
+        "{escalated:#?}"
+    );
+    assert_eq!(steps(&trail, AuditStep::CaseEvent).len(), 1);
+    assert!(steps(&trail, AuditStep::ClockStarted)[0].contains("acknowledgement clock started"));
+    assert_eq!(steps(&trail, AuditStep::SlaWarning).len(), 1);
+    assert_eq!(steps(&trail, AuditStep::SlaBreach).len(), 1);
+    assert!(
+        mails_to(&sys, "other@staff.example.org", &reference).is_empty(),
+        "another team's lead is never paged"
+    );
+    assert_eq!(
+        mails_to(&sys, client, &reference).len(),
+        4,
+        "one notice per level"
+    );
+    let view = escalation_view(&sys, case).await;
+    assert_eq!((view.state.as_str(), view.level), ("exhausted", 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_between_levels_stops_the_next_level() {
+    let (sys, _dir) = system(Duration::from_millis(1500), 1).await;
+    let case = "CASE-ACK";
+    let reference = format!("REF-{case}");
+    sys.case_ok(&opened(
+        case,
+        "client-0",
+        CaseChannel::Email,
+        Priority::Normal,
+    ))
+    .await;
+    mail_to(
+        &sys,
+        "kim@staff.example.org",
+        &reference,
+        Duration::from_secs(10),
+    )
+    .await;
+    let ack = event(case, "ack-1", CaseEventKind::Acknowledged);
+    let ack = herald_proto::v1::CaseEvent {
+        actor: "tl-kim".into(),
+        ..ack
+    };
+    sys.case_ok(&ack).await;
+    let acked = Instant::now();
+
+    // The supervisor's level would have been due 1.5 s after the team
+    // lead's: wait well past it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        sys.http.requests_to("/sms").is_empty(),
+        "no SMS to the supervisor after the acknowledgement"
+    );
+    assert!(mails_to(&sys, "joe@staff.example.org", &reference).is_empty());
+    let late: Vec<Mail> = sys
+        .smtp
+        .mails()
+        .into_iter()
+        .filter(|m| m.at > acked)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} mail(s) after the acknowledgement",
+        late.len()
+    );
+
+    let trail = sys
+        .wait_for_case_steps(
+            case,
+            AuditStep::EscalationStopped,
+            1,
+            Duration::from_secs(5),
+        )
+        .await;
+    let stopped = steps(&trail, AuditStep::EscalationStopped);
+    assert!(
+        stopped[0].contains("stopped at level 2 (team lead): acknowledged by tl-kim"),
+        "{stopped:?}"
+    );
+    assert_eq!(steps(&trail, AuditStep::Escalated).len(), 2);
+    assert!(steps(&trail, AuditStep::ClockStopped)[0].contains("after its deadline"));
+    let view = escalation_view(&sys, case).await;
+    assert_eq!(view.state, "stopped");
+    assert_eq!(view.stopped_by, "acknowledged by tl-kim");
+    assert_eq!(view.level_name, "team_lead");
+}
+
+/// The race the reference systems lose (OnCall #4654, #4760): an
+/// acknowledgement arriving at the very moment the next level fires. For
+/// many cases at once, each acknowledged at a different instant around the
+/// moment its second level is due; whatever reached a provider for a case
+/// must have reached it before that case's acknowledgement was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_notification_reaches_a_provider_after_an_acknowledgement() {
+    const CASES: usize = 24;
+    let level = Duration::from_millis(1200);
+    let (sys, _dir) = system(level, CASES).await;
+    // Level 2 is due one level's timeout after level 1 (the escalation
+    // service says exactly when): acknowledge each case at an offset from
+    // -200 ms to +375 ms around that moment, so some acknowledgements come
+    // before it fires, some while its messages are on their way, some
+    // after they arrived.
+    let mut runs = Vec::new();
+    for i in 0..CASES {
+        // Fixed width: no reference is the start of another.
+        let case = format!("CASE-RACE-{i:02}");
+        sys.case_ok(&opened(
+            &case,
+            &format!("client-{i}"),
+            CaseChannel::Email,
+            Priority::Normal,
+        ))
+        .await;
+        runs.push(case);
+    }
+    let answered: HashMap<String, Instant> = futures::stream::iter(runs.iter().enumerate())
+        .map(|(i, case)| {
+            let sys = &sys;
+            async move {
+                let reference = format!("REF-{case}");
+                mail_to(
+                    sys,
+                    "sam@staff.example.org",
+                    &reference,
+                    Duration::from_secs(15),
+                )
+                .await;
+                // When the escalation service will fire level 2.
+                let view = escalation_view(sys, case).await;
+                let fires = herald_proto::system_time(view.next_at.as_ref());
+                let until_fire = fires
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                let offset_ms = -200 + (i as i64 * 25);
+                let fire = Instant::now() + until_fire;
+                let at = if offset_ms < 0 {
+                    fire - Duration::from_millis(offset_ms.unsigned_abs())
+                } else {
+                    fire + Duration::from_millis(offset_ms as u64)
+                };
+                tokio::time::sleep_until(at.into()).await;
+                let ack = herald_proto::v1::CaseEvent {
+                    actor: "tl-kim".into(),
+                    ..event(case, "ack", CaseEventKind::Acknowledged)
+                };
+                sys.case_ok(&ack).await;
+                (case.clone(), Instant::now())
+            }
+        })
+        .buffer_unordered(CASES)
+        .collect()
+        .await;
+    // Anything still to come would come within a few levels' time.
+    tokio::time::sleep(level * 3).await;
+
+    let mut late = Vec::new();
+    let mut second_level_sent = 0;
+    let mut second_level_cancelled = 0;
+    for case in &runs {
+        let reference = format!("REF-{case}");
+        let acked = answered[case];
+        let arrivals: Vec<Instant> = sys
+            .smtp
+            .mails()
+            .iter()
+            .filter(|m| m.subject().contains(&reference) || m.body().contains(&reference))
+            .map(|m| m.at)
+            .chain(
+                sys.http
+                    .requests()
+                    .iter()
+                    .filter(|r| r.field("Body").unwrap_or_default().contains(&reference))
+                    .map(|r| r.at),
+            )
+            .collect();
+        late.extend(
+            arrivals
+                .iter()
+                .filter(|at| **at > acked)
+                .map(|at| (case.clone(), *at - acked)),
+        );
+        if !mails_to(&sys, "kim@staff.example.org", &reference).is_empty() {
+            second_level_sent += 1;
+        }
+        let trail = sys.case_trail(case).await;
+        if trail.iter().any(|r| r.step == AuditStep::Cancelled as i32) {
+            second_level_cancelled += 1;
+        }
+        assert!(
+            mails_to(&sys, "joe@staff.example.org", &reference).is_empty(),
+            "{case}: management paged after the acknowledgement"
+        );
+    }
+    println!(
+        "\n| ack race | {CASES} cases | level 2 reached the team lead before the ack: {second_level_sent} | level 2 messages cancelled in delivery: {second_level_cancelled} | after the ack: {} |",
+        late.len()
+    );
+    assert!(
+        late.is_empty(),
+        "messages after the acknowledgement: {late:?}"
+    );
+    // The offsets straddle the level's firing: some cases were acknowledged
+    // before it (no team lead message), some after it had gone out.
+    assert!(
+        second_level_sent > 0 && second_level_sent < CASES,
+        "{second_level_sent}"
+    );
+}
+
+/// Cases whose acknowledgement clocks run out over a few seconds; the
+/// sla service is SIGKILLed while they do and started again. Every case
+/// breaches exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_sla_service_mid_way_neither_loses_nor_doubles_a_breach() {
+    const CASES: usize = 150;
+    let (sys, _dir) = without_sla(Duration::from_secs(60), CASES).await;
+    let mut sla = ServiceProcess::spawn("sla", &sys.cfg);
+    let mut breaches = BreachCounter::start(&sys).await;
+
+    // Portal cases: 3 s to acknowledge. Opened 20 ms apart, so their
+    // deadlines run out one after another over three seconds.
+    let opened_at = Instant::now();
+    for i in 0..CASES {
+        sys.case_ok(&opened(
+            &format!("CASE-KILL-{i}"),
+            &format!("client-{i}"),
+            CaseChannel::Portal,
+            Priority::Normal,
+        ))
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Kill it while breaches are firing.
+    until("some breaches fired", Duration::from_secs(20), || {
+        breaches.unique() > 10
+    })
+    .await;
+    sla.kill();
+    let at_kill = breaches.unique();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sla.start();
+    let recovered = until("every case breached", Duration::from_secs(60), || {
+        breaches.unique() == CASES
+    })
+    .await;
+    // Whatever a dead instance had claimed fires again once its lease
+    // runs out; wait past that for any late repeat.
+    tokio::time::sleep(sys.cfg.sla.lease.min(Duration::from_secs(5)) + Duration::from_secs(2))
+        .await;
+    breaches.stop().await;
+    let counted = breaches.counts();
+    let twice: Vec<_> = counted.iter().filter(|(_, n)| **n > 1).collect();
+    println!(
+        "\n| sla SIGKILL | {CASES} | lost {} | doubled {} | {at_kill} breached before the kill; all {CASES} {:.1} s after opening began |",
+        CASES - counted.len(),
+        twice.len(),
+        (recovered - opened_at).as_secs_f64()
+    );
+    assert_eq!(counted.len(), CASES, "every case breached");
+    assert!(twice.is_empty(), "breached twice: {twice:?}");
+    drop(sla);
+}
+
+/// Two sla instances share the clocks: every breach is fired (counted in
+/// each instance's metrics) by exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sla_instances_never_fire_the_same_breach_twice() {
+    const CASES: usize = 400;
+    let (sys, _dir) = without_sla(Duration::from_secs(60), CASES).await;
+    let mut cfg = sys.cfg.clone();
+    // Small batches, so both instances keep claiming.
+    cfg.sla.batch = 20;
+    let stops = [CancellationToken::new(), CancellationToken::new()];
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for stop in &stops {
+        let running = herald_sla::start(cfg.clone(), stop.clone())
+            .await
+            .expect("sla starts");
+        addrs.push(running.http_addr);
+        tasks.push(tokio::spawn(running.wait()));
+    }
+    let mut breaches = BreachCounter::start(&sys).await;
+    let reqs: Vec<_> = (0..CASES)
+        .map(|i| {
+            opened(
+                &format!("CASE-TWO-{i}"),
+                &format!("client-{i}"),
+                CaseChannel::Portal,
+                Priority::Normal,
+            )
+        })
+        .collect();
+    futures::stream::iter(reqs.iter())
+        .for_each_concurrent(32, |ev| {
+            let sys = &sys;
+            async move {
+                sys.case_ok(ev).await;
+            }
+        })
+        .await;
+    until("every case breached", Duration::from_secs(30), || {
+        breaches.unique() == CASES
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    breaches.stop().await;
+    let mut fired = Vec::new();
+    for addr in &addrs {
+        let page = get(&format!("http://{addr}/metrics")).await;
+        fired.push(metric(&page, "herald_sla_breaches_total"));
+    }
+    for s in &stops {
+        s.cancel();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let counted = breaches.counts();
+    println!(
+        "\n| two sla instances | {CASES} | fired by each: {fired:?} | in the stream: {} |",
+        counted.values().sum::<usize>()
+    );
+    assert_eq!(counted.len(), CASES);
+    assert!(counted.values().all(|n| *n == 1));
+    assert_eq!(fired.iter().sum::<f64>() as usize, CASES, "{fired:?}");
+    assert!(
+        fired.iter().all(|f| *f > 0.0),
+        "both instances worked: {fired:?}"
+    );
+}
+
+/// Counts breach events per case as they are stored in the case stream
+/// (read back from JetStream, so what consumers see).
+struct BreachCounter {
+    counts: std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BreachCounter {
+    async fn start(sys: &TestSystem) -> BreachCounter {
+        use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        let bus = sys.bus().await;
+        bus.ensure_streams().await.unwrap();
+        let stream = bus.js.get_stream(subjects::STREAM_CASES).await.unwrap();
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: "herald.v1.case.*.*.sla".into(),
+                ack_policy: AckPolicy::None,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let counts: std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>> = Default::default();
+        let stop = CancellationToken::new();
+        let (c, s) = (counts.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut messages = consumer.messages().await.unwrap();
+            loop {
+                let m = tokio::select! {
+                    _ = s.cancelled() => break,
+                    m = messages.next() => m,
+                };
+                let Some(Ok(m)) = m else { continue };
+                let ev = SlaEvent::decode(m.payload.clone()).unwrap();
+                if ev.kind() == SlaEventKind::Breach {
+                    *c.lock().unwrap().entry(ev.case_id).or_default() += 1;
+                }
+            }
+        });
+        BreachCounter { counts, stop, task }
+    }
+
+    fn unique(&self) -> usize {
+        self.counts.lock().unwrap().len()
+    }
+
+    fn counts(&self) -> HashMap<String, usize> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_case_is_escalated_the_moment_it_opens() {
+    let (sys, _dir) = system(Duration::from_secs(30), 1).await;
+    let case = "CASE-CRIT";
+    let opened_at = Instant::now();
+    sys.case_ok(&opened(
+        case,
+        "client-0",
+        CaseChannel::SupportTicket,
+        Priority::Critical,
+    ))
+    .await;
+    let first = mail_to(
+        &sys,
+        "sam@staff.example.org",
+        "REF-CASE-CRIT",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        first.at - opened_at < Duration::from_secs(3),
+        "{:?}",
+        first.at - opened_at
+    );
+    assert!(first.body().contains("it is critical"), "{}", first.body());
+    mail_to(
+        &sys,
+        "client-0@clients.example.org",
+        "Fl-sam",
+        Duration::from_secs(5),
+    )
+    .await;
+    let view = escalation_view(&sys, case).await;
+    assert_eq!(
+        (view.state.as_str(), view.trigger.as_str()),
+        ("active", "critical")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalate_now_goes_to_the_team_lead_and_up_again_on_request() {
+    let (sys, _dir) = system(Duration::from_secs(30), 1).await;
+    let case = "CASE-ASK";
+    let reference = format!("REF-{case}");
+    sys.case_ok(&opened(
+        case,
+        "client-0",
+        CaseChannel::SupportTicket,
+        Priority::Normal,
+    ))
+    .await;
+    let ask = |id: &str| herald_proto::v1::CaseEvent {
+        reason: "client asked for a manager".into(),
+        ..event(case, id, CaseEventKind::EscalateNow)
+    };
+    sys.case_ok(&ask("ask-1")).await;
+    mail_to(
+        &sys,
+        "kim@staff.example.org",
+        &reference,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(mails_to(&sys, "sam@staff.example.org", &reference).is_empty());
+    sys.case_ok(&ask("ask-2")).await;
+    sys.http.wait_for("/sms", 1, Duration::from_secs(10)).await;
+    let view = escalation_view(&sys, case).await;
+    assert_eq!(
+        (view.level_name.as_str(), view.trigger.as_str()),
+        ("supervisor", "request")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_case_gets_a_signed_survey_and_one_reminder_unless_answered() {
+    let (sys, _dir) = system(Duration::from_secs(60), 3).await;
+    // Tickets here have an hour to acknowledge: nothing escalates.
+    for i in 0..3 {
+        let case = format!("CASE-FU-{i}");
+        sys.case_ok(&opened(
+            &case,
+            &format!("client-{i}"),
+            CaseChannel::SupportTicket,
+            Priority::Normal,
+        ))
+        .await;
+        sys.case_ok(&event(&case, "resolved", CaseEventKind::Resolved))
+            .await;
+    }
+    // Case 2 is reopened before its survey is due: no survey.
+    sys.case_ok(&event("CASE-FU-2", "reopened", CaseEventKind::Reopened))
+        .await;
+
+    let survey0 = mail_to(
+        &sys,
+        "client-0@clients.example.org",
+        "How did we do",
+        Duration::from_secs(10),
+    )
+    .await;
+    let survey1 = mail_to(
+        &sys,
+        "client-1@clients.example.org",
+        "How did we do",
+        Duration::from_secs(10),
+    )
+    .await;
+    // The link is signed for the case.
+    let body = survey0.body();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.starts_with("https://feedback.example.org/survey?case=CASE-FU-0"))
+        .unwrap_or_else(|| panic!("no survey link in {body}"));
+    let (query, token) = link.rsplit_once("&token=").unwrap();
+    let round: u64 = query.rsplit_once("round=").unwrap().1.parse().unwrap();
+    assert!(herald_escalation::survey::verify(
+        "test-survey-secret-0123",
+        "CASE-FU-0",
+        round,
+        token
+    ));
+    // Case 1 answers; the comment is stored with the event, never in the
+    // trail.
+    sys.case_ok(&feedback(
+        "CASE-FU-1",
+        5,
+        "Call me on +447700900999, thanks",
+    ))
+    .await;
+    let _ = survey1;
+
+    // Case 0 gets its one reminder two seconds after the survey.
+    let reminder = mail_to(
+        &sys,
+        "client-0@clients.example.org",
+        "A minute for",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(reminder.at - survey0.at >= Duration::from_millis(1800));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        mails_to(&sys, "client-0@clients.example.org", "REF-CASE-FU-0").len(),
+        2,
+        "survey and one reminder"
+    );
+    assert_eq!(
+        mails_to(&sys, "client-1@clients.example.org", "REF-CASE-FU-1").len(),
+        1,
+        "answered: no reminder"
+    );
+    assert!(
+        mails_to(&sys, "client-2@clients.example.org", "REF-CASE-FU-2").is_empty(),
+        "reopened: no survey"
+    );
+
+    let trail = sys.case_trail("CASE-FU-1").await;
+    let follow = steps(&trail, AuditStep::FollowUp);
+    assert!(
+        follow
+            .iter()
+            .any(|s| s == "feedback recorded on the case: rating 5/5"),
+        "{follow:?}"
+    );
+    let all = format!("{trail:?}");
+    assert!(
+        !all.contains("+447700900999"),
+        "the comment is not in the trail"
+    );
+    assert!(
+        steps(&sys.case_trail("CASE-FU-2").await, AuditStep::FollowUp)
+            .iter()
+            .any(|s| s.contains("called off"))
+    );
+    let view = escalation_view(&sys, "CASE-FU-1").await;
+    assert_eq!((view.follow_up.as_str(), view.rating), ("answered", 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_on_the_client_pauses_the_clock_until_the_reply() {
+    let (sys, _dir) = system(Duration::from_secs(60), 1).await;
+    let case = "CASE-PAUSE";
+    sys.case_ok(&opened(
+        case,
+        "client-0",
+        CaseChannel::Portal,
+        Priority::Normal,
+    ))
+    .await;
+    sys.case_ok(&event(case, "wait", CaseEventKind::WaitingOnClient))
+        .await;
+    // Paused well past its 3 s: no breach.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let v = sla_view(&sys, case).await;
+    assert_eq!(
+        v.clocks[0].state,
+        herald_proto::v1::ClockState::Paused as i32
+    );
+    assert!(!v.clocks[0].breached);
+    assert!(v.clocks[0].seconds_left > 0, "{:?}", v.clocks[0]);
+    sys.case_ok(&event(case, "reply", CaseEventKind::ClientReplied))
+        .await;
+    let trail = sys
+        .wait_for_case_steps(case, AuditStep::SlaBreach, 1, Duration::from_secs(10))
+        .await;
+    assert!(steps(&trail, AuditStep::ClockPaused)[0].contains("paused"));
+    assert!(
+        steps(&trail, AuditStep::ClockStarted)
+            .iter()
+            .any(|s| s.contains("resumed"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_case_events_are_refused_naming_the_field_over_nats_and_grpc() {
+    let (sys, _dir) = system(Duration::from_secs(60), 1).await;
+    let refused = |r: herald_proto::v1::CaseReply| match r.result {
+        Some(case_reply::Result::Rejected(r)) => (ErrorCode::try_from(r.code).unwrap(), r.field),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let mut no_client = opened("CASE-BAD", "nobody", CaseChannel::Email, Priority::Normal);
+    assert_eq!(
+        refused(sys.case_event(&no_client).await),
+        (
+            ErrorCode::UnknownContact,
+            "details.client_contact_id".into()
+        )
+    );
+    no_client.details.as_mut().unwrap().channel = 0;
+    assert_eq!(
+        refused(sys.case_event(&no_client).await),
+        (ErrorCode::InvalidArgument, "details.channel".into())
+    );
+    assert_eq!(
+        refused(
+            sys.case_event(&event("CASE-NEVER", "a", CaseEventKind::Acknowledged))
+                .await
+        ),
+        (ErrorCode::NotFound, "case_id".into())
+    );
+    assert_eq!(
+        refused(sys.case_event(&feedback("CASE-NEVER", 9, "")).await),
+        (ErrorCode::InvalidArgument, "feedback.rating".into())
+    );
+
+    // Accepted once; the same event again is a duplicate at the same
+    // position; the same id for something else is a conflict.
+    let open = opened("CASE-OK", "client-0", CaseChannel::Email, Priority::Normal);
+    let first = sys.case_ok(&open).await;
+    match sys.case_event(&open).await.result {
+        Some(case_reply::Result::Accepted(a)) => {
+            assert!(a.duplicate);
+            assert_eq!(a.sequence, first);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut other = open.clone();
+    other.details.as_mut().unwrap().reference = "different".into();
+    assert_eq!(
+        refused(sys.case_event(&other).await),
+        (ErrorCode::IdempotencyConflict, "event_id".into())
+    );
+    let again = herald_proto::v1::CaseEvent {
+        event_id: "open-again".into(),
+        ..open.clone()
+    };
+    assert_eq!(
+        refused(sys.case_event(&again).await),
+        (ErrorCode::InvalidState, "kind".into())
+    );
+
+    // gRPC: the same rules, as status codes with the field named.
+    let mut grpc = IntakeClient::connect(format!("http://{}", sys.grpc_addr))
+        .await
+        .unwrap();
+    let status = grpc
+        .submit_case_event(event("CASE-NEVER", "g", CaseEventKind::Resolved))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert!(
+        status.message().starts_with("case_id:"),
+        "{}",
+        status.message()
+    );
+    let ok = grpc
+        .submit_case_event(event("CASE-OK", "ack-grpc", CaseEventKind::Acknowledged))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(ok.result, Some(case_reply::Result::Accepted(_))));
+    let trail = sys.case_trail("CASE-OK").await;
+    let events: HashSet<String> = steps(&trail, AuditStep::CaseEvent).into_iter().collect();
+    assert!(
+        events
+            .iter()
+            .any(|s| s.starts_with("opened: channel email, priority normal, team support")),
+        "{events:?}"
+    );
+    assert!(events.contains("acknowledged"), "{events:?}");
+}
