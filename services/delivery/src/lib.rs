@@ -29,6 +29,7 @@
 
 pub mod ledger;
 pub mod limits;
+pub mod smtp;
 pub mod status;
 pub mod transport;
 

@@ -1,4 +1,4 @@
-//! The wire: email over SMTP with lettre (pooled connections), SMS and calls
+//! The wire: email over SMTP with lettre (pooled connections, `smtp.rs`), SMS and calls
 //! as form-encoded POSTs to provider webhooks with reqwest (pooled,
 //! keep-alive), or files in a local outbox when a channel has no endpoint.
 //!
@@ -11,10 +11,11 @@ use std::{path::PathBuf, time::Duration};
 use herald_proto::v1::{Channel, DeliveryJob};
 use herald_runtime::config::DeliveryConfig;
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    Message,
     message::{Mailbox, header::ContentType},
-    transport::smtp::PoolConfig,
 };
+
+use crate::smtp::{SmtpError, SmtpPool};
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -88,7 +89,13 @@ pub fn classify_http(
 }
 
 /// SMTP error → classification.
-pub fn classify_smtp(e: &lettre::transport::smtp::Error) -> SendError {
+pub fn classify_smtp(e: &SmtpError) -> SendError {
+    let e = match e {
+        // Refused, unreachable, timed out, a TLS handshake cut short: the
+        // server may well be back later.
+        SmtpError::Connect(why) => return SendError::transient(format!("SMTP {why}")),
+        SmtpError::Smtp(e) => e,
+    };
     if e.is_permanent() {
         SendError::permanent(format!("SMTP {e}"))
     } else {
@@ -112,7 +119,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 enum Email {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
     Outbox(PathBuf),
 }
 
@@ -142,15 +149,13 @@ impl Transports {
             .map_err(|e| anyhow::anyhow!("delivery.smtp_from {:?}: {e}", cfg.smtp_from))?;
         let email = match &cfg.smtp_url {
             Some(url) => Email::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))?
-                    .timeout(Some(cfg.attempt_timeout))
-                    .pool_config(
-                        PoolConfig::new()
-                            .max_size(cfg.smtp_pool_size)
-                            .idle_timeout(Duration::from_secs(30)),
-                    )
-                    .build(),
+                SmtpPool::new(
+                    url,
+                    cfg.smtp_pool_size,
+                    cfg.attempt_timeout,
+                    Duration::from_secs(30),
+                )
+                .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))?,
             ),
             None => Email::Outbox(cfg.outbox_dir.join("email")),
         };
@@ -244,7 +249,7 @@ impl Transports {
             .body(job.body.clone())
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match &self.email {
-            Email::Smtp(smtp) => match smtp.send(message).await {
+            Email::Smtp(smtp) => match smtp.send(message.envelope(), &message.formatted()).await {
                 Ok(_) => Ok(Sent {
                     provider_id: message_id,
                     via: "smtp".into(),

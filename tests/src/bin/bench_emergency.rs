@@ -20,9 +20,9 @@
 //! flood broadcast out within 2 s of intake.
 //!
 //! Sending 2,000 messages is bounded by how many requests each provider
-//! takes at once: the run allows 64 SMTP connections and 64 voice requests
-//! in flight (`--email-connections`, `--call-connections`; the shipped
-//! defaults are 16 and 32).
+//! takes at once: the run uses the shipped limits, 16 SMTP connections and
+//! 32 voice requests in flight (`--email-connections`, `--call-connections`
+//! to try others).
 
 use std::{
     collections::HashMap,
@@ -41,7 +41,7 @@ use herald_proto::{
 };
 use herald_runtime::{
     Config,
-    config::Coordinator,
+    config::{Coordinator, DeliveryConfig},
     contacts::{Contact, Directory},
     groups::{Group, Groups},
 };
@@ -72,8 +72,8 @@ fn args() -> Args {
         backlog: 110_000,
         recipients: 1000,
         in_flight: 1024,
-        email_connections: 64,
-        call_connections: 64,
+        email_connections: DeliveryConfig::default().smtp_pool_size as usize,
+        call_connections: DeliveryConfig::default().voice_connections,
     };
     herald_testkit::benchkit::numeric_args(
         &mut [
@@ -314,8 +314,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.delivery.contact_max_sms = 0;
     cfg.delivery.contact_max_voice = 0;
     // The sinks take any number of connections; the provider limits are
-    // set to what the providers of the run are taken to allow (the shipped
-    // defaults are 16 and 32: `--email-connections 16 --call-connections 32`).
+    // the shipped ones unless the command line says otherwise.
     cfg.delivery.smtp_pool_size = a.email_connections as u32;
     cfg.delivery.voice_connections = a.call_connections;
     cfg.telemetry.log_level = "warn".into();
