@@ -33,7 +33,7 @@ pub mod plan;
 pub mod state;
 pub mod view;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -159,17 +159,7 @@ pub(crate) struct Service {
     precedence: Precedence,
 }
 
-pub struct Running {
-    pub http_addr: SocketAddr,
-    pub health: Health,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
-    }
-}
+pub use herald_runtime::service::Running;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
@@ -336,11 +326,7 @@ pub async fn start_with_clock(
         let _ = http_task.await;
         Ok(())
     });
-    Ok(Running {
-        http_addr,
-        health,
-        task,
-    })
+    Ok(Running::new(http_addr, health, task))
 }
 
 /// The timers of a broadcast: call cycles 2.. at `interval` steps from the

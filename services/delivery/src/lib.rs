@@ -35,7 +35,6 @@ pub mod transport;
 
 use std::{
     future::Future,
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -63,7 +62,6 @@ use prometheus_client::{
     registry::Registry,
 };
 use rand::Rng;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -161,17 +159,7 @@ struct Delivery {
     priority: Precedence,
 }
 
-pub struct Running {
-    pub http_addr: SocketAddr,
-    pub health: Health,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
-    }
-}
+pub use herald_runtime::service::Running;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
@@ -278,11 +266,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let _ = http_task.await;
         Ok(())
     });
-    Ok(Running {
-        http_addr,
-        health,
-        task,
-    })
+    Ok(Running::new(http_addr, health, task))
 }
 
 /// The id of the job that replaces `job` on its next channel. Derived, so

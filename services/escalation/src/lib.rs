@@ -36,7 +36,7 @@ pub mod policy;
 pub mod state;
 pub mod survey;
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -62,7 +62,6 @@ use herald_runtime::{
     timers::{self, Due, RunOptions},
 };
 use prometheus_client::registry::Registry;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -95,17 +94,7 @@ struct Escalator {
     survey_secret: Arc<str>,
 }
 
-pub struct Running {
-    pub http_addr: SocketAddr,
-    pub health: Health,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
-    }
-}
+pub use herald_runtime::service::Running;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
@@ -238,11 +227,7 @@ pub async fn start_with_clock(
         let _ = http_task.await;
         Ok(())
     });
-    Ok(Running {
-        http_addr,
-        health,
-        task,
-    })
+    Ok(Running::new(http_addr, health, task))
 }
 
 /// The templates this service sends must exist and be approved, or every

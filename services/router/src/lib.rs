@@ -11,7 +11,7 @@
 //! notification again (after a crash, before the ack) produces the same jobs,
 //! which JetStream and delivery both drop as duplicates.
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use herald_proto::{
@@ -37,7 +37,6 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -79,17 +78,7 @@ struct Router {
     metrics: Arc<Metrics>,
 }
 
-pub struct Running {
-    pub http_addr: SocketAddr,
-    pub health: Health,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
-    }
-}
+pub use herald_runtime::service::Running;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
@@ -188,11 +177,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let _ = http_task.await;
         Ok(())
     });
-    Ok(Running {
-        http_addr,
-        health,
-        task,
-    })
+    Ok(Running::new(http_addr, health, task))
 }
 
 /// Someone to reach: a directory contact or an inline recipient.

@@ -20,6 +20,7 @@ pub mod priority;
 pub mod query;
 mod records;
 pub mod routing;
+pub mod service;
 pub mod shutdown;
 pub mod signature;
 pub mod store;

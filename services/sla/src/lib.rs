@@ -22,7 +22,7 @@ pub mod clock;
 pub mod policy;
 pub mod store;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
@@ -46,7 +46,6 @@ use herald_runtime::{
     timers::{self, Due, RunOptions},
 };
 use prometheus_client::registry::Registry;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -68,17 +67,7 @@ struct Sla {
     clock: Arc<dyn TimeSource>,
 }
 
-pub struct Running {
-    pub http_addr: SocketAddr,
-    pub health: Health,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
-    }
-}
+pub use herald_runtime::service::Running;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
@@ -208,11 +197,7 @@ pub async fn start_with_clock(
         let _ = http_task.await;
         Ok(())
     });
-    Ok(Running {
-        http_addr,
-        health,
-        task,
-    })
+    Ok(Running::new(http_addr, health, task))
 }
 
 impl Sla {
