@@ -1,7 +1,9 @@
 //! A real SMTP server that records every message it accepts. It speaks
 //! enough ESMTP for lettre (EHLO, MAIL, RCPT, DATA with dot-unstuffing,
-//! RSET, NOOP, QUIT) and can be told to misbehave: refuse connections
-//! outright, answer with temporary errors, or reject some mailboxes for good.
+//! RSET, NOOP, QUIT, and STARTTLS or TLS from the first byte when started
+//! so, with a certificate of its own) and can be told to misbehave: refuse
+//! connections outright, answer with temporary errors, or reject some
+//! mailboxes for good.
 
 use std::{
     collections::HashSet,
@@ -10,8 +12,8 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    net::TcpListener,
     sync::Notify,
 };
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,8 @@ pub struct Mail {
     pub data: String,
     /// When the end of its data arrived.
     pub at: std::time::Instant,
+    /// Whether it came over TLS.
+    pub encrypted: bool,
 }
 
 impl Mail {
@@ -156,15 +160,58 @@ struct State {
     arrived: Notify,
 }
 
+/// How the sink offers TLS.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SinkTls {
+    /// Plain, upgraded when the client sends STARTTLS.
+    StartTls,
+    /// TLS from the first byte (`smtps`).
+    Implicit,
+}
+
+/// The sink's certificate and how it offers it.
+struct Tls {
+    mode: SinkTls,
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// The self-signed certificate, PEM: what a client must trust.
+    cert_pem: String,
+}
+
 /// The SMTP server. Dropping it stops it.
 pub struct SmtpSink {
     pub port: u16,
     state: Arc<State>,
     running: Mutex<Option<CancellationToken>>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
+        SmtpSink::start_with(None).await
+    }
+
+    /// A sink that speaks TLS as `mode` says, with a fresh self-signed
+    /// certificate for 127.0.0.1 ([`SmtpSink::certificate_pem`]).
+    pub async fn start_tls(mode: SinkTls) -> SmtpSink {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .expect("a self-signed certificate");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![key.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into()),
+            )
+            .expect("a TLS server configuration");
+        SmtpSink::start_with(Some(Arc::new(Tls {
+            mode,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            cert_pem: key.cert.pem(),
+        })))
+        .await
+    }
+
+    async fn start_with(tls: Option<Arc<Tls>>) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind SMTP sink");
@@ -173,30 +220,52 @@ impl SmtpSink {
             port,
             state: Arc::new(State::default()),
             running: Mutex::new(None),
+            tls,
         };
         sink.serve(listener);
         sink
+    }
+
+    /// The certificate a client must trust to reach a TLS sink.
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.cert_pem.clone())
     }
 
     fn serve(&self, listener: TcpListener) {
         let token = CancellationToken::new();
         *self.running.lock().unwrap() = Some(token.clone());
         let state = self.state.clone();
+        let tls = self.tls.clone();
         tokio::spawn(async move {
             loop {
                 let (socket, _) = tokio::select! {
                     _ = token.cancelled() => break,
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
+                let _ = socket.set_nodelay(true);
                 state
                     .connections
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let state = state.clone();
                 let token = token.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let run = async {
+                        match tls {
+                            Some(t) if t.mode == SinkTls::Implicit => {
+                                let Ok(secure) = t.acceptor.accept(socket).await else {
+                                    return;
+                                };
+                                let _ = session(Box::new(secure), state, None, true).await;
+                            }
+                            other => {
+                                let _ = session(Box::new(socket), state, other, false).await;
+                            }
+                        }
+                    };
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = session(socket, state) => {}
+                        _ = run => {}
                     }
                 });
             }
@@ -204,7 +273,11 @@ impl SmtpSink {
     }
 
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match self.tls.as_ref().map(|t| t.mode) {
+            None => format!("smtp://127.0.0.1:{}", self.port),
+            Some(SinkTls::StartTls) => format!("smtp://127.0.0.1:{}?tls=required", self.port),
+            Some(SinkTls::Implicit) => format!("smtps://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Closes the port and every open connection: clients get "connection
@@ -305,83 +378,107 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn session(socket: TcpStream, state: Arc<State>) -> std::io::Result<()> {
-    let _ = socket.set_nodelay(true);
-    let (read, mut write) = socket.into_split();
-    let mut lines = BufReader::new(read);
-    write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
-    let mut from = String::new();
-    let mut to: Vec<String> = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Ok(());
+/// A byte stream, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One client's conversation. `starttls` is the certificate to offer with
+/// STARTTLS (not yet upgraded); `encrypted` whether the stream already is.
+fn session(
+    socket: Box<dyn Io>,
+    state: Arc<State>,
+    starttls: Option<Arc<Tls>>,
+    encrypted: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
+    Box::pin(async move {
+        let mut lines = BufReader::new(socket);
+        // After STARTTLS the client says EHLO again and no greeting comes.
+        if !encrypted || starttls.is_none() {
+            lines.write_all(b"220 sink.test ESMTP ready\r\n").await?;
         }
-        let cmd = line.trim_end().to_string();
-        let upper = cmd.to_ascii_uppercase();
-        let reply: &[u8] = if upper.starts_with("EHLO") {
-            b"250-sink.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n"
-        } else if upper.starts_with("HELO") {
-            b"250 sink.test\r\n"
-        } else if upper.starts_with("MAIL FROM:") {
-            if *state.tempfail.lock().unwrap() {
-                b"451 4.3.0 try again later\r\n"
-            } else {
-                from = addr(&cmd[10..]);
+        let mut from = String::new();
+        let mut to: Vec<String> = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let cmd = line.trim_end().to_string();
+            let upper = cmd.to_ascii_uppercase();
+            let reply: &[u8] = if upper.starts_with("EHLO") {
+                if starttls.is_some() && !encrypted {
+                    b"250-sink.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n"
+                } else {
+                    b"250-sink.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n"
+                }
+            } else if upper == "STARTTLS" && !encrypted && starttls.is_some() {
+                lines.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                let tls = starttls.clone().expect("checked above");
+                let secure = tls.acceptor.accept(lines.into_inner()).await?;
+                return session(Box::new(secure), state, Some(tls), true).await;
+            } else if upper.starts_with("HELO") {
+                b"250 sink.test\r\n"
+            } else if upper.starts_with("MAIL FROM:") {
+                if *state.tempfail.lock().unwrap() {
+                    b"451 4.3.0 try again later\r\n"
+                } else {
+                    from = addr(&cmd[10..]);
+                    to.clear();
+                    b"250 2.1.0 ok\r\n"
+                }
+            } else if upper.starts_with("RCPT TO:") {
+                let a = addr(&cmd[8..]);
+                if state
+                    .rejected
+                    .lock()
+                    .unwrap()
+                    .contains(&a.to_ascii_lowercase())
+                {
+                    state.refusals.lock().unwrap().push(a.to_ascii_lowercase());
+                    b"550 5.1.1 no such mailbox\r\n"
+                } else {
+                    to.push(a);
+                    b"250 2.1.5 ok\r\n"
+                }
+            } else if upper == "DATA" {
+                lines.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    let l = line.strip_prefix('.').unwrap_or(&line);
+                    data.push_str(l);
+                }
+                let data = data.strip_suffix("\r\n").unwrap_or(&data).to_string();
+                state.mails.lock().unwrap().push(Mail {
+                    from: from.clone(),
+                    to: std::mem::take(&mut to),
+                    data,
+                    at: std::time::Instant::now(),
+                    encrypted,
+                });
+                state.arrived.notify_waiters();
+                b"250 2.0.0 queued\r\n"
+            } else if upper == "RSET" {
                 to.clear();
-                b"250 2.1.0 ok\r\n"
-            }
-        } else if upper.starts_with("RCPT TO:") {
-            let a = addr(&cmd[8..]);
-            if state
-                .rejected
-                .lock()
-                .unwrap()
-                .contains(&a.to_ascii_lowercase())
-            {
-                state.refusals.lock().unwrap().push(a.to_ascii_lowercase());
-                b"550 5.1.1 no such mailbox\r\n"
+                b"250 2.0.0 ok\r\n"
+            } else if upper == "NOOP" {
+                b"250 2.0.0 ok\r\n"
+            } else if upper == "QUIT" {
+                lines.write_all(b"221 2.0.0 bye\r\n").await?;
+                return Ok(());
             } else {
-                to.push(a);
-                b"250 2.1.5 ok\r\n"
-            }
-        } else if upper == "DATA" {
-            write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
-            let mut data = String::new();
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await? == 0 {
-                    return Ok(());
-                }
-                if line == ".\r\n" || line == ".\n" {
-                    break;
-                }
-                let l = line.strip_prefix('.').unwrap_or(&line);
-                data.push_str(l);
-            }
-            let data = data.strip_suffix("\r\n").unwrap_or(&data).to_string();
-            state.mails.lock().unwrap().push(Mail {
-                from: from.clone(),
-                to: std::mem::take(&mut to),
-                data,
-                at: std::time::Instant::now(),
-            });
-            state.arrived.notify_waiters();
-            b"250 2.0.0 queued\r\n"
-        } else if upper == "RSET" {
-            to.clear();
-            b"250 2.0.0 ok\r\n"
-        } else if upper == "NOOP" {
-            b"250 2.0.0 ok\r\n"
-        } else if upper == "QUIT" {
-            write.write_all(b"221 2.0.0 bye\r\n").await?;
-            return Ok(());
-        } else {
-            b"502 5.5.2 command not recognised\r\n"
-        };
-        write.write_all(reply).await?;
-    }
+                b"502 5.5.2 command not recognised\r\n"
+            };
+            lines.write_all(reply).await?;
+        }
+    })
 }
 
 fn addr(s: &str) -> String {

@@ -27,7 +27,7 @@ use lettre::{
     address::Envelope,
     transport::smtp::{
         authentication::{Credentials, Mechanism},
-        client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters},
+        client::{AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters},
         extension::ClientId,
     },
 };
@@ -150,7 +150,10 @@ pub struct SmtpPool {
     idle_timeout: Duration,
     slots: Arc<Semaphore>,
     idle: Arc<Mutex<Vec<Idle>>>,
-    tls: Option<tokio_rustls::TlsConnector>,
+    /// `smtps`: the handshake made before the greeting.
+    wrapper: Option<tokio_rustls::TlsConnector>,
+    /// STARTTLS: what lettre upgrades the connection with.
+    starttls: Option<TlsParameters>,
 }
 
 /// A connection unused for longer than this is checked with NOOP before it
@@ -158,28 +161,58 @@ pub struct SmtpPool {
 const CHECK_AFTER: Duration = Duration::from_secs(2);
 
 impl SmtpPool {
+    /// A pool for the server at `url`. TLS trusts the public web roots,
+    /// and also the certificates in `extra_roots_pem` (a private relay's
+    /// own authority).
     pub fn new(
         url: &str,
         max_size: u32,
         timeout: Duration,
         idle_timeout: Duration,
+        extra_roots_pem: Option<&[u8]>,
     ) -> anyhow::Result<SmtpPool> {
         let server = Server::parse(url)?;
-        let tls = (server.security == Security::Wrapper).then(|| {
-            let roots =
+        let extra: Vec<rustls::pki_types::CertificateDer<'static>> = match extra_roots_pem {
+            None => Vec::new(),
+            Some(pem) => {
+                use rustls::pki_types::pem::PemObject;
+                let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("certificates: {e}"))?;
+                anyhow::ensure!(!certs.is_empty(), "certificates: none in the file");
+                certs
+            }
+        };
+        let wrapper = if server.security == Security::Wrapper {
+            let mut roots =
                 rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            for c in &extra {
+                roots.add(c.clone())?;
+            }
             let config = rustls::ClientConfig::builder()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            tokio_rustls::TlsConnector::from(Arc::new(config))
-        });
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        } else {
+            None
+        };
+        let starttls = if let Security::StartTls { .. } = server.security {
+            let mut builder = TlsParameters::builder(server.host.clone());
+            for c in &extra {
+                builder = builder.add_root_certificate(Certificate::from_der(c.to_vec())?);
+            }
+            Some(builder.build_rustls()?)
+        } else {
+            None
+        };
         Ok(SmtpPool {
             server: Arc::new(server),
             timeout,
             idle_timeout,
             slots: Arc::new(Semaphore::new(max_size.max(1) as usize)),
             idle: Arc::new(Mutex::new(Vec::new())),
-            tls,
+            wrapper,
+            starttls,
         })
     }
 
@@ -248,7 +281,7 @@ impl SmtpPool {
             .map_err(|e| SmtpError::Connect(e.to_string()))?;
         tcp.set_nodelay(true)
             .map_err(|e| SmtpError::Connect(e.to_string()))?;
-        let stream: Box<dyn AsyncTokioStream> = match &self.tls {
+        let stream: Box<dyn AsyncTokioStream> = match &self.wrapper {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(s.host.clone())
                     .map_err(|e| SmtpError::Connect(format!("server name: {e}")))?;
@@ -262,10 +295,9 @@ impl SmtpPool {
         };
         let setup = async {
             let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &s.hello).await?;
-            if let Security::StartTls { required } = s.security {
+            if let (Security::StartTls { required }, Some(tls)) = (s.security, &self.starttls) {
                 if conn.can_starttls() {
-                    conn.starttls(TlsParameters::new(s.host.clone())?, &s.hello)
-                        .await?;
+                    conn.starttls(tls.clone(), &s.hello).await?;
                 } else if required {
                     conn.abort().await;
                     return Ok(Err(SmtpError::Connect(

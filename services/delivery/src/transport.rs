@@ -148,15 +148,24 @@ impl Transports {
             .parse()
             .map_err(|e| anyhow::anyhow!("delivery.smtp_from {:?}: {e}", cfg.smtp_from))?;
         let email = match &cfg.smtp_url {
-            Some(url) => Email::Smtp(
-                SmtpPool::new(
-                    url,
-                    cfg.smtp_pool_size,
-                    cfg.attempt_timeout,
-                    Duration::from_secs(30),
+            Some(url) => {
+                let roots = match &cfg.smtp_ca_file {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        anyhow::anyhow!("delivery.smtp_ca_file {}: {e}", path.display())
+                    })?),
+                    None => None,
+                };
+                Email::Smtp(
+                    SmtpPool::new(
+                        url,
+                        cfg.smtp_pool_size,
+                        cfg.attempt_timeout,
+                        Duration::from_secs(30),
+                        roots.as_deref(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))?,
                 )
-                .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))?,
-            ),
+            }
             None => Email::Outbox(cfg.outbox_dir.join("email")),
         };
         let webhook = |url: &Option<String>, name: &str| match url {

@@ -192,6 +192,9 @@ pub struct DeliveryConfig {
     /// `user:password@`. Empty: emails go to the outbox.
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    /// PEM certificates to trust for SMTP over TLS besides the public web
+    /// roots: the authority of a private relay.
+    pub smtp_ca_file: Option<PathBuf>,
     /// Pooled SMTP connections.
     pub smtp_pool_size: u32,
     /// Provider endpoint for SMS (form-encoded To, From, Body,
@@ -251,6 +254,7 @@ impl Default for DeliveryConfig {
             outbox_dir: PathBuf::from("run/outbox"),
             smtp_url: None,
             smtp_from: "Herald <herald@localhost>".into(),
+            smtp_ca_file: None,
             smtp_pool_size: 16,
             sms_url: None,
             sms_from: "+15550100000".into(),

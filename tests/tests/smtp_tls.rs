@@ -1,0 +1,85 @@
+//! Email over TLS: STARTTLS and TLS from the first byte reach a real SMTP
+//! server with its own certificate, and a connection that cannot be secured
+//! as configured carries nothing.
+
+use std::time::Duration;
+
+use herald_proto::v1::AuditStep;
+use herald_testkit::{
+    TestSystem,
+    fixtures::{contact, inquiry},
+    smtp::{SinkTls, SmtpSink},
+};
+
+/// A system whose delivery sends email to `sink` at `url`, trusting `ca`.
+async fn system_for(sink_url: String, ca: Option<String>) -> (TestSystem, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.map(|pem| {
+        let path = dir.path().join("relay-ca.pem");
+        std::fs::write(&path, pem).unwrap();
+        path
+    });
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.smtp_url = Some(sink_url);
+        cfg.delivery.smtp_ca_file = ca_file;
+    })
+    .await;
+    sys.add_contacts(&[contact("erin", Some("erin@example.org"), None, "email")])
+        .await;
+    (sys, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_starttls_and_over_tls_from_the_first_byte() {
+    for mode in [SinkTls::StartTls, SinkTls::Implicit] {
+        let sink = SmtpSink::start_tls(mode).await;
+        let (sys, _dir) = system_for(sink.url(), sink.certificate_pem()).await;
+        let id = sys
+            .notify_ok(&inquiry(&format!("tls-{mode:?}"), "erin", "INQ-77"))
+            .await;
+        let mails = sink.wait_for(1, Duration::from_secs(20)).await;
+        assert_eq!(mails.len(), 1, "{mode:?}");
+        assert!(mails[0].encrypted, "{mode:?}: the message came in clear");
+        assert!(mails[0].subject().contains("INQ-77"), "{mode:?}");
+        assert_eq!(mails[0].to, ["erin@example.org"]);
+        sys.wait_for_step(&id, AuditStep::Sent, Duration::from_secs(10))
+            .await;
+        assert_eq!(sys.smtp.count(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_or_a_missing_starttls_sends_nothing_in_clear() {
+    // A certificate nobody vouches for: the handshake fails and is retried.
+    let sink = SmtpSink::start_tls(SinkTls::Implicit).await;
+    let (sys, _dir) = system_for(sink.url(), None).await;
+    let id = sys.notify_ok(&inquiry("untrusted", "erin", "INQ-78")).await;
+    let trail = sys
+        .wait_for_step(&id, AuditStep::RetryScheduled, Duration::from_secs(20))
+        .await;
+    let retry = trail
+        .iter()
+        .find(|r| r.step == AuditStep::RetryScheduled as i32)
+        .unwrap();
+    assert!(retry.summary.contains("TLS"), "{}", retry.summary);
+    assert_eq!(sink.count(), 0);
+    drop(sys);
+
+    // tls=required against a server that does not offer STARTTLS: the
+    // message is not sent in clear.
+    let plain = SmtpSink::start().await;
+    let url = format!("{}?tls=required", plain.url());
+    let (sys, _dir) = system_for(url, None).await;
+    let id = sys
+        .notify_ok(&inquiry("no-starttls", "erin", "INQ-79"))
+        .await;
+    let trail = sys
+        .wait_for_step(&id, AuditStep::RetryScheduled, Duration::from_secs(20))
+        .await;
+    let retry = trail
+        .iter()
+        .find(|r| r.step == AuditStep::RetryScheduled as i32)
+        .unwrap();
+    assert!(retry.summary.contains("STARTTLS"), "{}", retry.summary);
+    assert_eq!(plain.count(), 0, "a message went out in clear");
+}
