@@ -141,8 +141,16 @@ where
             .with_filter(log_filter())
             .boxed(),
     };
+    // Entering and leaving spans happens at every poll of every traced
+    // future: keep it cheap. No busy/idle timing, thread or source-location
+    // attributes, and no OpenTelemetry context made current on entry (the
+    // few places that need a span's context ask the span for it).
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_context_activation(false)
         .with_filter(span_filter());
     let subscriber = tracing_subscriber::registry()
         .with(otel_layer)
@@ -381,9 +389,8 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        // The OpenTelemetry layer makes the entered span's context current,
-        // so this is the trace of whatever the event happened inside.
-        let cx = opentelemetry::Context::current();
+        // The trace of whatever span the event happened inside.
+        let cx = Span::current().context();
         let sc = cx.span().span_context().clone();
         if !sc.is_valid() {
             return self.inner.format_event(ctx, writer, event);
