@@ -158,9 +158,12 @@ end
 return 0
 "#;
 
-/// `sent`, unless a failure status has already settled the job.
-/// ARGV: provider id, now ms, keep s.
+/// `sent`, unless a failure status has already settled the job, and the
+/// attempt's line in the history. KEYS: job hash, history list. ARGV:
+/// provider id, now ms, keep s, history line.
 const SENT: &str = r#"
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'state') == 'failed' then
   return 0
 end
@@ -307,14 +310,22 @@ impl Ledger {
         })
     }
 
-    /// The provider took the message: never send this job again.
-    pub async fn sent(&self, job_id: &str, provider_id: &str) -> redis::RedisResult<()> {
+    /// The provider took the message: never send this job again. `line`
+    /// joins the job's attempt history in the same step.
+    pub async fn sent(
+        &self,
+        job_id: &str,
+        provider_id: &str,
+        line: &str,
+    ) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         self.sent
             .key(self.key(job_id))
+            .key(self.history_key(job_id))
             .arg(provider_id)
             .arg(now_ms())
             .arg(self.keep_secs())
+            .arg(line)
             .invoke_async::<i64>(&mut r)
             .await?;
         Ok(())
@@ -411,8 +422,12 @@ impl Ledger {
 
     /// Appends one attempt to the job's history (kept as long as the ledger
     /// entry), for dead letters and `herald dlq show`.
+    fn history_key(&self, job_id: &str) -> String {
+        format!("{}jobhist:{job_id}", self.prefix)
+    }
+
     pub async fn note_attempt(&self, job_id: &str, line: String) -> redis::RedisResult<()> {
-        let key = format!("{}jobhist:{job_id}", self.prefix);
+        let key = self.history_key(job_id);
         let mut r = self.redis.clone();
         redis::pipe()
             .rpush(&key, line)
@@ -424,7 +439,7 @@ impl Ledger {
     pub async fn history(&self, job_id: &str) -> redis::RedisResult<Vec<String>> {
         let mut r = self.redis.clone();
         redis::cmd("LRANGE")
-            .arg(format!("{}jobhist:{job_id}", self.prefix))
+            .arg(self.history_key(job_id))
             .arg(0)
             .arg(-1)
             .query_async(&mut r)

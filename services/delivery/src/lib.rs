@@ -338,8 +338,15 @@ impl Delivery {
         let lane = Lane::try_from(job.lane).unwrap_or_default();
         let channel = channel_of(job);
 
-        // 1. A redelivery of a finished job ends here, before any limit.
-        match self.ledger.peek(&job.job_id).await {
+        // 1. A redelivery of a finished job ends here, before any limit. A
+        //    first delivery skips the question: the claim below answers it
+        //    too, and a job is almost never finished before it is delivered.
+        let peek = if bus::delivery_count(msg) > 1 {
+            self.ledger.peek(&job.job_id).await
+        } else {
+            Ok(Peek::Open)
+        };
+        match peek {
             Ok(Peek::Sent {
                 provider_id,
                 attempts,
@@ -538,7 +545,11 @@ impl Delivery {
         // 4. Record, retry or hand on.
         match result {
             Ok(sent) => {
-                if !self.record_sent(&job.job_id, &sent.provider_id).await {
+                let line = history_line(attempt, "sent", &sent.via);
+                if !self
+                    .record_sent(&job.job_id, &sent.provider_id, &line)
+                    .await
+                {
                     // Redis stayed away for half the lease. The claim
                     // stands; once its lease runs out a later delivery
                     // takes the job over and, unable to know better, sends
@@ -546,10 +557,6 @@ impl Delivery {
                     // window as a crash after the provider answered.
                     return Disposition::Retry(self.ledger.lease());
                 }
-                let _ = self
-                    .ledger
-                    .note_attempt(&job.job_id, history_line(attempt, "sent", &sent.via))
-                    .await;
                 self.document_sent(job, attempt, &sent).await;
                 self.metrics.deliveries.get_or_create(&label("sent")).inc();
                 record_outcome(&tracing::Span::current(), "sent", false);
@@ -667,11 +674,11 @@ impl Delivery {
     /// Writes `sent` to the ledger, trying again for as long as half the
     /// lease (a Redis restart), because until it is written a redelivery
     /// would send the job again.
-    async fn record_sent(&self, job_id: &str, provider_id: &str) -> bool {
+    async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> bool {
         let deadline = tokio::time::Instant::now() + self.ledger.lease() / 2;
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.ledger.sent(job_id, provider_id).await {
+            match self.ledger.sent(job_id, provider_id, line).await {
                 Ok(()) => return true,
                 Err(e) if tokio::time::Instant::now() + delay < deadline => {
                     warn!(error = %e, "sent but not yet recorded; trying again");

@@ -8,7 +8,9 @@
 //!   that delay instead, so no worker sits on a message for long.
 //! * **Per provider, back-pressure**: a 429 or 503 with `Retry-After` pauses
 //!   every send to that provider until then (a Redis key read by the same
-//!   script), not just the job that was told.
+//!   script), not just the job that was told. For a provider with no rate
+//!   set, each instance reads the pause at most every [`PAUSE_FRESHNESS`]
+//!   instead of once per message; its own pauses count at once.
 //! * **Per provider, connections**: a semaphore per channel bounds the
 //!   requests in flight from this instance. Ordinary traffic may hold all
 //!   but a quarter of them, so an emergency job never queues behind a
@@ -21,7 +23,10 @@
 //! Nothing is dropped: every limit answers "wait this long", and the caller
 //! either sleeps or returns the job to JetStream with that delay.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use herald_proto::v1::{Channel, DeliveryJob, Lane};
 use herald_runtime::config::DeliveryConfig;
@@ -131,7 +136,28 @@ pub struct Limits {
     pace: Script,
     pause: Script,
     contact: Script,
+    /// For a provider with no rate set, the only shared state a send must
+    /// respect is a pause: what this instance last read of it, so that
+    /// every send does not ask Redis.
+    pauses: Arc<[Mutex<KnownPause>; 3]>,
 }
+
+/// A provider's pause as this instance knows it, on its own clock.
+#[derive(Debug, Clone, Copy)]
+struct KnownPause {
+    /// When Redis was last asked (`None`: never), and the end of the pause
+    /// it reported.
+    read_at: Option<Instant>,
+    read_until: Instant,
+    /// The end of the longest pause this instance set itself, which a
+    /// reading taken before Redis had it must not erase.
+    own_until: Instant,
+}
+
+/// How stale a provider's pause may be when no rate is set: another
+/// instance's pause reaches this one within this long. (This instance's
+/// own pauses count at once.)
+pub const PAUSE_FRESHNESS: Duration = Duration::from_millis(50);
 
 fn index(channel: Channel) -> usize {
     match channel {
@@ -175,6 +201,13 @@ impl Limits {
             pace: Script::new(PACE),
             pause: Script::new(PAUSE),
             contact: Script::new(WINDOW),
+            pauses: Arc::new(std::array::from_fn(|_| {
+                Mutex::new(KnownPause {
+                    read_at: None,
+                    read_until: Instant::now(),
+                    own_until: Instant::now(),
+                })
+            })),
         }
     }
 
@@ -194,6 +227,15 @@ impl Limits {
     /// Books the provider's next free slot, unless the provider is paused or
     /// the slot is too far ahead.
     pub async fn provider(&self, channel: Channel, lane: Lane) -> redis::RedisResult<Pace> {
+        if self.interval[index(channel)].is_zero() {
+            // No rate to book against: only a pause can hold the send.
+            let pause = self.known_pause(channel).await?;
+            return Ok(if pause.is_zero() {
+                Pace::Go(Duration::ZERO)
+            } else {
+                Pace::Later(pause, Hold::Paused)
+            });
+        }
         let max = match lane {
             Lane::Emergency => MAX_BOOKING_EMERGENCY,
             Lane::Normal => MAX_BOOKING,
@@ -232,9 +274,42 @@ impl Limits {
         ))
     }
 
+    /// What is left of the provider's pause, read from Redis at most every
+    /// [`PAUSE_FRESHNESS`].
+    async fn known_pause(&self, channel: Channel) -> redis::RedisResult<Duration> {
+        let now = Instant::now();
+        let known = *self.pauses[index(channel)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(read_at) = known.read_at
+            && now.duration_since(read_at) < PAUSE_FRESHNESS
+        {
+            return Ok(known
+                .read_until
+                .max(known.own_until)
+                .saturating_duration_since(now));
+        }
+        let left = self.paused(channel).await?;
+        let mut known = self.pauses[index(channel)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known.read_at = Some(now);
+        known.read_until = now + left;
+        Ok(known
+            .read_until
+            .max(known.own_until)
+            .saturating_duration_since(now))
+    }
+
     /// The provider asked every sender to hold off (429 or 503 with
     /// `Retry-After`).
     pub async fn pause(&self, channel: Channel, for_: Duration) -> redis::RedisResult<()> {
+        {
+            let mut known = self.pauses[index(channel)]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            known.own_until = known.own_until.max(Instant::now() + for_);
+        }
         let mut r = self.redis.clone();
         self.pause
             .key(self.pause_key(channel))
