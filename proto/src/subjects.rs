@@ -265,6 +265,30 @@ pub fn is_subject_token(s: &str) -> bool {
         })
 }
 
+/// The low-cardinality form of a subject: audit subjects carry case and
+/// notification ids, every other Herald subject is already a fixed name.
+pub fn destination_template(subject: &str) -> &str {
+    const AUDIT: &str = "herald.v1.audit.";
+    if subject.starts_with(AUDIT) {
+        "herald.v1.audit.{case}.{notification}"
+    } else {
+        match parse_case_subject(subject) {
+            Some(CaseSubject::Event(_)) => "herald.v1.case.{partition}.{case}.event",
+            Some(CaseSubject::Sla(_)) => "herald.v1.case.{partition}.{case}.sla",
+            None => subject,
+        }
+    }
+}
+
+/// Channel of a delivery-job subject (`….job.<channel>`).
+pub fn channel_of_subject(subject: &str) -> Channel {
+    subject
+        .rsplit('.')
+        .next()
+        .and_then(Channel::parse)
+        .unwrap_or(Channel::Unspecified)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +365,21 @@ mod tests {
         for bad in ["", "a.b", "a*", ">", "a b", "ü"] {
             assert!(!is_subject_token(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn span_names_stay_few_while_audit_subjects_carry_ids() {
+        assert_eq!(
+            destination_template("herald.v1.audit.CASE-1.ntf_01"),
+            "herald.v1.audit.{case}.{notification}"
+        );
+        assert_eq!(
+            destination_template("herald.v1.delivery.job.email"),
+            "herald.v1.delivery.job.email"
+        );
+        assert_eq!(
+            destination_template(&sla_event("CASE-7")),
+            "herald.v1.case.{partition}.{case}.sla"
+        );
     }
 }

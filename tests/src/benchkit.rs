@@ -14,11 +14,11 @@ use std::{
 };
 
 use axum::{body::Bytes, extract::State};
+use herald_directory::contacts::Contact;
 use herald_proto::{
     Message, subjects,
     v1::{CommunicationType, IntakeReply, NotificationRequest, intake_reply},
 };
-use herald_runtime::contacts::Contact;
 use tokio::sync::Semaphore;
 
 use crate::fixtures::{contact, to_contact};

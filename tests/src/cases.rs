@@ -4,8 +4,9 @@
 
 use std::{path::Path, time::Duration};
 
+use herald_config::Config;
+use herald_directory::contacts::Contact;
 use herald_proto::v1::{CaseChannel, CaseDetails, CaseEvent, CaseEventKind, Feedback, Priority};
-use herald_runtime::{Config, contacts::Contact};
 
 use crate::fixtures::contact;
 

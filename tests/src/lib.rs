@@ -15,8 +15,8 @@ pub use system::TestSystem;
 
 /// Contacts and requests the tests build again and again.
 pub mod fixtures {
+    use herald_directory::contacts::{Consent, Contact};
     use herald_proto::v1::{CommunicationType, NotificationRequest, Recipient, recipient::Target};
-    use herald_runtime::contacts::{Consent, Contact};
 
     pub fn contact(id: &str, email: Option<&str>, phone: Option<&str>, preferred: &str) -> Contact {
         Contact {

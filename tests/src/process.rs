@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_runtime::Config;
+use herald_config::Config;
 
 /// The `herald-service` binary built beside the tests.
 pub fn service_binary() -> PathBuf {

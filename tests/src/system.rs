@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use herald_config::{Config, Coordinator};
+use herald_directory::{contacts::Contact, groups::Group};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -12,12 +14,8 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     bus::Bus,
     clock::{Clock, SystemClock},
-    config::Coordinator,
-    contacts::Contact,
-    groups::Group,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +71,7 @@ pub fn config(
     cfg.broadcast.link_secret = Some("test-link-secret-0123456789".into());
     cfg.broadcast.coordinators = vec![Coordinator {
         id: COORDINATOR.into(),
-        token_sha256: herald_runtime::coordinators::token_sha256(COORDINATOR_TOKEN),
+        token_sha256: herald_directory::coordinators::token_sha256(COORDINATOR_TOKEN),
     }];
     cfg
 }
@@ -283,7 +281,7 @@ impl TestSystem {
         let redis = herald_runtime::store::connect(&self.cfg.redis, &CancellationToken::new())
             .await
             .expect("redis");
-        herald_runtime::contacts::Directory::new(redis, &self.cfg.redis.prefix)
+        herald_directory::contacts::Directory::new(redis, &self.cfg.redis.prefix)
             .put_all(contacts)
             .await
             .expect("contacts stored");
@@ -294,7 +292,7 @@ impl TestSystem {
         let redis = herald_runtime::store::connect(&self.cfg.redis, &CancellationToken::new())
             .await
             .expect("redis");
-        herald_runtime::groups::Groups::new(redis, &self.cfg.redis.prefix)
+        herald_directory::groups::Groups::new(redis, &self.cfg.redis.prefix)
             .put_all(groups)
             .await
             .expect("groups stored");

@@ -14,6 +14,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
+use herald_directory::{contacts::Contact, groups::Group};
 use herald_proto::{
     subjects,
     v1::{
@@ -22,7 +23,7 @@ use herald_proto::{
         Severity, StartBroadcast, UpdateBroadcast, broadcast_reply, broadcast_status_reply,
     },
 };
-use herald_runtime::{clock::ManualClock, contacts::Contact, groups::Group};
+use herald_runtime::clock::ManualClock;
 use herald_testkit::{
     TestSystem,
     fixtures::contact,
@@ -176,7 +177,7 @@ async fn provider_post(
     if let Some(secret) = secret {
         req = req.header(
             "X-Twilio-Signature",
-            herald_runtime::signature::sign(secret, public, &owned),
+            herald_content::signature::sign(secret, public, &owned),
         );
     }
     req.send().await.expect("the broadcast service answers")

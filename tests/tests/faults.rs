@@ -23,11 +23,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use herald_config::Config;
 use herald_proto::{
     Message, subjects,
     v1::{AuditStep, Channel, DeadLetter, DeliveryState, DeliveryStatus},
 };
-use herald_runtime::Config;
 use herald_testkit::{TestSystem, http::Reply, process::ServiceProcess, servers::free_port};
 use support::*;
 
@@ -782,7 +782,7 @@ async fn a_forged_status_callback_gets_403_and_changes_nothing() {
             ("ErrorCode".to_string(), "30003".to_string()),
         ]
     };
-    let sign = herald_runtime::signature::sign;
+    let sign = herald_content::signature::sign;
 
     let statuses_before = status_events(&sys).await;
     let mut forged = 0;

@@ -5,14 +5,11 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
+use herald_config::{Config, LogFormat};
+use herald_directory::contacts::{Contact, Directory};
 use herald_proto::{
     Message, subjects,
     v1::{IntakeReply, Lane, NotificationRequest, intake_client::IntakeClient, intake_reply},
-};
-use herald_runtime::{
-    Config,
-    config::LogFormat,
-    contacts::{Contact, Directory},
 };
 use herald_testkit::{
     TestSystem,

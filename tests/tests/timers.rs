@@ -12,15 +12,13 @@ use std::{
 };
 
 use chrono::{TimeDelta, TimeZone, Utc};
+use herald_config::RedisConfig;
+use herald_durable::timers::{self, RunOptions, Timers};
 use herald_proto::{
     Message, subjects,
     v1::{AuditStep, CancelReply, CancelRequest, cancel_reply},
 };
-use herald_runtime::{
-    clock::{Clock, ManualClock, SystemClock},
-    config::RedisConfig,
-    timers::{self, RunOptions, Timers},
-};
+use herald_runtime::clock::{Clock, ManualClock, SystemClock};
 use herald_testkit::{TestSystem, fixtures::contact, servers::RedisServer};
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -302,7 +300,7 @@ async fn a_bad_cancel_key_is_refused_naming_the_field() {
 /// still what the writer read.
 #[tokio::test]
 async fn state_and_its_timers_change_together_or_not_at_all() {
-    use herald_runtime::timers::TimerChange;
+    use herald_durable::timers::TimerChange;
     let redis = RedisServer::start();
     let t = queue(&redis, "swap").await;
     let start = Utc.with_ymd_and_hms(2026, 3, 6, 17, 0, 0).unwrap();
@@ -361,7 +359,8 @@ async fn state_and_its_timers_change_together_or_not_at_all() {
 /// refuses every later send of what it stops, and nothing else.
 #[tokio::test]
 async fn a_stop_waits_for_sends_under_way_and_refuses_later_ones() {
-    use herald_runtime::cancel::{Cancellations, escalation_family, family_key};
+    use herald_durable::cancel::Cancellations;
+    use herald_proto::cancel_keys::{escalation_family, family_key};
     let redis = RedisServer::start();
     let conn = herald_runtime::store::connect(
         &RedisConfig {

@@ -97,14 +97,14 @@ impl Service {
         let Some(secret) = self.provider_token.as_deref() else {
             return Err("provider callbacks are not accepted: delivery.provider_token is not set");
         };
-        let Some(signature) = herald_runtime::signature::from_headers(headers) else {
+        let Some(signature) = herald_content::signature::from_headers(headers) else {
             return Err("signature: missing (X-Twilio-Signature or X-Signature header)");
         };
         let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
         let url = self
             .signer
             .public(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        if herald_runtime::signature::verify(secret, &url, &params, signature) {
+        if herald_content::signature::verify(secret, &url, &params, signature) {
             Ok(params)
         } else {
             Err("signature: does not match this URL and these parameters")

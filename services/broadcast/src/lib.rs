@@ -38,6 +38,18 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
+use herald_config::{BroadcastConfig, Config};
+use herald_content::templates::TemplateStore;
+use herald_directory::{
+    contacts::{Contact, Directory},
+    coordinators,
+    groups::Groups,
+};
+use herald_durable::{
+    cancel::Cancellations,
+    timers::{self, Due, RunOptions, Timers},
+};
+use herald_proto::broadcasts;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -48,22 +60,13 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
-    broadcasts,
     bus::{self, Bus, ConsumerSpec, Disposition, Gate},
-    cancel::Cancellations,
     clock::{Clock, SystemClock},
-    config::BroadcastConfig,
-    contacts::{Contact, Directory},
-    coordinators,
-    groups::Groups,
     health::Health,
     metrics::Queue,
     priority::Precedence,
     telemetry::record_outcome,
-    templates::TemplateStore,
-    timers::{self, Due, RunOptions, Timers},
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -190,11 +193,11 @@ pub async fn start_with_clock(
     let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
 
     let health = Health::new();
-    health.watch_nats(&bus);
+    health.watch_nats(&bus.client);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let precedence = Precedence::new();
-    precedence.attach(&bus, shutdown.clone());
+    precedence.attach(&bus.client, shutdown.clone());
     let service = Service {
         bus: bus.clone(),
         store: Store::new(redis.clone(), &cfg.redis.prefix),
@@ -707,7 +710,7 @@ impl Service {
                     format!(
                         "update from {} not sent: the broadcast is {}",
                         cmd.actor,
-                        broadcasts::state_name(other)
+                        other.name()
                     ),
                 ))
                 .await;
@@ -810,7 +813,7 @@ impl Service {
                 .await?;
         }
         self.store.retire(id).await?;
-        self.metrics.event(broadcasts::state_name(state));
+        self.metrics.event(state.name());
         let status = self.view(id, true).await?;
         let mut entries = vec![
             Entry {
@@ -822,7 +825,7 @@ impl Service {
                     AuditStep::Broadcast,
                     format!(
                         "{} ({why}): {} of {} confirmed, {} not confirmed, {} unreachable",
-                        broadcasts::state_name(state),
+                        state.name(),
                         status.confirmed,
                         status.recipients,
                         status.not_confirmed,
@@ -860,11 +863,7 @@ impl Service {
             let ack = self.auditor.record_all(chunk.to_vec()).await?;
             bus::confirm(subjects::audit_all().into(), ack).await?;
         }
-        info!(
-            broadcast_id = id,
-            state = broadcasts::state_name(state),
-            "broadcast ended"
-        );
+        info!(broadcast_id = id, state = state.name(), "broadcast ended");
         Ok(())
     }
 
@@ -1089,7 +1088,7 @@ impl Service {
                 );
             }
         };
-        if coordinators::authenticate(&self.cfg, &req.credential).is_none() {
+        if coordinators::authenticate(&self.cfg.coordinators, &req.credential).is_none() {
             return refuse(
                 ErrorCode::Unauthorized,
                 "credential",

@@ -18,16 +18,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use herald_content::templates::TemplateStore;
+use herald_directory::{
+    contacts::{Contact, Directory, DirectoryError, MemberOf},
+    groups::Groups,
+};
 use herald_proto::Timestamp;
+use herald_proto::broadcasts;
 use herald_proto::v1::{
     Audience, BroadcastMessage, Channel, CommunicationType, Confidentiality, DeliveryJob, Lane,
     Priority, StartBroadcast, UpdateBroadcast,
-};
-use herald_runtime::{
-    broadcasts,
-    contacts::{Contact, Directory, DirectoryError, MemberOf},
-    groups::Groups,
-    templates::TemplateStore,
 };
 
 use crate::link::{Kind, Signer};
@@ -378,7 +378,7 @@ pub fn communication_type(template_id: &str) -> CommunicationType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_runtime::contacts::Consent;
+    use herald_directory::contacts::Consent;
 
     fn templates() -> TemplateStore {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/templates");

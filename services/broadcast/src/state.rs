@@ -35,8 +35,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use herald_proto::v1::{BroadcastState, Channel};
-use herald_runtime::{broadcasts, clock::millis};
+use herald_runtime::clock::millis;
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
+
+/// The field of a broadcast's hash holding its state name.
+const STATE_FIELD: &str = "state";
 
 /// How long a broadcast's state stays readable (`herald broadcast status`)
 /// after it ends; the audit trail keeps the record for good.
@@ -153,7 +156,7 @@ impl Meta {
         let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let text = |k: &str| h.get(k).cloned().unwrap_or_default();
         Meta {
-            state: broadcasts::parse_state(&text(broadcasts::STATE_FIELD)),
+            state: BroadcastState::parse(&text(STATE_FIELD)).unwrap_or_default(),
             actor: text("actor"),
             severity: num("severity") as i32,
             started_at: herald_runtime::clock::from_millis(num("started_at")),
@@ -217,7 +220,7 @@ impl Store {
     }
 
     fn key(&self, id: &str) -> String {
-        broadcasts::state_key(&self.prefix, id)
+        format!("{}broadcast:{id}", self.prefix)
     }
 
     fn sub(&self, id: &str, part: &str) -> String {
@@ -249,9 +252,7 @@ impl Store {
         content: &[u8],
     ) -> redis::RedisResult<Begun> {
         let mut c = self.redis.clone();
-        let claimed: bool = c
-            .hset_nx(self.key(id), broadcasts::STATE_FIELD, "starting")
-            .await?;
+        let claimed: bool = c.hset_nx(self.key(id), STATE_FIELD, "starting").await?;
         if !claimed {
             let m = self.meta(id).await?.unwrap_or_default();
             if m.state == BroadcastState::Cancelled {
@@ -383,7 +384,7 @@ impl Store {
             .finish
             .key(self.key(id))
             .key(self.active_key())
-            .arg(broadcasts::state_name(state))
+            .arg(state.name())
             .arg(millis(now))
             .arg(reason)
             .arg(id)

@@ -40,6 +40,8 @@ use std::{
 };
 
 use async_nats::jetstream::{self, AckKind};
+use herald_config::{Config, DeliveryConfig};
+use herald_durable::cancel::Cancellations;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -47,11 +49,8 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
     bus::{self, Bus, ConsumerSpec, Disposition, Gate, PublishError},
-    cancel::Cancellations,
-    config::DeliveryConfig,
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
@@ -173,11 +172,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
 
     let health = Health::new();
-    health.watch_nats(&bus);
+    health.watch_nats(&bus.client);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let priority = Precedence::new();
-    priority.attach(&bus, shutdown.clone());
+    priority.attach(&bus.client, shutdown.clone());
     let owner = format!("{}-{}", std::process::id(), ulid::Ulid::new());
     // The lease outlives the longest attempt, so a live worker is never
     // mistaken for a dead one.

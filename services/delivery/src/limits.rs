@@ -28,8 +28,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use herald_config::DeliveryConfig;
 use herald_proto::v1::{Channel, DeliveryJob, Lane};
-use herald_runtime::config::DeliveryConfig;
 use redis::{Script, aio::ConnectionManager};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

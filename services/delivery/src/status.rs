@@ -4,7 +4,7 @@
 //! `ErrorCode`).
 //!
 //! A callback is believed only with a valid signature
-//! ([`herald_runtime::signature`], keyed with `delivery.provider_token`,
+//! ([`herald_content::signature`], keyed with `delivery.provider_token`,
 //! over the public URL under `delivery.status_callback_base` and the posted
 //! parameters). Anything else gets 403 and changes nothing, so nobody can
 //! mark a message delivered, or trigger a fallback, by posting to us.
@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// Headers a provider may put its signature in.
-pub const SIGNATURE_HEADERS: [&str; 2] = herald_runtime::signature::HEADERS;
+pub const SIGNATURE_HEADERS: [&str; 2] = herald_content::signature::HEADERS;
 
 /// A status as the provider reported it, mapped onto Herald's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,14 +93,6 @@ pub fn parse_status(channel: Channel, value: &str) -> Option<Reported> {
     })
 }
 
-/// A state's short name for summaries, metrics and event ids.
-pub fn state_name(state: DeliveryState) -> String {
-    state
-        .as_str_name()
-        .trim_start_matches("DELIVERY_STATE_")
-        .to_ascii_lowercase()
-}
-
 /// The callback routes, mounted on delivery's health port.
 pub(crate) fn routes(delivery: Delivery) -> Router {
     Router::new()
@@ -139,7 +131,7 @@ async fn callback(
             "status callbacks are not accepted: delivery.provider_token and delivery.status_callback_base are not both set",
         );
     };
-    let Some(signature) = herald_runtime::signature::from_headers(&headers) else {
+    let Some(signature) = herald_content::signature::from_headers(&headers) else {
         return forged("signature: missing (X-Twilio-Signature or X-Signature header)");
     };
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
@@ -148,7 +140,7 @@ async fn callback(
         base.trim_end_matches('/'),
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
-    if !herald_runtime::signature::verify(secret, &url, &params, signature) {
+    if !herald_content::signature::verify(secret, &url, &params, signature) {
         return forged("signature: does not match this URL and these parameters");
     }
 
@@ -225,12 +217,12 @@ impl Delivery {
         provider_id: &str,
         detail: &str,
     ) -> anyhow::Result<StatusCode> {
-        let name = state_name(reported.state);
+        let name = reported.state.name();
         let outcome = self
             .ledger
             .status(
                 job_id,
-                &name,
+                name,
                 reported.is_final,
                 reported.is_failure,
                 provider_id,
@@ -259,7 +251,7 @@ impl Delivery {
             .get_or_create(&ChannelOutcome {
                 lane: lane.name().into(),
                 channel: channel.name().into(),
-                outcome: name.clone(),
+                outcome: name.to_string(),
             })
             .inc();
 
@@ -284,7 +276,7 @@ impl Delivery {
                     summary,
                     format!("{job_id}-status-{name}"),
                 )
-                .attr("state", &name),
+                .attr("state", name),
             )
             .await?;
 
@@ -303,7 +295,7 @@ impl Delivery {
                 };
                 let _ = self
                     .ledger
-                    .note_attempt(job_id, crate::history_line(attempt, &name, detail))
+                    .note_attempt(job_id, crate::history_line(attempt, name, detail))
                     .await;
                 self.hand_on(&full, attempt, &reason).await?;
                 self.ledger.handed_on(job_id).await?;
@@ -359,6 +351,6 @@ mod tests {
         assert_eq!(parse_status(Channel::Sms, "ringing"), None);
         assert_eq!(parse_status(Channel::Voice, "delivered"), None);
         assert_eq!(parse_status(Channel::Sms, "lost-in-space"), None);
-        assert_eq!(state_name(DeliveryState::NoAnswer), "no_answer");
+        assert_eq!(DeliveryState::NoAnswer.name(), "no_answer");
     }
 }

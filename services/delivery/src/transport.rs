@@ -8,8 +8,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use herald_config::DeliveryConfig;
 use herald_proto::v1::{Channel, DeliveryJob};
-use herald_runtime::config::DeliveryConfig;
 use lettre::{
     Message,
     message::{Mailbox, header::ContentType},
@@ -212,7 +212,7 @@ impl Transports {
         let channel = Channel::try_from(job.channel).unwrap_or_default();
         if matches!(channel, Channel::Sms | Channel::Voice) {
             // No provider can reach a malformed number; asking is pointless.
-            herald_runtime::validate::e164(&job.address)
+            herald_directory::validate::e164(&job.address)
                 .map_err(|why| SendError::permanent(format!("recipient number {why}")))?;
         }
         match channel {

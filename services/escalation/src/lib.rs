@@ -40,6 +40,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use futures::StreamExt;
+use herald_config::Config;
+use herald_directory::contacts::{Contact, Directory, MemberOf};
+use herald_durable::{
+    cancel::Cancellations,
+    timers::{self, Due, RunOptions},
+};
+use herald_proto::cancel_keys::{escalation_family, family_key, follow_up_family};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -50,16 +57,12 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
     bus::{self, Bus, Disposition},
-    cancel::{Cancellations, escalation_family, family_key, follow_up_family},
     clock::{Clock, SystemClock, from_millis, millis},
-    contacts::{Contact, Directory, MemberOf},
     health::Health,
     metrics::{EscalationLabel, EscalationMetrics, Queue},
     telemetry::record_outcome,
-    timers::{self, Due, RunOptions},
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -123,7 +126,7 @@ pub async fn start_with_clock(
     let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
 
     let health = Health::new();
-    health.watch_nats(&bus);
+    health.watch_nats(&bus.client);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let esc = Escalator {
@@ -159,7 +162,7 @@ pub async fn start_with_clock(
     // Lifecycle events and breaches of a partition, in stream order.
     let mut tasks = bus::consume_case_partitions(
         &bus,
-        &health,
+        |name| health.flag(name),
         "escalation",
         subjects::case_all_in,
         cfg.nats.ack_wait,
@@ -233,7 +236,7 @@ pub async fn start_with_clock(
 /// The templates this service sends must exist and be approved, or every
 /// escalation would be refused by intake.
 fn check_templates(cfg: &Config) -> anyhow::Result<()> {
-    let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)
+    let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)
         .map_err(|p| anyhow::anyhow!("templates:\n  {}", p.join("\n  ")))?;
     for id in [STAFF_ALERT, CLIENT_NOTICE, SURVEY, SURVEY_REMINDER] {
         store
@@ -1034,8 +1037,8 @@ fn trigger_words(trigger: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_content::templates::TemplateStore;
     use herald_proto::v1::Channel;
-    use herald_runtime::templates::TemplateStore;
 
     #[test]
     fn the_templates_it_sends_render_with_the_parameters_it_passes() {

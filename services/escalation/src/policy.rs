@@ -128,11 +128,8 @@ struct FileLevel {
 
 impl Policies {
     pub fn load(path: Option<&Path>) -> Result<Policies, Vec<String>> {
-        let (text, origin) = herald_runtime::config::built_in_or_file(
-            path,
-            DEFAULT_POLICIES,
-            "escalation policies",
-        )?;
+        let (text, origin) =
+            herald_config::built_in_or_file(path, DEFAULT_POLICIES, "escalation policies")?;
         Policies::parse(&text, &origin)
     }
 
@@ -142,7 +139,7 @@ impl Policies {
         let priorities = |list: &[String], at: &str, problems: &mut Vec<String>| {
             let mut out = Vec::new();
             for p in list {
-                match herald_runtime::routing::parse_priority(p) {
+                match herald_proto::v1::Priority::parse(p) {
                     Some(x) => out.push(x),
                     None => {
                         problems.push(format!("{at}: {p:?} is not low, normal, high or critical"))

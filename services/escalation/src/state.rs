@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{Escalation, FollowUp};
-use herald_runtime::timers::{TimerChange, Timers};
+use herald_durable::timers::{TimerChange, Timers};
 
 /// How long a resolved case with nothing pending is remembered.
 const CLOSED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);

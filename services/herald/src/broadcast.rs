@@ -16,6 +16,8 @@ use std::{
 };
 
 use clap::{Args, Subcommand};
+use herald_config::Config;
+use herald_proto::broadcasts;
 use herald_proto::{
     subjects,
     v1::{
@@ -24,7 +26,6 @@ use herald_proto::{
         StartBroadcast, UpdateBroadcast, broadcast_reply, broadcast_status_reply,
     },
 };
-use herald_runtime::{Config, broadcasts};
 use serde::Deserialize;
 
 use crate::{Failure, send::rejected};
@@ -254,10 +255,6 @@ fn messages(file: &BroadcastFile, flags: &MessageArgs) -> Result<Vec<BroadcastMe
     Ok(out)
 }
 
-pub fn severity_name(s: i32) -> &'static str {
-    Severity::try_from(s).unwrap_or_default().name()
-}
-
 fn build_start(args: &StartArgs) -> Result<StartBroadcast, Failure> {
     let file = match &args.file {
         Some(p) => read_file(p)?,
@@ -329,7 +326,7 @@ fn describe(req: &StartBroadcast) -> String {
     format!(
         "Broadcast {} (severity {}) to {}\n  by email and phone{}, in {}\n  calls: {} in all, every {}, for {}\n  subject: {}",
         req.broadcast_id,
-        severity_name(req.severity),
+        Severity::name_of(req.severity),
         who.join("; "),
         if req.sms { " and SMS" } else { "" },
         langs.join(", "),
@@ -372,7 +369,7 @@ pub async fn run(cfg: &Config, cmd: BroadcastCommand) -> Result<(), Failure> {
                     "--id {id:?}: letters, digits or - _ : @ + = (no dots or spaces)"
                 )));
             }
-            let (token, hash) = herald_runtime::coordinators::new_token();
+            let (token, hash) = herald_directory::coordinators::new_token();
             println!("token for {id} (give it to them; Herald keeps only its hash):");
             println!("  {token}");
             println!("add to [broadcast] coordinators in the configuration:");
@@ -555,10 +552,6 @@ fn bar(done: u32, total: u32, width: usize) -> String {
     format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
 }
 
-fn state_name(s: i32) -> &'static str {
-    broadcasts::state_name(BroadcastState::try_from(s).unwrap_or_default())
-}
-
 /// The status block: a headline, the confirmation bar, one row per
 /// channel, and the outcome once it is over.
 pub fn render(s: &BroadcastStatus, now: std::time::SystemTime) -> String {
@@ -570,8 +563,8 @@ pub fn render(s: &BroadcastStatus, now: std::time::SystemTime) -> String {
     let mut out = format!(
         "broadcast {} · {} · severity {} · started by {} · {} of {} · call cycle {}/{}\n",
         s.broadcast_id,
-        state_name(s.state),
-        severity_name(s.severity),
+        BroadcastState::name_of(s.state),
+        Severity::name_of(s.severity),
         s.started_by,
         mmss(elapsed.min(total)),
         mmss(total),
@@ -658,8 +651,8 @@ fn as_json(s: &BroadcastStatus) -> serde_json::Value {
     };
     serde_json::json!({
         "broadcast_id": s.broadcast_id,
-        "state": state_name(s.state),
-        "severity": severity_name(s.severity),
+        "state": BroadcastState::name_of(s.state),
+        "severity": Severity::name_of(s.severity),
         "started_by": s.started_by,
         "started_at": ts(&s.started_at),
         "ends_at": ts(&s.ends_at),

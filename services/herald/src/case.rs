@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use herald_config::Config;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -18,7 +19,6 @@ use herald_proto::{
         SlaQueryReply, SlaView, case_reply, escalation_query_reply, sla_query_reply,
     },
 };
-use herald_runtime::{Config, routing::parse_priority};
 
 use crate::{Failure, send::rejected};
 
@@ -235,7 +235,7 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
 fn priority(p: Option<&str>) -> Result<Priority, Failure> {
     match p {
         None => Ok(Priority::Unspecified),
-        Some(p) => parse_priority(p)
+        Some(p) => Priority::parse(p)
             .ok_or_else(|| usage(format!("--priority {p:?}: low, normal, high or critical"))),
     }
 }
@@ -398,7 +398,7 @@ fn clock_line(c: &ClockView, local: &dyn Fn(Option<&herald_proto::Timestamp>) ->
         ),
         ClockState::Paused => format!(
             "{kind:<16} paused   {target}; {} left when it resumes (due {} if it resumed now)",
-            herald_runtime::calendar::duration_words(c.seconds_left, c.business_hours),
+            herald_calendar::duration_words(c.seconds_left, c.business_hours),
             local(c.deadline.as_ref())
         ),
         _ => {
@@ -407,12 +407,12 @@ fn clock_line(c: &ClockView, local: &dyn Fn(Option<&herald_proto::Timestamp>) ->
             } else if c.seconds_left >= 0 {
                 format!(
                     "{} left",
-                    herald_runtime::calendar::duration_words(c.seconds_left, c.business_hours)
+                    herald_calendar::duration_words(c.seconds_left, c.business_hours)
                 )
             } else {
                 format!(
                     "BREACHED {} ago",
-                    herald_runtime::calendar::duration_words(-c.seconds_left, c.business_hours)
+                    herald_calendar::duration_words(-c.seconds_left, c.business_hours)
                 )
             };
             format!(
@@ -455,7 +455,7 @@ fn escalation_lines(
                 out.push(format!(
                     "next level or repeat: {} (in {})",
                     local(Some(next)),
-                    herald_runtime::calendar::duration_words(secs.max(0), false)
+                    herald_calendar::duration_words(secs.max(0), false)
                 ));
             }
             if e.stopped_at.is_some() {
@@ -503,7 +503,7 @@ fn clocks_json(v: &SlaView) -> serde_json::Value {
         "priority": Priority::try_from(v.priority).unwrap_or_default().name(),
         "clocks": v.clocks.iter().map(|c| serde_json::json!({
             "clock": ClockKind::try_from(c.clock).unwrap_or_default().name(),
-            "state": ClockState::try_from(c.state).unwrap_or_default().as_str_name().trim_start_matches("CLOCK_STATE_").to_ascii_lowercase(),
+            "state": ClockState::name_of(c.state),
             "policy": c.policy,
             "target": c.target,
             "started_at": ts_json(c.started_at.as_ref()),

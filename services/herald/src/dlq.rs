@@ -12,12 +12,12 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
+use herald_config::Config;
 use herald_proto::{
     Message, subjects,
     v1::{AuditStep, Channel, DeadLetter, DeliveryJob, Lane},
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
     bus::Bus,
 };
@@ -102,7 +102,7 @@ pub async fn run(cfg: &Config, cmd: DlqCommand) -> Result<(), Failure> {
                             "at": when(l.letter.at.as_ref()),
                             "job_id": job.job_id,
                             "notification_id": job.notification_id,
-                            "channel": channel_name(job.channel),
+                            "channel": Channel::name_of(job.channel),
                             "attempts": l.letter.history.len(),
                             "reason": l.letter.reason,
                         })
@@ -112,7 +112,7 @@ pub async fn run(cfg: &Config, cmd: DlqCommand) -> Result<(), Failure> {
                         "{:>6}  {}  {:<6} {}  attempts={}  {}",
                         l.seq,
                         when(l.letter.at.as_ref()),
-                        channel_name(job.channel),
+                        Channel::name_of(job.channel),
                         job.job_id,
                         l.letter.history.len(),
                         l.letter.reason
@@ -298,7 +298,7 @@ fn show(l: &Letter, body: bool, json: bool) {
                 "job_id": job.job_id,
                 "notification_id": job.notification_id,
                 "case_id": job.case_id,
-                "channel": channel_name(job.channel),
+                "channel": Channel::name_of(job.channel),
                 "lane": lane.name(),
                 "contact_id": job.contact_id,
                 "address": job.address,
@@ -329,7 +329,7 @@ fn show(l: &Letter, body: bool, json: bool) {
     }
     println!(
         "channel      {} ({} lane)",
-        channel_name(job.channel),
+        Channel::name_of(job.channel),
         lane.name()
     );
     if !job.contact_id.is_empty() {
@@ -365,10 +365,6 @@ fn show(l: &Letter, body: bool, json: bool) {
     if body {
         println!("body\n{}", job.body);
     }
-}
-
-fn channel_name(channel: i32) -> &'static str {
-    Channel::try_from(channel).unwrap_or_default().name()
 }
 
 fn when(t: Option<&herald_proto::Timestamp>) -> String {

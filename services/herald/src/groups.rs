@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use herald_runtime::{Config, groups::Groups};
+use herald_config::Config;
+use herald_directory::groups::Groups;
 
 use crate::{Failure, refused};
 
@@ -26,7 +27,7 @@ pub async fn run(cfg: &Config, cmd: GroupsCommand) -> Result<(), Failure> {
     let groups = Groups::new(directory.redis(), &cfg.redis.prefix);
     match cmd {
         GroupsCommand::Import { file } => {
-            let list = herald_runtime::groups::parse_file(&file).map_err(|e| Failure {
+            let list = herald_directory::groups::parse_file(&file).map_err(|e| Failure {
                 code: 3,
                 message: e.to_string(),
             })?;

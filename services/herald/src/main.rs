@@ -14,7 +14,9 @@ mod trail;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use herald_runtime::{Config, bus::Bus, contacts::Directory};
+use herald_config::Config;
+use herald_directory::contacts::Directory;
+use herald_runtime::bus::Bus;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -186,7 +188,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Case(c) => case::run(&cfg, c).await,
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
-            let store = herald_runtime::templates::TemplateStore::load(&cfg.content.templates_dir)
+            let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)
                 .map_err(|p| Failure {
                     code: 1,
                     message: p.join("\n"),
@@ -210,7 +212,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
     match cmd {
         ContactsCommand::Import { file } => {
-            let contacts = herald_runtime::contacts::parse_file(&file).map_err(|e| Failure {
+            let contacts = herald_directory::contacts::parse_file(&file).map_err(|e| Failure {
                 code: 3,
                 message: e.to_string(),
             })?;

@@ -4,17 +4,14 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use clap::Args;
+use herald_config::Config;
 use herald_proto::{
     Message, subjects,
     v1::{
-        AuditStep, CancelReply, CancelRequest, Channel, InlineRecipient, IntakeReply, Lane,
-        NotificationRequest, Recipient, Rejected, cancel_reply, intake_client::IntakeClient,
-        intake_reply, recipient::Target,
+        AuditStep, CancelReply, CancelRequest, Channel, CommunicationType, Confidentiality,
+        InlineRecipient, IntakeReply, Lane, NotificationRequest, Priority, Recipient, Rejected,
+        cancel_reply, intake_client::IntakeClient, intake_reply, recipient::Target,
     },
-};
-use herald_runtime::{
-    Config,
-    routing::{parse_confidentiality, parse_priority, parse_type},
 };
 use serde::Deserialize;
 
@@ -248,19 +245,19 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
     }
     let communication_type = match f.communication_type.as_deref() {
         None => herald_proto::v1::CommunicationType::InitialInquiry as i32,
-        Some(t) => parse_type(t)
+        Some(t) => CommunicationType::parse(t)
             .ok_or_else(|| usage(format!("--type {t:?} is not a communication type")))?
             as i32,
     };
     let priority = match f.priority.as_deref() {
         None => 0,
-        Some(p) => parse_priority(p)
+        Some(p) => Priority::parse(p)
             .ok_or_else(|| usage(format!("--priority {p:?}: low, normal, high or critical")))?
             as i32,
     };
     let confidentiality = match f.confidentiality.as_deref() {
         None => 0,
-        Some(c) => parse_confidentiality(c).ok_or_else(|| {
+        Some(c) => Confidentiality::parse(c).ok_or_else(|| {
             usage(format!(
                 "--confidentiality {c:?}: standard, confidential or sensitive"
             ))
@@ -392,13 +389,7 @@ pub async fn ask<Req: Message, Rep: Message + Default>(
 
 /// A refusal as the caller sees it: the code, the field and why.
 pub fn rejected(r: &Rejected) -> Failure {
-    let code = herald_proto::v1::ErrorCode::try_from(r.code)
-        .map(|c| {
-            c.as_str_name()
-                .trim_start_matches("ERROR_CODE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let code = herald_proto::v1::ErrorCode::name_of(r.code);
     let where_ = if r.field.is_empty() {
         String::new()
     } else {

@@ -1,11 +1,11 @@
 //! `herald trail <id>`: the audit trail of a notification or a case.
 
 use clap::Args;
+use herald_config::Config;
 use herald_proto::{
     subjects,
     v1::{AuditRecord, AuditStep, Channel},
 };
-use herald_runtime::Config;
 
 use crate::{Failure, refused};
 
@@ -52,13 +52,7 @@ pub fn print(trail: &[AuditRecord], json: bool) {
     for r in trail {
         let at = herald_proto::system_time(r.at.as_ref());
         let at = chrono::DateTime::<chrono::Utc>::from(at).format("%Y-%m-%d %H:%M:%S%.3fZ");
-        let step = AuditStep::try_from(r.step)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("AUDIT_STEP_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
+        let step = AuditStep::name_of(r.step);
         let channel = Channel::try_from(r.channel).unwrap_or_default();
         if json {
             let v = serde_json::json!({

@@ -33,26 +33,29 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures::StreamExt;
+use herald_config::{BroadcastConfig, MAX_CYCLES};
+use herald_content::templates::TemplateStore;
+use herald_directory::{
+    contacts::{Directory, MemberOf},
+    coordinators,
+    groups::Groups,
+    validate,
+};
+use herald_durable::cancel::Cancellations;
+use herald_proto::broadcasts;
 use herald_proto::{
     Message, subjects,
     v1::{
         Audience, AuditStep, BroadcastAccepted, BroadcastCommand, BroadcastMessage, BroadcastReply,
-        BroadcastState, CancelBroadcast, Cycles, ErrorCode, Lane, NotificationRequest, Rejected,
-        Severity, StartBroadcast, UpdateBroadcast, broadcast_command::Command, broadcast_reply,
+        BroadcastState, BroadcastStatusReply, BroadcastStatusRequest, CancelBroadcast, Cycles,
+        ErrorCode, Lane, NotificationRequest, Rejected, Severity, StartBroadcast, UpdateBroadcast,
+        broadcast_command::Command, broadcast_reply, broadcast_status_reply,
     },
 };
 use herald_runtime::{
     audit::{Auditor, Entry},
-    broadcasts,
     bus::{Bus, PublishError},
-    cancel::Cancellations,
-    config::{BroadcastConfig, MAX_CYCLES},
-    contacts::{Directory, MemberOf},
-    coordinators,
-    groups::Groups,
     priority::Precedence,
-    templates::TemplateStore,
-    validate,
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -78,6 +81,10 @@ const MAX_SMS: usize = 1600;
 const MAX_REASON: usize = 200;
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long an update or cancel waits for the broadcast service to say
+/// where a broadcast stands.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
     action: String,
@@ -89,7 +96,6 @@ struct RequestLabel {
 pub(crate) struct Desk {
     bus: Bus,
     redis: ConnectionManager,
-    prefix: String,
     directory: Directory,
     groups: Groups,
     cancellations: Cancellations,
@@ -141,7 +147,7 @@ impl Desk {
     pub(crate) fn new(
         bus: Bus,
         redis: ConnectionManager,
-        cfg: &herald_runtime::Config,
+        cfg: &herald_config::Config,
         templates: Arc<TemplateStore>,
         dedupe: Dedupe,
         priority: Precedence,
@@ -158,7 +164,6 @@ impl Desk {
             groups: Groups::new(redis.clone(), &cfg.redis.prefix),
             cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
             auditor: Auditor::new(bus.clone(), "intake"),
-            prefix: cfg.redis.prefix.clone(),
             cfg: Arc::new(cfg.broadcast.clone()),
             idempotency_ttl: cfg.intake.idempotency_ttl,
             bus,
@@ -247,7 +252,7 @@ impl Desk {
         attempt: &Attempt<'_>,
         credential: &str,
     ) -> Result<String, BroadcastReply> {
-        match coordinators::authenticate(&self.cfg, credential) {
+        match coordinators::authenticate(&self.cfg.coordinators, credential) {
             Some(who) => Ok(who),
             None => {
                 let why = if credential.trim().is_empty() {
@@ -297,7 +302,7 @@ impl Desk {
                         } else {
                             &r.field
                         },
-                        reason_name(r.code)
+                        ErrorCode::name_of(r.code)
                     ),
                 )
             }
@@ -365,7 +370,7 @@ impl Desk {
         };
         let summary = format!(
             "start accepted from coordinator {who}: severity {}, {}",
-            severity_name(req.severity),
+            Severity::name_of(req.severity),
             describe_audience(req.audience.as_ref())
         );
         let command = command(&who, format!("start-{id}"), Command::Start(req));
@@ -391,7 +396,7 @@ impl Desk {
             Ok(lang) => req.default_language = lang,
             Err(r) => return self.refuse(&attempt, r).await,
         }
-        let refusal = match self.existing(&attempt).await {
+        let refusal = match self.existing(&attempt, &credential).await {
             Ok(BroadcastState::Cancelled) => ended("was cancelled; start a new broadcast"),
             Ok(BroadcastState::Finished) => ended("has finished; start a new broadcast"),
             Ok(_) => {
@@ -425,7 +430,7 @@ impl Desk {
             );
             return self.refuse(&attempt, r).await;
         }
-        match self.existing(&attempt).await {
+        match self.existing(&attempt, &credential).await {
             Ok(BroadcastState::Cancelled) => {
                 self.count("cancel", "duplicate");
                 return accepted(&id, true, &who);
@@ -492,12 +497,16 @@ impl Desk {
 
     /// The state of the broadcast an update or cancel names, or the
     /// (documented) refusal when it names none.
-    async fn existing(&self, attempt: &Attempt<'_>) -> Result<BroadcastState, BroadcastReply> {
+    async fn existing(
+        &self,
+        attempt: &Attempt<'_>,
+        credential: &str,
+    ) -> Result<BroadcastState, BroadcastReply> {
         match broadcast_id_ok(attempt.broadcast_id) {
             Ok(()) => {}
             Err(r) => return Err(self.refuse(attempt, r).await),
         }
-        match self.running(attempt.broadcast_id).await {
+        match self.running(attempt.broadcast_id, credential).await {
             Ok(state) => Ok(state),
             Err(r) => Err(self.refuse(attempt, r).await),
         }
@@ -509,24 +518,55 @@ impl Desk {
     }
 
     /// The state of a broadcast that was started, or why an update or
-    /// cancel cannot name it.
-    async fn running(&self, broadcast_id: &str) -> Result<BroadcastState, Rejected> {
-        let state = broadcasts::state(&self.redis, &self.prefix, broadcast_id).await;
-        let claimed = redis::cmd("EXISTS")
+    /// cancel cannot name it. The broadcast service owns the state and is
+    /// asked; intake's own record of the starts it accepted answers for a
+    /// broadcast the service has not read yet, and while the service does
+    /// not answer, so that a cancel still stops delivery at once.
+    async fn running(
+        &self,
+        broadcast_id: &str,
+        credential: &str,
+    ) -> Result<BroadcastState, Rejected> {
+        let ask = BroadcastStatusRequest {
+            broadcast_id: broadcast_id.to_string(),
+            credential: credential.to_string(),
+            recipients: false,
+        };
+        let known = match self
+            .bus
+            .ask::<_, BroadcastStatusReply>(subjects::BROADCAST_STATUS, &ask, STATUS_WAIT)
+            .await
+        {
+            Ok(BroadcastStatusReply {
+                result: Some(broadcast_status_reply::Result::Status(s)),
+            }) => return Ok(BroadcastState::try_from(s.state).unwrap_or_default()),
+            Ok(BroadcastStatusReply {
+                result: Some(broadcast_status_reply::Result::Rejected(r)),
+            }) if r.code == ErrorCode::NotFound as i32 => "not read yet",
+            Ok(other) => {
+                warn!(answer = ?other.result.map(|_| ()), "the broadcast service refused a status query");
+                "refused"
+            }
+            Err(e) => {
+                warn!(error = %e, "the broadcast service did not answer");
+                "not answering"
+            }
+        };
+        match redis::cmd("EXISTS")
             .arg(self.claim_key(broadcast_id))
             .query_async::<bool>(&mut self.redis.clone())
-            .await;
-        match (state, claimed) {
-            (Ok(Some(s)), _) => Ok(s),
-            // Accepted, not yet read by the broadcast service.
-            (Ok(None), Ok(true)) => Ok(BroadcastState::Starting),
-            (Ok(None), Ok(false)) => Err(reject(
+            .await
+        {
+            // Accepted here; the broadcast service acts on the command
+            // once it reads it.
+            Ok(true) => Ok(BroadcastState::Starting),
+            Ok(false) => Err(reject(
                 ErrorCode::NotFound,
                 "broadcast_id",
                 "no broadcast with this id was started",
             )),
-            (Err(e), _) | (_, Err(e)) => {
-                error!(error = %e, "broadcast state unreadable");
+            Err(e) => {
+                error!(error = %e, broadcast_service = known, "broadcast claim unreadable");
                 Err(unavailable())
             }
         }
@@ -536,7 +576,7 @@ impl Desk {
     /// exists, and together they stay within `max_recipients`.
     async fn check_audience(&self, audience: Option<&Audience>) -> Result<(), Rejected> {
         let a = audience.cloned().unwrap_or_default();
-        let lookup = |e: herald_runtime::contacts::DirectoryError| {
+        let lookup = |e: herald_directory::contacts::DirectoryError| {
             error!(error = %e, "directory lookup failed");
             unavailable()
         };
@@ -817,7 +857,7 @@ pub fn check_start(
             let params = req.params.clone();
             if let Err(e) = templates.check(&req.template_id, 0, &params) {
                 let field = match &e {
-                    herald_runtime::templates::TemplateError::MissingParam { param, .. } => {
+                    herald_content::templates::TemplateError::MissingParam { param, .. } => {
                         format!("params.{param}")
                     }
                     _ => "template_id".into(),
@@ -996,20 +1036,6 @@ fn trail_case(case_id: &str) -> String {
     } else {
         String::new()
     }
-}
-
-fn reason_name(code: i32) -> String {
-    ErrorCode::try_from(code)
-        .map(|c| {
-            c.as_str_name()
-                .trim_start_matches("ERROR_CODE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
-fn severity_name(s: i32) -> &'static str {
-    Severity::try_from(s).unwrap_or_default().name()
 }
 
 fn describe_audience(a: Option<&Audience>) -> String {

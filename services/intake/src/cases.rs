@@ -23,6 +23,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use herald_proto::cancel_keys::{escalation_family, follow_up_family};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -30,11 +31,7 @@ use herald_proto::{
         CaseEventKind, CaseReply, ErrorCode, Lane, Priority, Rejected, case_reply,
     },
 };
-use herald_runtime::{
-    audit::Entry,
-    cancel::{escalation_family, follow_up_family},
-    metrics::ReasonLabel,
-};
+use herald_runtime::{audit::Entry, metrics::ReasonLabel};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,

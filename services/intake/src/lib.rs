@@ -20,6 +20,10 @@ use std::{
 };
 
 use futures::StreamExt;
+use herald_config::Config;
+use herald_content::{routing::RoutingRules, templates::TemplateStore};
+use herald_directory::contacts::Directory;
+use herald_durable::cancel::Cancellations;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -29,16 +33,11 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
     bus::Bus,
-    cancel::Cancellations,
-    contacts::Directory,
     health::Health,
     metrics::{LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
-    routing::RoutingRules,
-    templates::TemplateStore,
 };
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
@@ -145,7 +144,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
 
     let health = Health::new();
-    health.watch_nats(&bus);
+    health.watch_nats(&bus.client);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -162,7 +161,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     );
 
     let priority = Precedence::new();
-    priority.attach(&bus, shutdown.clone());
+    priority.attach(&bus.client, shutdown.clone());
     let templates = Arc::new(templates);
     let dedupe = Dedupe::new(redis.clone(), &cfg.redis.prefix, cfg.intake.idempotency_ttl);
     let desk = broadcasts::Desk::new(
@@ -395,7 +394,7 @@ impl Intake {
                 ));
             }
         };
-        if let Err(why) = herald_runtime::cancel::check_key(&req.cancel_key) {
+        if let Err(why) = herald_proto::cancel_keys::check_key(&req.cancel_key) {
             return refused(reject(ErrorCode::InvalidArgument, "cancel_key", why));
         }
         if req.reason.chars().count() > 200 || req.requester.chars().count() > 200 {
@@ -508,7 +507,7 @@ impl Intake {
         let span = tracing::Span::current();
         span.record("case_id", req.case_id.as_str());
 
-        let fresh_id = herald_runtime::ids::notification_id();
+        let fresh_id = herald_proto::ids::notification_id();
         let (id, duplicate) = match self.dedupe.claim(&req, &fresh_id).await {
             Ok(Claim::New) => (fresh_id, false),
             Ok(Claim::Done(id)) => {
@@ -557,14 +556,14 @@ impl Intake {
                 AuditStep::Accepted,
                 format!(
                     "accepted {} for {} recipient(s), template {}",
-                    type_name(req.communication_type),
+                    CommunicationType::name_of(req.communication_type),
                     req.recipients.len(),
                     req.template_id
                 ),
             )
         }
         .attr("requester", &req.requester)
-        .attr("priority", priority_name(req.priority));
+        .attr("priority", Priority::name_of(req.priority));
 
         // The audit record goes first on the same connection, so the trail
         // starts with "accepted" before the router can add to it.
@@ -638,13 +637,7 @@ pub(crate) fn note_refusal(
     r: &Rejected,
     what: &str,
 ) {
-    let reason = ErrorCode::try_from(r.code)
-        .map(|c| {
-            c.as_str_name()
-                .trim_start_matches("ERROR_CODE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".into());
+    let reason = ErrorCode::name_of(r.code).to_string();
     herald_runtime::telemetry::record_outcome(&tracing::Span::current(), "rejected", false);
     // The code and the field, not the message: the message quotes the
     // caller's values (an address that failed a check) back to them.
@@ -684,24 +677,4 @@ pub(crate) fn unavailable() -> Rejected {
         "",
         "Herald could not store the request just now; retry with the same idempotency key",
     )
-}
-
-fn type_name(t: i32) -> String {
-    CommunicationType::try_from(t)
-        .map(|t| {
-            t.as_str_name()
-                .trim_start_matches("COMMUNICATION_TYPE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
-fn priority_name(p: i32) -> String {
-    Priority::try_from(p)
-        .map(|p| {
-            p.as_str_name()
-                .trim_start_matches("PRIORITY_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
 }

@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use herald_content::{
+    routing::RoutingRules,
+    templates::{TemplateError, TemplateStore},
+};
+use herald_directory::{contacts::Contact, validate};
 use herald_proto::v1::{
     Channel, CommunicationType, Confidentiality, ErrorCode, NotificationRequest, Priority,
     Rejected, recipient::Target,
-};
-use herald_runtime::{
-    contacts::Contact,
-    routing::RoutingRules,
-    templates::{TemplateError, TemplateStore},
-    validate,
 };
 
 const MAX_KEY: usize = 255;
@@ -146,15 +145,15 @@ pub fn check(
             "must be 1-128 letters, digits or - _ : @ + = (no dots or spaces)",
         ));
     }
-    if req.cancel_keys.len() > herald_runtime::cancel::MAX_KEYS {
+    if req.cancel_keys.len() > herald_proto::cancel_keys::MAX_KEYS {
         return Err(reject(
             E::InvalidArgument,
             "cancel_keys",
-            format!("has more than {} keys", herald_runtime::cancel::MAX_KEYS),
+            format!("has more than {} keys", herald_proto::cancel_keys::MAX_KEYS),
         ));
     }
     for (i, k) in req.cancel_keys.iter().enumerate() {
-        if let Err(why) = herald_runtime::cancel::check_key(k) {
+        if let Err(why) = herald_proto::cancel_keys::check_key(k) {
             return Err(reject(E::InvalidArgument, format!("cancel_keys[{i}]"), why));
         }
     }

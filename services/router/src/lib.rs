@@ -14,6 +14,12 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
+use herald_config::Config;
+use herald_content::{
+    routing::RoutingRules,
+    templates::{CONTENT_FREE_NOTICE, Rendered, TemplateStore},
+};
+use herald_directory::contacts::{Consent, Contact, Directory};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -22,16 +28,12 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
     bus::{self, Bus, ConsumerSpec, Disposition, Gate},
-    contacts::{Consent, Contact, Directory},
     health::Health,
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
-    routing::RoutingRules,
     telemetry::record_outcome,
-    templates::{CONTENT_FREE_NOTICE, Rendered, TemplateStore},
 };
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
@@ -97,7 +99,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
 
     let health = Health::new();
-    health.watch_nats(&bus);
+    health.watch_nats(&bus.client);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let router = Router {
@@ -134,7 +136,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
 
     // The normal lane yields while any service has emergency work.
     let priority = Precedence::new();
-    priority.attach(&bus, shutdown.clone());
+    priority.attach(&bus.client, shutdown.clone());
     let mut consumers = Vec::new();
     for lane in Lane::ALL {
         let gate = match lane {
@@ -485,7 +487,7 @@ impl Router {
         Ok(sends
             .into_iter()
             .map(|(channel, rendered, withheld)| DeliveryJob {
-                job_id: herald_runtime::ids::job_id(&n.notification_id, person.index, channel),
+                job_id: herald_proto::ids::job_id(&n.notification_id, person.index, channel),
                 notification_id: n.notification_id.clone(),
                 case_id: req.case_id.clone(),
                 channel: channel as i32,

@@ -9,7 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     herald_runtime::install_crypto();
-    let cfg = herald_runtime::Config::from_process_env()?;
+    let cfg = herald_config::Config::from_process_env()?;
     let _telemetry = herald_runtime::telemetry::init("herald-router", &cfg.telemetry)?;
     let shutdown = herald_runtime::shutdown::on_signals();
     herald_router::run(cfg, shutdown).await

@@ -18,11 +18,9 @@
 //! a deployment may hold millions of running clocks in Redis.
 
 use chrono::{DateTime, Utc};
+use herald_calendar::Calendar;
 use herald_proto::v1::{CaseChannel, CaseEventKind, ClockKind, ClockState, Priority};
-use herald_runtime::{
-    calendar::Calendar,
-    clock::{from_millis, millis},
-};
+use herald_runtime::clock::{from_millis, millis};
 
 use crate::policy::ClockSpec;
 
@@ -445,13 +443,11 @@ mod tests {
     use super::*;
     use crate::policy::{Policies, Target};
     use chrono::{TimeDelta, TimeZone};
-    use herald_runtime::{
-        calendar::Calendars,
-        clock::{Clock as _, ManualClock},
-    };
+    use herald_calendar::Calendars;
+    use herald_runtime::clock::{Clock as _, ManualClock};
 
     fn office() -> Calendar {
-        Calendars::load(None)
+        Calendars::built_in()
             .unwrap()
             .get("office")
             .unwrap()

@@ -27,6 +27,9 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use herald_calendar::{Calendar, Calendars};
+use herald_config::Config;
+use herald_durable::timers::{self, Due, RunOptions};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -35,15 +38,12 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
-    Config,
     audit::{Auditor, Entry},
     bus::{self, Bus, Disposition},
-    calendar::{Calendar, Calendars},
     clock::{Clock as TimeSource, SystemClock, from_millis},
     health::Health,
     metrics::{Queue, SlaLabel, SlaMetrics},
     telemetry::record_outcome,
-    timers::{self, Due, RunOptions},
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -85,14 +85,19 @@ pub async fn start_with_clock(
 ) -> anyhow::Result<Running> {
     let policies = Policies::load(cfg.sla.policy_file.as_deref())
         .map_err(|p| anyhow::anyhow!("SLA policies:\n  {}", p.join("\n  ")))?;
-    let calendars = Calendars::load(cfg.sla.calendars_file.as_deref())
-        .map_err(|p| anyhow::anyhow!("calendars:\n  {}", p.join("\n  ")))?;
+    let calendars = herald_config::built_in_or_file(
+        cfg.sla.calendars_file.as_deref(),
+        herald_calendar::DEFAULT_CALENDARS,
+        "calendars",
+    )
+    .and_then(|(text, origin)| Calendars::parse(&text, &origin))
+    .map_err(|p| anyhow::anyhow!("calendars:\n  {}", p.join("\n  ")))?;
     let bus = Bus::connect(&cfg.nats, "herald-sla", &shutdown).await?;
     bus.ensure_streams().await?;
     let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
 
     let health = Health::new();
-    health.watch_nats(&bus);
+    health.watch_nats(&bus.client);
     health.watch_redis(&redis);
     let mut registry = Registry::with_prefix("herald");
     let sla = Sla {
@@ -128,7 +133,7 @@ pub async fn start_with_clock(
     // In order: a case's events are applied as they were stored.
     let mut tasks = bus::consume_case_partitions(
         &bus,
-        &health,
+        |name| health.flag(name),
         "sla",
         subjects::case_events_in,
         cfg.nats.ack_wait,
@@ -481,7 +486,7 @@ impl Sla {
                 Fired::Warning => format!(
                     "{} clock warning: {} left, due {}",
                     c.kind().name(),
-                    herald_runtime::calendar::duration_words(c.seconds_left(now, cal), c.business),
+                    herald_calendar::duration_words(c.seconds_left(now, cal), c.business),
                     local_time(c.deadline_ms, cal)
                 ),
                 Fired::Breach => format!(

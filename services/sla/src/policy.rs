@@ -3,8 +3,8 @@
 
 use std::{path::Path, time::Duration};
 
+use herald_calendar::Calendar;
 use herald_proto::v1::{CaseChannel, ClockKind, Priority};
-use herald_runtime::calendar::Calendar;
 use serde::Deserialize;
 
 /// The policies Herald ships with.
@@ -121,7 +121,7 @@ struct FilePolicy {
 impl Policies {
     pub fn load(path: Option<&Path>) -> Result<Policies, Vec<String>> {
         let (text, origin) =
-            herald_runtime::config::built_in_or_file(path, DEFAULT_POLICIES, "SLA policies")?;
+            herald_config::built_in_or_file(path, DEFAULT_POLICIES, "SLA policies")?;
         Policies::parse(&text, &origin)
     }
 
@@ -164,7 +164,7 @@ impl Policies {
             }
             let mut priorities = Vec::new();
             for pr in &p.priorities {
-                match herald_runtime::routing::parse_priority(pr) {
+                match herald_proto::v1::Priority::parse(pr) {
                     Some(x) => priorities.push(x),
                     None => problems.push(format!(
                         "{at}priorities: {pr:?} is not low, normal, high or critical"
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn the_shipped_policies_carry_the_sop_timeframes() {
         let p = Policies::load(None).unwrap();
-        let cal = herald_runtime::calendar::Calendars::load(None).unwrap();
+        let cal = herald_calendar::Calendars::built_in().unwrap();
         let office = cal.for_team("support");
         let get = |ch, pr| p.clocks_for(ch, pr, "support");
         let resolved = |specs: Vec<ClockSpec>| -> Vec<(ClockKind, u64, bool, String)> {

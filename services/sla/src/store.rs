@@ -15,7 +15,7 @@ use prost::Message;
 use redis::aio::ConnectionManager;
 
 use crate::clock::{CaseClocks, timer_id};
-use herald_runtime::timers::{TimerChange, Timers};
+use herald_durable::timers::{TimerChange, Timers};
 
 /// How long the state of a case whose clocks have all stopped is kept (for
 /// `herald case show`).

@@ -25,8 +25,8 @@ use std::{
 use async_nats::jetstream::{self, consumer::pull, stream};
 use axum::{Router, routing::post};
 use futures::StreamExt;
+use herald_config::Config;
 use herald_proto::Message;
-use herald_runtime::Config;
 use herald_testkit::{
     benchkit::{
         Arrivals, cpu_seconds, percentile, request, sink, sms_contacts, spawn, submit, wait_ready,
@@ -177,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&config_file, toml::to_string(&cfg)?)?;
 
     // Directory contacts who prefer SMS.
-    let directory = herald_runtime::contacts::Directory::new(
+    let directory = herald_directory::contacts::Directory::new(
         herald_runtime::store::connect(&cfg.redis, &Default::default()).await?,
         &cfg.redis.prefix,
     );

@@ -32,18 +32,17 @@ use std::{
 };
 
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
+use herald_config::{Config, Coordinator, DeliveryConfig};
+use herald_directory::{
+    contacts::{Contact, Directory},
+    groups::{Group, Groups},
+};
 use herald_proto::{
     Message, subjects,
     v1::{
         Audience, BroadcastMessage, BroadcastReply, Cycles, Severity, StartBroadcast,
         broadcast_reply,
     },
-};
-use herald_runtime::{
-    Config,
-    config::{Coordinator, DeliveryConfig},
-    contacts::{Contact, Directory},
-    groups::{Group, Groups},
 };
 use herald_testkit::{
     benchkit::{
@@ -303,7 +302,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.broadcast.link_secret = Some("bench-link-secret-0123456789".into());
     cfg.broadcast.coordinators = vec![Coordinator {
         id: "bench".into(),
-        token_sha256: herald_runtime::coordinators::token_sha256(TOKEN),
+        token_sha256: herald_directory::coordinators::token_sha256(TOKEN),
     }];
     cfg.delivery.sms_url = Some(format!("http://{sink_addr}/sms"));
     cfg.delivery.voice_url = Some(format!("http://{sink_addr}/voice"));

@@ -29,11 +29,12 @@ use std::{
 
 use chrono::{TimeDelta, Utc};
 use futures::StreamExt;
+use herald_config::Config;
 use herald_proto::{
     Message,
     v1::{CaseChannel, ClockKind, ClockState, Priority, SlaEvent, SlaEventKind},
 };
-use herald_runtime::{Config, clock::millis};
+use herald_runtime::clock::millis;
 use herald_sla::{
     clock::{CaseClocks, Clock},
     store::ClockStore,
@@ -210,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. Load.
     let store = ClockStore::new(
         herald_runtime::store::connect(
-            &herald_runtime::config::RedisConfig {
+            &herald_config::RedisConfig {
                 url: redis.url(),
                 prefix: "herald:".into(),
             },

@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     herald_runtime::install_crypto();
     let name = std::env::args().nth(1).unwrap_or_default();
-    let cfg = herald_runtime::Config::from_process_env()?;
+    let cfg = herald_config::Config::from_process_env()?;
     let _telemetry = herald_runtime::telemetry::init(&format!("herald-{name}"), &cfg.telemetry)?;
     let shutdown = herald_runtime::shutdown::on_signals();
     match name.as_str() {

@@ -98,7 +98,7 @@ impl Auditor {
 
     fn build(&self, entry: Entry) -> AuditRecord {
         AuditRecord {
-            record_id: entry.record_id.unwrap_or_else(crate::ids::record_id),
+            record_id: entry.record_id.unwrap_or_else(herald_proto::ids::record_id),
             notification_id: entry.notification_id,
             case_id: entry.case_id,
             step: entry.step as i32,

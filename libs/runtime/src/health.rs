@@ -17,8 +17,6 @@ use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
-
 /// What `/readyz` checks.
 #[derive(Clone, Default)]
 pub struct Health {
@@ -27,7 +25,7 @@ pub struct Health {
 
 #[derive(Default)]
 struct Inner {
-    bus: Mutex<Option<Bus>>,
+    nats: Mutex<Option<async_nats::Client>>,
     redis: Mutex<Option<ConnectionManager>>,
     flags: Mutex<Vec<(String, Arc<AtomicBool>)>>,
 }
@@ -37,34 +35,31 @@ impl Health {
         Health::default()
     }
 
-    pub fn watch_nats(&self, bus: &Bus) {
-        *self.inner.bus.lock().unwrap() = Some(bus.clone());
+    pub fn watch_nats(&self, client: &async_nats::Client) {
+        *lock(&self.inner.nats) = Some(client.clone());
     }
 
     pub fn watch_redis(&self, redis: &ConnectionManager) {
-        *self.inner.redis.lock().unwrap() = Some(redis.clone());
+        *lock(&self.inner.redis) = Some(redis.clone());
     }
 
     /// A named condition (a consumer running, a listener bound) that must be
     /// true for the service to be ready. Starts false.
     pub fn flag(&self, name: impl Into<String>) -> Arc<AtomicBool> {
         let f = Arc::new(AtomicBool::new(false));
-        self.inner
-            .flags
-            .lock()
-            .unwrap()
-            .push((name.into(), f.clone()));
+        lock(&self.inner.flags).push((name.into(), f.clone()));
         f
     }
 
     /// Every check with whether it passed.
     pub async fn check(&self) -> Vec<(String, bool)> {
         let mut out = Vec::new();
-        let bus = self.inner.bus.lock().unwrap().clone();
-        if let Some(bus) = bus {
-            out.push(("nats".to_string(), bus.is_connected()));
+        let nats = lock(&self.inner.nats).clone();
+        if let Some(client) = nats {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            out.push(("nats".to_string(), connected));
         }
-        let redis = self.inner.redis.lock().unwrap().clone();
+        let redis = lock(&self.inner.redis).clone();
         if let Some(mut r) = redis {
             let ping = tokio::time::timeout(
                 Duration::from_millis(500),
@@ -73,7 +68,7 @@ impl Health {
             .await;
             out.push(("redis".to_string(), matches!(ping, Ok(Ok(_)))));
         }
-        for (name, flag) in self.inner.flags.lock().unwrap().iter() {
+        for (name, flag) in lock(&self.inner.flags).iter() {
             out.push((name.clone(), flag.load(Ordering::Relaxed)));
         }
         out
@@ -82,6 +77,12 @@ impl Health {
     pub async fn is_ready(&self) -> bool {
         self.check().await.iter().all(|(_, ok)| *ok)
     }
+}
+
+/// The value behind a lock, even if a thread panicked holding it: these
+/// are plain values, never left half-written.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Clone)]

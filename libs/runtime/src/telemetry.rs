@@ -47,7 +47,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::config::{LogFormat, TelemetryConfig};
+use herald_config::{LogFormat, TelemetryConfig};
 
 /// Flushes spans still buffered for export when dropped; keep it alive for
 /// the life of the process.

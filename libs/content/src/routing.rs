@@ -79,9 +79,9 @@ pub trait Reachable {
     fn can_receive(&self, channel: Channel) -> bool;
 }
 
-impl Reachable for crate::contacts::Contact {
+impl Reachable for herald_directory::contacts::Contact {
     fn preferred(&self) -> Option<Channel> {
-        crate::contacts::Contact::preferred(self)
+        herald_directory::contacts::Contact::preferred(self)
     }
 
     fn can_receive(&self, channel: Channel) -> bool {
@@ -115,15 +115,11 @@ pub struct Decision {
 }
 
 impl RoutingRules {
+    /// The shipped rules, or the file given, checked; every problem is
+    /// reported.
     pub fn load(path: Option<&Path>) -> Result<RoutingRules, Vec<String>> {
-        match path {
-            None => RoutingRules::parse(DEFAULT_RULES, "built-in routing rules"),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| vec![format!("{}: {e}", p.display())])?;
-                RoutingRules::parse(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) = herald_config::built_in_or_file(path, DEFAULT_RULES, "routing rules")?;
+        RoutingRules::parse(&text, &origin)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<RoutingRules, Vec<String>> {
@@ -140,7 +136,7 @@ impl RoutingRules {
         }
         let mut matrix = Vec::new();
         for (t, level) in &file.confidentiality {
-            match (parse_type(t), parse_confidentiality(level)) {
+            match (CommunicationType::parse(t), Confidentiality::parse(level)) {
                 (Some(t), Some(l)) => matrix.push((t, l)),
                 (None, _) => problems.push(format!("{origin}: confidentiality: unknown communication type {t:?}")),
                 (_, None) => problems.push(format!(
@@ -159,19 +155,19 @@ impl RoutingRules {
                 mode: r.mode,
             };
             for t in &r.types {
-                match parse_type(t) {
+                match CommunicationType::parse(t) {
                     Some(t) => rule.types.push(t),
                     None => problems.push(format!("{at}: unknown communication type {t:?}")),
                 }
             }
             for p in &r.priorities {
-                match parse_priority(p) {
+                match Priority::parse(p) {
                     Some(p) => rule.priorities.push(p),
                     None => problems.push(format!("{at}: unknown priority {p:?}")),
                 }
             }
             for c in &r.confidentiality {
-                match parse_confidentiality(c) {
+                match Confidentiality::parse(c) {
                     Some(c) => rule.confidentiality.push(c),
                     None => problems.push(format!("{at}: unknown confidentiality {c:?}")),
                 }
@@ -284,44 +280,6 @@ impl RoutingRules {
         }
         Decision { send, fallbacks }
     }
-}
-
-pub fn parse_type(s: &str) -> Option<CommunicationType> {
-    use CommunicationType as T;
-    Some(
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "initial_inquiry" | "inquiry" => T::InitialInquiry,
-            "service_update" | "update" => T::ServiceUpdate,
-            "feedback_complaint" | "complaint" | "feedback" => T::FeedbackComplaint,
-            "resolution" | "closure" => T::Resolution,
-            "incident" => T::Incident,
-            "escalation_notice" | "escalation" => T::EscalationNotice,
-            "follow_up" | "followup" => T::FollowUp,
-            "data_breach" | "breach" => T::DataBreach,
-            "emergency" => T::Emergency,
-            "status_report" | "report" => T::StatusReport,
-            _ => return None,
-        },
-    )
-}
-
-pub fn parse_priority(s: &str) -> Option<Priority> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "low" => Priority::Low,
-        "normal" => Priority::Normal,
-        "high" => Priority::High,
-        "critical" => Priority::Critical,
-        _ => return None,
-    })
-}
-
-pub fn parse_confidentiality(s: &str) -> Option<Confidentiality> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "standard" => Confidentiality::Standard,
-        "confidential" => Confidentiality::Confidential,
-        "sensitive" => Confidentiality::Sensitive,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ impl TemplateStore {
                 }
                 let mut languages = BTreeMap::new();
                 for (lang, parts) in &tf.lang {
-                    if let Err(why) = crate::validate::language(lang) {
+                    if let Err(why) = herald_directory::validate::language(lang) {
                         problems.push(format!("{}: [lang.{lang}]: {why}", file.display()));
                     }
                     if parts.email.is_some() != parts.subject.is_some() {

@@ -36,8 +36,6 @@ use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::bus::Bus;
-
 /// How often a busy process says so.
 pub const PULSE_EVERY: Duration = Duration::from_millis(50);
 /// How long after the last word from another process the normal lane stays
@@ -85,9 +83,13 @@ impl Precedence {
 
     /// Listens for other processes' pulses and sends this one's while it
     /// has emergency work, until `shutdown`.
-    pub fn attach(&self, bus: &Bus, shutdown: CancellationToken) -> JoinHandle<()> {
+    pub fn attach(
+        &self,
+        client: &async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
         let me = self.clone();
-        let client = bus.client.clone();
+        let client = client.clone();
         tokio::spawn(async move {
             let mut pulses = match client.subscribe(subjects::EMERGENCY_BUSY).await {
                 Ok(s) => s,

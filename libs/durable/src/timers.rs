@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::clock::{Clock, from_millis, millis};
+use herald_runtime::clock::{Clock, from_millis, millis};
 
 /// One claimed timer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use sha1::Sha1;
 pub const HEADERS: [&str; 2] = ["x-twilio-signature", "x-signature"];
 
 /// The signature a request carries, from the first of [`HEADERS`] present.
-pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
+pub fn from_headers(headers: &http::HeaderMap) -> Option<&str> {
     HEADERS
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))

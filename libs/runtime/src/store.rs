@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::config::RedisConfig;
+use herald_config::RedisConfig;
 
 /// Connects, retrying until Redis answers or `shutdown` fires.
 pub async fn connect(

@@ -21,16 +21,15 @@ use async_nats::{
     },
 };
 use futures::StreamExt;
-use herald_proto::{
-    subjects,
-    v1::{Channel, Lane},
-};
+use herald_proto::{subjects, v1::Lane};
 use prost::Message;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::{config::NatsConfig, priority::Precedence};
+use herald_config::NatsConfig;
+
+use crate::priority::Precedence;
 
 /// A connection to NATS and its JetStream context.
 #[derive(Clone)]
@@ -47,6 +46,17 @@ pub struct Bus {
 pub struct PublishError {
     pub subject: String,
     pub reason: String,
+}
+
+/// Why [`Bus::ask`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Nobody answered in time: the service is down or overloaded.
+    #[error("{0}")]
+    NoAnswer(String),
+    /// An answer came that is not the expected message.
+    #[error("{0}")]
+    Garbled(String),
 }
 
 impl Bus {
@@ -172,6 +182,27 @@ impl Bus {
             .instrument(span)
             .await?;
         Ok(())
+    }
+
+    /// Asks another service over NATS request/reply and decodes its
+    /// answer, waiting at most `within`. The error says whether nobody
+    /// answered (the service is not running) or the answer was garbled.
+    pub async fn ask<Req: Message, Rep: Message + Default>(
+        &self,
+        subject: &str,
+        req: &Req,
+        within: Duration,
+    ) -> Result<Rep, AskError> {
+        let answer = tokio::time::timeout(
+            within,
+            self.client
+                .request(subject.to_string(), req.encode_to_vec().into()),
+        )
+        .await
+        .map_err(|_| AskError::NoAnswer(format!("no answer on {subject} within {within:?}")))?
+        .map_err(|e| AskError::NoAnswer(format!("{subject}: {e}")))?;
+        Rep::decode(answer.payload)
+            .map_err(|e| AskError::Garbled(format!("the answer on {subject} does not decode: {e}")))
     }
 
     pub fn is_connected(&self) -> bool {
@@ -442,7 +473,7 @@ where
 /// back at once.
 pub fn consume_case_partitions<F, Fut>(
     bus: &Bus,
-    health: &crate::health::Health,
+    readiness: impl Fn(String) -> Arc<AtomicBool>,
     durable: &str,
     filter: fn(u32) -> String,
     ack_wait: Duration,
@@ -463,7 +494,7 @@ where
                 ack_wait,
                 max_deliver: -1,
             };
-            let ready = health.flag(format!("consumer-{partition}"));
+            let ready = readiness(format!("consumer-{partition}"));
             let (bus, shutdown, handle) = (bus.clone(), shutdown.clone(), handle.clone());
             tokio::spawn(async move {
                 let stop = shutdown.clone();
@@ -498,7 +529,7 @@ where
         match handle(msg.clone()).await {
             Ok(d) => return d,
             Err(e) => {
-                warn!(subject = %destination_template(&msg.subject), error = %e, "handling failed; retrying in place");
+                warn!(subject = %subjects::destination_template(&msg.subject), error = %e, "handling failed; retrying in place");
                 if stop.is_cancelled() {
                     return Disposition::Retry(Duration::ZERO);
                 }
@@ -589,7 +620,7 @@ pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::S
         messaging.operation.type = "process",
         messaging.operation.name = "process",
         messaging.destination.name = %msg.subject,
-        messaging.destination.template = destination_template(&msg.subject),
+        messaging.destination.template = subjects::destination_template(&msg.subject),
         messaging.message.id = msg
             .headers
             .as_ref()
@@ -612,7 +643,7 @@ pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::S
 /// A producer span for one publish, named after the subject's template so
 /// that span names stay few while the attribute keeps the exact subject.
 pub fn publish_span(subject: &str, msg_id: Option<&str>) -> tracing::Span {
-    let template = destination_template(subject);
+    let template = subjects::destination_template(subject);
     tracing::info_span!(
         "publish",
         otel.name = format!("publish {template}"),
@@ -626,21 +657,6 @@ pub fn publish_span(subject: &str, msg_id: Option<&str>) -> tracing::Span {
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     )
-}
-
-/// The low-cardinality form of a subject: audit subjects carry case and
-/// notification ids, every other Herald subject is already a fixed name.
-pub fn destination_template(subject: &str) -> &str {
-    const AUDIT: &str = "herald.v1.audit.";
-    if subject.starts_with(AUDIT) {
-        "herald.v1.audit.{case}.{notification}"
-    } else {
-        match subjects::parse_case_subject(subject) {
-            Some(subjects::CaseSubject::Event(_)) => "herald.v1.case.{partition}.{case}.event",
-            Some(subjects::CaseSubject::Sla(_)) => "herald.v1.case.{partition}.{case}.sla",
-            None => subject,
-        }
-    }
 }
 
 /// Where a JetStream message came from, read from its ack subject.
@@ -672,15 +688,6 @@ pub fn in_span<F: Future>(span: tracing::Span, fut: F) -> tracing::instrument::I
     fut.instrument(span)
 }
 
-/// Channel of a delivery-job subject (`….job.<channel>`).
-pub fn channel_of_subject(subject: &str) -> Channel {
-    subject
-        .rsplit('.')
-        .next()
-        .and_then(Channel::parse)
-        .unwrap_or(Channel::Unspecified)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,21 +705,5 @@ mod tests {
         .unwrap();
         assert_eq!((new.consumer, new.delivered), ("router-normal", 1));
         assert!(jetstream_ack_info("_INBOX.abc.def").is_none());
-    }
-
-    #[test]
-    fn span_names_stay_few_while_audit_subjects_carry_ids() {
-        assert_eq!(
-            destination_template("herald.v1.audit.CASE-1.ntf_01"),
-            "herald.v1.audit.{case}.{notification}"
-        );
-        assert_eq!(
-            destination_template("herald.v1.delivery.job.email"),
-            "herald.v1.delivery.job.email"
-        );
-        assert_eq!(
-            destination_template(&subjects::sla_event("CASE-7")),
-            "herald.v1.case.{partition}.{case}.sla"
-        );
     }
 }

@@ -1,7 +1,7 @@
 //! Identifiers Herald mints. Sortable by creation time, safe as subject
 //! tokens and file names.
 
-use herald_proto::v1::Channel;
+use crate::v1::Channel;
 
 pub fn notification_id() -> String {
     format!("ntf_{}", ulid::Ulid::new())

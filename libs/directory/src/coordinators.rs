@@ -8,16 +8,13 @@
 //! stopping at the first match, so timing tells nothing about which byte or
 //! which coordinator was wrong.
 
+use herald_config::Coordinator;
 use sha2::{Digest, Sha256};
-
-use crate::config::BroadcastConfig;
+use subtle::ConstantTimeEq;
 
 /// The SHA-256 of a token, as the configuration writes it (lower-case hex).
 pub fn token_sha256(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token (256 bits, URL-safe) and its hash for the
@@ -33,72 +30,52 @@ pub fn new_token() -> (String, String) {
 }
 
 /// The coordinator a credential belongs to, if any.
-pub fn authenticate(cfg: &BroadcastConfig, credential: &str) -> Option<String> {
+pub fn authenticate(coordinators: &[Coordinator], credential: &str) -> Option<String> {
     let credential = credential.trim();
     if credential.is_empty() {
         return None;
     }
     let presented = Sha256::digest(credential.as_bytes());
     let mut found = None;
-    for c in &cfg.coordinators {
-        let Some(expected) = decode_hex32(c.token_sha256.trim()) else {
+    for c in coordinators {
+        let mut expected = [0u8; 32];
+        if hex::decode_to_slice(c.token_sha256.trim(), &mut expected).is_err() {
             continue;
-        };
-        let diff = presented
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 && found.is_none() {
+        }
+        let matches: bool = presented.as_slice().ct_eq(&expected).into();
+        if matches && found.is_none() {
             found = Some(c.id.clone());
         }
     }
     found
 }
 
-fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Coordinator;
 
-    fn cfg() -> BroadcastConfig {
-        BroadcastConfig {
-            coordinators: vec![
-                Coordinator {
-                    id: "anna".into(),
-                    token_sha256: token_sha256("anna-secret"),
-                },
-                Coordinator {
-                    id: "ben".into(),
-                    token_sha256: token_sha256("ben-secret").to_uppercase(),
-                },
-            ],
-            ..Default::default()
-        }
+    fn coordinators() -> Vec<Coordinator> {
+        vec![
+            Coordinator {
+                id: "anna".into(),
+                token_sha256: token_sha256("anna-secret"),
+            },
+            Coordinator {
+                id: "ben".into(),
+                token_sha256: token_sha256("ben-secret").to_uppercase(),
+            },
+        ]
     }
 
     #[test]
     fn a_token_names_its_coordinator_and_nothing_else_passes() {
-        let c = cfg();
+        let c = coordinators();
         assert_eq!(authenticate(&c, "anna-secret").as_deref(), Some("anna"));
         assert_eq!(authenticate(&c, " ben-secret\n").as_deref(), Some("ben"));
         for bad in ["", "anna", "anna-secret2", &token_sha256("anna-secret")] {
             assert_eq!(authenticate(&c, bad), None, "{bad:?}");
         }
-        assert_eq!(
-            authenticate(&BroadcastConfig::default(), "anna-secret"),
-            None
-        );
+        assert_eq!(authenticate(&[], "anna-secret"), None);
     }
 
     #[test]
@@ -107,13 +84,10 @@ mod tests {
         let (t2, _) = new_token();
         assert_ne!(t1, t2);
         assert!(t1.len() >= 40);
-        let c = BroadcastConfig {
-            coordinators: vec![Coordinator {
-                id: "x".into(),
-                token_sha256: h1,
-            }],
-            ..Default::default()
-        };
+        let c = vec![Coordinator {
+            id: "x".into(),
+            token_sha256: h1,
+        }];
         assert_eq!(authenticate(&c, &t1).as_deref(), Some("x"));
     }
 }

@@ -22,7 +22,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::Path,
     time::Duration,
 };
 
@@ -276,13 +275,13 @@ struct FileCalendar {
 }
 
 impl Calendars {
-    /// The shipped calendars, or the file given, checked; every problem is
-    /// reported.
-    pub fn load(path: Option<&Path>) -> Result<Calendars, Vec<String>> {
-        let (text, origin) = crate::config::built_in_or_file(path, DEFAULT_CALENDARS, "calendars")?;
-        Calendars::parse(&text, &origin)
+    /// The calendars shipped in `config/calendars.toml`.
+    pub fn built_in() -> Result<Calendars, Vec<String>> {
+        Calendars::parse(DEFAULT_CALENDARS, "built-in calendars")
     }
 
+    /// Calendars from a file's text, checked; every problem is reported,
+    /// each under `origin`.
     pub fn parse(text: &str, origin: &str) -> Result<Calendars, Vec<String>> {
         let file: File = toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
         let mut problems = Vec::new();
@@ -784,7 +783,7 @@ monday = ["07:00-09:00"]
 
     #[test]
     fn the_shipped_calendars_load_and_teams_find_theirs() {
-        let cals = Calendars::load(None).unwrap();
+        let cals = Calendars::built_in().unwrap();
         let default = cals.for_team("nobody-in-particular");
         assert_eq!(default.tz, chrono_tz::Europe::London);
         assert_eq!(default.business_day, hours(8));
