@@ -32,10 +32,12 @@ bench-sla: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 
-## Formatting and clippy, as CI checks them.
+## Formatting, clippy and unused dependencies, as CI checks them.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@command -v cargo-machete >/dev/null || $(CARGO) install --locked cargo-machete
+	cargo machete
 
 fmt:
 	$(CARGO) fmt --all
