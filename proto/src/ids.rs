@@ -16,3 +16,10 @@ pub fn record_id() -> String {
 pub fn job_id(notification_id: &str, recipient_index: usize, channel: Channel) -> String {
     format!("{notification_id}-r{recipient_index}-{}", channel.name())
 }
+
+/// The name a process goes by where it holds something for a while (a
+/// send's lease, an emergency pulse): its pid and a fresh ULID, so a
+/// restarted process never takes over what its earlier self held.
+pub fn owner_id() -> String {
+    format!("{}-{}", std::process::id(), ulid::Ulid::new())
+}

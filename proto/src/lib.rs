@@ -11,6 +11,7 @@ pub mod broadcasts;
 pub mod cancel_keys;
 pub mod ids;
 mod names;
+mod requests;
 pub mod subjects;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

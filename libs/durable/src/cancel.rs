@@ -30,6 +30,7 @@
 use std::time::Duration;
 
 use herald_proto::cancel_keys::split_family;
+use herald_runtime::retry::Backoff;
 use redis::{Script, aio::ConnectionManager};
 
 /// How long a cancellation is remembered.
@@ -222,7 +223,7 @@ impl Cancellations {
     /// reach a provider any more.
     pub async fn wait_idle(&self, key_or_family: &str, max: Duration) -> redis::RedisResult<bool> {
         let deadline = tokio::time::Instant::now() + max;
-        let mut pause = Duration::from_millis(5);
+        let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(100));
         loop {
             if self.busy(key_or_family).await? == 0 {
                 return Ok(true);
@@ -230,8 +231,7 @@ impl Cancellations {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }

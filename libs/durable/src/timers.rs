@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use herald_runtime::clock::{Clock, from_millis, millis};
+use herald_runtime::retry::Backoff;
 
 /// One claimed timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,11 +329,11 @@ pub async fn run<F, Fut>(
     F: Fn(Vec<Due>) -> Fut,
     Fut: Future<Output = Vec<String>>,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     while !shutdown.is_cancelled() {
         match timers.claim_due(clock.now(), opts.batch, opts.lease).await {
             Ok(batch) if !batch.is_empty() => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let full = batch.len() >= opts.batch;
                 let done = handler(batch).await;
                 if let Err(e) = timers.complete(&done).await {
@@ -344,14 +345,12 @@ pub async fn run<F, Fut>(
                     continue;
                 }
             }
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(_) => backoff.reset(),
             Err(e) => {
                 warn!(error = %e, "claiming timers failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         }

@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use herald_config::NatsConfig;
 
-use crate::priority::Precedence;
+use crate::{priority::Precedence, retry::Backoff};
 
 /// A connection to NATS and its JetStream context.
 #[derive(Clone)]
@@ -66,7 +66,7 @@ impl Bus {
         name: &str,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Bus> {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let opts = async_nats::ConnectOptions::new()
                 .name(name)
@@ -74,9 +74,8 @@ impl Bus {
                 .connection_timeout(Duration::from_secs(3))
                 .client_capacity(65_536)
                 .reconnect_delay_callback(|attempts| {
-                    Duration::from_millis(
-                        (50 * 2u64.saturating_pow(attempts.min(6) as u32)).min(2_000),
-                    )
+                    Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
+                        .nth(u32::try_from(attempts).unwrap_or(u32::MAX))
                 });
             match opts.connect(cfg.url.as_str()).await {
                 Ok(client) => {
@@ -94,11 +93,9 @@ impl Bus {
                 }
                 Err(e) => {
                     warn!(error = %e, "NATS not reachable yet; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => anyhow::bail!("shut down before NATS was reachable"),
-                        _ = tokio::time::sleep(delay) => {}
+                    if !backoff.wait(shutdown).await {
+                        anyhow::bail!("shut down before NATS was reachable");
                     }
-                    delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
         }
@@ -109,6 +106,7 @@ impl Bus {
     pub async fn ensure_streams(&self) -> anyhow::Result<()> {
         for config in stream_configs(&self.cfg) {
             let name = config.name.clone();
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
             let mut attempt = 0;
             loop {
                 match self.js.create_or_update_stream(config.clone()).await {
@@ -118,7 +116,7 @@ impl Bus {
                     Err(e) if attempt < 5 => {
                         attempt += 1;
                         debug!(stream = %name, error = %e, "declaring stream; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                     Err(e) => anyhow::bail!("declaring stream {name}: {e}"),
                 }
@@ -524,7 +522,7 @@ where
     F: Fn(jetstream::Message) -> Fut,
     Fut: Future<Output = anyhow::Result<Disposition>>,
 {
-    let mut pause = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         match handle(msg.clone()).await {
             Ok(d) => return d,
@@ -534,11 +532,9 @@ where
                     return Disposition::Retry(Duration::ZERO);
                 }
                 let _ = msg.ack_with(AckKind::Progress).await;
-                tokio::select! {
-                    _ = stop.cancelled() => return Disposition::Retry(Duration::ZERO),
-                    _ = tokio::time::sleep(pause) => {}
+                if !backoff.wait(stop).await {
+                    return Disposition::Retry(Duration::ZERO);
                 }
-                pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod pii;
 pub mod priority;
 pub mod query;
+pub mod retry;
+pub mod serve;
 pub mod service;
 pub mod shutdown;
 pub mod store;

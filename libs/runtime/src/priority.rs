@@ -76,7 +76,7 @@ impl Precedence {
                 remote_until: Mutex::new(None),
                 idle: Notify::new(),
                 busy: Notify::new(),
-                origin: format!("{}-{}", std::process::id(), ulid::Ulid::new()),
+                origin: herald_proto::ids::owner_id(),
             }),
         }
     }

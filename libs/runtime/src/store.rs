@@ -9,6 +9,8 @@ use tracing::warn;
 
 use herald_config::RedisConfig;
 
+use crate::retry::Backoff;
+
 /// Connects, retrying until Redis answers or `shutdown` fires.
 pub async fn connect(
     cfg: &RedisConfig,
@@ -21,7 +23,7 @@ pub async fn connect(
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_number_of_retries(6)
         .set_max_delay(Duration::from_secs(2));
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         match client
             .get_connection_manager_with_config(config.clone())
@@ -30,11 +32,9 @@ pub async fn connect(
             Ok(c) => return Ok(c),
             Err(e) => {
                 warn!(error = %e, "Redis not reachable yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => anyhow::bail!("shut down before Redis was reachable"),
-                    _ = tokio::time::sleep(delay) => {}
+                if !backoff.wait(shutdown).await {
+                    anyhow::bail!("shut down before Redis was reachable");
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }

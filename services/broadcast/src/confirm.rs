@@ -29,17 +29,17 @@ use axum::{
 use herald_proto::v1::Channel;
 use tracing::{error, warn};
 
-use crate::{EventLabel, Service, link::Kind, state::Confirmed};
+use crate::{Broadcasts, EventLabel, link::Kind, state::Confirmed};
 
 /// Replies that confirm by SMS, compared in upper case.
 const AFFIRMATIVE: [&str; 9] = ["YES", "Y", "1", "OK", "OUI", "SI", "SÍ", "JA", "CONFIRM"];
 
-pub(crate) fn routes(service: Service) -> Router {
+pub(crate) fn routes(broadcasts: Broadcasts) -> Router {
     Router::new()
         .route(Kind::Confirm.path(), get(link_page).post(link_confirm))
         .route(Kind::Key.path(), post(key_press))
         .route("/v1/broadcast/sms", post(sms_reply))
-        .with_state(service)
+        .with_state(broadcasts)
 }
 
 /// The signed part of a confirmation address.
@@ -60,7 +60,7 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-impl Service {
+impl Broadcasts {
     fn refused(&self, endpoint: &str, why: &str) -> Response {
         self.metrics
             .refused
@@ -139,7 +139,7 @@ fn twiml(text: &str) -> Response {
         .into_response()
 }
 
-async fn link_page(State(s): State<Service>, uri: Uri) -> Response {
+async fn link_page(State(s): State<Broadcasts>, uri: Uri) -> Response {
     if s.signed(Kind::Confirm, &uri).is_none() {
         return s.refused("link", "this confirmation link is not valid");
     }
@@ -151,7 +151,7 @@ async fn link_page(State(s): State<Service>, uri: Uri) -> Response {
     )
 }
 
-async fn link_confirm(State(s): State<Service>, uri: Uri) -> Response {
+async fn link_confirm(State(s): State<Broadcasts>, uri: Uri) -> Response {
     let Some(signed) = s.signed(Kind::Confirm, &uri) else {
         return s.refused("link", "this confirmation link is not valid");
     };
@@ -195,7 +195,7 @@ async fn link_confirm(State(s): State<Service>, uri: Uri) -> Response {
 }
 
 async fn key_press(
-    State(s): State<Service>,
+    State(s): State<Broadcasts>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -233,7 +233,7 @@ async fn key_press(
 }
 
 async fn sms_reply(
-    State(s): State<Service>,
+    State(s): State<Broadcasts>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,

@@ -37,7 +37,6 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt;
 use herald_config::{BroadcastConfig, Config};
 use herald_content::templates::TemplateStore;
 use herald_directory::{
@@ -61,19 +60,18 @@ use herald_proto::{
 };
 use herald_runtime::{
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition, Gate},
+    bus::{self, Bus, ConsumerSpec, Disposition},
     clock::{Clock, SystemClock},
-    health::Health,
     metrics::Queue,
     priority::Precedence,
     telemetry::record_outcome,
 };
+use herald_runtime::{bus::Gate, serve::ServeOptions, service::ServiceBuilder};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -142,7 +140,7 @@ impl Metrics {
 
 /// Everything the handlers share.
 #[derive(Clone)]
-pub(crate) struct Service {
+pub(crate) struct Broadcasts {
     bus: Bus,
     store: Store,
     directory: Directory,
@@ -188,18 +186,11 @@ pub async fn start_with_clock(
     templates
         .resolve(broadcasts::CONFIRMATION_TEMPLATE, 0)
         .map_err(|e| anyhow::anyhow!("the broadcast confirmation template is required: {e}"))?;
-    let bus = Bus::connect(&cfg.nats, "herald-broadcast", &shutdown).await?;
-    bus.ensure_streams().await?;
-    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
-
-    let health = Health::new();
-    health.watch_nats(&bus.client);
-    health.watch_redis(&redis);
-    let mut registry = Registry::with_prefix("herald");
-    let precedence = Precedence::new();
-    precedence.attach(&bus.client, shutdown.clone());
-    let service = Service {
-        bus: bus.clone(),
+    let mut service = ServiceBuilder::connect("broadcast", &cfg, &shutdown).await?;
+    let precedence = service.precedence();
+    let redis = service.redis.clone();
+    let broadcasts = Broadcasts {
+        bus: service.bus.clone(),
         store: Store::new(redis.clone(), &cfg.redis.prefix),
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         groups: Groups::new(redis.clone(), &cfg.redis.prefix),
@@ -207,130 +198,95 @@ pub async fn start_with_clock(
         timers: Timers::new(redis, &cfg.redis.prefix, "broadcast"),
         templates: Arc::new(templates),
         signer: Signer::new(&secret, &cfg.broadcast.public_url),
-        auditor: Auditor::new(bus.clone(), "broadcast"),
+        auditor: Auditor::new(service.bus.clone(), "broadcast"),
         cfg: Arc::new(cfg.broadcast.clone()),
         clock: clock.clone(),
-        metrics: Arc::new(Metrics::register(&mut registry)),
+        metrics: Arc::new(Metrics::register(&mut service.registry)),
         provider_token: cfg.delivery.provider_token.clone(),
         precedence: precedence.clone(),
     };
-    herald_runtime::metrics::watch_queues(
-        bus.clone(),
-        &mut registry,
-        vec![
-            Queue::consumer(subjects::STREAM_BROADCAST, "broadcast-commands"),
-            Queue::consumer(subjects::STREAM_STATUS, "broadcast-statuses"),
-        ],
-        cfg.telemetry.queue_poll_interval,
-        shutdown.clone(),
+    service.watch([
+        Queue::consumer(subjects::STREAM_BROADCAST, COMMANDS),
+        Queue::consumer(subjects::STREAM_STATUS, STATUSES),
+    ]);
+    service.routes(confirm::routes(broadcasts.clone()));
+    let commands = ConsumerSpec {
+        stream: subjects::STREAM_BROADCAST.into(),
+        durable: COMMANDS.into(),
+        filter: subjects::BROADCAST_COMMANDS.into(),
+        concurrency: cfg.broadcast.concurrency,
+        ack_wait: cfg.nats.ack_wait.max(Duration::from_secs(60)),
+        max_deliver: -1,
+    };
+    let b = broadcasts.clone();
+    service.consume(
+        commands,
+        Gate::Busy(precedence.clone()),
+        Duration::from_secs(10),
+        move |msg| {
+            let b = b.clone();
+            async move { b.command(msg).await }
+        },
     );
-    let (http_addr, http_task) = herald_runtime::health::serve(
-        &cfg.broadcast.http_addr,
-        health.clone(),
-        Arc::new(registry),
-        Some(confirm::routes(service.clone())),
-        shutdown.clone(),
-    )
-    .await?;
-
-    let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
-    let consumers = [
-        (
-            ConsumerSpec {
-                stream: subjects::STREAM_BROADCAST.into(),
-                durable: "broadcast-commands".into(),
-                filter: subjects::BROADCAST_COMMANDS.into(),
-                concurrency: cfg.broadcast.concurrency,
-                ack_wait: cfg.nats.ack_wait.max(Duration::from_secs(60)),
-                max_deliver: -1,
+    let statuses = ConsumerSpec {
+        stream: subjects::STREAM_STATUS.into(),
+        durable: STATUSES.into(),
+        filter: subjects::broadcast_delivery_statuses(),
+        concurrency: cfg.broadcast.concurrency * 4,
+        ack_wait: cfg.nats.ack_wait,
+        max_deliver: -1,
+    };
+    let b = broadcasts.clone();
+    // Bookkeeping: it waits while jobs are being sent.
+    service.consume(
+        statuses,
+        Gate::Yield(precedence.clone()),
+        Duration::from_secs(10),
+        move |msg| {
+            let b = b.clone();
+            async move { b.status_event(msg).await }
+        },
+    );
+    let b = broadcasts.clone();
+    let timer_options = RunOptions {
+        batch: 100,
+        lease: Duration::from_secs(120),
+        poll: Duration::from_millis(200),
+    };
+    let stop = shutdown.clone();
+    service.spawn(async move {
+        timers::run(
+            b.timers.clone(),
+            b.clock.clone(),
+            timer_options,
+            stop,
+            |batch| {
+                let b = b.clone();
+                async move { b.fire(batch).await }
             },
-            Gate::Busy(precedence.clone()),
-            "commands",
-        ),
-        (
-            ConsumerSpec {
-                stream: subjects::STREAM_STATUS.into(),
-                durable: "broadcast-statuses".into(),
-                filter: subjects::broadcast_delivery_statuses(),
-                concurrency: cfg.broadcast.concurrency * 4,
-                ack_wait: cfg.nats.ack_wait,
-                max_deliver: -1,
-            },
-            // Bookkeeping: it waits while jobs are being sent.
-            Gate::Yield(precedence.clone()),
-            "statuses",
-        ),
-    ];
-    for (spec, gate, what) in consumers {
-        let ready = health.flag(format!("consumer-{what}"));
-        let s = service.clone();
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            bus::consume_gated(
-                &bus,
-                spec,
-                gate,
-                ready,
-                shutdown,
-                Duration::from_secs(10),
-                move |msg| {
-                    let s = s.clone();
-                    async move {
-                        if what == "commands" {
-                            s.command(msg).await
-                        } else {
-                            s.status_event(msg).await
-                        }
-                    }
-                },
-            )
-            .await
-        }));
-    }
-    {
-        let s = service.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            timers::run(
-                s.timers.clone(),
-                s.clock.clone(),
-                RunOptions {
-                    batch: 100,
-                    lease: Duration::from_secs(120),
-                    poll: Duration::from_millis(200),
-                },
-                shutdown,
-                |batch| {
-                    let s = s.clone();
-                    async move { s.fire(batch).await }
-                },
-            )
-            .await;
-            Ok(())
-        }));
-    }
-    let statuses = bus
-        .client
-        .queue_subscribe(
-            subjects::BROADCAST_STATUS,
-            subjects::QUEUE_BROADCAST.to_string(),
         )
-        .await?;
-    tasks.push(tokio::spawn(
-        service.clone().answer_status(statuses, shutdown.clone()),
-    ));
-    bus.client.flush().await?;
-    info!(%http_addr, "broadcast ready");
-    let task = tokio::spawn(async move {
-        for t in tasks {
-            t.await??;
-        }
-        let _ = http_task.await;
+        .await;
         Ok(())
     });
-    Ok(Running::new(http_addr, health, task))
+    let b = broadcasts.clone();
+    service
+        .serve(
+            &[subjects::BROADCAST_STATUS],
+            subjects::QUEUE_BROADCAST,
+            ServeOptions::new(cfg.broadcast.concurrency),
+            move |msg| {
+                let b = b.clone();
+                async move { Some(b.status_reply(&msg.payload).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    service.start(&cfg.broadcast.http_addr).await
 }
+
+/// The durable consumers of broadcast commands and of the status events
+/// of broadcast jobs.
+const COMMANDS: &str = "broadcast-commands";
+const STATUSES: &str = "broadcast-statuses";
 
 /// The timers of a broadcast: call cycles 2.. at `interval` steps from the
 /// start (the first cycle is the start), and the end after `duration`.
@@ -388,7 +344,7 @@ pub fn progress_of(channel: Channel, state: DeliveryState) -> Option<&'static st
     })
 }
 
-impl Service {
+impl Broadcasts {
     fn entry(&self, broadcast_id: &str, case_id: &str, step: AuditStep, summary: String) -> Entry {
         Entry {
             notification_id: broadcast_id.to_string(),
@@ -1043,31 +999,6 @@ impl Service {
         let jobs = self.store.jobs(id).await?;
         let confirmed = self.store.confirmed(id).await?;
         Ok(view::build(id, &meta, &people, &jobs, &confirmed, rows))
-    }
-
-    /// Answers `herald.v1.emergency.broadcast.status` for coordinators.
-    async fn answer_status(
-        self,
-        mut sub: async_nats::Subscriber,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                m = sub.next() => match m { Some(m) => m, None => break },
-            };
-            let s = self.clone();
-            tokio::spawn(async move {
-                let reply = s.status_reply(&msg.payload).await;
-                if let Some(to) = msg.reply
-                    && let Err(e) = s.bus.client.publish(to, reply.encode_to_vec().into()).await
-                {
-                    warn!(error = %e, "could not send the status reply");
-                }
-            });
-        }
-        let _ = sub.unsubscribe().await;
-        Ok(())
     }
 
     async fn status_reply(&self, payload: &[u8]) -> BroadcastStatusReply {

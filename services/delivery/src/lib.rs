@@ -48,10 +48,11 @@ use herald_proto::{
         Attempt, AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, DeliveryStatus, Lane,
     },
 };
+use herald_runtime::retry::Backoff;
+use herald_runtime::service::ServiceBuilder;
 use herald_runtime::{
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition, Gate, PublishError},
-    health::Health,
+    bus::{self, Bus, ConsumerSpec, Disposition, PublishError},
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
     telemetry::record_outcome,
@@ -167,23 +168,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     herald_runtime::install_crypto();
     let transports = Transports::new(&cfg.delivery)?;
-    let bus = Bus::connect(&cfg.nats, "herald-delivery", &shutdown).await?;
-    bus.ensure_streams().await?;
-    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
-
-    let health = Health::new();
-    health.watch_nats(&bus.client);
-    health.watch_redis(&redis);
-    let mut registry = Registry::with_prefix("herald");
-    let priority = Precedence::new();
-    priority.attach(&bus.client, shutdown.clone());
-    let owner = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+    let mut service = ServiceBuilder::connect("delivery", &cfg, &shutdown).await?;
+    let priority = service.precedence();
+    let owner = herald_proto::ids::owner_id();
     // The lease outlives the longest attempt, so a live worker is never
     // mistaken for a dead one.
     let lease = cfg.delivery.attempt_timeout * 2 + Duration::from_secs(5);
     let ack_wait = cfg.nats.ack_wait.max(lease);
+    let redis = service.redis.clone();
     let delivery = Delivery {
-        bus: bus.clone(),
+        bus: service.bus.clone(),
         ledger: Ledger::new(
             redis.clone(),
             &cfg.redis.prefix,
@@ -194,44 +188,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
         limits: Limits::new(redis, &cfg.redis.prefix, &cfg.delivery),
         transports: Arc::new(transports),
-        auditor: Auditor::new(bus.clone(), "delivery"),
+        auditor: Auditor::new(service.bus.clone(), "delivery"),
         cfg: Arc::new(cfg.delivery.clone()),
-        metrics: Arc::new(Metrics::register(&mut registry)),
+        metrics: Arc::new(Metrics::register(&mut service.registry)),
         shutdown: shutdown.clone(),
         keepalive: ack_wait / 3,
-        priority: priority.clone(),
+        priority,
     };
-    let mut queues: Vec<Queue> = Lane::ALL
-        .iter()
-        .map(|l| {
-            Queue::consumer(
-                subjects::delivery_stream(*l),
-                format!("delivery-{}", l.name()),
-            )
-        })
-        .collect();
-    queues.push(Queue::stream(subjects::STREAM_DLQ));
-    herald_runtime::metrics::watch_queues(
-        bus.clone(),
-        &mut registry,
-        queues,
-        cfg.telemetry.queue_poll_interval,
-        shutdown.clone(),
-    );
-    let (http_addr, http_task) = herald_runtime::health::serve(
-        &cfg.delivery.http_addr,
-        health.clone(),
-        Arc::new(registry),
-        Some(status::routes(delivery.clone())),
-        shutdown.clone(),
-    )
-    .await?;
-
-    let mut consumers = Vec::new();
+    service.watch([Queue::stream(subjects::STREAM_DLQ)]);
+    service.routes(status::routes(delivery.clone()));
     for lane in Lane::ALL {
+        let durable = format!("delivery-{}", lane.name());
+        service.watch([Queue::consumer(subjects::delivery_stream(lane), &durable)]);
         let spec = ConsumerSpec {
             stream: subjects::delivery_stream(lane).to_string(),
-            durable: format!("delivery-{}", lane.name()),
+            durable,
             filter: subjects::delivery_jobs(lane),
             concurrency: cfg.delivery.concurrency,
             // Longer than one attempt, so a slow provider does not cause a
@@ -239,33 +210,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             ack_wait,
             max_deliver: -1,
         };
-        let ready = health.flag(format!("consumer-{}", lane.name()));
-        let d = delivery.clone();
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
         // Every send under way ends within attempt_timeout.
         let grace = cfg.delivery.attempt_timeout + Duration::from_secs(2);
-        let gate = match lane {
-            Lane::Normal => Gate::Yield(priority.clone()),
-            Lane::Emergency => Gate::Busy(priority.clone()),
-        };
-        consumers.push(tokio::spawn(async move {
-            bus::consume_gated(&bus, spec, gate, ready, shutdown, grace, move |msg| {
-                let d = d.clone();
-                async move { d.handle(msg).await }
-            })
-            .await
-        }));
+        let gate = service.lane_gate(lane);
+        let d = delivery.clone();
+        service.consume(spec, gate, grace, move |msg| {
+            let d = d.clone();
+            async move { d.handle(msg).await }
+        });
     }
-    info!(%http_addr, "delivery ready");
-    let task = tokio::spawn(async move {
-        for c in consumers {
-            c.await??;
-        }
-        let _ = http_task.await;
-        Ok(())
-    });
-    Ok(Running::new(http_addr, health, task))
+    service.start(&cfg.delivery.http_addr).await
 }
 
 /// The id of the job that replaces `job` on its next channel. Derived, so
@@ -675,20 +629,19 @@ impl Delivery {
     /// would send the job again.
     async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> bool {
         let deadline = tokio::time::Instant::now() + self.ledger.lease() / 2;
-        let mut delay = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
-            match self.ledger.sent(job_id, provider_id, line).await {
+            let e = match self.ledger.sent(job_id, provider_id, line).await {
                 Ok(()) => return true,
-                Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                    warn!(error = %e, "sent but not yet recorded; trying again");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    error!(error = %e, "sent but not recorded; holding the job under its lease");
-                    return false;
-                }
+                Err(e) => e,
+            };
+            let pause = backoff.next_delay();
+            if tokio::time::Instant::now() + pause >= deadline {
+                error!(error = %e, "sent but not recorded; holding the job under its lease");
+                return false;
             }
+            warn!(error = %e, "sent but not yet recorded; trying again");
+            tokio::time::sleep(pause).await;
         }
     }
 

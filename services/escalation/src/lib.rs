@@ -47,6 +47,7 @@ use herald_durable::{
     timers::{self, Due, RunOptions},
 };
 use herald_proto::cancel_keys::{escalation_family, family_key, follow_up_family};
+use herald_proto::v1::CaseQuery;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -60,11 +61,10 @@ use herald_runtime::{
     audit::{Auditor, Entry},
     bus::{self, Bus, Disposition},
     clock::{Clock, SystemClock, from_millis, millis},
-    health::Health,
     metrics::{EscalationLabel, EscalationMetrics, Queue},
     telemetry::record_outcome,
 };
-use prometheus_client::registry::Registry;
+use herald_runtime::{query::lookup, serve::ServeOptions, service::ServiceBuilder};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -121,116 +121,81 @@ pub async fn start_with_clock(
         );
     };
     check_templates(&cfg)?;
-    let bus = Bus::connect(&cfg.nats, "herald-escalation", &shutdown).await?;
-    bus.ensure_streams().await?;
-    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
-
-    let health = Health::new();
-    health.watch_nats(&bus.client);
-    health.watch_redis(&redis);
-    let mut registry = Registry::with_prefix("herald");
+    let mut service = ServiceBuilder::connect("escalation", &cfg, &shutdown).await?;
+    let redis = service.redis.clone();
     let esc = Escalator {
-        bus: bus.clone(),
+        bus: service.bus.clone(),
         store: Store::new(redis.clone(), &cfg.redis.prefix),
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         cancellations: Cancellations::new(redis, &cfg.redis.prefix),
         policies: Arc::new(policies),
-        auditor: Auditor::new(bus.clone(), "escalation"),
-        metrics: EscalationMetrics::register(&mut registry),
+        auditor: Auditor::new(service.bus.clone(), "escalation"),
+        metrics: EscalationMetrics::register(&mut service.registry),
         clock,
         survey_url: cfg.escalation.survey_url.clone(),
         survey_secret: secret.into(),
     };
-    herald_runtime::metrics::watch_queues(
-        bus.clone(),
-        &mut registry,
+    service.watch(
         (0..subjects::CASE_PARTITIONS)
-            .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("escalation-{p}")))
-            .collect(),
-        cfg.telemetry.queue_poll_interval,
-        shutdown.clone(),
+            .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("escalation-{p}"))),
     );
-    let (http_addr, http_task) = herald_runtime::health::serve(
-        &cfg.escalation.http_addr,
-        health.clone(),
-        Arc::new(registry),
-        None,
-        shutdown.clone(),
-    )
-    .await?;
-
     // Lifecycle events and breaches of a partition, in stream order.
-    let mut tasks = bus::consume_case_partitions(
-        &bus,
-        |name| health.flag(name),
+    let e = esc.clone();
+    service.consume_case_partitions(
         "escalation",
         subjects::case_all_in,
         cfg.nats.ack_wait,
-        &shutdown,
-        {
-            let esc = esc.clone();
-            move |msg| {
-                let esc = esc.clone();
-                async move { esc.on_message(msg).await }
-            }
+        move |msg| {
+            let e = e.clone();
+            async move { e.on_message(msg).await }
         },
     );
-    {
-        let e = esc.clone();
-        let timers = esc.store.timers().clone();
-        let clock = esc.clock.clone();
-        let opts = RunOptions {
-            batch: 200,
-            lease: cfg.escalation.lease,
-            poll: cfg.escalation.poll,
-        };
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            timers::run(timers, clock, opts, shutdown, move |batch| {
-                let e = e.clone();
-                async move { e.fire(batch).await }
-            })
-            .await;
-            Ok(())
-        }));
-    }
-    tasks.push(
-        herald_runtime::query::serve_case_views(
-            &bus,
-            subjects::ESCALATION_QUERY,
-            subjects::QUEUE_ESCALATION,
-            shutdown.clone(),
-            "escalation state",
-            {
-                let esc = esc.clone();
-                move |id| {
-                    let esc = esc.clone();
-                    async move { esc.view(&id).await }
-                }
-            },
-            |looked| {
-                EscalationQueryReply {
-                    result: Some(match looked {
-                        Ok(v) => escalation_query_reply::Result::View(v),
-                        Err(r) => escalation_query_reply::Result::Rejected(r),
-                    }),
-                }
-                .encode_to_vec()
-            },
-        )
-        .await?,
-    );
-    bus.client.flush().await?;
-    info!(%http_addr, "escalation ready");
-
-    let task = tokio::spawn(async move {
-        for t in tasks {
-            t.await??;
-        }
-        let _ = http_task.await;
+    let e = esc.clone();
+    let (timers, clock) = (esc.store.timers().clone(), esc.clock.clone());
+    let opts = RunOptions {
+        batch: 200,
+        lease: cfg.escalation.lease,
+        poll: cfg.escalation.poll,
+    };
+    let stop = shutdown.clone();
+    service.spawn(async move {
+        timers::run(timers, clock, opts, stop, move |batch| {
+            let e = e.clone();
+            async move { e.fire(batch).await }
+        })
+        .await;
         Ok(())
     });
-    Ok(Running::new(http_addr, health, task))
+    let e = esc.clone();
+    service
+        .serve(
+            &[subjects::ESCALATION_QUERY],
+            subjects::QUEUE_ESCALATION,
+            ServeOptions::new(16),
+            move |msg| {
+                let e = e.clone();
+                async move {
+                    let looked = match CaseQuery::case_of(&msg.payload) {
+                        Ok(id) => {
+                            lookup("case_id", id, "escalation state", |id| async move {
+                                e.view(&id).await
+                            })
+                            .await
+                        }
+                        Err(r) => Err(r),
+                    };
+                    let reply = EscalationQueryReply {
+                        result: Some(match looked {
+                            Ok(v) => escalation_query_reply::Result::View(v),
+                            Err(r) => escalation_query_reply::Result::Rejected(r),
+                        }),
+                    };
+                    Some(reply.encode_to_vec().into())
+                }
+            },
+        )
+        .await?;
+    service.start(&cfg.escalation.http_addr).await
 }
 
 /// The templates this service sends must exist and be approved, or every

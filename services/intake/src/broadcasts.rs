@@ -32,7 +32,6 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use herald_config::{BroadcastConfig, MAX_CYCLES};
 use herald_content::templates::TemplateStore;
 use herald_directory::{
@@ -55,7 +54,6 @@ use herald_proto::{
 use herald_runtime::{
     audit::{Auditor, Entry},
     bus::{Bus, PublishError},
-    priority::Precedence,
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -63,8 +61,6 @@ use prometheus_client::{
     registry::Registry,
 };
 use redis::aio::ConnectionManager;
-use tokio::{sync::Semaphore, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use crate::{
@@ -104,7 +100,6 @@ pub(crate) struct Desk {
     auditor: Auditor,
     cfg: Arc<BroadcastConfig>,
     idempotency_ttl: Duration,
-    priority: Precedence,
     requests: Family<RequestLabel, Counter>,
 }
 
@@ -150,7 +145,6 @@ impl Desk {
         cfg: &herald_config::Config,
         templates: Arc<TemplateStore>,
         dedupe: Dedupe,
-        priority: Precedence,
         registry: &mut Registry,
     ) -> Desk {
         let requests = Family::<RequestLabel, Counter>::default();
@@ -170,53 +164,14 @@ impl Desk {
             redis,
             templates,
             dedupe,
-            priority,
             requests,
         }
     }
 
-    /// Subscribes to the start, update and cancel subjects and answers
-    /// them until `shutdown`, a few at a time, each counting as emergency
-    /// work while it runs.
-    pub(crate) async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
-        let mut subs = Vec::new();
-        for subject in [
-            subjects::BROADCAST_START,
-            subjects::BROADCAST_UPDATE,
-            subjects::BROADCAST_CANCEL,
-        ] {
-            subs.push(
-                self.bus
-                    .client
-                    .queue_subscribe(subject, subjects::QUEUE_INTAKE.to_string())
-                    .await?,
-            );
-        }
-        Ok(tokio::spawn(async move {
-            let mut all = futures::stream::select_all(subs);
-            let slots = Arc::new(Semaphore::new(64));
-            loop {
-                let msg = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    m = all.next() => match m { Some(m) => m, None => break },
-                };
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let desk = self.clone();
-                tokio::spawn(async move {
-                    let _busy = desk.priority.busy();
-                    desk.answer(msg).await;
-                    drop(permit);
-                });
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(64)).await;
-        }))
-    }
-
-    async fn answer(&self, msg: async_nats::Message) {
+    /// Answers a start, update or cancel.
+    pub(crate) async fn answer(&self, msg: async_nats::Message) -> BroadcastReply {
         let span = herald_runtime::bus::process_span("intake broadcast", &msg);
-        let reply = async {
+        async {
             match msg.subject.as_str() {
                 subjects::BROADCAST_START => match StartBroadcast::decode(msg.payload.clone()) {
                     Ok(req) => self.start(req).await,
@@ -232,17 +187,8 @@ impl Desk {
                 },
             }
         }
-        .instrument(span.clone())
-        .await;
-        if let Some(to) = msg.reply
-            && let Err(e) = self
-                .bus
-                .client
-                .publish(to, reply.encode_to_vec().into())
-                .await
-        {
-            warn!(parent: &span, error = %e, "could not send the reply");
-        }
+        .instrument(span)
+        .await
     }
 
     /// The coordinator a credential belongs to, or the refusal to send,

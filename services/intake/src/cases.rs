@@ -139,9 +139,9 @@ impl Cases {
 
 impl Intake {
     /// Handles one case event from NATS.
-    pub(crate) async fn handle_case_nats(&self, msg: async_nats::Message) {
+    pub(crate) async fn handle_case_nats(&self, msg: async_nats::Message) -> CaseReply {
         let span = herald_runtime::bus::process_span("intake case", &msg);
-        let reply = if msg.payload.len() > self.max_payload {
+        if msg.payload.len() > self.max_payload {
             self.case_refused(reject(
                 ErrorCode::PayloadTooLarge,
                 "",
@@ -160,15 +160,6 @@ impl Intake {
                     format!("not a herald.v1.CaseEvent: {e}"),
                 )),
             }
-        };
-        if let Some(to) = msg.reply
-            && let Err(e) = self
-                .bus
-                .client
-                .publish(to, reply.encode_to_vec().into())
-                .await
-        {
-            warn!(parent: &span, error = %e, "could not send the reply");
         }
     }
 

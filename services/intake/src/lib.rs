@@ -15,11 +15,10 @@ pub mod validate;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
 use herald_config::Config;
 use herald_content::{routing::RoutingRules, templates::TemplateStore};
 use herald_directory::contacts::Directory;
@@ -35,15 +34,13 @@ use herald_proto::{
 use herald_runtime::{
     audit::{Auditor, Entry},
     bus::Bus,
-    health::Health,
     metrics::{LaneLabel, Queue, ReasonLabel},
-    priority::Precedence,
 };
+use herald_runtime::{bus::Gate, serve::ServeOptions, service::ServiceBuilder};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
-use tokio::{sync::Semaphore, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -107,23 +104,27 @@ pub(crate) struct Intake {
     metrics: Arc<Metrics>,
     /// Broadcast requests and the breach protocol.
     broadcasts: broadcasts::Desk,
-    /// Ordinary requests wait while emergency work is under way.
-    priority: Precedence,
     cases: cases::Cases,
 }
 
-/// A started intake: where it listens, and its task.
+/// A started intake: its gRPC listener beside what every service has.
 pub struct Running {
     pub grpc_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    pub health: Health,
-    task: JoinHandle<anyhow::Result<()>>,
+    service: herald_runtime::service::Running,
+}
+
+impl std::ops::Deref for Running {
+    type Target = herald_runtime::service::Running;
+
+    fn deref(&self) -> &Self::Target {
+        &self.service
+    }
 }
 
 impl Running {
     /// Waits until the service has stopped.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
+        self.service.wait().await
     }
 }
 
@@ -139,29 +140,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .map_err(|p| anyhow::anyhow!("templates:\n  {}", p.join("\n  ")))?;
     let rules = RoutingRules::load(cfg.content.routing_file.as_deref())
         .map_err(|p| anyhow::anyhow!("routing rules:\n  {}", p.join("\n  ")))?;
-    let bus = Bus::connect(&cfg.nats, "herald-intake", &shutdown).await?;
-    bus.ensure_streams().await?;
-    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
-
-    let health = Health::new();
-    health.watch_nats(&bus.client);
-    health.watch_redis(&redis);
-    let mut registry = Registry::with_prefix("herald");
-    let metrics = Arc::new(Metrics::register(&mut registry));
-    herald_runtime::metrics::watch_queues(
-        bus.clone(),
-        &mut registry,
+    let mut service = ServiceBuilder::connect("intake", &cfg, &shutdown).await?;
+    let metrics = Arc::new(Metrics::register(&mut service.registry));
+    service.watch(
         Lane::ALL
             .iter()
             .map(|l| Queue::stream(subjects::notify_stream(*l)))
-            .chain([Queue::stream(subjects::STREAM_BROADCAST)])
-            .collect(),
-        cfg.telemetry.queue_poll_interval,
-        shutdown.clone(),
+            .chain([Queue::stream(subjects::STREAM_BROADCAST)]),
     );
-
-    let priority = Precedence::new();
-    priority.attach(&bus.client, shutdown.clone());
+    let priority = service.precedence();
+    let (bus, redis) = (service.bus.clone(), service.redis.clone());
     let templates = Arc::new(templates);
     let dedupe = Dedupe::new(redis.clone(), &cfg.redis.prefix, cfg.intake.idempotency_ttl);
     let desk = broadcasts::Desk::new(
@@ -170,8 +158,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         &cfg,
         templates.clone(),
         dedupe.clone(),
-        priority.clone(),
-        &mut registry,
+        &mut service.registry,
     );
     let cases = cases::Cases::new(
         redis.clone(),
@@ -179,7 +166,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         // Longer than the hold delivery takes while a send is at a
         // provider, so an acknowledgement outwaits a send in progress.
         cfg.delivery.attempt_timeout + Duration::from_secs(10),
-        &mut registry,
+        &mut service.registry,
     );
     let intake = Intake {
         cases,
@@ -194,188 +181,81 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         }),
         max_payload: cfg.intake.max_payload_bytes,
         metrics,
-        bus: bus.clone(),
+        bus,
         broadcasts: desk.clone(),
-        priority,
     };
 
-    let (http_addr, http_task) = herald_runtime::health::serve(
-        &cfg.intake.http_addr,
-        health.clone(),
-        Arc::new(registry),
-        None,
-        shutdown.clone(),
-    )
-    .await?;
     let (grpc_addr, grpc_task) = grpc::serve(
         &cfg.intake.grpc_addr,
         intake.clone(),
-        health.flag("grpc"),
-        health.clone(),
+        service.health.flag("grpc"),
+        service.health.clone(),
         shutdown.clone(),
     )
     .await?;
-
-    let mut lanes = Vec::new();
-    for lane in Lane::ALL {
-        let sub = bus
-            .client
-            .queue_subscribe(
-                subjects::intake_notify(lane),
-                subjects::QUEUE_INTAKE.to_string(),
-            )
-            .await?;
-        let ready = health.flag(format!("nats-{}", lane.name()));
-        ready.store(true, Ordering::Relaxed);
-        lanes.push(tokio::spawn(serve_nats(
-            intake.clone(),
-            sub,
-            lane,
-            cfg.intake.concurrency,
-            shutdown.clone(),
-        )));
-    }
-    lanes.push(desk.serve(shutdown.clone()).await?);
-    let cancels = bus
-        .client
-        .queue_subscribe(subjects::INTAKE_CANCEL, subjects::QUEUE_INTAKE.to_string())
-        .await?;
-    lanes.push(tokio::spawn(serve_cancels(
-        intake.clone(),
-        cancels,
-        shutdown.clone(),
-    )));
-    let case_events = bus
-        .client
-        .queue_subscribe(subjects::INTAKE_CASE, subjects::QUEUE_INTAKE.to_string())
-        .await?;
-    let case_intake = intake.clone();
-    lanes.push(tokio::spawn(serve_bounded(
-        case_events,
-        cfg.intake.concurrency,
-        Some((intake.priority.clone(), Lane::Normal)),
-        shutdown.clone(),
-        move |msg| {
-            let intake = case_intake.clone();
-            async move { intake.handle_case_nats(msg).await }
-        },
-    )));
-    // Make sure the subscriptions are registered with the server before
-    // anyone is told we are up.
-    bus.client.flush().await?;
-    info!(%grpc_addr, %http_addr, "intake ready");
-
-    let task = tokio::spawn(async move {
-        for l in lanes {
-            l.await?;
-        }
+    service.spawn(async move {
         let _ = grpc_task.await;
-        let _ = http_task.await;
-        let _ = bus.client.flush().await;
         Ok(())
     });
-    Ok(Running {
-        grpc_addr,
-        http_addr,
-        health,
-        task,
-    })
-}
-
-/// Serves one lane's request subject with its own bounded set of workers.
-async fn serve_nats(
-    intake: Intake,
-    sub: async_nats::Subscriber,
-    lane: Lane,
-    concurrency: usize,
-    shutdown: CancellationToken,
-) {
-    let priority = Some((intake.priority.clone(), lane));
-    serve_bounded(sub, concurrency, priority, shutdown, move |msg| {
+    // Each lane with its own bounded set of workers.
+    for lane in Lane::ALL {
+        let gate = service.lane_gate(lane);
         let intake = intake.clone();
-        async move { intake.handle_nats(msg, lane).await }
-    })
-    .await
-}
-
-/// Hands each request on `sub` to `handle`, at most `concurrency` at once,
-/// until `shutdown`; then stops taking requests and lets the ones in hand
-/// finish (each is answered, or retried by its caller with the same key).
-/// With a lane, requests take part in the emergency lane's priority: normal
-/// ones wait while emergency work is under way, emergency ones count as such
-/// work until answered.
-pub(crate) async fn serve_bounded<F, Fut>(
-    mut sub: async_nats::Subscriber,
-    concurrency: usize,
-    lane: Option<(Precedence, Lane)>,
-    shutdown: CancellationToken,
-    handle: F,
-) where
-    F: Fn(async_nats::Message) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let slots = Arc::new(Semaphore::new(concurrency));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
-        };
-        // Ordinary requests wait while emergency work is under way (the
-        // caller's retry with the same key is harmless if it gives up).
-        if let Some((priority, Lane::Normal)) = &lane
-            && priority.is_yielding()
-        {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = priority.normal_may_proceed() => {}
-            }
-        }
-        let busy = match &lane {
-            Some((priority, Lane::Emergency)) => Some(priority.busy()),
-            _ => None,
-        };
-        let work = handle(msg);
-        tokio::spawn(async move {
-            work.await;
-            drop(busy);
-            drop(permit);
-        });
+        service
+            .serve(
+                &[subjects::intake_notify(lane)],
+                subjects::QUEUE_INTAKE,
+                ServeOptions::new(cfg.intake.concurrency).gate(gate),
+                move |msg| {
+                    let intake = intake.clone();
+                    async move { Some(intake.handle_nats(msg, lane).await.encode_to_vec().into()) }
+                },
+            )
+            .await?;
     }
-    let _ = sub.unsubscribe().await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        slots.acquire_many(concurrency as u32),
-    )
-    .await;
-}
-
-/// Serves cancel requests. They are rare and quick, so one at a time.
-async fn serve_cancels(
-    intake: Intake,
-    mut sub: async_nats::Subscriber,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
-        };
-        let reply = intake.cancel(&msg.payload).await;
-        if let Some(to) = msg.reply
-            && let Err(e) = intake
-                .bus
-                .client
-                .publish(to, reply.encode_to_vec().into())
-                .await
-        {
-            warn!(error = %e, "could not send the reply");
-        }
-    }
-    let _ = sub.unsubscribe().await;
+    // Coordinators' requests count as emergency work while they run.
+    service
+        .serve(
+            &[
+                subjects::BROADCAST_START,
+                subjects::BROADCAST_UPDATE,
+                subjects::BROADCAST_CANCEL,
+            ],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(64).gate(Gate::Busy(priority.clone())),
+            move |msg| {
+                let desk = desk.clone();
+                async move { Some(desk.answer(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    let cancels = intake.clone();
+    service
+        .serve(
+            &[subjects::INTAKE_CANCEL],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(16),
+            move |msg| {
+                let intake = cancels.clone();
+                async move { Some(intake.cancel(&msg.payload).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    let cases = intake.clone();
+    service
+        .serve(
+            &[subjects::INTAKE_CASE],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(cfg.intake.concurrency).gate(Gate::Yield(priority)),
+            move |msg| {
+                let intake = cases.clone();
+                async move { Some(intake.handle_case_nats(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    let service = service.start(&cfg.intake.http_addr).await?;
+    info!(%grpc_addr, "intake gRPC listening");
+    Ok(Running { grpc_addr, service })
 }
 
 impl Intake {
@@ -438,9 +318,9 @@ impl Intake {
         }
     }
 
-    async fn handle_nats(&self, msg: async_nats::Message, lane: Lane) {
+    async fn handle_nats(&self, msg: async_nats::Message, lane: Lane) -> IntakeReply {
         let span = herald_runtime::bus::process_span("intake notify", &msg);
-        let reply = async {
+        async {
             if msg.payload.len() > self.max_payload {
                 return self.refused(
                     lane,
@@ -467,17 +347,8 @@ impl Intake {
                 ),
             }
         }
-        .instrument(span.clone())
-        .await;
-        if let Some(to) = msg.reply
-            && let Err(e) = self
-                .bus
-                .client
-                .publish(to, reply.encode_to_vec().into())
-                .await
-        {
-            warn!(parent: &span, error = %e, "could not send the reply");
-        }
+        .instrument(span)
+        .await
     }
 
     fn refused(&self, lane: Lane, r: Rejected) -> IntakeReply {

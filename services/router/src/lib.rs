@@ -27,12 +27,12 @@ use herald_proto::{
         Lane, NotificationRequest, recipient::Target,
     },
 };
+use herald_runtime::retry::Backoff;
+use herald_runtime::service::ServiceBuilder;
 use herald_runtime::{
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition, Gate},
-    health::Health,
+    bus::{self, Bus, ConsumerSpec, Disposition},
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
-    priority::Precedence,
     telemetry::record_outcome,
 };
 use prometheus_client::{
@@ -40,7 +40,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, error, warn};
 
 struct Metrics {
     routed: Family<LaneLabel, Counter>,
@@ -94,92 +94,37 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .map_err(|e| anyhow::anyhow!("the content-free notice template is required: {e}"))?;
     let rules = RoutingRules::load(cfg.content.routing_file.as_deref())
         .map_err(|p| anyhow::anyhow!("routing rules:\n  {}", p.join("\n  ")))?;
-    let bus = Bus::connect(&cfg.nats, "herald-router", &shutdown).await?;
-    bus.ensure_streams().await?;
-    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
-
-    let health = Health::new();
-    health.watch_nats(&bus.client);
-    health.watch_redis(&redis);
-    let mut registry = Registry::with_prefix("herald");
-    let router = Router {
-        bus: bus.clone(),
-        directory: Directory::new(redis, &cfg.redis.prefix),
+    let mut service = ServiceBuilder::connect("router", &cfg, &shutdown).await?;
+    let router = Arc::new(Router {
+        bus: service.bus.clone(),
+        directory: Directory::new(service.redis.clone(), &cfg.redis.prefix),
         templates: Arc::new(templates),
         rules: Arc::new(rules),
-        auditor: Auditor::new(bus.clone(), "router"),
-        metrics: Arc::new(Metrics::register(&mut registry)),
-    };
-    herald_runtime::metrics::watch_queues(
-        bus.clone(),
-        &mut registry,
-        Lane::ALL
-            .iter()
-            .flat_map(|l| {
-                [
-                    Queue::consumer(subjects::notify_stream(*l), format!("router-{}", l.name())),
-                    Queue::stream(subjects::delivery_stream(*l)),
-                ]
-            })
-            .collect(),
-        cfg.telemetry.queue_poll_interval,
-        shutdown.clone(),
-    );
-    let (http_addr, http_task) = herald_runtime::health::serve(
-        &cfg.router.http_addr,
-        health.clone(),
-        Arc::new(registry),
-        None,
-        shutdown.clone(),
-    )
-    .await?;
-
-    // The normal lane yields while any service has emergency work.
-    let priority = Precedence::new();
-    priority.attach(&bus.client, shutdown.clone());
-    let mut consumers = Vec::new();
+        auditor: Auditor::new(service.bus.clone(), "router"),
+        metrics: Arc::new(Metrics::register(&mut service.registry)),
+    });
     for lane in Lane::ALL {
-        let gate = match lane {
-            Lane::Normal => Gate::Yield(priority.clone()),
-            Lane::Emergency => Gate::Busy(priority.clone()),
-        };
+        let durable = format!("router-{}", lane.name());
+        service.watch([
+            Queue::consumer(subjects::notify_stream(lane), &durable),
+            Queue::stream(subjects::delivery_stream(lane)),
+        ]);
         let spec = ConsumerSpec {
             stream: subjects::notify_stream(lane).to_string(),
-            durable: format!("router-{}", lane.name()),
+            durable,
             filter: subjects::notify_accepted(lane).to_string(),
             concurrency: cfg.router.concurrency,
             ack_wait: cfg.nats.ack_wait,
             max_deliver: -1,
         };
-        let ready = health.flag(format!("consumer-{}", lane.name()));
-        let r = Arc::new(router.clone());
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
-        consumers.push(tokio::spawn(async move {
-            bus::consume_gated(
-                &bus,
-                spec,
-                gate,
-                ready,
-                shutdown,
-                Duration::from_secs(10),
-                move |msg| {
-                    let r = r.clone();
-                    async move { r.handle(msg, lane).await }
-                },
-            )
-            .await
-        }));
+        let gate = service.lane_gate(lane);
+        let router = router.clone();
+        service.consume(spec, gate, Duration::from_secs(10), move |msg| {
+            let router = router.clone();
+            async move { router.handle(msg, lane).await }
+        });
     }
-    info!(%http_addr, "router ready");
-    let task = tokio::spawn(async move {
-        for c in consumers {
-            c.await??;
-        }
-        let _ = http_task.await;
-        Ok(())
-    });
-    Ok(Running::new(http_addr, health, task))
+    service.start(&cfg.router.http_addr).await
 }
 
 /// Someone to reach: a directory contact or an inline recipient.
@@ -568,5 +513,5 @@ fn rendered_entry(
 
 /// 1 s, 2 s, 4 s … up to 30 s between routing attempts.
 fn retry_delay(delivered: u32) -> Duration {
-    Duration::from_secs(1u64 << delivered.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).nth(delivered)
 }

@@ -30,6 +30,7 @@ use futures::StreamExt;
 use herald_calendar::{Calendar, Calendars};
 use herald_config::Config;
 use herald_durable::timers::{self, Due, RunOptions};
+use herald_proto::v1::CaseQuery;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -41,13 +42,12 @@ use herald_runtime::{
     audit::{Auditor, Entry},
     bus::{self, Bus, Disposition},
     clock::{Clock as TimeSource, SystemClock, from_millis},
-    health::Health,
     metrics::{Queue, SlaLabel, SlaMetrics},
     telemetry::record_outcome,
 };
-use prometheus_client::registry::Registry;
+use herald_runtime::{query::lookup, serve::ServeOptions, service::ServiceBuilder};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, error, warn};
 
 use crate::{
     clock::{CaseClocks, Change, Fired, Opening, letter, parse_timer_id},
@@ -92,58 +92,30 @@ pub async fn start_with_clock(
     )
     .and_then(|(text, origin)| Calendars::parse(&text, &origin))
     .map_err(|p| anyhow::anyhow!("calendars:\n  {}", p.join("\n  ")))?;
-    let bus = Bus::connect(&cfg.nats, "herald-sla", &shutdown).await?;
-    bus.ensure_streams().await?;
-    let redis = herald_runtime::store::connect(&cfg.redis, &shutdown).await?;
-
-    let health = Health::new();
-    health.watch_nats(&bus.client);
-    health.watch_redis(&redis);
-    let mut registry = Registry::with_prefix("herald");
+    let mut service = ServiceBuilder::connect("sla", &cfg, &shutdown).await?;
     let sla = Sla {
-        bus: bus.clone(),
-        store: ClockStore::new(redis, &cfg.redis.prefix),
+        bus: service.bus.clone(),
+        store: ClockStore::new(service.redis.clone(), &cfg.redis.prefix),
         policies: Arc::new(policies),
         calendars: Arc::new(calendars),
-        auditor: Auditor::new(bus.clone(), "sla"),
-        metrics: SlaMetrics::register(&mut registry),
+        auditor: Auditor::new(service.bus.clone(), "sla"),
+        metrics: SlaMetrics::register(&mut service.registry),
         clock,
     };
-    let mut queues = vec![Queue::stream(subjects::STREAM_CASES)];
-    queues.extend(
+    service.watch([Queue::stream(subjects::STREAM_CASES)]);
+    service.watch(
         (0..subjects::CASE_PARTITIONS)
             .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("sla-{p}"))),
     );
-    herald_runtime::metrics::watch_queues(
-        bus.clone(),
-        &mut registry,
-        queues,
-        cfg.telemetry.queue_poll_interval,
-        shutdown.clone(),
-    );
-    let (http_addr, http_task) = herald_runtime::health::serve(
-        &cfg.sla.http_addr,
-        health.clone(),
-        Arc::new(registry),
-        None,
-        shutdown.clone(),
-    )
-    .await?;
-
     // In order: a case's events are applied as they were stored.
-    let mut tasks = bus::consume_case_partitions(
-        &bus,
-        |name| health.flag(name),
+    let s = sla.clone();
+    service.consume_case_partitions(
         "sla",
         subjects::case_events_in,
         cfg.nats.ack_wait,
-        &shutdown,
-        {
-            let sla = sla.clone();
-            move |msg| {
-                let sla = sla.clone();
-                async move { sla.on_case_event(msg).await }
-            }
+        move |msg| {
+            let s = s.clone();
+            async move { s.on_case_event(msg).await }
         },
     );
     let opts = RunOptions {
@@ -153,56 +125,50 @@ pub async fn start_with_clock(
     };
     for _ in 0..cfg.sla.runners {
         let s = sla.clone();
-        let timers = sla.store.timers().clone();
-        let clock = sla.clock.clone();
-        let opts = opts.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            timers::run(timers, clock, opts, shutdown, move |batch| {
+        let (timers, clock, opts) = (sla.store.timers().clone(), sla.clock.clone(), opts.clone());
+        let stop = shutdown.clone();
+        service.spawn(async move {
+            timers::run(timers, clock, opts, stop, move |batch| {
                 let s = s.clone();
                 async move { s.fire(batch).await }
             })
             .await;
             Ok(())
-        }));
+        });
     }
-    tasks.push(
-        herald_runtime::query::serve_case_views(
-            &bus,
-            subjects::SLA_QUERY,
+    let s = sla.clone();
+    service
+        .serve(
+            &[subjects::SLA_QUERY],
             subjects::QUEUE_SLA,
-            shutdown.clone(),
-            "clocks",
-            {
-                let sla = sla.clone();
-                move |id| {
-                    let sla = sla.clone();
-                    async move { sla.view(&id).await }
+            ServeOptions::new(16),
+            move |msg| {
+                let s = s.clone();
+                async move {
+                    let looked = match CaseQuery::case_of(&msg.payload) {
+                        Ok(id) => {
+                            lookup(
+                                "case_id",
+                                id,
+                                "clocks",
+                                |id| async move { s.view(&id).await },
+                            )
+                            .await
+                        }
+                        Err(r) => Err(r),
+                    };
+                    let reply = SlaQueryReply {
+                        result: Some(match looked {
+                            Ok(v) => sla_query_reply::Result::View(v),
+                            Err(r) => sla_query_reply::Result::Rejected(r),
+                        }),
+                    };
+                    Some(reply.encode_to_vec().into())
                 }
-            },
-            |looked| {
-                SlaQueryReply {
-                    result: Some(match looked {
-                        Ok(v) => sla_query_reply::Result::View(v),
-                        Err(r) => sla_query_reply::Result::Rejected(r),
-                    }),
-                }
-                .encode_to_vec()
             },
         )
-        .await?,
-    );
-    bus.client.flush().await?;
-    info!(%http_addr, "sla ready");
-
-    let task = tokio::spawn(async move {
-        for t in tasks {
-            t.await??;
-        }
-        let _ = http_task.await;
-        Ok(())
-    });
-    Ok(Running::new(http_addr, health, task))
+        .await?;
+    service.start(&cfg.sla.http_addr).await
 }
 
 impl Sla {
