@@ -10,6 +10,7 @@
 pub mod broadcasts;
 pub mod cancel_keys;
 pub mod ids;
+pub mod keyspace;
 mod names;
 mod requests;
 pub mod subjects;

@@ -17,8 +17,24 @@ pub const INTAKE_CANCEL: &str = "herald.v1.intake.cancel";
 /// Request/reply: a `CaseEvent` in, a `CaseReply` out.
 pub const INTAKE_CASE: &str = "herald.v1.intake.case";
 
+/// Request/reply: a `StopRequest` in, a `StopReply` out. Delivery keeps
+/// the cancel keys; intake, escalation and the broadcast service ask it to
+/// stop what must not go out.
+pub const DELIVERY_STOP: &str = "herald.v1.delivery.stop";
+/// The same stops, kept until delivery has applied them (`StopRequest`):
+/// a stop asked for while no delivery runs is applied before the next one
+/// sends anything.
+pub const STREAM_STOPS: &str = "HERALD_STOPS";
+pub const DELIVERY_STOPS: &str = "herald.v1.delivery.stops";
+
+/// Request/reply: a `DirectoryRequest` in, a `DirectoryReply` out. Intake
+/// keeps the contact directory; the command line imports and reads it
+/// here.
+pub const INTAKE_DIRECTORY: &str = "herald.v1.intake.directory";
+
 /// Queue groups, so that several instances of a service share the work.
 pub const QUEUE_INTAKE: &str = "herald-intake";
+pub const QUEUE_DELIVERY: &str = "herald-delivery";
 pub const QUEUE_SLA: &str = "herald-sla";
 pub const QUEUE_ESCALATION: &str = "herald-escalation";
 

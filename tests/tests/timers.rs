@@ -210,7 +210,8 @@ async fn a_cancelled_key_stops_the_notification_before_the_provider() {
         "sms",
     )])
     .await;
-    // Hold delivery back so the cancel surely comes first.
+    // Hold delivery back so the cancel surely comes first: the stop waits
+    // for delivery in the stops stream.
     sys.stop("delivery").await;
     let mut req = herald_testkit::fixtures::inquiry("cancel-1", "carol", "INQ-9");
     req.cancel_keys = vec!["case-7-esc-1".into()];
@@ -231,11 +232,6 @@ async fn a_cancelled_key_stops_the_notification_before_the_provider() {
         cancel_over_nats(&sys, cancel("acknowledged")).await,
         cancel_reply::Result::Cancelled(true)
     );
-    assert_eq!(
-        cancel_over_nats(&sys, cancel("again")).await,
-        cancel_reply::Result::Cancelled(false),
-        "cancelling twice is harmless"
-    );
     match cancel_over_nats(
         &sys,
         CancelRequest {
@@ -249,7 +245,14 @@ async fn a_cancelled_key_stops_the_notification_before_the_provider() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 
+    // Delivery, which keeps the cancel keys, applies the stop kept for it
+    // before it takes a job; asked again, it knows the key was cancelled.
     sys.start_delivery().await;
+    assert_eq!(
+        cancel_over_nats(&sys, cancel("again")).await,
+        cancel_reply::Result::Cancelled(false),
+        "cancelling twice is harmless"
+    );
     let trail = sys
         .wait_for_step(&id, AuditStep::Cancelled, Duration::from_secs(10))
         .await;
@@ -359,7 +362,7 @@ async fn state_and_its_timers_change_together_or_not_at_all() {
 /// refuses every later send of what it stops, and nothing else.
 #[tokio::test]
 async fn a_stop_waits_for_sends_under_way_and_refuses_later_ones() {
-    use herald_durable::cancel::Cancellations;
+    use herald_delivery::cancel::Cancellations;
     use herald_proto::cancel_keys::{escalation_family, family_key};
     let redis = RedisServer::start();
     let conn = herald_runtime::store::connect(

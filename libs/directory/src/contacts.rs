@@ -3,9 +3,9 @@
 //! identity is verified (SOP 000 §4) and what they consented to (SOP 001
 //! §4.4).
 //!
-//! One JSON value per contact at `<prefix>contact:<id>`, plus a set of all
-//! ids for listing, and a set of ids per organisation (`<prefix>org:<name>`)
-//! and per role (`<prefix>role:<name>`) so that "everyone at site X" or
+//! One JSON value per contact at `<directory keyspace>contact:<id>` (`herald:dir:` by default), plus a set of all
+//! ids for listing, and a set of ids per organisation (`org:<name>`)
+//! and per role (`role:<name>`) so that "everyone at site X" or
 //! "every DPO" resolves in one round trip. The per-organisation and per-role
 //! sets may name a contact that has since moved (two imports racing); the
 //! contact record is the truth, so readers check it ([`Directory::in_group`]
@@ -213,7 +213,7 @@ impl Directory {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Directory {
         Directory {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::DIRECTORY.prefix(prefix),
         }
     }
 

@@ -3,7 +3,7 @@
 //! the same way: imported from YAML (`groups: [...]` or a bare list) or TOML
 //! (`[[group]]`), shown, listed and removed with `herald groups`.
 //!
-//! One JSON value per group at `<prefix>group:<id>`, plus a set of all ids.
+//! One JSON value per group at `<directory keyspace>group:<id>`, plus a set of all ids.
 //! A group names contact ids; a member removed from the directory later is
 //! skipped (and documented) when a broadcast resolves the group.
 
@@ -85,7 +85,7 @@ impl Groups {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Groups {
         Groups {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::DIRECTORY.prefix(prefix),
         }
     }
 

@@ -9,3 +9,4 @@ pub mod groups;
 mod listfile;
 mod records;
 pub mod validate;
+mod wire;

@@ -1,6 +1,7 @@
-//! Coordination that survives a restart, kept in Redis by the service that
-//! owns it: durable timers (response-time clocks, escalation timeouts,
-//! call-back cycles) and the cancel-key store delivery checks before a send.
+//! Coordination that survives a restart: durable timers kept in Redis by
+//! the service they belong to (response-time clocks, escalation timeouts,
+//! call-back cycles), and asking delivery, which keeps the cancel keys, to
+//! stop sends.
 
-pub mod cancel;
+pub mod stop;
 pub mod timers;

@@ -2,7 +2,7 @@
 //! that a restart loses none and two instances never fire the same one at
 //! once.
 //!
-//! A queue is two sorted sets under `<prefix>timer:<queue>:`:
+//! A queue is two sorted sets under `<owner keyspace>timer:<queue>:`:
 //!
 //! * `due`: timer id → when it is due (ms since the epoch);
 //! * `lease`: timer id → until when the instance that claimed it owns it.

@@ -51,6 +51,10 @@ pub struct PublishError {
 /// Why [`Bus::ask`] has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AskError {
+    /// Nothing is subscribed to the subject: no instance of the service
+    /// is running (NATS says so at once).
+    #[error("{0}")]
+    NoResponders(String),
     /// Nobody answered in time: the service is down or overloaded.
     #[error("{0}")]
     NoAnswer(String),
@@ -198,7 +202,12 @@ impl Bus {
         )
         .await
         .map_err(|_| AskError::NoAnswer(format!("no answer on {subject} within {within:?}")))?
-        .map_err(|e| AskError::NoAnswer(format!("{subject}: {e}")))?;
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => {
+                AskError::NoResponders(format!("nothing answers on {subject}"))
+            }
+            _ => AskError::NoAnswer(format!("{subject}: {e}")),
+        })?;
         Rep::decode(answer.payload)
             .map_err(|e| AskError::Garbled(format!("the answer on {subject} does not decode: {e}")))
     }
@@ -250,6 +259,12 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
             Duration::ZERO,
         ));
     }
+    out.push(base(
+        subjects::STREAM_STOPS,
+        vec![subjects::DELIVERY_STOPS.to_string()],
+        RetentionPolicy::WorkQueue,
+        Duration::ZERO,
+    ));
     out.push(base(
         subjects::STREAM_BROADCAST,
         vec![subjects::BROADCAST_COMMANDS.to_string()],
@@ -560,7 +575,8 @@ async fn return_unstarted(messages: &mut pull::Stream, durable: &str) {
     }
 }
 
-async fn bind_consumer(
+/// The durable consumer `spec` describes, created if it does not exist.
+pub async fn bind_consumer(
     bus: &Bus,
     spec: &ConsumerSpec,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {

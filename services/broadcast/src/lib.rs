@@ -45,7 +45,7 @@ use herald_directory::{
     groups::Groups,
 };
 use herald_durable::{
-    cancel::Cancellations,
+    stop::Stop,
     timers::{self, Due, RunOptions, Timers},
 };
 use herald_proto::broadcasts;
@@ -145,7 +145,6 @@ pub(crate) struct Broadcasts {
     store: Store,
     directory: Directory,
     groups: Groups,
-    cancellations: Cancellations,
     timers: Timers,
     templates: Arc<TemplateStore>,
     signer: Signer,
@@ -194,8 +193,11 @@ pub async fn start_with_clock(
         store: Store::new(redis.clone(), &cfg.redis.prefix),
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         groups: Groups::new(redis.clone(), &cfg.redis.prefix),
-        cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
-        timers: Timers::new(redis, &cfg.redis.prefix, "broadcast"),
+        timers: Timers::new(
+            redis,
+            &herald_proto::keyspace::BROADCAST.prefix(&cfg.redis.prefix),
+            "cycles",
+        ),
         templates: Arc::new(templates),
         signer: Signer::new(&secret, &cfg.broadcast.public_url),
         auditor: Auditor::new(service.bus.clone(), "broadcast"),
@@ -725,8 +727,8 @@ impl Broadcasts {
         } else {
             format!("cancelled by {}: {}", cmd.actor, c.reason.trim())
         };
-        self.cancellations
-            .cancel(&broadcasts::cancel_key(id), &why)
+        Stop::key(broadcasts::cancel_key(id), &why)
+            .send(&self.bus)
             .await?;
         self.end(id, BroadcastState::Cancelled, &why, Some(&cmd.actor))
             .await?;
@@ -764,8 +766,8 @@ impl Broadcasts {
         }
         let everyone_confirmed = why == EVERYONE_CONFIRMED;
         if !everyone_confirmed {
-            self.cancellations
-                .cancel(&broadcasts::cancel_key(id), why)
+            Stop::key(broadcasts::cancel_key(id), why)
+                .send(&self.bus)
                 .await?;
         }
         self.store.retire(id).await?;
@@ -944,12 +946,12 @@ impl Broadcasts {
             .await?;
         if matches!(outcome, Confirmed::New { .. } | Confirmed::Already) {
             // Again on a repeat: the first time may have stopped short.
-            self.cancellations
-                .cancel(
-                    &broadcasts::recipient_cancel_key(id, recipient),
-                    &format!("recipient confirmed receipt by {how}"),
-                )
-                .await?;
+            Stop::key(
+                broadcasts::recipient_cancel_key(id, recipient),
+                format!("recipient confirmed receipt by {how}"),
+            )
+            .send(&self.bus)
+            .await?;
         }
         if let Confirmed::New {
             confirmed,

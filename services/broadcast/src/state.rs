@@ -1,6 +1,6 @@
 //! A broadcast's state in Redis, owned by the broadcast service.
 //!
-//! Under `<prefix>broadcast:<id>`:
+//! In the broadcast keyspace (`herald:broadcast:`), under `bc:<id>`:
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -12,9 +12,9 @@
 //! | `:commands` | hash | update command id → its update number |
 //! | `:phones` | set | hashes of the recipients' numbers, to undo the index below |
 //!
-//! and, while it runs, `<prefix>broadcast-phone:<hash of a number>` (hash:
+//! and, while it runs, `phone:<hash of a number>` (hash:
 //! broadcast → `r<i>`) so an SMS reply finds whom it confirms, and the set
-//! `<prefix>broadcasts:active`.
+//! `active`.
 //!
 //! ```text
 //!            start read                 audience resolved, jobs out
@@ -210,7 +210,7 @@ impl Store {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Store {
         Store {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::BROADCAST.prefix(prefix),
             confirm: Script::new(CONFIRM),
             finish: Script::new(FINISH),
             activate: Script::new(ACTIVATE),
@@ -220,7 +220,7 @@ impl Store {
     }
 
     fn key(&self, id: &str) -> String {
-        format!("{}broadcast:{id}", self.prefix)
+        format!("{}bc:{id}", self.prefix)
     }
 
     fn sub(&self, id: &str, part: &str) -> String {
@@ -228,11 +228,11 @@ impl Store {
     }
 
     fn phone_key(&self, hash: &str) -> String {
-        format!("{}broadcast-phone:{hash}", self.prefix)
+        format!("{}phone:{hash}", self.prefix)
     }
 
     fn active_key(&self) -> String {
-        format!("{}broadcasts:active", self.prefix)
+        format!("{}active", self.prefix)
     }
 
     pub async fn meta(&self, id: &str) -> redis::RedisResult<Option<Meta>> {

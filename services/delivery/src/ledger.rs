@@ -3,7 +3,7 @@
 //! sends a second email, SMS or call, and how provider status callbacks
 //! find the job they are about.
 //!
-//! One Redis hash per job, `<prefix>job:<job_id>`. Its `state` field moves
+//! One Redis hash per job, `<delivery keyspace>job:<job_id>`. Its `state` field moves
 //! through these states:
 //!
 //! ```text
@@ -43,7 +43,7 @@
 //!   once. The job itself (`job`, encoded) is kept while callbacks can still
 //!   come, and dropped once a final status arrives.
 //!
-//! Each attempt also appends a line to `<prefix>jobhist:<job_id>`, the
+//! Each attempt also appends a line to `<delivery keyspace>jobhist:<job_id>`, the
 //! history a dead letter carries.
 
 use std::time::Duration;
@@ -221,7 +221,7 @@ impl Ledger {
     ) -> Ledger {
         Ledger {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::DELIVERY.prefix(prefix),
             owner: owner.to_string(),
             lease,
             keep,

@@ -27,10 +27,12 @@
 //! waiting on a limit are returned to JetStream at once for another
 //! instance.
 
+pub mod cancel;
 pub mod ledger;
 pub mod limits;
 pub mod smtp;
 pub mod status;
+mod stop;
 pub mod transport;
 
 use std::{
@@ -41,7 +43,6 @@ use std::{
 
 use async_nats::jetstream::{self, AckKind};
 use herald_config::{Config, DeliveryConfig};
-use herald_durable::cancel::Cancellations;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -49,10 +50,11 @@ use herald_proto::{
     },
 };
 use herald_runtime::retry::Backoff;
+use herald_runtime::serve::ServeOptions;
 use herald_runtime::service::ServiceBuilder;
 use herald_runtime::{
     audit::{Auditor, Entry},
-    bus::{self, Bus, ConsumerSpec, Disposition, PublishError},
+    bus::{self, Bus, ConsumerSpec, Disposition, Gate, PublishError},
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
     telemetry::record_outcome,
@@ -66,6 +68,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use crate::{
+    cancel::Cancellations,
     ledger::{Claim, Ledger, Peek},
     limits::{Limits, Pace},
     transport::{SendError, Sent, Transports},
@@ -195,7 +198,40 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         keepalive: ack_wait / 3,
         priority,
     };
-    service.watch([Queue::stream(subjects::STREAM_DLQ)]);
+    service.watch([
+        Queue::stream(subjects::STREAM_DLQ),
+        Queue::consumer(subjects::STREAM_STOPS, "delivery-stops"),
+    ]);
+    // Stops first. The desk answers before the stream is caught up with,
+    // so a stop whose asker heard nobody answer is in the stream by then;
+    // and every stop in the stream is in force before any job is taken.
+    let cancellations = delivery.cancellations.clone();
+    service
+        .serve(
+            &[subjects::DELIVERY_STOP],
+            subjects::QUEUE_DELIVERY,
+            ServeOptions::new(64),
+            move |msg| {
+                let cancellations = cancellations.clone();
+                async move {
+                    Some(
+                        stop::answer(&cancellations, &msg.payload)
+                            .await
+                            .encode_to_vec()
+                            .into(),
+                    )
+                }
+            },
+        )
+        .await?;
+    service.bus.client.flush().await?;
+    let stops = stop::stream_consumer(cfg.nats.ack_wait);
+    stop::catch_up(&service.bus, &delivery.cancellations, &stops).await?;
+    let cancellations = delivery.cancellations.clone();
+    service.consume(stops, Gate::None, Duration::from_secs(5), move |msg| {
+        let cancellations = cancellations.clone();
+        async move { stop::from_stream(&cancellations, msg).await }
+    });
     service.routes(status::routes(delivery.clone()));
     for lane in Lane::ALL {
         let durable = format!("delivery-{}", lane.name());

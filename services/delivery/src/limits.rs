@@ -184,7 +184,7 @@ impl Limits {
         ];
         Limits {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::DELIVERY.prefix(prefix),
             interval: [
                 interval(cfg.email_rate),
                 interval(cfg.sms_rate),

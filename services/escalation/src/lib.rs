@@ -43,7 +43,7 @@ use futures::StreamExt;
 use herald_config::Config;
 use herald_directory::contacts::{Contact, Directory, MemberOf};
 use herald_durable::{
-    cancel::Cancellations,
+    stop::{Stop, first_stopped},
     timers::{self, Due, RunOptions},
 };
 use herald_proto::cancel_keys::{escalation_family, family_key, follow_up_family};
@@ -88,7 +88,6 @@ struct Escalator {
     bus: Bus,
     store: Store,
     directory: Directory,
-    cancellations: Cancellations,
     policies: Arc<Policies>,
     auditor: Auditor,
     metrics: EscalationMetrics,
@@ -127,7 +126,6 @@ pub async fn start_with_clock(
         bus: service.bus.clone(),
         store: Store::new(redis.clone(), &cfg.redis.prefix),
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
-        cancellations: Cancellations::new(redis, &cfg.redis.prefix),
         policies: Arc::new(policies),
         auditor: Auditor::new(service.bus.clone(), "escalation"),
         metrics: EscalationMetrics::register(&mut service.registry),
@@ -599,8 +597,8 @@ impl Escalator {
                     position,
                     reason,
                 } => {
-                    self.cancellations
-                        .stop_before(&family, position, &reason)
+                    Stop::family(family, position, reason)
+                        .send(&self.bus)
                         .await?;
                 }
                 Effect::Notify { esc, step } => {
@@ -734,9 +732,7 @@ impl Escalator {
         let key = family_key(&escalation_family(case_id), esc.seq);
         // Stopped already (an acknowledgement stored meanwhile): sending
         // would only be cancelled in delivery.
-        if self
-            .cancellations
-            .first_cancelled(std::slice::from_ref(&key))
+        if first_stopped(&self.bus, std::slice::from_ref(&key))
             .await?
             .is_some()
         {

@@ -1,5 +1,5 @@
 //! What the escalation service keeps per case in Redis
-//! (`<prefix>esc:<case>`, JSON): the case as its events describe it, the
+//! (`<escalation keyspace>case:<case>`, JSON): the case as its events describe it, the
 //! current escalation and the follow-up, beside two durable timers in the
 //! queue `escalation`: `e:<case>` (the next repeat or level) and
 //! `f:<case>` (the survey, then the reminder). State and timers change in
@@ -127,9 +127,13 @@ pub struct Store {
 impl Store {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Store {
         Store {
-            timers: Timers::new(redis.clone(), prefix, "escalation"),
+            timers: Timers::new(
+                redis.clone(),
+                &herald_proto::keyspace::ESCALATION.prefix(prefix),
+                "levels",
+            ),
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::ESCALATION.prefix(prefix),
         }
     }
 
@@ -138,7 +142,7 @@ impl Store {
     }
 
     fn key(&self, case_id: &str) -> String {
-        format!("{}esc:{case_id}", self.prefix)
+        format!("{}case:{case_id}", self.prefix)
     }
 
     pub async fn get(&self, case_id: &str) -> anyhow::Result<Option<Stored>> {

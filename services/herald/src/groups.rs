@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use herald_config::Config;
-use herald_directory::groups::Groups;
+use herald_directory::groups::Group;
+use herald_proto::v1::{GroupList, directory_reply, directory_request::Op};
 
 use crate::{Failure, refused};
 
@@ -23,49 +24,56 @@ pub enum GroupsCommand {
 }
 
 pub async fn run(cfg: &Config, cmd: GroupsCommand) -> Result<(), Failure> {
-    let directory = crate::connect_directory(cfg).await?;
-    let groups = Groups::new(directory.redis(), &cfg.redis.prefix);
+    use directory_reply::Result as R;
     match cmd {
         GroupsCommand::Import { file } => {
             let list = herald_directory::groups::parse_file(&file).map_err(|e| Failure {
                 code: 3,
                 message: e.to_string(),
             })?;
-            let unknown = Groups::unknown_members(&directory, &list).await?;
-            if !unknown.is_empty() {
-                return Err(refused(format!(
-                    "{}:\n  {}\n(import the contacts first: herald contacts import <file>)",
-                    file.display(),
-                    unknown.join("\n  ")
-                )));
+            for part in list.chunks(crate::IMPORT_BATCH) {
+                let groups = GroupList {
+                    groups: part.iter().map(herald_proto::v1::Group::from).collect(),
+                };
+                crate::ask_directory(cfg, Op::PutGroups(groups))
+                    .await
+                    .map_err(|f| {
+                        if f.code == 3 {
+                            refused(format!(
+                                "{}: {}\n(import the contacts first: herald contacts import <file>)",
+                                file.display(),
+                                f.message
+                            ))
+                        } else {
+                            f
+                        }
+                    })?;
             }
-            groups.put_all(&list).await?;
             println!("imported {} group(s) from {}", list.len(), file.display());
             Ok(())
         }
-        GroupsCommand::Show { id } => match groups.get(&id).await? {
-            Some(g) => {
-                print!("{}", serde_yaml::to_string(&g)?);
-                Ok(())
-            }
-            None => Err(refused(format!("no group with id {id:?}"))),
-        },
-        GroupsCommand::List => {
-            let ids = groups.ids().await?;
-            for (id, g) in ids.iter().zip(groups.get_many(&ids).await?) {
-                if let Some(g) = g {
-                    println!("{id:<24} {:>5} member(s)  {}", g.members.len(), g.name);
+        GroupsCommand::Show { id } => match crate::ask_directory(cfg, Op::GetGroup(id)).await? {
+            R::Groups(list) => {
+                for g in list.groups {
+                    print!("{}", serde_yaml::to_string(&Group::from(g))?);
                 }
-            }
-            Ok(())
-        }
-        GroupsCommand::Remove { id } => {
-            if groups.remove(&id).await? {
-                println!("removed group {id}");
                 Ok(())
-            } else {
-                Err(refused(format!("no group with id {id:?}")))
             }
+            _ => Err(crate::unexpected()),
+        },
+        GroupsCommand::List => match crate::ask_directory(cfg, Op::ListGroups(true)).await? {
+            R::Groups(list) => {
+                for g in list.groups {
+                    println!("{:<24} {:>5} member(s)  {}", g.id, g.members.len(), g.name);
+                }
+                Ok(())
+            }
+            _ => Err(crate::unexpected()),
+        },
+        GroupsCommand::Remove { id } => {
+            crate::ask_directory(cfg, Op::RemoveGroup(id.clone())).await?;
+            println!("removed group {id}");
+            Ok(())
         }
     }
 }

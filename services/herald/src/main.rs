@@ -15,7 +15,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use herald_config::Config;
-use herald_directory::contacts::Directory;
+use herald_directory::contacts::Contact;
+use herald_proto::v1::{
+    ContactList, DirectoryReply, DirectoryRequest, directory_reply, directory_request::Op,
+};
 use herald_runtime::bus::Bus;
 use tokio_util::sync::CancellationToken;
 
@@ -28,9 +31,6 @@ struct Cli {
     /// NATS server, e.g. nats://127.0.0.1:4222.
     #[arg(long, global = true, env = "HERALD_NATS_URL")]
     nats_url: Option<String>,
-    /// Redis server, e.g. redis://127.0.0.1:6379.
-    #[arg(long, global = true, env = "HERALD_REDIS_URL")]
-    redis_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,9 +129,6 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     if let Some(u) = &cli.nats_url {
         cfg.nats.url = u.clone();
     }
-    if let Some(u) = &cli.redis_url {
-        cfg.redis.url = u.clone();
-    }
     Ok(cfg)
 }
 
@@ -156,25 +153,27 @@ pub async fn connect_bus(cfg: &Config) -> Result<Bus, Failure> {
     bus
 }
 
-async fn connect_directory(cfg: &Config) -> Result<Directory, Failure> {
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        s.cancel();
-    });
-    let redis = herald_runtime::store::connect(&cfg.redis, &stop)
-        .await
-        .map_err(|_| Failure {
+/// Asks intake's directory desk, which keeps the contacts and groups.
+pub async fn ask_directory(cfg: &Config, op: Op) -> Result<directory_reply::Result, Failure> {
+    let req = DirectoryRequest {
+        op: Some(op),
+        requester: send::requester(),
+    };
+    let reply: DirectoryReply =
+        send::ask_intake(cfg, herald_proto::subjects::INTAKE_DIRECTORY, &req).await?;
+    match reply.result {
+        Some(directory_reply::Result::Rejected(r)) => Err(send::rejected(&r)),
+        Some(r) => Ok(r),
+        None => Err(Failure {
             code: 1,
-            message: format!(
-                "cannot reach Redis at {} (is Herald running? see `make run`)",
-                cfg.redis.url
-            ),
-        });
-    timer.abort();
-    Ok(Directory::new(redis?, &cfg.redis.prefix))
+            message: "intake sent an empty reply".into(),
+        }),
+    }
 }
+
+/// Records per import request, well inside intake's limit and NATS's
+/// largest message.
+pub const IMPORT_BATCH: usize = 200;
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let cfg = load_config(&cli)?;
@@ -210,14 +209,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
+    use directory_reply::Result as R;
     match cmd {
         ContactsCommand::Import { file } => {
             let contacts = herald_directory::contacts::parse_file(&file).map_err(|e| Failure {
                 code: 3,
                 message: e.to_string(),
             })?;
-            let dir = connect_directory(cfg).await?;
-            dir.put_all(&contacts).await?;
+            for part in contacts.chunks(IMPORT_BATCH) {
+                let list = ContactList {
+                    contacts: part.iter().map(herald_proto::v1::Contact::from).collect(),
+                };
+                ask_directory(cfg, Op::PutContacts(list)).await?;
+            }
             println!(
                 "imported {} contact(s) from {}",
                 contacts.len(),
@@ -225,37 +229,36 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
             );
             Ok(())
         }
-        ContactsCommand::Show { id } => {
-            let dir = connect_directory(cfg).await?;
-            match dir.get(&id).await? {
-                Some(c) => {
-                    print!("{}", serde_yaml::to_string(&c)?);
-                    Ok(())
+        ContactsCommand::Show { id } => match ask_directory(cfg, Op::GetContact(id)).await? {
+            R::Contacts(list) => {
+                for c in list.contacts {
+                    print!("{}", serde_yaml::to_string(&Contact::from(c))?);
                 }
-                None => Err(Failure {
-                    code: 3,
-                    message: format!("no contact with id {id:?}"),
-                }),
+                Ok(())
             }
-        }
-        ContactsCommand::List => {
-            let dir = connect_directory(cfg).await?;
-            for id in dir.ids().await? {
-                println!("{id}");
+            _ => Err(unexpected()),
+        },
+        ContactsCommand::List => match ask_directory(cfg, Op::ListContacts(true)).await? {
+            R::Ids(list) => {
+                for id in list.ids {
+                    println!("{id}");
+                }
+                Ok(())
             }
+            _ => Err(unexpected()),
+        },
+        ContactsCommand::Remove { id } => {
+            ask_directory(cfg, Op::RemoveContact(id.clone())).await?;
+            println!("removed {id}");
             Ok(())
         }
-        ContactsCommand::Remove { id } => {
-            let dir = connect_directory(cfg).await?;
-            if dir.remove(&id).await? {
-                println!("removed {id}");
-                Ok(())
-            } else {
-                Err(Failure {
-                    code: 3,
-                    message: format!("no contact with id {id:?}"),
-                })
-            }
-        }
+    }
+}
+
+/// Intake answered with something that does not fit the question.
+pub fn unexpected() -> Failure {
+    Failure {
+        code: 1,
+        message: "intake answered with something else than was asked".into(),
     }
 }

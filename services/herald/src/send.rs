@@ -281,12 +281,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         params: f.params,
         channel_override,
         case_id: f.case.unwrap_or_default(),
-        requester: f.requester.unwrap_or_else(|| {
-            format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "operator".into())
-            )
-        }),
+        requester: f.requester.unwrap_or_else(requester),
         responsible_staff: f.responsible_staff.unwrap_or_default(),
         language: f.language.unwrap_or_default(),
         cancel_keys: f.cancel_keys,
@@ -398,15 +393,20 @@ pub fn rejected(r: &Rejected) -> Failure {
     refused(format!("refused ({code}): {where_}{}", r.message))
 }
 
+/// Who the command line says is asking: `cli:<login>`.
+pub fn requester() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    )
+}
+
 /// `herald cancel <key>`.
 pub async fn cancel(cfg: &Config, key: String, reason: Option<String>) -> Result<(), Failure> {
     let req = CancelRequest {
         cancel_key: key.clone(),
         reason: reason.unwrap_or_default(),
-        requester: format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "operator".into())
-        ),
+        requester: requester(),
     };
     let reply: CancelReply = ask_intake(cfg, subjects::INTAKE_CANCEL, &req).await?;
     match reply.result {

@@ -40,7 +40,7 @@ use herald_directory::{
     groups::Groups,
     validate,
 };
-use herald_durable::cancel::Cancellations;
+use herald_durable::stop::Stop;
 use herald_proto::broadcasts;
 use herald_proto::{
     Message, subjects,
@@ -94,7 +94,6 @@ pub(crate) struct Desk {
     redis: ConnectionManager,
     directory: Directory,
     groups: Groups,
-    cancellations: Cancellations,
     templates: Arc<TemplateStore>,
     dedupe: Dedupe,
     auditor: Auditor,
@@ -156,7 +155,6 @@ impl Desk {
         Desk {
             directory: Directory::new(redis.clone(), &cfg.redis.prefix),
             groups: Groups::new(redis.clone(), &cfg.redis.prefix),
-            cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
             auditor: Auditor::new(bus.clone(), "intake"),
             cfg: Arc::new(cfg.broadcast.clone()),
             idempotency_ttl: cfg.intake.idempotency_ttl,
@@ -394,12 +392,11 @@ impl Desk {
             "" => format!("broadcast cancelled by {who}"),
             reason => format!("broadcast cancelled by {who}: {reason}"),
         };
-        let first = match self
-            .cancellations
-            .cancel(&broadcasts::cancel_key(&id), &why)
+        let first = match Stop::key(broadcasts::cancel_key(&id), why)
+            .send(&self.bus)
             .await
         {
-            Ok(first) => first,
+            Ok(stopped) => stopped.first.first().copied().unwrap_or(false),
             Err(e) => {
                 error!(error = %e, "could not cancel the broadcast's key");
                 return self.refuse(&attempt, unavailable()).await;

@@ -23,6 +23,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use herald_durable::stop::Stop;
 use herald_proto::cancel_keys::{escalation_family, follow_up_family};
 use herald_proto::{
     Message, subjects,
@@ -90,7 +91,7 @@ impl Cases {
     ) -> Cases {
         let c = Cases {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::INTAKE.prefix(prefix),
             stop_wait,
             accepted: Family::default(),
             rejected: Family::default(),
@@ -334,7 +335,7 @@ impl Intake {
         ev: &CaseEvent,
         kind: CaseEventKind,
         seq: u64,
-    ) -> redis::RedisResult<()> {
+    ) -> anyhow::Result<()> {
         let who = if ev.actor.is_empty() {
             String::new()
         } else {
@@ -342,26 +343,26 @@ impl Intake {
         };
         match kind {
             CaseEventKind::Acknowledged | CaseEventKind::Responded | CaseEventKind::Resolved => {
-                let family = escalation_family(&ev.case_id);
-                self.cancellations
-                    .stop_before(&family, seq, &format!("{}{who}", kind.name()))
-                    .await?;
-                if !self
-                    .cancellations
-                    .wait_idle(&family, self.cases.stop_wait)
-                    .await?
-                {
+                let stopped = Stop::family(
+                    escalation_family(&ev.case_id),
+                    seq,
+                    format!("{}{who}", kind.name()),
+                )
+                .and_wait(self.cases.stop_wait)
+                .send(&self.bus)
+                .await?;
+                if !stopped.idle {
                     warn!("an escalation send was still at a provider when the wait ran out");
                 }
             }
             CaseEventKind::Reopened | CaseEventKind::FeedbackReceived => {
-                self.cancellations
-                    .stop_before(
-                        &follow_up_family(&ev.case_id),
-                        seq,
-                        &format!("{}{who}", kind.name()),
-                    )
-                    .await?;
+                Stop::family(
+                    follow_up_family(&ev.case_id),
+                    seq,
+                    format!("{}{who}", kind.name()),
+                )
+                .send(&self.bus)
+                .await?;
             }
             _ => {}
         }

@@ -45,7 +45,7 @@ impl Dedupe {
     pub fn new(redis: ConnectionManager, prefix: &str, ttl: std::time::Duration) -> Dedupe {
         Dedupe {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::INTAKE.prefix(prefix),
             ttl_secs: ttl.as_secs().max(1),
         }
     }

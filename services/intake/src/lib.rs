@@ -10,6 +10,7 @@
 mod broadcasts;
 mod cases;
 pub mod dedupe;
+mod directory;
 mod grpc;
 pub mod validate;
 
@@ -21,8 +22,8 @@ use std::{
 
 use herald_config::Config;
 use herald_content::{routing::RoutingRules, templates::TemplateStore};
-use herald_directory::contacts::Directory;
-use herald_durable::cancel::Cancellations;
+use herald_directory::{contacts::Directory, groups::Groups};
+use herald_durable::stop::Stop;
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -95,7 +96,6 @@ pub(crate) struct Intake {
     bus: Bus,
     directory: Directory,
     dedupe: Dedupe,
-    cancellations: Cancellations,
     templates: Arc<TemplateStore>,
     rules: Arc<RoutingRules>,
     auditor: Auditor,
@@ -171,7 +171,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let intake = Intake {
         cases,
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
-        cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
         dedupe,
         templates,
         rules: Arc::new(rules),
@@ -241,6 +240,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             },
         )
         .await?;
+    let desk = directory::DirectoryDesk::new(
+        Directory::new(redis.clone(), &cfg.redis.prefix),
+        Groups::new(redis.clone(), &cfg.redis.prefix),
+    );
+    service
+        .serve(
+            &[subjects::INTAKE_DIRECTORY],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(4),
+            move |msg| {
+                let desk = desk.clone();
+                async move { Some(desk.answer(&msg.payload).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
     let cases = intake.clone();
     service
         .serve(
@@ -294,17 +308,13 @@ impl Intake {
             ("", who) => format!("cancelled by {who}"),
             (r, who) => format!("{r} (by {who})"),
         };
-        let cancelled = match self.cancellations.cancel(&req.cancel_key, &reason).await {
-            // A send that passed the check just before is let finish, so
-            // that once the caller has the answer nothing goes out.
-            Ok(first) => self
-                .cancellations
-                .wait_idle(&req.cancel_key, self.cases.stop_wait())
-                .await
-                .map(|_| first),
-            Err(e) => Err(e),
-        };
-        match cancelled {
+        // Delivery lets a send that passed its check just before finish, so
+        // that once the caller has the answer nothing goes out.
+        let stopped = Stop::key(&req.cancel_key, reason)
+            .and_wait(self.cases.stop_wait())
+            .send(&self.bus)
+            .await;
+        match stopped.map(|s| s.first.first().copied().unwrap_or(false)) {
             Ok(first) => {
                 info!(first, "cancel key cancelled");
                 CancelReply {
@@ -312,7 +322,7 @@ impl Intake {
                 }
             }
             Err(e) => {
-                error!(error = %e, "could not record a cancellation");
+                error!(error = %e, "delivery could not record the cancellation");
                 refused(unavailable())
             }
         }

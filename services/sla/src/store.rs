@@ -1,4 +1,4 @@
-//! Where the clocks live: one Redis string per case (`<prefix>sla:<case>`,
+//! Where the clocks live: one Redis string per case (`<sla keyspace>case:<case>`,
 //! the protobuf `CaseClocks`) and one timer per running clock in the
 //! durable timer queue `sla` (`<case>:a|r|s`, due at the clock's next
 //! warning point or deadline).
@@ -38,9 +38,13 @@ pub struct ClockStore {
 impl ClockStore {
     pub fn new(redis: ConnectionManager, prefix: &str) -> ClockStore {
         ClockStore {
-            timers: Timers::new(redis.clone(), prefix, "sla"),
+            timers: Timers::new(
+                redis.clone(),
+                &herald_proto::keyspace::SLA.prefix(prefix),
+                "clocks",
+            ),
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::SLA.prefix(prefix),
         }
     }
 
@@ -49,7 +53,7 @@ impl ClockStore {
     }
 
     fn key(&self, case_id: &str) -> String {
-        format!("{}sla:{case_id}", self.prefix)
+        format!("{}case:{case_id}", self.prefix)
     }
 
     pub async fn get(&self, case_id: &str) -> redis::RedisResult<Option<Stored>> {

@@ -186,11 +186,17 @@ fn memory_parts(redis: &RedisServer, case: &str) -> anyhow::Result<(u64, u64)> {
     let mut c = client.get_connection()?;
     let state: u64 = redis::cmd("MEMORY")
         .arg("USAGE")
-        .arg(format!("herald:sla:{case}"))
+        .arg(format!(
+            "{}case:{case}",
+            herald_proto::keyspace::SLA.prefix("herald:")
+        ))
         .query(&mut c)?;
     let timers: u64 = redis::cmd("MEMORY")
         .arg("USAGE")
-        .arg("herald:timer:sla:due")
+        .arg(format!(
+            "{}timer:clocks:due",
+            herald_proto::keyspace::SLA.prefix("herald:")
+        ))
         .arg("SAMPLES")
         .arg(0)
         .query(&mut c)?;

@@ -98,7 +98,7 @@ impl Cancellations {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Cancellations {
         Cancellations {
             redis,
-            prefix: prefix.to_string(),
+            prefix: herald_proto::keyspace::DELIVERY.prefix(prefix),
         }
     }
 

@@ -1,0 +1,109 @@
+//! Contacts and groups as the contract carries them (`herald.v1.Contact`,
+//! `herald.v1.Group`), to and from the records the directory keeps.
+
+use herald_proto::v1::{self, Channel};
+
+use crate::{
+    contacts::{Consent, Contact},
+    groups::Group,
+};
+
+impl From<&Contact> for v1::Contact {
+    fn from(c: &Contact) -> v1::Contact {
+        v1::Contact {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            email: c.email.clone(),
+            phone: c.phone.clone(),
+            preferred_channel: c.preferred().unwrap_or(Channel::Unspecified) as i32,
+            language: c.language.clone(),
+            time_zone: c.time_zone.clone(),
+            identity_verified: c.identity_verified,
+            consent: Some(v1::Consent {
+                email: c.consent.email,
+                sms: c.consent.sms,
+                voice: c.consent.voice,
+            }),
+            organisation: c.organisation.clone(),
+            role: c.role.clone(),
+            team: c.team.clone(),
+        }
+    }
+}
+
+impl From<v1::Contact> for Contact {
+    /// Empty language and time zone take the defaults a contact file
+    /// gives them; the record still has to pass [`Contact::problems`].
+    fn from(c: v1::Contact) -> Contact {
+        let consent = c.consent.unwrap_or_default();
+        let preferred = Channel::try_from(c.preferred_channel).unwrap_or(Channel::Unspecified);
+        Contact {
+            id: c.id,
+            name: c.name,
+            email: c.email,
+            phone: c.phone,
+            preferred_channel: (preferred != Channel::Unspecified)
+                .then(|| preferred.name().to_string()),
+            language: if c.language.is_empty() {
+                "en".into()
+            } else {
+                c.language
+            },
+            time_zone: if c.time_zone.is_empty() {
+                "UTC".into()
+            } else {
+                c.time_zone
+            },
+            identity_verified: c.identity_verified,
+            consent: Consent {
+                email: consent.email,
+                sms: consent.sms,
+                voice: consent.voice,
+            },
+            organisation: c.organisation,
+            role: c.role,
+            team: c.team,
+        }
+    }
+}
+
+impl From<&Group> for v1::Group {
+    fn from(g: &Group) -> v1::Group {
+        v1::Group {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            description: g.description.clone(),
+            members: g.members.clone(),
+        }
+    }
+}
+
+impl From<v1::Group> for Group {
+    fn from(g: v1::Group) -> Group {
+        Group {
+            id: g.id,
+            name: g.name,
+            description: g.description,
+            members: g.members,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_contacts_and_groups_survive_the_wire() {
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let contacts = crate::contacts::parse_file(&config.join("contacts.example.yaml")).unwrap();
+        assert!(!contacts.is_empty());
+        for c in &contacts {
+            assert_eq!(&Contact::from(v1::Contact::from(c)), c);
+        }
+        let groups = crate::groups::parse_file(&config.join("groups.example.yaml")).unwrap();
+        for g in &groups {
+            assert_eq!(&Group::from(v1::Group::from(g)), g);
+        }
+    }
+}

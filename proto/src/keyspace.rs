@@ -1,0 +1,115 @@
+//! Who keeps what in Redis. Every key Herald writes lies under
+//! `<deployment prefix><keyspace>:`, and every keyspace has exactly one
+//! owning service: the only one that writes it. A few services read the
+//! directory, which intake keeps; nothing else is read by anyone but its
+//! owner — others ask the owner over NATS. The Redis ACL of each service
+//! is generated from this table, so a service that strays is refused.
+
+/// One service's share of Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyspace {
+    /// The key segment after the deployment prefix (`herald:delivery:…`).
+    pub name: &'static str,
+    /// The service that writes it.
+    pub owner: &'static str,
+    /// Services that may read it too.
+    pub readers: &'static [&'static str],
+    /// What it holds, for the README and operators.
+    pub holds: &'static str,
+}
+
+impl Keyspace {
+    /// The prefix of every key in this keyspace for a deployment whose
+    /// keys start with `deployment` (`redis.prefix`, e.g. `herald:`).
+    pub fn prefix(&self, deployment: &str) -> String {
+        format!("{deployment}{}:", self.name)
+    }
+}
+
+pub const DIRECTORY: Keyspace = Keyspace {
+    name: "dir",
+    owner: "intake",
+    readers: &["router", "broadcast", "escalation"],
+    holds: "contacts, recipient groups, and the organisation and role indexes",
+};
+
+pub const INTAKE: Keyspace = Keyspace {
+    name: "intake",
+    owner: "intake",
+    readers: &[],
+    holds: "idempotency keys, whether each case is open, broadcast start claims",
+};
+
+pub const DELIVERY: Keyspace = Keyspace {
+    name: "delivery",
+    owner: "delivery",
+    readers: &[],
+    holds: "the send ledger and attempt history, provider pacing and pauses, per-person windows, cancel keys",
+};
+
+pub const BROADCAST: Keyspace = Keyspace {
+    name: "broadcast",
+    owner: "broadcast",
+    readers: &[],
+    holds: "each broadcast's state, recipients, jobs and confirmations; its call-cycle timers",
+};
+
+pub const SLA: Keyspace = Keyspace {
+    name: "sla",
+    owner: "sla",
+    readers: &[],
+    holds: "each case's response-time clocks and their timers",
+};
+
+pub const ESCALATION: Keyspace = Keyspace {
+    name: "escalation",
+    owner: "escalation",
+    readers: &[],
+    holds: "each case's escalation and follow-up, and their timers",
+};
+
+/// Every keyspace, each once.
+pub const ALL: [Keyspace; 6] = [DIRECTORY, INTAKE, DELIVERY, BROADCAST, SLA, ESCALATION];
+
+/// The services that touch Redis.
+pub const SERVICES: [&str; 6] = [
+    "intake",
+    "router",
+    "delivery",
+    "broadcast",
+    "sla",
+    "escalation",
+];
+
+/// What `service` may write and what it may only read.
+pub fn access(service: &str) -> (Vec<Keyspace>, Vec<Keyspace>) {
+    let writes = ALL.iter().filter(|k| k.owner == service).copied().collect();
+    let reads = ALL
+        .iter()
+        .filter(|k| k.readers.contains(&service))
+        .copied()
+        .collect();
+    (writes, reads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspaces_have_one_owner_and_never_overlap() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(SERVICES.contains(&a.owner), "{a:?}");
+            assert!(!a.readers.contains(&a.owner), "{a:?}");
+            for b in &ALL[i + 1..] {
+                // `herald:dir:` never starts `herald:dirx:`: names end
+                // with the separator, so distinct names are disjoint.
+                assert_ne!(a.name, b.name);
+                assert!(!a.prefix("").starts_with(&b.prefix("")));
+            }
+        }
+        let (writes, reads) = access("router");
+        assert!(writes.is_empty());
+        assert_eq!(reads, [DIRECTORY]);
+    }
+}

@@ -1,0 +1,236 @@
+//! Intake's directory desk (`herald.v1.intake.directory`). Intake owns the
+//! contact directory and its groups: the command line (and any system
+//! that keeps people's details) imports, shows, lists and removes them
+//! here, never in Redis. Every record is checked like a request; one bad
+//! record refuses the whole import, naming it and the field.
+
+use std::collections::HashSet;
+
+use herald_directory::{
+    contacts::{Contact, Directory, DirectoryError},
+    groups::{Group, Groups},
+};
+use herald_proto::{
+    Message,
+    v1::{
+        self, ContactList, DirectoryReply, DirectoryRequest, ErrorCode, GroupList, IdList,
+        Rejected, directory_reply, directory_request::Op,
+    },
+};
+use tracing::{error, info};
+
+/// The most records one request may carry (a larger import is sent in
+/// parts, which the command line does).
+pub const MAX_RECORDS: usize = 1000;
+
+#[derive(Clone)]
+pub(crate) struct DirectoryDesk {
+    contacts: Directory,
+    groups: Groups,
+}
+
+impl DirectoryDesk {
+    pub(crate) fn new(contacts: Directory, groups: Groups) -> DirectoryDesk {
+        DirectoryDesk { contacts, groups }
+    }
+
+    pub(crate) async fn answer(&self, payload: &[u8]) -> DirectoryReply {
+        let result = match DirectoryRequest::decode(payload) {
+            Err(e) => Err(Rejected::new(
+                ErrorCode::Undecodable,
+                "",
+                format!("not a herald.v1.DirectoryRequest: {e}"),
+            )),
+            Ok(req) => match req.op {
+                None => Err(Rejected::new(
+                    ErrorCode::InvalidArgument,
+                    "op",
+                    "name what to do (put_contacts, get_contact, …)",
+                )),
+                Some(op) => self.apply(op, &req.requester).await,
+            },
+        };
+        DirectoryReply {
+            result: Some(result.unwrap_or_else(directory_reply::Result::Rejected)),
+        }
+    }
+
+    async fn apply(&self, op: Op, requester: &str) -> Result<directory_reply::Result, Rejected> {
+        use directory_reply::Result as R;
+        let unavailable = |e: DirectoryError| {
+            error!(error = %e, "directory unreadable");
+            Rejected::new(
+                ErrorCode::Unavailable,
+                "",
+                "the directory cannot be reached just now; ask again",
+            )
+        };
+        match op {
+            Op::PutContacts(list) => {
+                let contacts = checked(list.contacts, "contacts", Contact::problems, |c| &c.id)?;
+                self.contacts
+                    .put_all(&contacts)
+                    .await
+                    .map_err(unavailable)?;
+                info!(count = contacts.len(), requester, "contacts imported");
+                Ok(R::Changed(contacts.len() as u32))
+            }
+            Op::PutGroups(list) => {
+                let groups = checked(list.groups, "groups", Group::problems, |g| &g.id)?;
+                let unknown = Groups::unknown_members(&self.contacts, &groups)
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(first) = unknown.first() {
+                    return Err(Rejected::new(
+                        ErrorCode::UnknownContact,
+                        first.split(':').next().unwrap_or("groups"),
+                        format!("{} (import the contacts first)", unknown.join("; ")),
+                    ));
+                }
+                self.groups.put_all(&groups).await.map_err(unavailable)?;
+                info!(count = groups.len(), requester, "groups imported");
+                Ok(R::Changed(groups.len() as u32))
+            }
+            Op::GetContact(id) => {
+                let found = self.contacts.get(&id).await.map_err(unavailable)?;
+                let c = found.ok_or_else(|| not_found("get_contact", "contact", &id))?;
+                Ok(R::Contacts(ContactList {
+                    contacts: vec![v1::Contact::from(&c)],
+                }))
+            }
+            Op::GetGroup(id) => {
+                let found = self.groups.get(&id).await.map_err(unavailable)?;
+                let g = found.ok_or_else(|| not_found("get_group", "group", &id))?;
+                Ok(R::Groups(GroupList {
+                    groups: vec![v1::Group::from(&g)],
+                }))
+            }
+            Op::ListContacts(_) => Ok(R::Ids(IdList {
+                ids: self.contacts.ids().await.map_err(unavailable)?,
+            })),
+            Op::ListGroups(_) => {
+                let ids = self.groups.ids().await.map_err(unavailable)?;
+                let groups = self.groups.get_many(&ids).await.map_err(unavailable)?;
+                Ok(R::Groups(GroupList {
+                    groups: groups.iter().flatten().map(v1::Group::from).collect(),
+                }))
+            }
+            Op::RemoveContact(id) => {
+                if !self.contacts.remove(&id).await.map_err(unavailable)? {
+                    return Err(not_found("remove_contact", "contact", &id));
+                }
+                info!(requester, "contact removed");
+                Ok(R::Changed(1))
+            }
+            Op::RemoveGroup(id) => {
+                if !self.groups.remove(&id).await.map_err(unavailable)? {
+                    return Err(not_found("remove_group", "group", &id));
+                }
+                info!(requester, "group removed");
+                Ok(R::Changed(1))
+            }
+        }
+    }
+}
+
+fn not_found(field: &str, what: &str, id: &str) -> Rejected {
+    Rejected::new(
+        ErrorCode::NotFound,
+        field,
+        format!("no {what} with id {id:?}"),
+    )
+}
+
+/// The records of an import, each checked and each id once; the first
+/// problem refuses the import, named `<key>[<i>].<field>`.
+fn checked<W, T>(
+    records: Vec<W>,
+    key: &str,
+    problems: fn(&T) -> Vec<(String, String)>,
+    id: fn(&T) -> &String,
+) -> Result<Vec<T>, Rejected>
+where
+    T: From<W>,
+{
+    if records.is_empty() {
+        return Err(Rejected::new(
+            ErrorCode::InvalidArgument,
+            key,
+            "is empty: nothing to import",
+        ));
+    }
+    if records.len() > MAX_RECORDS {
+        return Err(Rejected::new(
+            ErrorCode::InvalidArgument,
+            key,
+            format!("at most {MAX_RECORDS} per request; send the rest in another"),
+        ));
+    }
+    let out: Vec<T> = records.into_iter().map(T::from).collect();
+    let mut seen = HashSet::new();
+    for (i, r) in out.iter().enumerate() {
+        if let Some((field, reason)) = problems(r).into_iter().next() {
+            return Err(Rejected::new(
+                ErrorCode::InvalidArgument,
+                format!("{key}[{i}].{field}"),
+                format!("({}) {reason}", id(r)),
+            ));
+        }
+        if !seen.insert(id(r).clone()) {
+            return Err(Rejected::new(
+                ErrorCode::InvalidArgument,
+                format!("{key}[{i}].id"),
+                format!("{} appears twice", id(r)),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(id: &str, email: &str) -> v1::Contact {
+        v1::Contact {
+            id: id.into(),
+            name: "N".into(),
+            email: Some(email.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_import_names_the_record_and_field_that_is_wrong() {
+        let ok = checked(
+            vec![contact("a", "a@example.org")],
+            "contacts",
+            Contact::problems,
+            |c| &c.id,
+        );
+        assert_eq!(ok.unwrap()[0].language, "en");
+        let bad = checked(
+            vec![contact("a", "a@example.org"), contact("b", "not-mail")],
+            "contacts",
+            Contact::problems,
+            |c| &c.id,
+        )
+        .unwrap_err();
+        assert_eq!(bad.field, "contacts[1].email");
+        let twice = checked(
+            vec![contact("a", "a@example.org"), contact("a", "b@example.org")],
+            "contacts",
+            Contact::problems,
+            |c| &c.id,
+        )
+        .unwrap_err();
+        assert_eq!(twice.field, "contacts[1].id");
+        let none = checked(
+            Vec::<v1::Contact>::new(),
+            "contacts",
+            Contact::problems,
+            |c| &c.id,
+        );
+        assert_eq!(none.unwrap_err().field, "contacts");
+    }
+}
