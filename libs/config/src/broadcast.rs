@@ -1,12 +1,12 @@
 //! The `[broadcast]` section: emergency broadcasts — who may start them, how
 //! unconfirmed recipients are called again, and where confirmations come
-//! back.
+//! back. The key that signs confirmation links is a [`Secret`].
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks;
+use crate::{Secret, checks};
 
 /// The most call cycles a broadcast may have.
 pub const MAX_CYCLES: u32 = 20;
@@ -26,7 +26,7 @@ pub struct BroadcastConfig {
     pub public_url: String,
     /// Key that signs confirmation links (HMAC-SHA256). Required by the
     /// broadcast service; keep it in the environment.
-    pub link_secret: Option<String>,
+    pub link_secret: Option<Secret>,
     /// Who may start, update and cancel broadcasts. Tokens are never
     /// stored: only their SHA-256, compared in constant time.
     pub coordinators: Vec<Coordinator>,
@@ -121,7 +121,7 @@ impl BroadcastConfig {
             );
         }
         if let Some(s) = &self.link_secret
-            && s.len() < 16
+            && s.expose_secret().len() < 16
         {
             problems.push(
                 "`broadcast.link_secret` must be at least 16 characters (a long random string)"

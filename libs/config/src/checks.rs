@@ -2,11 +2,29 @@
 //! a count of at least one), so each section states its rules in a line
 //! and every problem is worded the same way.
 
+use crate::Secret;
+
 /// A problem unless `value` starts with one of `schemes` followed by `://`.
 pub(crate) fn url_scheme(key: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>) {
     if !has_scheme(value, schemes) {
         problems.push(format!(
             "`{key}` = {value:?}: expected a URL starting with {}",
+            scheme_list(schemes)
+        ));
+    }
+}
+
+/// As [`url_scheme`], for a URL that may carry a password: the problem
+/// names the key but not the value.
+pub(crate) fn secret_url_scheme(
+    key: &str,
+    value: &Secret,
+    schemes: &[&str],
+    problems: &mut Vec<String>,
+) {
+    if !has_scheme(value.expose_secret(), schemes) {
+        problems.push(format!(
+            "`{key}`: expected a URL starting with {} (the value is not shown, as it may hold a password)",
             scheme_list(schemes)
         ));
     }
@@ -61,14 +79,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_url_must_start_with_one_of_the_schemes() {
+    fn a_url_that_may_hold_a_password_is_not_repeated_in_its_problem() {
         let mut problems = Vec::new();
         url_scheme("a.url", "ftp://x", &["http", "https"], &mut problems);
-        url_scheme("b.url", "https://x", &["http", "https"], &mut problems);
-        url_scheme("c.url", "httpsx://x", &["http", "https"], &mut problems);
+        url_scheme("a2.url", "https://x", &["http", "https"], &mut problems);
+        secret_url_scheme(
+            "b.url",
+            &Secret::from("localhost:6379/?password=hunter2"),
+            &["redis", "rediss"],
+            &mut problems,
+        );
+        secret_url_scheme(
+            "c.url",
+            &Secret::from("rediss://:pw@h"),
+            &["redis", "rediss"],
+            &mut problems,
+        );
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("ftp://x"), "{problems:?}");
         assert!(problems[0].contains("http:// or https://"), "{problems:?}");
-        assert!(problems[1].contains("c.url"), "{problems:?}");
+        assert!(problems[1].contains("`b.url`"), "{problems:?}");
+        assert!(!problems[1].contains("hunter2"), "{problems:?}");
     }
 }

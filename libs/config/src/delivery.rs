@@ -1,11 +1,12 @@
 //! The `[delivery]` section: the providers messages are sent through, and
-//! the retry, time and rate limits delivery keeps to.
+//! the retry, time and rate limits delivery keeps to. The SMTP URL (which
+//! may carry a password) and the provider's token are [`Secret`]s.
 
 use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks;
+use crate::{Secret, checks};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -18,7 +19,7 @@ pub struct DeliveryConfig {
     /// `smtp://host:port` (plain), `smtp://host:port?tls=required`
     /// (STARTTLS) or `smtps://host:port` (TLS), optionally with
     /// `user:password@`. Empty: emails go to the outbox.
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<Secret>,
     pub smtp_from: String,
     /// PEM certificates to trust for SMTP over TLS besides the public web
     /// roots: the authority of a private relay.
@@ -36,7 +37,7 @@ pub struct DeliveryConfig {
     /// Basic-auth account id and secret for the SMS and voice provider; the
     /// secret also signs status callbacks.
     pub provider_account: Option<String>,
-    pub provider_token: Option<String>,
+    pub provider_token: Option<Secret>,
     /// Public base URL of the status-callback endpoint given to providers.
     pub status_callback_base: Option<String>,
     /// Time limit for one attempt.
@@ -117,7 +118,7 @@ impl DeliveryConfig {
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         checks::listen_addr("delivery.http_addr", &self.http_addr, problems);
         if let Some(url) = &self.smtp_url {
-            checks::url_scheme("delivery.smtp_url", url, &["smtp", "smtps"], problems);
+            checks::secret_url_scheme("delivery.smtp_url", url, &["smtp", "smtps"], problems);
         }
         for (key, url) in [
             ("delivery.sms_url", &self.sms_url),
@@ -249,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_and_the_provider_credential_pair_are_checked() {
+    fn endpoints_and_the_provider_credential_pair_are_checked_without_showing_secrets() {
         let err = Config::load(
             None,
             env(&[
@@ -272,5 +273,6 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key} not named in: {err}");
         }
+        assert!(!err.contains("hunter22"), "{err}");
     }
 }

@@ -1,11 +1,12 @@
 //! The `[escalation]` section: escalation policies, their timers, and the
-//! follow-up survey after resolution.
+//! follow-up survey after resolution, whose links are signed with a
+//! [`Secret`].
 
 use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks;
+use crate::{Secret, checks};
 
 /// The escalation service: escalation policies and the follow-up after
 /// resolution.
@@ -21,7 +22,7 @@ pub struct EscalationConfig {
     pub survey_url: String,
     /// Signs survey links (HMAC-SHA256); required to start the service.
     /// Keep it in the environment: `HERALD_ESCALATION_SURVEY_SECRET`.
-    pub survey_secret: Option<String>,
+    pub survey_secret: Option<Secret>,
     /// As `sla.lease` and `sla.poll`, for escalation and follow-up timers.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -53,7 +54,11 @@ impl EscalationConfig {
             &["http", "https"],
             problems,
         );
-        if self.survey_secret.as_deref().is_some_and(|s| s.len() < 16) {
+        if self
+            .survey_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < 16)
+        {
             problems.push("`escalation.survey_secret` must be at least 16 characters".into());
         }
         checks::more_than_zero(
@@ -91,7 +96,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ok.escalation.survey_secret.as_deref(),
+            ok.escalation
+                .survey_secret
+                .as_ref()
+                .map(|s| s.expose_secret()),
             Some("a-secret-long-enough")
         );
     }

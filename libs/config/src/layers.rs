@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(c.nats.url, "nats://127.0.0.1:2");
         assert_eq!(c.delivery.concurrency, 8);
         assert_eq!(
-            c.delivery.smtp_url.as_deref(),
+            c.delivery.smtp_url.as_ref().map(|u| u.expose_secret()),
             Some("smtp://127.0.0.1:2525")
         );
         assert_eq!(c.intake.idempotency_ttl, Duration::from_secs(7200));

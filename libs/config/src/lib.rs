@@ -8,7 +8,8 @@
 //!
 //! Each section lives in its own module with its defaults and its checks;
 //! rules that relate sections are in `across_sections`, and how the file and
-//! the environment are layered over the defaults is in `layers`.
+//! the environment are layered over the defaults is in `layers`. Passwords,
+//! keys and URLs that may carry them are [`Secret`]s, redacted when printed.
 //!
 //! `config/herald.example.toml` documents every key.
 
@@ -23,6 +24,7 @@ mod layers;
 mod nats;
 mod redis;
 mod router;
+mod secret;
 mod sla;
 mod telemetry;
 
@@ -38,6 +40,7 @@ pub use intake::IntakeConfig;
 pub use nats::NatsConfig;
 pub use redis::RedisConfig;
 pub use router::RouterConfig;
+pub use secret::Secret;
 pub use sla::SlaConfig;
 pub use telemetry::{LogFormat, TelemetryConfig};
 
@@ -206,5 +209,73 @@ pub(crate) mod tests {
         assert!(text.contains("nats.url"), "{text}");
         assert!(text.contains("router.http_addr"), "{text}");
         assert!(text.contains("HERALD_INTAKE_CONCURRENCY"), "{text}");
+    }
+
+    const SECRETS: [(&str, &str); 5] = [
+        ("HERALD_REDIS_URL", "redis://:redis-pass-7f3a@redis:6379/0"),
+        (
+            "HERALD_DELIVERY_SMTP_URL",
+            "smtps://herald:smtp-pass-9c1e@mail.example:465",
+        ),
+        ("HERALD_DELIVERY_PROVIDER_TOKEN", "provider-token-51d0e8"),
+        ("HERALD_BROADCAST_LINK_SECRET", "link-secret-0b6f2a4c"),
+        ("HERALD_ESCALATION_SURVEY_SECRET", "survey-secret-d83e17a9"),
+    ];
+
+    #[test]
+    fn printing_a_config_shows_none_of_its_secrets() {
+        let mut vars = env(&SECRETS);
+        vars.push(("HERALD_DELIVERY_PROVIDER_ACCOUNT".into(), "AC123".into()));
+        let c = Config::load(None, vars).unwrap();
+        let printed = format!("{c:?}\n{c:#?}");
+        for (name, value) in SECRETS {
+            assert!(!printed.contains(value), "{name} printed: {printed}");
+        }
+        for needle in ["redis-pass", "smtp-pass"] {
+            assert!(!printed.contains(needle), "{needle} printed: {printed}");
+        }
+        assert!(printed.contains("[redacted]"), "{printed}");
+        // Still there for the code that uses them, and for a child process.
+        assert_eq!(c.redis.url.expose_secret(), SECRETS[0].1);
+        let written = toml::to_string(&c).unwrap();
+        let reread: Config = toml::from_str(&written).unwrap();
+        assert_eq!(
+            reread
+                .broadcast
+                .link_secret
+                .as_ref()
+                .map(Secret::expose_secret),
+            Some(SECRETS[3].1)
+        );
+    }
+
+    #[test]
+    fn a_bad_secret_is_named_but_not_shown() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("HERALD_REDIS_URL", "http://:redis-pass-7f3a@redis:6379"),
+                ("HERALD_DELIVERY_SMTP_URL", "mail://u:smtp-pass-9c1e@mail"),
+                ("HERALD_ESCALATION_SURVEY_SECRET", "short-d83e"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for key in ["redis.url", "delivery.smtp_url", "escalation.survey_secret"] {
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
+        for value in ["redis-pass", "smtp-pass", "short-d83e"] {
+            assert!(!err.contains(value), "{value} shown in: {err}");
+        }
+        // A variable that reads as a number is not a string: refused, and
+        // not repeated.
+        let err = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_PROVIDER_TOKEN", "7461203958")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("provider_token"), "{err}");
+        assert!(!err.contains("7461203958"), "{err}");
     }
 }

@@ -1,15 +1,16 @@
-//! The `[redis]` section: the store every service keeps its state in.
+//! The `[redis]` section: the store every service keeps its state in. Its
+//! URL may carry a password, so it is a [`Secret`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks;
+use crate::{Secret, checks};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
     /// `redis://`, `rediss://` (TLS) or `unix://`, optionally with
     /// `:password@` or `user:password@`.
-    pub url: String,
+    pub url: Secret,
     /// Prefix of every key Herald writes, so one Redis can serve several
     /// deployments.
     pub prefix: String,
@@ -26,7 +27,7 @@ impl Default for RedisConfig {
 
 impl RedisConfig {
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
-        checks::url_scheme(
+        checks::secret_url_scheme(
             "redis.url",
             &self.url,
             &["redis", "rediss", "unix"],
@@ -40,7 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bad_url_is_named() {
+    fn a_bad_url_is_named_without_its_password() {
         let mut problems = Vec::new();
         RedisConfig::default().validate(&mut problems);
         assert!(problems.is_empty(), "{problems:?}");
@@ -51,5 +52,6 @@ mod tests {
         bad.validate(&mut problems);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("redis.url"), "{problems:?}");
+        assert!(!problems[0].contains("s3cret-pass"), "{problems:?}");
     }
 }

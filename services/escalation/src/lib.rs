@@ -139,7 +139,7 @@ pub async fn start_with_clock(
         metrics: EscalationMetrics::register(&mut registry),
         clock,
         survey_url: cfg.escalation.survey_url.clone(),
-        survey_secret: secret.into(),
+        survey_secret: secret.expose_secret().into(),
     };
     herald_runtime::metrics::watch_queues(
         bus.clone(),

@@ -130,7 +130,7 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
         cfg.nats.url = u.clone();
     }
     if let Some(u) = &cli.redis_url {
-        cfg.redis.url = u.clone();
+        cfg.redis.url = u.clone().into();
     }
     Ok(cfg)
 }
@@ -169,7 +169,7 @@ async fn connect_directory(cfg: &Config) -> Result<Directory, Failure> {
             code: 1,
             message: format!(
                 "cannot reach Redis at {} (is Herald running? see `make run`)",
-                cfg.redis.url
+                cfg.redis.url.url_without_password()
             ),
         });
     timer.abort();
