@@ -45,7 +45,7 @@ pub async fn run(cfg: &Config, cmd: GroupsCommand) -> Result<(), Failure> {
         }
         GroupsCommand::Show { id } => match groups.get(&id).await? {
             Some(g) => {
-                print!("{}", serde_yaml::to_string(&g)?);
+                print!("{}", serde_saphyr::to_string(&g)?);
                 Ok(())
             }
             None => Err(refused(format!("no group with id {id:?}"))),

@@ -229,7 +229,7 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
             let dir = connect_directory(cfg).await?;
             match dir.get(&id).await? {
                 Some(c) => {
-                    print!("{}", serde_yaml::to_string(&c)?);
+                    print!("{}", serde_saphyr::to_string(&c)?);
                     Ok(())
                 }
                 None => Err(Failure {
