@@ -48,7 +48,7 @@ pub fn config(
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
     cfg.nats.ack_wait = Duration::from_secs(10);
-    cfg.redis.url = redis.url();
+    cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = config_dir().join("templates");
     cfg.intake.grpc_addr = "127.0.0.1:0".into();
     cfg.intake.http_addr = "127.0.0.1:0".into();
@@ -57,7 +57,7 @@ pub fn config(
     cfg.sla.http_addr = "127.0.0.1:0".into();
     cfg.escalation.http_addr = "127.0.0.1:0".into();
     cfg.escalation.survey_secret = Some("test-survey-secret-0123".into());
-    cfg.delivery.smtp_url = Some(smtp.url());
+    cfg.delivery.smtp_url = Some(smtp.url().into());
     cfg.delivery.sms_url = Some(http.url("/sms"));
     cfg.delivery.voice_url = Some(http.url("/voice"));
     cfg.delivery.outbox_dir = outbox.to_path_buf();

@@ -928,7 +928,12 @@ async fn a_confirmation_stops_a_call_still_waiting_in_delivery() {
     // Hal confirms (say, the link reached them some other way) before
     // delivery gets to the call.
     let signer = herald_broadcast::link::Signer::new(
-        sys.cfg.broadcast.link_secret.as_deref().unwrap(),
+        sys.cfg
+            .broadcast
+            .link_secret
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
         PUBLIC_URL,
     );
     let link = signer.url(herald_broadcast::link::Kind::Confirm, "outage", 0, &[]);

@@ -740,8 +740,8 @@ async fn metrics_move_with_traffic_and_readiness_follows_nats() {
     }
     let rules = yaml("prometheus/alerts.yaml");
     let mut used = 0;
-    for group in rules["groups"].as_sequence().expect("groups") {
-        for rule in group["rules"].as_sequence().expect("rules") {
+    for group in rules["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
             let expr = rule["expr"].as_str().expect("expr");
             for name in metric_names(expr) {
                 used += 1;
@@ -826,35 +826,31 @@ fn deploy_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-fn yaml(path: &str) -> serde_yaml::Value {
+/// A deploy file as a tree of values. Compose resolves `<<: *anchor` merge
+/// keys; so does the YAML reader.
+fn yaml(path: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(deploy_dir().join(path))
         .unwrap_or_else(|e| panic!("deploy/{path}: {e}"));
-    let mut value: serde_yaml::Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("deploy/{path}: {e}"));
-    // Compose resolves `<<: *anchor` merge keys; so must we.
-    value
-        .apply_merge()
-        .unwrap_or_else(|e| panic!("deploy/{path}: {e}"));
-    value
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("deploy/{path}: {e}"))
 }
 
-fn env_of(service: &serde_yaml::Value) -> BTreeMap<String, String> {
+fn env_of(service: &serde_json::Value) -> BTreeMap<String, String> {
     let env = &service["environment"];
-    if let Some(map) = env.as_mapping() {
+    if let Some(map) = env.as_object() {
         return map
             .iter()
             .map(|(k, v)| {
                 (
-                    k.as_str().unwrap().to_string(),
+                    k.clone(),
                     match v {
-                        serde_yaml::Value::String(s) => s.clone(),
-                        other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                        serde_json::Value::String(s) => s.clone(),
+                        other => serde_saphyr::to_string(other).unwrap().trim().to_string(),
                     },
                 )
             })
             .collect();
     }
-    env.as_sequence()
+    env.as_array()
         .map(|items| {
             items
                 .iter()
@@ -868,7 +864,7 @@ fn env_of(service: &serde_yaml::Value) -> BTreeMap<String, String> {
 #[test]
 fn the_deploy_files_parse_and_point_at_each_other() {
     let compose = yaml("compose.yaml");
-    let services = compose["services"].as_mapping().expect("services");
+    let services = compose["services"].as_object().expect("services");
     let service = |name: &str| {
         services
             .get(name)
@@ -889,7 +885,7 @@ fn the_deploy_files_parse_and_point_at_each_other() {
     ] {
         service(name);
     }
-    let nats_cmd = serde_yaml::to_string(&service("nats")["command"]).unwrap();
+    let nats_cmd = serde_saphyr::to_string(&service("nats")["command"]).unwrap();
     assert!(
         nats_cmd.contains("-js") || nats_cmd.contains("--jetstream"),
         "{nats_cmd}"
@@ -897,7 +893,7 @@ fn the_deploy_files_parse_and_point_at_each_other() {
 
     // Every file a service mounts from the repository is there.
     for (name, svc) in services {
-        for volume in svc["volumes"].as_sequence().into_iter().flatten() {
+        for volume in svc["volumes"].as_array().into_iter().flatten() {
             if let Some(src) = volume.as_str().and_then(|v| v.split(':').next())
                 && src.starts_with('.')
             {
@@ -912,7 +908,7 @@ fn the_deploy_files_parse_and_point_at_each_other() {
     // The Herald services speak to NATS, Redis and the collector by name,
     // and expose the ports Prometheus scrapes.
     let prometheus = yaml("prometheus/prometheus.yml");
-    let targets = serde_yaml::to_string(&prometheus["scrape_configs"]).unwrap();
+    let targets = serde_saphyr::to_string(&prometheus["scrape_configs"]).unwrap();
     for (name, http_key) in [
         ("intake", "HERALD_INTAKE_HTTP_ADDR"),
         ("router", "HERALD_ROUTER_HTTP_ADDR"),
@@ -942,7 +938,7 @@ fn the_deploy_files_parse_and_point_at_each_other() {
         );
     }
     assert!(
-        serde_yaml::to_string(&prometheus["rule_files"])
+        serde_saphyr::to_string(&prometheus["rule_files"])
             .unwrap()
             .contains("alerts.yaml")
     );
@@ -951,9 +947,9 @@ fn the_deploy_files_parse_and_point_at_each_other() {
     let collector = yaml("otel-collector.yaml");
     assert!(!collector["receivers"]["otlp"]["protocols"]["grpc"].is_null());
     let traces = &collector["service"]["pipelines"]["traces"];
-    let receivers = serde_yaml::to_string(&traces["receivers"]).unwrap();
+    let receivers = serde_saphyr::to_string(&traces["receivers"]).unwrap();
     assert!(receivers.contains("otlp"), "{receivers}");
-    let exporters = traces["exporters"].as_sequence().expect("trace exporters");
+    let exporters = traces["exporters"].as_array().expect("trace exporters");
     assert!(!exporters.is_empty());
     for e in exporters {
         let e = e.as_str().unwrap();
@@ -962,6 +958,6 @@ fn the_deploy_files_parse_and_point_at_each_other() {
             "pipeline uses exporter {e}, which is not defined"
         );
     }
-    let to_jaeger = serde_yaml::to_string(&collector["exporters"]).unwrap();
+    let to_jaeger = serde_saphyr::to_string(&collector["exporters"]).unwrap();
     assert!(to_jaeger.contains("jaeger:4317"), "{to_jaeger}");
 }

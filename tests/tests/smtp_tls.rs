@@ -20,7 +20,7 @@ async fn system_for(sink_url: String, ca: Option<String>) -> (TestSystem, tempfi
         path
     });
     let sys = TestSystem::start_with(|cfg| {
-        cfg.delivery.smtp_url = Some(sink_url);
+        cfg.delivery.smtp_url = Some(sink_url.into());
         cfg.delivery.smtp_ca_file = ca_file;
     })
     .await;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 async fn queue(redis: &RedisServer, name: &str) -> Timers {
     let cfg = RedisConfig {
-        url: redis.url(),
+        url: redis.url().into(),
         prefix: "t:".into(),
     };
     let conn = herald_runtime::store::connect(&cfg, &CancellationToken::new())
@@ -367,7 +367,7 @@ async fn a_stop_waits_for_sends_under_way_and_refuses_later_ones() {
     let redis = RedisServer::start();
     let conn = herald_runtime::store::connect(
         &RedisConfig {
-            url: redis.url(),
+            url: redis.url().into(),
             prefix: "t:".into(),
         },
         &CancellationToken::new(),

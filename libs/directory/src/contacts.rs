@@ -371,4 +371,18 @@ mod tests {
         .unwrap();
         assert_eq!(parse_file(&y).unwrap()[0].preferred(), Some(Channel::Sms));
     }
+
+    #[test]
+    fn a_contact_printed_as_yaml_reads_back_the_same() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/contacts.example.yaml");
+        let contacts = parse_file(&example).unwrap();
+        assert!(!contacts.is_empty());
+        for c in contacts {
+            let printed = serde_saphyr::to_string(&c).unwrap();
+            let back: Contact =
+                serde_saphyr::from_str(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+            assert_eq!(back, c, "{printed}");
+        }
+    }
 }

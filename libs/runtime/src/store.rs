@@ -16,8 +16,8 @@ pub async fn connect(
     cfg: &RedisConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ConnectionManager> {
-    let client =
-        redis::Client::open(cfg.url.as_str()).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+    let client = redis::Client::open(cfg.url.expose_secret())
+        .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(5)))

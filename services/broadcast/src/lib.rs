@@ -199,12 +199,16 @@ pub async fn start_with_clock(
             "cycles",
         ),
         templates: Arc::new(templates),
-        signer: Signer::new(&secret, &cfg.broadcast.public_url),
+        signer: Signer::new(secret.expose_secret(), &cfg.broadcast.public_url),
         auditor: Auditor::new(service.bus.clone(), "broadcast"),
         cfg: Arc::new(cfg.broadcast.clone()),
         clock: clock.clone(),
         metrics: Arc::new(Metrics::register(&mut service.registry)),
-        provider_token: cfg.delivery.provider_token.clone(),
+        provider_token: cfg
+            .delivery
+            .provider_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
         precedence: precedence.clone(),
     };
     service.watch([

@@ -81,7 +81,7 @@ impl Server {
         let u = reqwest::Url::parse(url)?;
         let host = u
             .host_str()
-            .ok_or_else(|| anyhow::anyhow!("no host in {url:?}"))?
+            .ok_or_else(|| anyhow::anyhow!("no host in the URL"))?
             .trim_matches(|c| c == '[' || c == ']')
             .to_string();
         let tls = u

@@ -124,7 +124,7 @@ async fn callback(
         reply(StatusCode::FORBIDDEN, why)
     };
     let (Some(secret), Some(base)) = (
-        d.cfg.provider_token.as_deref(),
+        d.cfg.provider_token.as_ref().map(|t| t.expose_secret()),
         d.cfg.status_callback_base.as_deref(),
     ) else {
         return forged(

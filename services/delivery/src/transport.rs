@@ -157,7 +157,7 @@ impl Transports {
                 };
                 Email::Smtp(
                     SmtpPool::new(
-                        url,
+                        url.expose_secret(),
                         cfg.smtp_pool_size,
                         cfg.attempt_timeout,
                         Duration::from_secs(30),
@@ -194,7 +194,11 @@ impl Transports {
             from_email,
             sms_from: cfg.sms_from.clone(),
             voice_from: cfg.voice_from.clone(),
-            auth: cfg.provider_account.clone().zip(cfg.provider_token.clone()),
+            auth: cfg.provider_account.clone().zip(
+                cfg.provider_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+            ),
             callback_base: cfg.status_callback_base.clone(),
         })
     }

@@ -131,7 +131,7 @@ pub async fn start_with_clock(
         metrics: EscalationMetrics::register(&mut service.registry),
         clock,
         survey_url: cfg.escalation.survey_url.clone(),
-        survey_secret: secret.into(),
+        survey_secret: secret.expose_secret().into(),
     };
     service.watch(
         (0..subjects::CASE_PARTITIONS)

@@ -216,7 +216,7 @@ fn usage(message: impl Into<String>) -> Failure {
 fn read_file(path: &PathBuf) -> Result<BroadcastFile, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    serde_yaml::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+    serde_saphyr::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
 /// The messages of a file plus the one given by flags, if any.
@@ -690,6 +690,17 @@ fn as_json(s: &BroadcastStatus) -> serde_json::Value {
 mod tests {
     use super::*;
     use herald_proto::v1::ChannelProgress;
+
+    #[test]
+    fn a_broadcast_file_reads_with_human_durations() {
+        let f: BroadcastFile = serde_saphyr::from_str(
+            "severity: extreme\ngroups: [floor-3]\ninterval: 2m\ncycles: 4\nmessages:\n  - language: en\n    subject: Fire\n    body: Leave the building\n    speak: Leave the building now\n",
+        )
+        .unwrap();
+        assert_eq!(f.interval, Some(Duration::from_secs(120)));
+        assert_eq!(f.cycles, Some(4));
+        assert_eq!(f.messages[0].speak, "Leave the building now");
+    }
 
     #[test]
     fn the_block_shows_the_bar_every_channel_and_the_outcome() {

@@ -55,7 +55,7 @@ pub async fn run(cfg: &Config, cmd: GroupsCommand) -> Result<(), Failure> {
         GroupsCommand::Show { id } => match crate::ask_directory(cfg, Op::GetGroup(id)).await? {
             R::Groups(list) => {
                 for g in list.groups {
-                    print!("{}", serde_yaml::to_string(&Group::from(g))?);
+                    print!("{}", serde_saphyr::to_string(&Group::from(g))?);
                 }
                 Ok(())
             }

@@ -232,7 +232,7 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
         ContactsCommand::Show { id } => match ask_directory(cfg, Op::GetContact(id)).await? {
             R::Contacts(list) => {
                 for c in list.contacts {
-                    print!("{}", serde_yaml::to_string(&Contact::from(c))?);
+                    print!("{}", serde_saphyr::to_string(&Contact::from(c))?);
                 }
                 Ok(())
             }

@@ -138,7 +138,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("{}: {e}", path.display())))?;
-            serde_yaml::from_str::<FileRequest>(&text)
+            serde_saphyr::from_str::<FileRequest>(&text)
                 .map_err(|e| usage(format!("{}: {e}", path.display())))?
         }
         None => FileRequest::default(),
@@ -458,5 +458,26 @@ async fn wait_and_print(cfg: &Config, id: &str) -> Result<(), Failure> {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_file_reads_as_yaml_or_json() {
+        let yaml = "type: transactional\ntemplate: appointment_reminder\nparams:\n  count: 3\n  when: tomorrow\nrecipients:\n  - contact: alice\n  - name: Bob\n    phone: \"+447700900002\"\n    consent: [sms]\n";
+        let f: FileRequest = serde_saphyr::from_str(yaml).unwrap();
+        assert_eq!(f.communication_type.as_deref(), Some("transactional"));
+        assert_eq!(f.params["count"], "3");
+        assert_eq!(f.recipients[1].phone.as_deref(), Some("+447700900002"));
+        let json = r#"{"template": "t", "recipients": [{"contact": "alice"}]}"#;
+        let f: FileRequest = serde_saphyr::from_str(json).unwrap();
+        assert_eq!(f.recipients[0].contact.as_deref(), Some("alice"));
+        let err = serde_saphyr::from_str::<FileRequest>("template: t\ncolour: red\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour") && err.contains("line 2"), "{err}");
     }
 }

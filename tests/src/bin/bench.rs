@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let free = |_: ()| herald_testkit::servers::free_port();
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
-    cfg.redis.url = redis.url();
+    cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = templates.clone();
     cfg.intake.grpc_addr = format!("127.0.0.1:{}", free(()));
     cfg.intake.http_addr = format!("127.0.0.1:{}", free(()));

@@ -291,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
     let free = || herald_testkit::servers::free_port();
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
-    cfg.redis.url = redis.url();
+    cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = templates;
     cfg.intake.grpc_addr = format!("127.0.0.1:{}", free());
     cfg.intake.http_addr = format!("127.0.0.1:{}", free());
@@ -306,7 +306,7 @@ async fn main() -> anyhow::Result<()> {
     }];
     cfg.delivery.sms_url = Some(format!("http://{sink_addr}/sms"));
     cfg.delivery.voice_url = Some(format!("http://{sink_addr}/voice"));
-    cfg.delivery.smtp_url = Some(smtp.url());
+    cfg.delivery.smtp_url = Some(smtp.url().into());
     cfg.delivery.outbox_dir = work.path().join("outbox");
     // The flood sends a hundred SMS to each of a thousand people: no
     // per-person window, so the normal lane runs flat out.

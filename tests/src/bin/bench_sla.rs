@@ -175,7 +175,7 @@ async fn wait_ready(port: u16) {
 fn write_config(path: &Path, nats: &NatsServer, redis: &RedisServer, http_port: u16) {
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
-    cfg.redis.url = redis.url();
+    cfg.redis.url = redis.url().into();
     cfg.sla.http_addr = format!("127.0.0.1:{http_port}");
     std::fs::write(path, toml::to_string(&cfg).expect("config")).expect("config written");
 }
@@ -218,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
     let store = ClockStore::new(
         herald_runtime::store::connect(
             &herald_config::RedisConfig {
-                url: redis.url(),
+                url: redis.url().into(),
                 prefix: "herald:".into(),
             },
             &CancellationToken::new(),

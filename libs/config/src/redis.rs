@@ -1,0 +1,57 @@
+//! The `[redis]` section: the store every service keeps its state in. Its
+//! URL may carry a password, so it is a [`Secret`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Secret, checks};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` (TLS) or `unix://`, optionally with
+    /// `:password@` or `user:password@`.
+    pub url: Secret,
+    /// Prefix of every key Herald writes, so one Redis can serve several
+    /// deployments.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "herald:".into(),
+        }
+    }
+}
+
+impl RedisConfig {
+    pub(crate) fn validate(&self, problems: &mut Vec<String>) {
+        checks::secret_url_scheme(
+            "redis.url",
+            &self.url,
+            &["redis", "rediss", "unix"],
+            problems,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_named_without_its_password() {
+        let mut problems = Vec::new();
+        RedisConfig::default().validate(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let bad = RedisConfig {
+            url: "http://:s3cret-pass@redis:6379".into(),
+            ..RedisConfig::default()
+        };
+        bad.validate(&mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("redis.url"), "{problems:?}");
+        assert!(!problems[0].contains("s3cret-pass"), "{problems:?}");
+    }
+}
