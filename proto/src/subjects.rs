@@ -84,7 +84,10 @@ const AUDIT_PREFIX: &str = "herald.v1.audit";
 /// Stands for "no case" or "no notification" in an audit subject.
 pub const AUDIT_NONE: &str = "_";
 
-/// Jobs that could not be delivered and have no fallback.
+/// Dead letters: jobs that could not be delivered and have no fallback
+/// (`DeadLetter`, `….dlq.job.<channel>`), and messages a consumer can never
+/// handle as they are, set aside so the rest flows (`DeadMessage`,
+/// `….dlq.message.<consumer>`).
 pub const STREAM_DLQ: &str = "HERALD_DLQ";
 const DLQ_PREFIX: &str = "herald.v1.dlq";
 
@@ -207,9 +210,24 @@ pub fn audit_all() -> &'static str {
 }
 
 pub fn dlq(channel: Channel) -> String {
-    format!("{DLQ_PREFIX}.{}", channel.name())
+    format!("{DLQ_PREFIX}.job.{}", channel.name())
 }
 
+/// Every undeliverable job, whatever its channel.
+pub fn dlq_jobs() -> String {
+    format!("{DLQ_PREFIX}.job.>")
+}
+
+/// A message `consumer` could not handle.
+pub fn dlq_message(consumer: &str) -> String {
+    format!("{DLQ_PREFIX}.message.{consumer}")
+}
+
+pub fn dlq_messages() -> String {
+    format!("{DLQ_PREFIX}.message.>")
+}
+
+/// Everything in the dead-letter stream.
 pub fn dlq_all() -> String {
     format!("{DLQ_PREFIX}.>")
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::machine::{Escalation, FollowUp};
 use herald_durable::timers::{TimerChange, Timers};
+use herald_runtime::bus::Permanent;
 
 /// How long a resolved case with nothing pending is remembered.
 const CLOSED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -145,6 +146,9 @@ impl Store {
         format!("{}case:{case_id}", self.prefix)
     }
 
+    /// The case as stored. A value that no longer reads as a case is a
+    /// [`Permanent`] failure: retrying cannot mend it, so the message that
+    /// needed it is set aside and the case's partition goes on.
     pub async fn get(&self, case_id: &str) -> anyhow::Result<Option<Stored>> {
         let mut c = self.redis.clone();
         let raw: Option<Vec<u8>> = redis::cmd("GET")
@@ -154,7 +158,12 @@ impl Store {
         Ok(match raw {
             None => None,
             Some(raw) => {
-                let state = serde_json::from_slice(&raw)?;
+                let state = serde_json::from_slice(&raw).map_err(|e| {
+                    Permanent(format!(
+                        "the stored escalation of case {case_id} is unreadable ({e}); repair or delete {}",
+                        self.key(case_id)
+                    ))
+                })?;
                 Some(Stored { raw, state })
             }
         })

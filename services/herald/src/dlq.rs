@@ -1,5 +1,7 @@
 //! `herald dlq list|show|replay`: the jobs delivery could not deliver and
-//! had no other channel for, as kept in the dead-letter stream.
+//! had no other channel for, as kept in the dead-letter stream; and
+//! `herald dlq messages`: the messages a consumer set aside because they
+//! can never be handled as they are (`docs/error-handling.md`).
 //!
 //! A dead letter is named by its stream sequence number (what `list`
 //! prints) or by its job id. Replaying one publishes its job again under a
@@ -15,7 +17,7 @@ use futures::StreamExt;
 use herald_config::Config;
 use herald_proto::{
     Message, subjects,
-    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, Lane},
+    v1::{AuditStep, Channel, DeadLetter, DeadMessage, DeliveryJob, Lane},
 };
 use herald_runtime::{
     audit::{Auditor, Entry},
@@ -32,6 +34,12 @@ pub enum DlqCommand {
     Show(ShowArgs),
     /// Send dead letters' jobs again (once each, however often replayed).
     Replay(ReplayArgs),
+    /// Messages a consumer set aside (they could not be handled as they
+    /// are), with where they came from and why.
+    Messages {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +93,7 @@ impl Letter {
 
 pub async fn run(cfg: &Config, cmd: DlqCommand) -> Result<(), Failure> {
     match cmd {
+        DlqCommand::Messages { json } => messages(&crate::connect_bus(cfg).await?, json).await,
         DlqCommand::List(a) => {
             let filter = channel_filter(a.channel.as_deref())?;
             let bus = crate::connect_bus(cfg).await?;
@@ -213,7 +222,7 @@ async fn replay(bus: &Bus, auditor: &Auditor, actor: &str, l: &Letter) -> Result
 
 fn channel_filter(channel: Option<&str>) -> Result<String, Failure> {
     match channel {
-        None => Ok(subjects::dlq_all()),
+        None => Ok(subjects::dlq_jobs()),
         Some(c) => match Channel::parse(c) {
             Some(ch) => Ok(subjects::dlq(ch)),
             None => Err(Failure {
@@ -239,7 +248,7 @@ async fn find(bus: &Bus, id: &str) -> Result<Letter, Failure> {
             ))),
         };
     }
-    read_letters(bus, &subjects::dlq_all())
+    read_letters(bus, &subjects::dlq_jobs())
         .await?
         .into_iter()
         .rev()
@@ -249,6 +258,44 @@ async fn find(bus: &Bus, id: &str) -> Result<Letter, Failure> {
 
 /// Every letter under `filter`, oldest first.
 async fn read_letters(bus: &Bus, filter: &str) -> Result<Vec<Letter>, Failure> {
+    Ok(read_all::<DeadLetter>(bus, filter)
+        .await?
+        .into_iter()
+        .map(|(seq, letter)| Letter { seq, letter })
+        .collect())
+}
+
+/// `herald dlq messages`.
+async fn messages(bus: &Bus, json: bool) -> Result<(), Failure> {
+    for (seq, m) in read_all::<DeadMessage>(bus, &subjects::dlq_messages()).await? {
+        if json {
+            let v = serde_json::json!({
+                "seq": seq,
+                "stream": m.stream,
+                "sequence": m.sequence,
+                "subject": m.subject,
+                "consumer": m.consumer,
+                "reason": m.reason,
+                "at": when(m.at.as_ref()),
+            });
+            println!("{v}");
+        } else {
+            println!(
+                "{seq:>6}  {}  {} #{} ({})  {}",
+                when(m.at.as_ref()),
+                m.stream,
+                m.sequence,
+                m.consumer,
+                m.reason
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every message of type `M` under `filter` in the dead-letter stream,
+/// oldest first, with its sequence number there.
+async fn read_all<M: Message + Default>(bus: &Bus, filter: &str) -> Result<Vec<(u64, M)>, Failure> {
     let stream = bus.js.get_stream(subjects::STREAM_DLQ).await?;
     let mut consumer = stream
         .create_consumer(pull::Config {
@@ -272,8 +319,8 @@ async fn read_letters(bus: &Bus, filter: &str) -> Result<Vec<Letter>, Failure> {
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| Failure::from(format!("reading dead letters: {e}")))?;
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
-            match DeadLetter::decode(m.payload.clone()) {
-                Ok(letter) => out.push(Letter { seq, letter }),
+            match M::decode(m.payload.clone()) {
+                Ok(letter) => out.push((seq, letter)),
                 Err(e) => eprintln!("herald: dead letter {seq} cannot be read ({e}); skipped"),
             }
         }

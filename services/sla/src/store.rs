@@ -16,6 +16,7 @@ use redis::aio::ConnectionManager;
 
 use crate::clock::{CaseClocks, timer_id};
 use herald_durable::timers::{TimerChange, Timers};
+use herald_runtime::bus::Permanent;
 
 /// How long the state of a case whose clocks have all stopped is kept (for
 /// `herald case show`).
@@ -56,11 +57,29 @@ impl ClockStore {
         format!("{}case:{case_id}", self.prefix)
     }
 
-    pub async fn get(&self, case_id: &str) -> redis::RedisResult<Option<Stored>> {
-        Ok(self.get_many(&[case_id.to_string()]).await?.pop().flatten())
+    /// A case's clocks. A value that no longer reads as clocks is a
+    /// [`Permanent`] failure: retrying cannot mend it, so the event that
+    /// needed it is set aside and the case's partition goes on.
+    pub async fn get(&self, case_id: &str) -> anyhow::Result<Option<Stored>> {
+        let mut c = self.redis.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.key(case_id))
+            .query_async(&mut c)
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        match CaseClocks::decode(raw.as_slice()) {
+            Ok(clocks) => Ok(Some(Stored { raw, clocks })),
+            Err(e) => Err(Permanent(format!(
+                "the stored clocks of case {case_id} are unreadable ({e}); repair or delete {}",
+                self.key(case_id)
+            ))
+            .into()),
+        }
     }
 
-    /// Reads many cases in one round trip.
+    /// Reads many cases in one round trip; a case whose stored clocks no
+    /// longer decode reads as absent (and is logged), so one bad value does
+    /// not hold up the others.
     pub async fn get_many(&self, case_ids: &[String]) -> redis::RedisResult<Vec<Option<Stored>>> {
         if case_ids.is_empty() {
             return Ok(Vec::new());
@@ -72,8 +91,13 @@ impl ClockStore {
             .into_iter()
             .map(|raw| {
                 let raw = raw?;
-                let clocks = CaseClocks::decode(raw.as_slice()).ok()?;
-                Some(Stored { raw, clocks })
+                match CaseClocks::decode(raw.as_slice()) {
+                    Ok(clocks) => Some(Stored { raw, clocks }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "stored clocks unreadable; skipped");
+                        None
+                    }
+                }
             })
             .collect())
     }

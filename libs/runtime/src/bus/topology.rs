@@ -1,0 +1,109 @@
+//! Herald's JetStream streams, declared by every service so that any can
+//! start first: work queues for jobs consumed once, limits retention for
+//! what is read again (status, audit, cases, dead letters).
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use herald_config::NatsConfig;
+use herald_proto::{subjects, v1::Lane};
+use tracing::debug;
+
+use super::Bus;
+use crate::retry::Backoff;
+
+impl Bus {
+    /// Declares every Herald stream (creating or updating it), so any
+    /// service can start first.
+    pub async fn ensure_streams(&self) -> anyhow::Result<()> {
+        for config in stream_configs(&self.cfg) {
+            let name = config.name.clone();
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+            let mut attempt = 0;
+            loop {
+                match self.js.create_or_update_stream(config.clone()).await {
+                    Ok(_) => break,
+                    // Two services declaring the same stream at once: the
+                    // loser retries and finds it there.
+                    Err(e) if attempt < 5 => {
+                        attempt += 1;
+                        debug!(stream = %name, error = %e, "declaring stream; retrying");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                    Err(e) => anyhow::bail!("declaring stream {name}: {e}"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every stream Herald uses. Work queues for jobs that are consumed once;
+/// limits retention for what is read again (status, audit, dead letters).
+pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
+    let base = |name: &str, subjects: Vec<String>, retention, max_age| stream::Config {
+        name: name.to_string(),
+        subjects,
+        retention,
+        max_age,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        duplicate_window: cfg.duplicate_window,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for lane in Lane::ALL {
+        out.push(base(
+            subjects::notify_stream(lane),
+            vec![subjects::notify_accepted(lane).to_string()],
+            RetentionPolicy::WorkQueue,
+            Duration::ZERO,
+        ));
+        out.push(base(
+            subjects::delivery_stream(lane),
+            vec![subjects::delivery_jobs(lane)],
+            RetentionPolicy::WorkQueue,
+            Duration::ZERO,
+        ));
+    }
+    out.push(base(
+        subjects::STREAM_STOPS,
+        vec![subjects::DELIVERY_STOPS.to_string()],
+        RetentionPolicy::WorkQueue,
+        Duration::ZERO,
+    ));
+    out.push(base(
+        subjects::STREAM_BROADCAST,
+        vec![subjects::BROADCAST_COMMANDS.to_string()],
+        RetentionPolicy::WorkQueue,
+        Duration::ZERO,
+    ));
+    out.push(base(
+        subjects::STREAM_STATUS,
+        vec![subjects::delivery_statuses()],
+        RetentionPolicy::Limits,
+        Duration::from_secs(14 * 24 * 3600),
+    ));
+    out.push(base(
+        subjects::STREAM_AUDIT,
+        vec![subjects::audit_all().to_string()],
+        RetentionPolicy::Limits,
+        cfg.audit_retention,
+    ));
+    // Read by several services (sla, escalation) at their own pace: kept,
+    // not consumed, for as long as the trail (it holds feedback comments,
+    // which are destroyed with it).
+    out.push(base(
+        subjects::STREAM_CASES,
+        vec![subjects::case_all()],
+        RetentionPolicy::Limits,
+        cfg.audit_retention,
+    ));
+    out.push(base(
+        subjects::STREAM_DLQ,
+        vec![subjects::dlq_all()],
+        RetentionPolicy::Limits,
+        Duration::from_secs(90 * 24 * 3600),
+    ));
+    out
+}

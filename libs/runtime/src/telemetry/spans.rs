@@ -1,0 +1,182 @@
+//! The spans Herald opens: a consumer span per message handled and a
+//! producer span per publish (OpenTelemetry messaging conventions), server
+//! spans for gRPC and HTTP calls, client spans around provider calls, and
+//! how an outcome is recorded on them. They carry identifiers, channels and
+//! outcomes, never content.
+
+use std::future::Future;
+
+use herald_proto::subjects;
+use tracing::{Instrument, Span};
+
+use super::propagate::{adopt, adopt_traceparent};
+
+/// A server span for one gRPC call, joined to the caller's trace when its
+/// metadata carries a `traceparent`. Handlers record `notification_id`,
+/// `case_id` and `outcome` on it.
+pub fn grpc_server_span(service: &str, method: &str, traceparent: Option<&str>) -> Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = format!("{service}/{method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        notification_id = tracing::field::Empty,
+        case_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    adopt_traceparent(&span, traceparent);
+    span
+}
+
+/// A server span for one HTTP request (a provider's status callback, an
+/// operator's call), joined to the caller's trace when the request carries
+/// a `traceparent`. `route` is the route template, never the raw path, so
+/// ids and addresses in paths stay out of span names.
+pub fn http_server_span(method: &str, route: &str, headers: &axum::http::HeaderMap) -> Span {
+    let span = tracing::info_span!(
+        "http",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        notification_id = tracing::field::Empty,
+        case_id = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        channel = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    adopt_traceparent(&span, tp);
+    span
+}
+
+/// A client span around one call to a provider (SMTP server, SMS or voice
+/// webhook). The `traceparent` sent to an HTTP provider names this span.
+pub fn provider_span(channel: &str) -> Span {
+    tracing::info_span!(
+        "provider",
+        otel.name = format!("provider send {channel}"),
+        otel.kind = "client",
+        channel = channel,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records how handling ended on `span` (its `outcome` field) and marks
+/// the span as an error when the work failed for good, so trace search
+/// finds failed notifications by status.
+pub fn record_outcome(span: &Span, outcome: &str, failed: bool) {
+    span.record("outcome", outcome);
+    if failed {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// A consumer span for handling one message, the child of the producer
+/// span that published it, with the OpenTelemetry messaging attributes.
+/// For a JetStream message it also names the durable consumer and which
+/// delivery this is (`attempt`, 1 on the first), so each retry is its own
+/// span in the trace. Handlers record `notification_id`, `case_id`,
+/// `job_id`, `channel` and `outcome` on it: identifiers, never content.
+pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::Span {
+    let ack = msg.reply.as_deref().and_then(jetstream_ack_info);
+    let span = tracing::info_span!(
+        "process",
+        otel.name = name,
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = %msg.subject,
+        messaging.destination.template = subjects::destination_template(&msg.subject),
+        messaging.message.id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str()),
+        messaging.message.body.size = msg.payload.len(),
+        messaging.consumer.group.name = ack.as_ref().map(|a| a.consumer),
+        attempt = ack.as_ref().map(|a| a.delivered),
+        notification_id = tracing::field::Empty,
+        case_id = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        channel = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    adopt(&span, msg.headers.as_ref());
+    span
+}
+
+/// A producer span for one publish, named after the subject's template so
+/// that span names stay few while the attribute keeps the exact subject.
+pub fn publish_span(subject: &str, msg_id: Option<&str>) -> tracing::Span {
+    let template = subjects::destination_template(subject);
+    tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {template}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = subject,
+        messaging.destination.template = template,
+        messaging.message.id = msg_id,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Where a JetStream message came from, read from its ack subject.
+struct AckInfo<'a> {
+    consumer: &'a str,
+    delivered: u64,
+}
+
+/// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.…` and the newer form
+/// with domain and account hash (`$JS.ACK.<domain>.<hash>.<stream>.…`).
+fn jetstream_ack_info(reply: &str) -> Option<AckInfo<'_>> {
+    let tokens: Vec<&str> = reply.split('.').collect();
+    if tokens.len() < 9 || tokens[0] != "$JS" || tokens[1] != "ACK" {
+        return None;
+    }
+    let (consumer, delivered) = if tokens.len() == 9 {
+        (tokens[3], tokens[4])
+    } else {
+        (tokens[5], tokens[6])
+    };
+    Some(AckInfo {
+        consumer,
+        delivered: delivered.parse().ok()?,
+    })
+}
+
+/// Runs `fut` inside `span`.
+pub fn in_span<F: Future>(span: tracing::Span, fut: F) -> tracing::instrument::Instrumented<F> {
+    fut.instrument(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_subjects_name_the_consumer_and_the_delivery_count() {
+        let old = jetstream_ack_info(
+            "$JS.ACK.HERALD_DELIVERY.delivery-normal.3.17.12.1700000000000000000.0",
+        )
+        .unwrap();
+        assert_eq!((old.consumer, old.delivered), ("delivery-normal", 3));
+        let new = jetstream_ack_info(
+            "$JS.ACK.hub.ACCHASH.HERALD_NOTIFY.router-normal.1.5.5.1700000000000000000.2.xyz",
+        )
+        .unwrap();
+        assert_eq!((new.consumer, new.delivered), ("router-normal", 1));
+        assert!(jetstream_ack_info("_INBOX.abc.def").is_none());
+    }
+}
