@@ -6,3 +6,5 @@
 pub mod routing;
 pub mod signature;
 pub mod templates;
+pub mod token;
+pub mod twiml;

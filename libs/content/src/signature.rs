@@ -18,17 +18,25 @@ pub fn from_headers(headers: &http::HeaderMap) -> Option<&str> {
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
 }
 
-/// The signature a provider sends for a callback.
-pub fn sign(secret: &str, url: &str, params: &[(String, String)]) -> String {
+/// The MAC over the URL and the parameters sorted by name.
+fn mac(secret: &str, url: &str, params: &[(String, String)]) -> Hmac<Sha1> {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
+    #[allow(clippy::expect_used)]
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
     let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(url.as_bytes());
     for (k, v) in sorted {
         mac.update(k.as_bytes());
         mac.update(v.as_bytes());
     }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    mac
+}
+
+/// The signature a provider sends for a callback.
+pub fn sign(secret: &str, url: &str, params: &[(String, String)]) -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(mac(secret, url, params).finalize().into_bytes())
 }
 
 /// Whether `signature` is right for this callback, compared in constant
@@ -37,15 +45,7 @@ pub fn verify(secret: &str, url: &str, params: &[(String, String)], signature: &
     let Ok(given) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
         return false;
     };
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(url.as_bytes());
-    for (k, v) in sorted {
-        mac.update(k.as_bytes());
-        mac.update(v.as_bytes());
-    }
-    mac.verify_slice(&given).is_ok()
+    mac(secret, url, params).verify_slice(&given).is_ok()
 }
 
 #[cfg(test)]
