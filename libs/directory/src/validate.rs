@@ -2,8 +2,17 @@
 //! Each returns the reason a value is wrong, in words a caller can act on.
 
 /// An email address a mail server will take: `local@domain.tld`, at most 254
-/// characters, no spaces, no display name.
+/// characters, no spaces, no display name. The checks below name what is
+/// wrong; the last is delivery's own parser (`lettre::Address`), so no
+/// address passes here that delivery would then refuse.
 pub fn email(s: &str) -> Result<(), String> {
+    plain_email(s)?;
+    s.parse::<lettre::Address>()
+        .map(|_| ())
+        .map_err(|e| format!("{} is not an address a mail server takes: {e}", quoted(s)))
+}
+
+fn plain_email(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("is empty".into());
     }
@@ -131,6 +140,21 @@ mod tests {
             "a@b_c.co",
         ] {
             assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_address_accepted_here_is_one_delivery_can_send_to() {
+        for s in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "x!#$%&*=?^_`{|}~@example.org",
+            "Alice <alice@example.org>",
+            "a@b.co ",
+        ] {
+            if email(s).is_ok() {
+                assert!(s.parse::<lettre::Address>().is_ok(), "{s}");
+            }
         }
     }
 
