@@ -26,10 +26,19 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use herald_proto::v1::Channel;
-use tracing::{error, warn};
+use herald_durable::stop::Stop;
+use herald_proto::broadcasts;
+use herald_proto::v1::{AuditStep, BroadcastState, Channel};
+use herald_runtime::audit::Entry;
+use tracing::{error, info, warn};
 
-use crate::{Broadcasts, EventLabel, link::Kind, state::Confirmed};
+use crate::{
+    Broadcasts,
+    cycles::EVERYONE_CONFIRMED,
+    link::Kind,
+    metrics::{ChannelLabel, EventLabel},
+    state::Confirmed,
+};
 
 /// Replies that confirm by SMS, compared in upper case.
 const AFFIRMATIVE: [&str; 9] = ["YES", "Y", "1", "OK", "OUI", "SI", "SÍ", "JA", "CONFIRM"];
@@ -109,6 +118,67 @@ impl Broadcasts {
         } else {
             Err("signature: does not match this URL and these parameters")
         }
+    }
+}
+
+impl Broadcasts {
+    /// Records a confirmation, stops the person's further calls and SMS,
+    /// documents it, and ends the broadcast if everyone has confirmed.
+    pub(crate) async fn confirm(
+        &self,
+        id: &str,
+        recipient: usize,
+        via: Channel,
+        how: &str,
+    ) -> anyhow::Result<Confirmed> {
+        let outcome = self
+            .store
+            .confirm(id, recipient, via, self.clock.now())
+            .await?;
+        if matches!(outcome, Confirmed::New { .. } | Confirmed::Already) {
+            // Again on a repeat: the first time may have stopped short.
+            Stop::key(
+                broadcasts::recipient_cancel_key(id, recipient),
+                format!("recipient confirmed receipt by {how}"),
+            )
+            .send(&self.bus)
+            .await?;
+        }
+        if let Confirmed::New {
+            confirmed,
+            recipients,
+        } = outcome
+        {
+            let contact = self.store.person(id, recipient).await?.unwrap_or_default();
+            let meta = self.store.meta(id).await?.unwrap_or_default();
+            self.metrics
+                .confirmations
+                .get_or_create(&ChannelLabel {
+                    channel: via.name().into(),
+                })
+                .inc();
+            self.audit(Entry {
+                contact_id: contact.clone(),
+                channel: via,
+                actor: Some(format!("contact:{contact}")),
+                record_id: Some(format!("{id}-r{recipient}-confirmed")),
+                ..self.entry(
+                    id,
+                    &meta.case_id,
+                    AuditStep::Confirmed,
+                    format!(
+                        "recipient r{recipient} confirmed receipt by {how} ({confirmed} of {recipients})"
+                    ),
+                )
+            })
+            .await;
+            info!(broadcast_id = id, recipient, via = via.name(), "confirmed");
+            if confirmed >= recipients {
+                self.end(id, BroadcastState::Finished, EVERYONE_CONFIRMED, None)
+                    .await?;
+            }
+        }
+        Ok(outcome)
     }
 }
 

@@ -21,6 +21,9 @@
 //! answer, no escalation notification of the case begun before the event
 //! reaches anyone, whatever the escalation service is doing.
 
+mod check;
+mod status;
+
 use std::time::{Duration, SystemTime};
 
 use herald_durable::stop::Stop;
@@ -28,8 +31,8 @@ use herald_proto::cancel_keys::{escalation_family, follow_up_family};
 use herald_proto::{
     Message, subjects,
     v1::{
-        AcceptedCaseEvent, AuditStep, CaseAccepted, CaseChannel, CaseDetails, CaseEvent,
-        CaseEventKind, CaseReply, ErrorCode, Lane, Priority, Rejected, case_reply,
+        AcceptedCaseEvent, AuditStep, CaseAccepted, CaseChannel, CaseEvent, CaseEventKind,
+        CaseReply, ErrorCode, Lane, Priority, Rejected, case_reply,
     },
 };
 use herald_runtime::{audit::Entry, metrics::ReasonLabel};
@@ -37,7 +40,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::aio::ConnectionManager;
 use tracing::{error, info, warn};
 
 use crate::{
@@ -47,15 +50,8 @@ use crate::{
     validate::reject,
 };
 
-const MAX_CASE_ID: usize = 100;
-const MAX_EVENT_ID: usize = 255;
-const MAX_TEXT: usize = 200;
-const MAX_REASON: usize = 500;
-const MAX_REFERENCE: usize = 64;
-const MAX_COMMENT: usize = 4000;
-/// How far in the future `occurred_at` may be (clocks of other systems
-/// drift a little).
-const FUTURE_SLACK: Duration = Duration::from_secs(5 * 60);
+use check::check;
+use status::{Status, allowed};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct KindLabel {
@@ -72,14 +68,6 @@ pub(crate) struct Cases {
     stop_wait: Duration,
     accepted: Family<KindLabel, Counter>,
     rejected: Family<ReasonLabel, Counter>,
-}
-
-/// Where a case stands, as far as events go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Unknown,
-    Open,
-    Resolved,
 }
 
 impl Cases {
@@ -111,30 +99,6 @@ impl Cases {
 
     pub(crate) fn stop_wait(&self) -> Duration {
         self.stop_wait
-    }
-
-    fn status_key(&self, case_id: &str) -> String {
-        format!("{}case:{case_id}", self.prefix)
-    }
-
-    async fn status(&self, case_id: &str) -> redis::RedisResult<Status> {
-        let mut r = self.redis.clone();
-        let v: Option<String> = r.get(self.status_key(case_id)).await?;
-        Ok(match v.as_deref() {
-            None => Status::Unknown,
-            Some("resolved") => Status::Resolved,
-            Some(_) => Status::Open,
-        })
-    }
-
-    async fn set_status(&self, case_id: &str, status: Status) -> redis::RedisResult<()> {
-        let value = match status {
-            Status::Open => "open",
-            Status::Resolved => "resolved",
-            Status::Unknown => return Ok(()),
-        };
-        let mut r = self.redis.clone();
-        r.set(self.status_key(case_id), value).await
     }
 }
 
@@ -381,270 +345,6 @@ fn accepted(ev: &CaseEvent, sequence: u64, duplicate: bool) -> CaseReply {
     }
 }
 
-/// Checks every field of an event; fills in the default priority.
-pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> {
-    use ErrorCode as E;
-    let event_id = ev.event_id.trim();
-    if event_id.is_empty() {
-        return Err(reject(
-            E::InvalidArgument,
-            "event_id",
-            "is required: choose an id that stays the same when you retry this event",
-        ));
-    }
-    if event_id.len() > MAX_EVENT_ID || event_id.chars().any(char::is_control) {
-        return Err(reject(
-            E::InvalidArgument,
-            "event_id",
-            format!("must be at most {MAX_EVENT_ID} printable characters"),
-        ));
-    }
-    if ev.case_id.is_empty() {
-        return Err(reject(E::InvalidArgument, "case_id", "is required"));
-    }
-    if ev.case_id.len() > MAX_CASE_ID || !subjects::is_subject_token(&ev.case_id) {
-        return Err(reject(
-            E::InvalidArgument,
-            "case_id",
-            format!("must be 1-{MAX_CASE_ID} letters, digits or - _ : @ + = (no dots or spaces)"),
-        ));
-    }
-    let kind = match CaseEventKind::try_from(ev.kind) {
-        Ok(CaseEventKind::Unspecified) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "kind",
-                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied)",
-            ));
-        }
-        Ok(k) => k,
-        Err(_) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "kind",
-                format!("{} is not a known case event kind", ev.kind),
-            ));
-        }
-    };
-    if let Some(t) = &ev.occurred_at {
-        if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
-            return Err(reject(
-                E::InvalidArgument,
-                "occurred_at",
-                "is not a valid timestamp",
-            ));
-        }
-        if herald_proto::system_time(Some(t)) > now + FUTURE_SLACK {
-            return Err(reject(
-                E::InvalidArgument,
-                "occurred_at",
-                "is in the future (more than 5 minutes ahead of Herald's clock)",
-            ));
-        }
-    }
-    if ev.actor.chars().count() > MAX_TEXT {
-        return Err(reject(
-            E::InvalidArgument,
-            "actor",
-            format!("is longer than {MAX_TEXT} characters"),
-        ));
-    }
-    if ev.reason.chars().count() > MAX_REASON {
-        return Err(reject(
-            E::InvalidArgument,
-            "reason",
-            format!("is longer than {MAX_REASON} characters"),
-        ));
-    }
-
-    match (kind, ev.details.as_mut()) {
-        (CaseEventKind::Opened, None) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "details",
-                "is required to open a case (channel, client_contact_id, ...)",
-            ));
-        }
-        (CaseEventKind::Opened, Some(d)) => check_opened(d)?,
-        (CaseEventKind::Updated, None) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "details",
-                "is required: give the fields that change",
-            ));
-        }
-        (CaseEventKind::Updated, Some(d)) => check_update(d)?,
-        (_, Some(_)) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "details",
-                "only opened and updated events carry details",
-            ));
-        }
-        (_, None) => {}
-    }
-    match (kind, &ev.feedback) {
-        (CaseEventKind::FeedbackReceived, None) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "feedback",
-                "is required: the rating (1-5) and any comment",
-            ));
-        }
-        (CaseEventKind::FeedbackReceived, Some(f)) => {
-            if !(1..=5).contains(&f.rating) {
-                return Err(reject(
-                    E::InvalidArgument,
-                    "feedback.rating",
-                    format!("{} is not between 1 and 5", f.rating),
-                ));
-            }
-            if f.comment.chars().count() > MAX_COMMENT {
-                return Err(reject(
-                    E::InvalidArgument,
-                    "feedback.comment",
-                    format!("is longer than {MAX_COMMENT} characters"),
-                ));
-            }
-        }
-        (_, Some(_)) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "feedback",
-                "only feedback_received events carry feedback",
-            ));
-        }
-        (_, None) => {}
-    }
-    Ok(ev)
-}
-
-fn check_opened(d: &mut CaseDetails) -> Result<(), Rejected> {
-    use ErrorCode as E;
-    match CaseChannel::try_from(d.channel) {
-        Ok(CaseChannel::Unspecified) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "details.channel",
-                "is required (email, live_chat, phone, support_ticket or portal)",
-            ));
-        }
-        Ok(_) => {}
-        Err(_) => {
-            return Err(reject(
-                E::InvalidArgument,
-                "details.channel",
-                format!("{} is not a known case channel", d.channel),
-            ));
-        }
-    }
-    if d.client_contact_id.is_empty() {
-        return Err(reject(
-            E::InvalidArgument,
-            "details.client_contact_id",
-            "is required: the client, by contact id",
-        ));
-    }
-    check_detail_fields(d)?;
-    if d.priority == Priority::Unspecified as i32 {
-        d.priority = Priority::Normal as i32;
-    }
-    Ok(())
-}
-
-fn check_update(d: &CaseDetails) -> Result<(), Rejected> {
-    use ErrorCode as E;
-    if d.channel != CaseChannel::Unspecified as i32 {
-        return Err(reject(
-            E::InvalidArgument,
-            "details.channel",
-            "cannot change once the case is open",
-        ));
-    }
-    if !d.client_contact_id.is_empty() {
-        return Err(reject(
-            E::InvalidArgument,
-            "details.client_contact_id",
-            "cannot change once the case is open",
-        ));
-    }
-    if d.priority == Priority::Unspecified as i32
-        && d.responsible_staff.is_empty()
-        && d.team.is_empty()
-        && d.reference.is_empty()
-    {
-        return Err(reject(
-            E::InvalidArgument,
-            "details",
-            "changes nothing: set priority, responsible_staff, team or reference",
-        ));
-    }
-    check_detail_fields(d)
-}
-
-fn check_detail_fields(d: &CaseDetails) -> Result<(), Rejected> {
-    use ErrorCode as E;
-    if Priority::try_from(d.priority).is_err() {
-        return Err(reject(
-            E::InvalidArgument,
-            "details.priority",
-            format!("{} is not a known priority", d.priority),
-        ));
-    }
-    for (field, value) in [
-        ("details.client_contact_id", &d.client_contact_id),
-        ("details.responsible_staff", &d.responsible_staff),
-        ("details.team", &d.team),
-    ] {
-        if !value.is_empty() && !subjects::is_subject_token(value) {
-            return Err(reject(
-                E::InvalidArgument,
-                field,
-                "must be 1-128 letters, digits or - _ : @ + = (no dots or spaces)",
-            ));
-        }
-    }
-    if d.reference.chars().count() > MAX_REFERENCE || d.reference.chars().any(char::is_control) {
-        return Err(reject(
-            E::InvalidArgument,
-            "details.reference",
-            format!("must be at most {MAX_REFERENCE} printable characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether an event fits where the case stands.
-fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Result<(), Rejected> {
-    use CaseEventKind as K;
-    let problem = match (kind, status) {
-        (K::Opened, Status::Unknown) => None,
-        (K::Opened, _) => Some(format!(
-            "case {case_id} is already open or was resolved; reopen it instead"
-        )),
-        (_, Status::Unknown) => {
-            return Err(reject(
-                ErrorCode::NotFound,
-                "case_id",
-                format!("case {case_id} was never opened; send an opened event first"),
-            ));
-        }
-        (K::Reopened, Status::Open) => Some(format!(
-            "case {case_id} is open; only a resolved case can be reopened"
-        )),
-        (K::Reopened, _) | (K::FeedbackReceived, _) => None,
-        (_, Status::Resolved) => Some(format!(
-            "case {case_id} is resolved; reopen it before sending {}",
-            kind.name()
-        )),
-        _ => None,
-    };
-    match problem {
-        None => Ok(()),
-        Some(p) => Err(reject(ErrorCode::InvalidState, "kind", p)),
-    }
-}
-
 fn short_hash(s: &str) -> String {
     use sha2::{Digest, Sha256};
     crate::dedupe::hex(&Sha256::digest(s.as_bytes())[..10])
@@ -712,112 +412,6 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
 mod tests {
     use super::*;
     use herald_proto::v1::Feedback;
-
-    fn opened() -> CaseEvent {
-        CaseEvent {
-            event_id: "e1".into(),
-            case_id: "CASE-1".into(),
-            kind: CaseEventKind::Opened as i32,
-            details: Some(CaseDetails {
-                channel: CaseChannel::Email as i32,
-                client_contact_id: "alice".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn field_of(r: Result<CaseEvent, Rejected>) -> String {
-        r.expect_err("refused").field
-    }
-
-    #[test]
-    fn every_bad_field_is_named() {
-        let now = SystemTime::now();
-        let with = |f: &dyn Fn(&mut CaseEvent)| {
-            let mut e = opened();
-            f(&mut e);
-            check(e, now)
-        };
-        assert_eq!(field_of(with(&|e| e.event_id.clear())), "event_id");
-        assert_eq!(field_of(with(&|e| e.case_id = "a.b".into())), "case_id");
-        assert_eq!(field_of(with(&|e| e.case_id = "x".repeat(101))), "case_id");
-        assert_eq!(field_of(with(&|e| e.kind = 0)), "kind");
-        assert_eq!(field_of(with(&|e| e.kind = 99)), "kind");
-        assert_eq!(
-            field_of(with(
-                &|e| e.occurred_at = Some(herald_proto::timestamp(now + Duration::from_secs(3600)))
-            )),
-            "occurred_at"
-        );
-        assert_eq!(field_of(with(&|e| e.details = None)), "details");
-        assert_eq!(
-            field_of(with(&|e| e.details.as_mut().unwrap().channel = 0)),
-            "details.channel"
-        );
-        assert_eq!(
-            field_of(with(&|e| e
-                .details
-                .as_mut()
-                .unwrap()
-                .client_contact_id
-                .clear())),
-            "details.client_contact_id"
-        );
-        assert_eq!(
-            field_of(with(&|e| e.details.as_mut().unwrap().team = "a b".into())),
-            "details.team"
-        );
-        assert_eq!(
-            field_of(with(&|e| e.details.as_mut().unwrap().priority = 42)),
-            "details.priority"
-        );
-        assert_eq!(
-            field_of(with(&|e| e.kind = CaseEventKind::Acknowledged as i32)),
-            "details",
-            "an acknowledgement carries no details"
-        );
-        assert_eq!(
-            field_of(with(&|e| {
-                e.kind = CaseEventKind::FeedbackReceived as i32;
-                e.details = None;
-                e.feedback = Some(Feedback {
-                    rating: 6,
-                    comment: String::new(),
-                });
-            })),
-            "feedback.rating"
-        );
-        assert_eq!(
-            field_of(with(&|e| {
-                e.kind = CaseEventKind::Updated as i32;
-                e.details = Some(CaseDetails::default());
-            })),
-            "details"
-        );
-        let ok = check(opened(), now).unwrap();
-        assert_eq!(ok.details.unwrap().priority, Priority::Normal as i32);
-    }
-
-    #[test]
-    fn events_must_fit_the_case_state() {
-        use CaseEventKind as K;
-        assert!(allowed(K::Opened, Status::Unknown, "C").is_ok());
-        assert_eq!(
-            allowed(K::Acknowledged, Status::Unknown, "C")
-                .unwrap_err()
-                .code,
-            ErrorCode::NotFound as i32
-        );
-        assert_eq!(
-            allowed(K::Opened, Status::Open, "C").unwrap_err().code,
-            ErrorCode::InvalidState as i32
-        );
-        assert!(allowed(K::Reopened, Status::Open, "C").is_err());
-        assert!(allowed(K::Reopened, Status::Resolved, "C").is_ok());
-        assert!(allowed(K::Acknowledged, Status::Resolved, "C").is_err());
-        assert!(allowed(K::FeedbackReceived, Status::Resolved, "C").is_ok());
-    }
 
     #[test]
     fn the_trail_never_holds_the_feedback_comment() {

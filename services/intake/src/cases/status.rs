@@ -1,0 +1,99 @@
+//! Whether each case is open or resolved, as intake keeps it, and which
+//! events make sense in each: an acknowledgement of a case never opened,
+//! or a reopening of one that is open, is refused before it is stored.
+
+use herald_proto::v1::{CaseEventKind, ErrorCode, Rejected};
+use redis::AsyncCommands;
+
+use super::Cases;
+use crate::validate::reject;
+
+/// Where a case stands, as far as events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    Unknown,
+    Open,
+    Resolved,
+}
+
+impl Cases {
+    fn status_key(&self, case_id: &str) -> String {
+        format!("{}case:{case_id}", self.prefix)
+    }
+
+    pub(super) async fn status(&self, case_id: &str) -> redis::RedisResult<Status> {
+        let mut r = self.redis.clone();
+        let v: Option<String> = r.get(self.status_key(case_id)).await?;
+        Ok(match v.as_deref() {
+            None => Status::Unknown,
+            Some("resolved") => Status::Resolved,
+            Some(_) => Status::Open,
+        })
+    }
+
+    pub(super) async fn set_status(&self, case_id: &str, status: Status) -> redis::RedisResult<()> {
+        let value = match status {
+            Status::Open => "open",
+            Status::Resolved => "resolved",
+            Status::Unknown => return Ok(()),
+        };
+        let mut r = self.redis.clone();
+        r.set(self.status_key(case_id), value).await
+    }
+}
+
+/// Whether an event fits where the case stands.
+pub(super) fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Result<(), Rejected> {
+    use CaseEventKind as K;
+    let problem = match (kind, status) {
+        (K::Opened, Status::Unknown) => None,
+        (K::Opened, _) => Some(format!(
+            "case {case_id} is already open or was resolved; reopen it instead"
+        )),
+        (_, Status::Unknown) => {
+            return Err(reject(
+                ErrorCode::NotFound,
+                "case_id",
+                format!("case {case_id} was never opened; send an opened event first"),
+            ));
+        }
+        (K::Reopened, Status::Open) => Some(format!(
+            "case {case_id} is open; only a resolved case can be reopened"
+        )),
+        (K::Reopened, _) | (K::FeedbackReceived, _) => None,
+        (_, Status::Resolved) => Some(format!(
+            "case {case_id} is resolved; reopen it before sending {}",
+            kind.name()
+        )),
+        _ => None,
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(reject(ErrorCode::InvalidState, "kind", p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_must_fit_the_case_state() {
+        use CaseEventKind as K;
+        assert!(allowed(K::Opened, Status::Unknown, "C").is_ok());
+        assert_eq!(
+            allowed(K::Acknowledged, Status::Unknown, "C")
+                .unwrap_err()
+                .code,
+            ErrorCode::NotFound as i32
+        );
+        assert_eq!(
+            allowed(K::Opened, Status::Open, "C").unwrap_err().code,
+            ErrorCode::InvalidState as i32
+        );
+        assert!(allowed(K::Reopened, Status::Open, "C").is_err());
+        assert!(allowed(K::Reopened, Status::Resolved, "C").is_ok());
+        assert!(allowed(K::Acknowledged, Status::Resolved, "C").is_err());
+        assert!(allowed(K::FeedbackReceived, Status::Resolved, "C").is_ok());
+    }
+}

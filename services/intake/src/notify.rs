@@ -1,0 +1,273 @@
+//! The notification submit path, shared by NATS and gRPC: a request is
+//! checked, deduplicated by its idempotency key and stored on its lane's
+//! stream, and only then answered "accepted".
+
+use std::time::Instant;
+
+use herald_proto::{
+    Message, subjects,
+    v1::{
+        Accepted, AcceptedNotification, AuditStep, CommunicationType, ErrorCode, IntakeReply, Lane,
+        NotificationRequest, Priority, Rejected, intake_reply,
+    },
+};
+use herald_runtime::{
+    audit::Entry,
+    metrics::{LaneLabel, ReasonLabel},
+};
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tracing::{Instrument, error, info, warn};
+
+use crate::{
+    Intake,
+    dedupe::Claim,
+    note_refusal, unavailable,
+    validate::{self, reject},
+};
+
+/// Counters an operator watches on intake.
+pub(crate) struct Metrics {
+    accepted: Family<LaneLabel, Counter>,
+    duplicates: Family<LaneLabel, Counter>,
+    rejected: Family<ReasonLabel, Counter>,
+    latency: Family<LaneLabel, Histogram>,
+}
+
+impl Metrics {
+    pub(crate) fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            accepted: Family::default(),
+            duplicates: Family::default(),
+            rejected: Family::default(),
+            latency: herald_runtime::metrics::latency_family(),
+        };
+        registry.register(
+            "intake_accepted",
+            "Notification requests accepted",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "intake_duplicates",
+            "Requests answered from an idempotency key already seen",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "intake_rejected",
+            "Requests refused, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "intake_request_seconds",
+            "Time from receiving a request to answering it",
+            m.latency.clone(),
+        );
+        m
+    }
+}
+
+impl Intake {
+    pub(crate) async fn handle_nats(&self, msg: async_nats::Message, lane: Lane) -> IntakeReply {
+        let span = herald_runtime::bus::process_span("intake notify", &msg);
+        async {
+            if msg.payload.len() > self.max_payload {
+                return self.refused(
+                    lane,
+                    reject(
+                        ErrorCode::PayloadTooLarge,
+                        "",
+                        format!(
+                            "request is {} bytes; the limit is {}",
+                            msg.payload.len(),
+                            self.max_payload
+                        ),
+                    ),
+                );
+            }
+            match NotificationRequest::decode(msg.payload.clone()) {
+                Ok(req) => self.submit(req, lane).await,
+                Err(e) => self.refused(
+                    lane,
+                    reject(
+                        ErrorCode::Undecodable,
+                        "",
+                        format!("not a herald.v1.NotificationRequest: {e}"),
+                    ),
+                ),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn refused(&self, lane: Lane, r: Rejected) -> IntakeReply {
+        note_refusal(&self.metrics.rejected, lane, &r, "request");
+        IntakeReply {
+            result: Some(intake_reply::Result::Rejected(r)),
+        }
+    }
+
+    /// Checks, deduplicates and queues one request. The reply says accepted
+    /// only once the notification is stored in JetStream.
+    pub(crate) async fn submit(&self, req: NotificationRequest, hinted: Lane) -> IntakeReply {
+        let started = Instant::now();
+        let contacts = match self.directory.get_many(&validate::contact_ids(&req)).await {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "contact lookup failed");
+                return self.refused(hinted, unavailable());
+            }
+        };
+        let req = match validate::check(req, &contacts, &self.templates, &self.rules, &self.limits)
+        {
+            Ok(r) => r,
+            Err(r) => return self.refused(hinted, r),
+        };
+        let lane = lane_for(&req, hinted);
+        let span = tracing::Span::current();
+        span.record("case_id", req.case_id.as_str());
+
+        let fresh_id = herald_proto::ids::notification_id();
+        let (id, duplicate) = match self.dedupe.claim(&req, &fresh_id).await {
+            Ok(Claim::New) => (fresh_id, false),
+            Ok(Claim::Done(id)) => {
+                span.record("notification_id", id.as_str());
+                span.record("outcome", "duplicate");
+                self.metrics
+                    .duplicates
+                    .get_or_create(&LaneLabel {
+                        lane: lane.name().into(),
+                    })
+                    .inc();
+                info!("duplicate request answered with the first notification id");
+                return accepted(id, true);
+            }
+            Ok(Claim::Pending(id)) => (id, true),
+            Ok(Claim::Conflict) => {
+                return self.refused(
+                    lane,
+                    reject(
+                        ErrorCode::IdempotencyConflict,
+                        "idempotency_key",
+                        "was already used for a different request; use a new key for a new notification",
+                    ),
+                );
+            }
+            Err(e) => {
+                error!(error = %e, "idempotency check failed");
+                return self.refused(lane, unavailable());
+            }
+        };
+        span.record("notification_id", id.as_str());
+
+        let accepted_at = herald_proto::now();
+        let record = AcceptedNotification {
+            notification_id: id.clone(),
+            request: Some(req.clone()),
+            accepted_at: Some(accepted_at),
+            lane: lane as i32,
+        };
+        let audit = Entry {
+            notification_id: id.clone(),
+            case_id: req.case_id.clone(),
+            responsible_staff: req.responsible_staff.clone(),
+            lane,
+            ..Entry::new(
+                AuditStep::Accepted,
+                format!(
+                    "accepted {} for {} recipient(s), template {}",
+                    CommunicationType::name_of(req.communication_type),
+                    req.recipients.len(),
+                    req.template_id
+                ),
+            )
+        }
+        .attr("requester", &req.requester)
+        .attr("priority", Priority::name_of(req.priority));
+
+        // The audit record goes first on the same connection, so the trail
+        // starts with "accepted" before the router can add to it.
+        let audit_ack = if duplicate {
+            None
+        } else {
+            Some(self.auditor.record(audit).await)
+        };
+        if req.communication_type == CommunicationType::DataBreach as i32
+            && let Err(e) = self.broadcasts.breach_protocol(&id, &req).await
+        {
+            error!(error = %e, "breach protocol broadcast not stored");
+            return self.refused(lane, unavailable());
+        }
+        let stored = self
+            .bus
+            .publish_durable(
+                subjects::notify_accepted(lane).to_string(),
+                &record,
+                Some(&id),
+            )
+            .await;
+        if let Err(e) = stored {
+            error!(error = %e, "notification not stored");
+            return self.refused(lane, unavailable());
+        }
+        match audit_ack {
+            Some(Ok(ack)) => {
+                if let Err(e) =
+                    herald_runtime::bus::confirm(subjects::audit_all().into(), ack).await
+                {
+                    error!(error = %e, "audit record for acceptance not confirmed");
+                }
+            }
+            Some(Err(e)) => error!(error = %e, "audit record for acceptance not written"),
+            None => {}
+        }
+        // Marking the key done saves a retry a republish; it is not needed
+        // for correctness (a pending key republishes under the same id,
+        // which JetStream and delivery both drop), so it does not hold up
+        // the reply.
+        let dedupe = self.dedupe.clone();
+        let done_id = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = dedupe.complete(&req, &done_id).await {
+                warn!(error = %e, "could not mark the idempotency key done");
+            }
+        });
+        let lane_label = LaneLabel {
+            lane: lane.name().into(),
+        };
+        span.record("outcome", if duplicate { "duplicate" } else { "accepted" });
+        if duplicate {
+            self.metrics.duplicates.get_or_create(&lane_label).inc();
+        } else {
+            self.metrics.accepted.get_or_create(&lane_label).inc();
+        }
+        self.metrics
+            .latency
+            .get_or_create(&lane_label)
+            .observe(started.elapsed().as_secs_f64());
+        accepted(id, duplicate)
+    }
+}
+
+/// Emergencies, breaches and critical incidents take the emergency lane
+/// wherever they arrive; anything sent to the emergency subject stays there.
+pub fn lane_for(req: &NotificationRequest, hinted: Lane) -> Lane {
+    let t = CommunicationType::try_from(req.communication_type).unwrap_or_default();
+    let p = Priority::try_from(req.priority).unwrap_or_default();
+    let urgent = matches!(
+        t,
+        CommunicationType::Emergency | CommunicationType::DataBreach
+    ) || (t == CommunicationType::Incident && p == Priority::Critical);
+    if urgent { Lane::Emergency } else { hinted }
+}
+
+fn accepted(notification_id: String, duplicate: bool) -> IntakeReply {
+    IntakeReply {
+        result: Some(intake_reply::Result::Accepted(Accepted {
+            notification_id,
+            duplicate,
+        })),
+    }
+}
