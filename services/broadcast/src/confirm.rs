@@ -204,7 +204,7 @@ fn twiml(text: &str) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/xml")],
-        format!("<Response><Say>{text}</Say></Response>"),
+        herald_content::twiml::say(text, ""),
     )
         .into_response()
 }

@@ -7,9 +7,7 @@
 //! can confirm for someone else by editing the address, and a link for one
 //! broadcast confirms nothing in another.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use herald_content::token;
 
 /// What an address is for; part of what is signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +34,6 @@ impl Kind {
     }
 }
 
-const SIGNATURE_BYTES: usize = 16;
-
 #[derive(Clone)]
 pub struct Signer {
     secret: Vec<u8>,
@@ -52,18 +48,13 @@ impl Signer {
         }
     }
 
-    fn mac(&self, kind: Kind, broadcast_id: &str, recipient: usize) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
-        mac.update(format!("{}\n{broadcast_id}\nr{recipient}", kind.tag()).as_bytes());
-        mac
+    /// What a signature covers: the kind, the broadcast and the recipient.
+    fn signed(kind: Kind, broadcast_id: &str, recipient: usize) -> String {
+        format!("{}\n{broadcast_id}\nr{recipient}", kind.tag())
     }
 
     pub fn signature(&self, kind: Kind, broadcast_id: &str, recipient: usize) -> String {
-        let full = self
-            .mac(kind, broadcast_id, recipient)
-            .finalize()
-            .into_bytes();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&full[..SIGNATURE_BYTES])
+        token::sign(&self.secret, &Self::signed(kind, broadcast_id, recipient))
     }
 
     /// Whether `signature` is right, compared in constant time.
@@ -74,15 +65,11 @@ impl Signer {
         recipient: usize,
         signature: &str,
     ) -> bool {
-        let Ok(given) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature.trim())
-        else {
-            return false;
-        };
-        given.len() == SIGNATURE_BYTES
-            && self
-                .mac(kind, broadcast_id, recipient)
-                .verify_truncated_left(&given)
-                .is_ok()
+        token::verify(
+            &self.secret,
+            &Self::signed(kind, broadcast_id, recipient),
+            signature,
+        )
     }
 
     /// The public address of a recipient's confirmation link or key press,
