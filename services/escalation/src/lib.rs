@@ -6,7 +6,9 @@
 //! sla service's breaches), one partition per durable consumer and in
 //! stream order, so it sees a breach and an acknowledgement in the order
 //! they were stored. State per case and its timers are in Redis
-//! (`state.rs`); the rules are pure (`machine.rs`).
+//! (`state.rs`); the rules are pure: what an escalation and a follow-up do
+//! next (`machine.rs`), and what each event and timer does to a case
+//! (`decide.rs`).
 //!
 //! * A breach, an escalate-now request or a critical case opening starts
 //!   the case's policy (`policy.rs`). Each level sends through the normal
@@ -36,6 +38,8 @@ pub mod policy;
 pub mod state;
 pub mod survey;
 
+mod decide;
+
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
@@ -51,10 +55,10 @@ use herald_proto::v1::CaseQuery;
 use herald_proto::{
     Message, subjects,
     v1::{
-        AcceptedCaseEvent, AuditStep, CaseEvent, CaseEventKind, ClockKind, CommunicationType,
-        ErrorCode, EscalationQueryReply, EscalationView, IntakeReply, Lane, NotificationRequest,
-        Priority, Recipient, Rejected, SlaEvent, SlaEventKind, escalation_query_reply,
-        intake_reply, recipient::Target as RecipientTarget,
+        AcceptedCaseEvent, AuditStep, CaseEvent, CommunicationType, ErrorCode,
+        EscalationQueryReply, EscalationView, IntakeReply, Lane, NotificationRequest, Priority,
+        Recipient, Rejected, SlaEvent, escalation_query_reply, intake_reply,
+        recipient::Target as RecipientTarget,
     },
 };
 use herald_runtime::{
@@ -69,9 +73,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use crate::{
-    machine::{Escalation, FollowStep, FollowUp, Status, Step},
-    policy::{Level, Policies, Policy, Target},
-    state::{CaseState, Store, Stored, parse_timer},
+    decide::Effect,
+    machine::{Escalation, FollowUp, Status, Step},
+    policy::{Level, Policies, Target},
+    state::{CaseState, Store, parse_timer},
 };
 
 /// Templates the service sends (shipped in `config/templates`).
@@ -209,37 +214,6 @@ fn check_templates(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Something to do before a new state is written. Each is idempotent, so
-/// an attempt that loses the swap (or a crash) may do it again harmlessly.
-enum Effect {
-    /// Notify a level (and the client on a new level).
-    Notify {
-        esc: Escalation,
-        step: Step,
-    },
-    Exhausted {
-        esc: Escalation,
-    },
-    Stopped {
-        esc: Escalation,
-    },
-    /// Stop a cancel family before `position`.
-    StopFamily {
-        family: String,
-        position: u64,
-        reason: String,
-    },
-    Survey {
-        seq: u64,
-        reminder: bool,
-    },
-    /// A follow-up step worth a line in the trail.
-    FollowUpNote {
-        id: String,
-        summary: String,
-    },
-}
-
 /// What happened, counted once the state that records it is written.
 struct Counted {
     level: usize,
@@ -288,15 +262,13 @@ impl Escalator {
                 return Ok(());
             }
             let now = millis(self.clock.now());
-            let (mut next, effects) = match input {
-                Input::Event(ev) => match self.on_event(ev, seq, stored.as_ref(), now) {
-                    Some(x) => x,
-                    None => return Ok(()),
-                },
-                Input::Sla(ev) => match self.on_sla(ev, seq, stored.as_ref(), now) {
-                    Some(x) => x,
-                    None => return Ok(()),
-                },
+            let state = stored.as_ref().map(|s| &s.state);
+            let decided = match input {
+                Input::Event(ev) => decide::on_event(&self.policies, ev, seq, state, now),
+                Input::Sla(ev) => decide::on_sla(&self.policies, ev, seq, state, now),
+            };
+            let Some((mut next, effects)) = decided else {
+                return Ok(());
             };
             next.last_seq = seq;
             let counted = self.perform(case_id, &mut next, effects).await?;
@@ -305,198 +277,6 @@ impl Escalator {
                 return Ok(());
             }
         }
-    }
-
-    /// The new state and what to do for a lifecycle event; None when the
-    /// event changes nothing here.
-    fn on_event(
-        &self,
-        ev: &CaseEvent,
-        seq: u64,
-        stored: Option<&Stored>,
-        now: i64,
-    ) -> Option<(CaseState, Vec<Effect>)> {
-        let kind = ev.kind();
-        let at = ev
-            .occurred_at
-            .as_ref()
-            .map(|t| millis(herald_proto::system_time(Some(t)).into()))
-            .unwrap_or(now);
-        let who = if ev.actor.is_empty() {
-            kind.name().to_string()
-        } else {
-            format!("{} by {}", kind.name(), ev.actor)
-        };
-        let mut effects = Vec::new();
-        let mut st = match (kind, stored) {
-            (CaseEventKind::Opened, None) => {
-                let d = ev.details.clone().unwrap_or_default();
-                let mut st = CaseState {
-                    client: d.client_contact_id.clone(),
-                    staff: d.responsible_staff.clone(),
-                    team: d.team.clone(),
-                    reference: d.reference.clone(),
-                    priority: d.priority,
-                    ..Default::default()
-                };
-                if let Some(policy) = self.policy_for(&st)
-                    && policy.escalate_at_open.contains(&d.priority())
-                {
-                    self.start(&mut st, policy, seq, "critical", 0, now, &mut effects);
-                }
-                return Some((st, effects));
-            }
-            (CaseEventKind::Opened, Some(_)) | (_, None) => return None,
-            (_, Some(s)) => s.state.clone(),
-        };
-        match kind {
-            CaseEventKind::Updated => {
-                let d = ev.details.clone().unwrap_or_default();
-                if !d.responsible_staff.is_empty() {
-                    st.staff = d.responsible_staff;
-                }
-                if !d.team.is_empty() {
-                    st.team = d.team;
-                }
-                if !d.reference.is_empty() {
-                    st.reference = d.reference;
-                }
-                if d.priority != 0 {
-                    st.priority = d.priority;
-                }
-            }
-            CaseEventKind::Acknowledged | CaseEventKind::Responded | CaseEventKind::Resolved => {
-                st.answer(match kind {
-                    CaseEventKind::Acknowledged => &[ClockKind::Acknowledgement],
-                    CaseEventKind::Responded => &[ClockKind::Acknowledgement, ClockKind::Response],
-                    _ => &[
-                        ClockKind::Acknowledgement,
-                        ClockKind::Response,
-                        ClockKind::Resolution,
-                    ],
-                });
-                effects.push(Effect::StopFamily {
-                    family: escalation_family(&ev.case_id),
-                    position: seq,
-                    reason: who.clone(),
-                });
-                if let Some(esc) = st.current.as_mut()
-                    && esc.stop(at.max(esc.started_ms), &who)
-                {
-                    effects.push(Effect::Stopped { esc: esc.clone() });
-                }
-                if kind == CaseEventKind::Resolved {
-                    st.resolved = true;
-                    st.follow_up = FollowUp::resolved(seq, at, &self.policies.follow_up);
-                    effects.push(Effect::FollowUpNote {
-                        id: format!("fu-{}-{seq}-scheduled", ev.case_id),
-                        summary: format!(
-                            "follow-up survey scheduled for {}",
-                            from_millis(st.follow_up.next_due().unwrap_or(at)).to_rfc3339()
-                        ),
-                    });
-                }
-            }
-            CaseEventKind::Reopened => {
-                st.reopen();
-                effects.push(Effect::StopFamily {
-                    family: follow_up_family(&ev.case_id),
-                    position: seq,
-                    reason: who.clone(),
-                });
-                if st.follow_up.call_off() {
-                    effects.push(Effect::FollowUpNote {
-                        id: format!("fu-{}-{seq}-off", ev.case_id),
-                        summary: "follow-up called off: the case was reopened".into(),
-                    });
-                }
-            }
-            CaseEventKind::FeedbackReceived => {
-                let rating = ev.feedback.as_ref().map(|f| f.rating).unwrap_or(0);
-                effects.push(Effect::StopFamily {
-                    family: follow_up_family(&ev.case_id),
-                    position: seq,
-                    reason: "feedback received".into(),
-                });
-                st.follow_up.answered(rating);
-                effects.push(Effect::FollowUpNote {
-                    id: format!("fu-{}-{seq}-feedback", ev.case_id),
-                    summary: format!("feedback recorded on the case: rating {rating}/5"),
-                });
-            }
-            CaseEventKind::EscalateNow => {
-                let active = st.current.as_ref().is_some_and(Escalation::is_active);
-                if active {
-                    let mut esc = st.current.clone()?;
-                    let policy = self.policies.named(&esc.policy).or(self.policy_for(&st))?;
-                    let step = esc.escalate_now(policy, now);
-                    st.current = Some(esc.clone());
-                    effects.push(Effect::Notify { esc, step });
-                } else {
-                    let policy = self.policy_for(&st)?;
-                    self.start(
-                        &mut st,
-                        policy,
-                        seq,
-                        "request",
-                        policy.on_request,
-                        now,
-                        &mut effects,
-                    );
-                }
-            }
-            _ => return None,
-        }
-        Some((st, effects))
-    }
-
-    /// A breach starts the case's policy, unless one is under way or the
-    /// clock was answered meanwhile. Warnings are for dashboards and other
-    /// systems, not for escalation.
-    fn on_sla(
-        &self,
-        ev: &SlaEvent,
-        seq: u64,
-        stored: Option<&Stored>,
-        now: i64,
-    ) -> Option<(CaseState, Vec<Effect>)> {
-        if ev.kind() != SlaEventKind::Breach {
-            return None;
-        }
-        let mut st = stored?.state.clone();
-        let clock = ev.clock();
-        if st.is_answered(clock) || st.current.as_ref().is_some_and(Escalation::is_active) {
-            return None;
-        }
-        let policy = self.policy_for(&st)?;
-        let mut effects = Vec::new();
-        let trigger = format!("breach:{}", clock.name());
-        self.start(&mut st, policy, seq, &trigger, 0, now, &mut effects);
-        Some((st, effects))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        &self,
-        st: &mut CaseState,
-        policy: &Policy,
-        seq: u64,
-        trigger: &str,
-        level: usize,
-        now: i64,
-        effects: &mut Vec<Effect>,
-    ) {
-        let (esc, step) = Escalation::start(policy, seq, trigger, level, now);
-        st.escalations += 1;
-        st.current = Some(esc.clone());
-        effects.push(Effect::Notify { esc, step });
-    }
-
-    fn policy_for(&self, st: &CaseState) -> Option<&Policy> {
-        self.policies.for_case(
-            &st.team,
-            Priority::try_from(st.priority).unwrap_or_default(),
-        )
     }
 
     /// Fires due escalation and follow-up timers.
@@ -527,38 +307,8 @@ impl Escalator {
                 return Ok(());
             };
             let now = millis(self.clock.now());
-            let mut st = stored.state.clone();
-            let mut effects = Vec::new();
-            if escalation {
-                if let Some(mut esc) = st.current.clone() {
-                    let policy = self
-                        .policies
-                        .named(&esc.policy)
-                        .or(self.policy_for(&st))
-                        .ok_or_else(|| anyhow::anyhow!("no escalation policy {}", esc.policy))?;
-                    match esc.on_timeout(policy, now) {
-                        Step::Wait => {}
-                        Step::Exhausted => effects.push(Effect::Exhausted { esc: esc.clone() }),
-                        step => effects.push(Effect::Notify {
-                            esc: esc.clone(),
-                            step,
-                        }),
-                    }
-                    st.current = Some(esc);
-                }
-            } else {
-                match st.follow_up.on_timer(now, &self.policies.follow_up) {
-                    FollowStep::Survey { seq } => effects.push(Effect::Survey {
-                        seq,
-                        reminder: false,
-                    }),
-                    FollowStep::Reminder { seq } => effects.push(Effect::Survey {
-                        seq,
-                        reminder: true,
-                    }),
-                    FollowStep::Wait => {}
-                }
-            }
+            let (mut st, effects) =
+                decide::on_timer(&self.policies, &stored.state, escalation, now)?;
             let counted = self.perform(case_id, &mut st, effects).await?;
             // Written even when nothing was due: the swap also puts the
             // timers back where the state says they belong.
