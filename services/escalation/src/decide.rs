@@ -282,3 +282,6 @@ fn policy_for<'p>(policies: &'p Policies, st: &CaseState) -> Option<&'p Policy> 
         Priority::try_from(st.priority).unwrap_or_default(),
     )
 }
+
+#[cfg(test)]
+mod tests;
