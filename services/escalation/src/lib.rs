@@ -39,44 +39,39 @@ pub mod state;
 pub mod survey;
 
 mod decide;
+mod effects;
+mod notify;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use async_nats::jetstream;
 use futures::StreamExt;
 use herald_config::Config;
-use herald_directory::contacts::{Contact, Directory, MemberOf};
-use herald_durable::{
-    stop::{Stop, first_stopped},
-    timers::{self, Due, RunOptions},
-};
-use herald_proto::cancel_keys::{escalation_family, family_key, follow_up_family};
+use herald_directory::contacts::Directory;
+use herald_durable::timers::{self, Due, RunOptions};
 use herald_proto::v1::CaseQuery;
 use herald_proto::{
     Message, subjects,
     v1::{
-        AcceptedCaseEvent, AuditStep, CaseEvent, CommunicationType, ErrorCode,
-        EscalationQueryReply, EscalationView, IntakeReply, Lane, NotificationRequest, Priority,
-        Recipient, Rejected, SlaEvent, escalation_query_reply, intake_reply,
-        recipient::Target as RecipientTarget,
+        AcceptedCaseEvent, CaseEvent, EscalationQueryReply, EscalationView, SlaEvent,
+        escalation_query_reply,
     },
 };
 use herald_runtime::{
-    audit::{Auditor, Entry},
+    audit::Auditor,
     bus::{self, Bus, Disposition},
     clock::{Clock, SystemClock, from_millis, millis},
-    metrics::{EscalationLabel, EscalationMetrics, Queue},
+    metrics::{EscalationMetrics, Queue},
     telemetry::record_outcome,
 };
 use herald_runtime::{query::lookup, serve::ServeOptions, service::ServiceBuilder};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, error, warn};
 
 use crate::{
-    decide::Effect,
-    machine::{Escalation, FollowUp, Status, Step},
-    policy::{Level, Policies, Target},
-    state::{CaseState, Store, parse_timer},
+    machine::{FollowUp, Status},
+    policy::Policies,
+    state::{Store, parse_timer},
 };
 
 /// Templates the service sends (shipped in `config/templates`).
@@ -84,9 +79,6 @@ pub const STAFF_ALERT: &str = "escalation_alert";
 pub const CLIENT_NOTICE: &str = "escalation_notice";
 pub const SURVEY: &str = "follow_up_survey";
 pub const SURVEY_REMINDER: &str = "survey_reminder";
-
-/// How long to wait for intake to answer a notification request.
-const INTAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Escalator {
@@ -214,12 +206,6 @@ fn check_templates(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What happened, counted once the state that records it is written.
-struct Counted {
-    level: usize,
-    trigger: String,
-}
-
 impl Escalator {
     /// One message of the case stream: a lifecycle event or a clock event.
     /// An error is retried in place (see `bus::consume_case_partitions`).
@@ -319,362 +305,6 @@ impl Escalator {
         }
     }
 
-    fn count(&self, counted: &[Counted]) {
-        for c in counted {
-            self.metrics
-                .escalations
-                .get_or_create(&EscalationLabel {
-                    lane: "normal".into(),
-                    level: (c.level + 1).to_string(),
-                    trigger: c.trigger.split(':').next().unwrap_or("").to_string(),
-                })
-                .inc();
-        }
-    }
-
-    /// Carries out effects in order; fills in who was notified.
-    async fn perform(
-        &self,
-        case_id: &str,
-        st: &mut CaseState,
-        effects: Vec<Effect>,
-    ) -> anyhow::Result<Vec<Counted>> {
-        let mut counted = Vec::new();
-        for effect in effects {
-            match effect {
-                Effect::StopFamily {
-                    family,
-                    position,
-                    reason,
-                } => {
-                    Stop::family(family, position, reason)
-                        .send(&self.bus)
-                        .await?;
-                }
-                Effect::Notify { esc, step } => {
-                    if let Step::Notify {
-                        level,
-                        round,
-                        client,
-                    } = step
-                    {
-                        let notified = self
-                            .notify_level(case_id, st, &esc, level, round, client)
-                            .await?;
-                        if let Some(cur) = st.current.as_mut() {
-                            cur.notified = notified;
-                        }
-                        if round == 0 {
-                            counted.push(Counted {
-                                level,
-                                trigger: esc.trigger.clone(),
-                            });
-                        }
-                    }
-                }
-                Effect::Exhausted { esc } => {
-                    self.audit(
-                        Entry {
-                            case_id: case_id.to_string(),
-                            record_id: Some(format!("esc-{case_id}-{}-exhausted", esc.seq)),
-                            ..Entry::new(
-                                AuditStep::Escalated,
-                                "every escalation level was notified and nobody acknowledged",
-                            )
-                        }
-                        .attr("escalation", esc.seq),
-                    )
-                    .await?;
-                }
-                Effect::Stopped { esc } => {
-                    self.audit(
-                        Entry {
-                            case_id: case_id.to_string(),
-                            record_id: Some(format!("esc-{case_id}-{}-stopped", esc.seq)),
-                            ..Entry::new(
-                                AuditStep::EscalationStopped,
-                                format!(
-                                    "escalation stopped at level {} ({}): {}",
-                                    esc.level + 1,
-                                    self.level_of(&esc).map(Level::title).unwrap_or_default(),
-                                    esc.stopped_by
-                                ),
-                            )
-                        }
-                        .attr("escalation", esc.seq)
-                        .attr("level", esc.level + 1),
-                    )
-                    .await?;
-                }
-                Effect::Survey { seq, reminder } => {
-                    self.send_survey(case_id, st, seq, reminder).await?;
-                }
-                Effect::FollowUpNote { id, summary } => {
-                    self.audit(Entry {
-                        case_id: case_id.to_string(),
-                        record_id: Some(id),
-                        ..Entry::new(AuditStep::FollowUp, summary)
-                    })
-                    .await?;
-                }
-            }
-        }
-        Ok(counted)
-    }
-
-    fn level_of(&self, esc: &Escalation) -> Option<&Level> {
-        self.policies.named(&esc.policy)?.levels.get(esc.level)
-    }
-
-    async fn audit(&self, entry: Entry) -> anyhow::Result<()> {
-        self.auditor.record_durable(entry).await?;
-        Ok(())
-    }
-
-    /// The contacts a level's targets name, each once. Roles are looked
-    /// up in the case's team first, then among staff with no team.
-    async fn resolve(&self, targets: &[Target], st: &CaseState) -> anyhow::Result<Vec<Contact>> {
-        let mut out: Vec<Contact> = Vec::new();
-        for t in targets {
-            let found = match t {
-                Target::Responsible if st.staff.is_empty() => Vec::new(),
-                Target::Responsible => self.directory.get(&st.staff).await?.into_iter().collect(),
-                Target::Contact(id) => self.directory.get(id).await?.into_iter().collect(),
-                Target::Role(role) => {
-                    let all = self.directory.in_group(MemberOf::Role, role).await?;
-                    let in_team: Vec<Contact> = all
-                        .iter()
-                        .filter(|c| !st.team.is_empty() && c.team.as_deref() == Some(&st.team))
-                        .cloned()
-                        .collect();
-                    if in_team.is_empty() {
-                        all.into_iter().filter(|c| c.team.is_none()).collect()
-                    } else {
-                        in_team
-                    }
-                }
-            };
-            for c in found {
-                if !out.iter().any(|o| o.id == c.id) {
-                    out.push(c);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Notifies one level: each target, and the client on a new level.
-    /// Returns the contacts reached.
-    async fn notify_level(
-        &self,
-        case_id: &str,
-        st: &CaseState,
-        esc: &Escalation,
-        level_index: usize,
-        round: u32,
-        client: bool,
-    ) -> anyhow::Result<Vec<String>> {
-        let policy = self
-            .policies
-            .named(&esc.policy)
-            .ok_or_else(|| anyhow::anyhow!("no escalation policy {}", esc.policy))?;
-        let level = &policy.levels[level_index];
-        let key = family_key(&escalation_family(case_id), esc.seq);
-        // Stopped already (an acknowledgement stored meanwhile): sending
-        // would only be cancelled in delivery.
-        if first_stopped(&self.bus, std::slice::from_ref(&key))
-            .await?
-            .is_some()
-        {
-            info!(case_id, "escalation already stopped; level not notified");
-            return Ok(Vec::new());
-        }
-        let staff = self.resolve(&level.targets, st).await?;
-        let reference = st.reference(case_id);
-        let mut notified = Vec::new();
-        let mut problems = Vec::new();
-        for c in &staff {
-            let req = NotificationRequest {
-                idempotency_key: format!(
-                    "esc:{case_id}:{}:{level_index}:{round}:{}",
-                    esc.seq, c.id
-                ),
-                communication_type: CommunicationType::EscalationNotice as i32,
-                priority: st.priority,
-                recipients: vec![to(&c.id)],
-                template_id: STAFF_ALERT.into(),
-                params: BTreeMap::from([
-                    ("reference".to_string(), reference.clone()),
-                    ("level".to_string(), level.title()),
-                    ("reason".to_string(), trigger_words(&esc.trigger)),
-                    ("round".to_string(), (round + 1).to_string()),
-                ]),
-                case_id: case_id.to_string(),
-                requester: "escalation".into(),
-                responsible_staff: st.staff.clone(),
-                cancel_keys: vec![key.clone()],
-                ..Default::default()
-            };
-            match self.submit(&req).await? {
-                Ok(_) => notified.push(c.id.clone()),
-                Err(r) => problems.push(format!("{}: {} {}", c.id, r.field, r.message)),
-            }
-        }
-        let mut client_told = String::new();
-        if client && !st.client.is_empty() {
-            let point = staff.first();
-            let language = self
-                .directory
-                .get(&st.client)
-                .await?
-                .map(|c| c.language)
-                .unwrap_or_else(|| "en".into());
-            let mut params = BTreeMap::from([
-                ("reference".to_string(), reference.clone()),
-                (
-                    "contact_name".to_string(),
-                    point
-                        .map(|p| p.name.clone())
-                        .unwrap_or_else(|| format!("our {}", level.title())),
-                ),
-                (
-                    "timeframe".to_string(),
-                    survey::timeframe(level.expected_within, &language),
-                ),
-            ]);
-            if let Some(email) = point.and_then(|p| p.email.clone()) {
-                params.insert("contact_email".into(), email);
-            }
-            let req = NotificationRequest {
-                idempotency_key: format!("esc:{case_id}:{}:{level_index}:client", esc.seq),
-                communication_type: CommunicationType::EscalationNotice as i32,
-                priority: st.priority,
-                recipients: vec![to(&st.client)],
-                template_id: CLIENT_NOTICE.into(),
-                params,
-                case_id: case_id.to_string(),
-                requester: "escalation".into(),
-                responsible_staff: st.staff.clone(),
-                cancel_keys: vec![key.clone()],
-                ..Default::default()
-            };
-            client_told = match self.submit(&req).await? {
-                Ok(_) => format!(
-                    "; client {} told: new point of contact {}, expected within {}",
-                    st.client,
-                    point.map(|p| p.id.as_str()).unwrap_or("(none)"),
-                    survey::timeframe(level.expected_within, "en")
-                ),
-                Err(r) => format!("; client notice refused: {} {}", r.field, r.message),
-            };
-        }
-        let who = if notified.is_empty() {
-            "nobody reachable".to_string()
-        } else {
-            notified.join(", ")
-        };
-        let mut summary = format!(
-            "escalated to {} (level {} of {}){}: notified {who}{client_told}",
-            level.title(),
-            level_index + 1,
-            policy.levels.len(),
-            if round > 0 {
-                format!(", notice {}", round + 1)
-            } else {
-                String::new()
-            },
-        );
-        if !problems.is_empty() {
-            summary.push_str(&format!("; not notified: {}", problems.join("; ")));
-        }
-        self.audit(
-            Entry {
-                case_id: case_id.to_string(),
-                responsible_staff: st.staff.clone(),
-                record_id: Some(format!("esc-{case_id}-{}-{level_index}-{round}", esc.seq)),
-                ..Entry::new(AuditStep::Escalated, summary)
-            }
-            .attr("escalation", esc.seq)
-            .attr("level", level_index + 1)
-            .attr("level_name", &level.name)
-            .attr("round", round + 1)
-            .attr("trigger", &esc.trigger)
-            .attr("cancel_key", &key),
-        )
-        .await?;
-        Ok(notified)
-    }
-
-    /// The follow-up survey (or its reminder) to the client.
-    async fn send_survey(
-        &self,
-        case_id: &str,
-        st: &CaseState,
-        seq: u64,
-        reminder: bool,
-    ) -> anyhow::Result<()> {
-        let what = if reminder { "reminder" } else { "survey" };
-        let link = survey::link(&self.survey_url, &self.survey_secret, case_id, seq);
-        let req = NotificationRequest {
-            idempotency_key: format!("fu:{case_id}:{seq}:{what}"),
-            communication_type: CommunicationType::FollowUp as i32,
-            priority: Priority::Normal as i32,
-            recipients: vec![to(&st.client)],
-            template_id: if reminder { SURVEY_REMINDER } else { SURVEY }.into(),
-            params: BTreeMap::from([
-                ("reference".to_string(), st.reference(case_id)),
-                ("survey_link".to_string(), link),
-            ]),
-            case_id: case_id.to_string(),
-            requester: "escalation".into(),
-            responsible_staff: st.staff.clone(),
-            cancel_keys: vec![family_key(&follow_up_family(case_id), seq)],
-            ..Default::default()
-        };
-        let summary = match self.submit(&req).await? {
-            Ok(_) if reminder => "follow-up survey reminder sent to the client".to_string(),
-            Ok(_) => "follow-up survey sent to the client".to_string(),
-            Err(r) => format!("follow-up {what} refused: {} {}", r.field, r.message),
-        };
-        self.audit(
-            Entry {
-                case_id: case_id.to_string(),
-                contact_id: st.client.clone(),
-                record_id: Some(format!("fu-{case_id}-{seq}-{what}")),
-                ..Entry::new(AuditStep::FollowUp, summary)
-            }
-            .attr("round", seq),
-        )
-        .await
-    }
-
-    /// Sends a request to intake. The outer error is "try again" (intake
-    /// unreachable or unavailable); the inner one a refusal that will not
-    /// change.
-    async fn submit(&self, req: &NotificationRequest) -> anyhow::Result<Result<String, Rejected>> {
-        let reply = tokio::time::timeout(
-            INTAKE_TIMEOUT,
-            self.bus.client.request(
-                subjects::intake_notify(Lane::Normal),
-                req.encode_to_vec().into(),
-            ),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("intake did not answer in time"))?
-        .map_err(|e| anyhow::anyhow!("intake unreachable: {e}"))?;
-        match IntakeReply::decode(reply.payload)?.result {
-            Some(intake_reply::Result::Accepted(a)) => Ok(Ok(a.notification_id)),
-            Some(intake_reply::Result::Rejected(r)) if r.code == ErrorCode::Unavailable as i32 => {
-                anyhow::bail!("intake unavailable: {}", r.message)
-            }
-            Some(intake_reply::Result::Rejected(r)) => {
-                warn!(field = %r.field, code = r.code, "intake refused an escalation notice");
-                Ok(Err(r))
-            }
-            None => anyhow::bail!("intake sent an empty reply"),
-        }
-    }
-
     async fn view(&self, case_id: &str) -> anyhow::Result<Option<EscalationView>> {
         let Some(s) = self.store.get(case_id).await? else {
             return Ok(None);
@@ -727,99 +357,5 @@ impl Input {
             Input::Event(e) => &e.case_id,
             Input::Sla(e) => &e.case_id,
         }
-    }
-}
-
-fn to(contact_id: &str) -> Recipient {
-    Recipient {
-        target: Some(RecipientTarget::ContactId(contact_id.to_string())),
-    }
-}
-
-/// Why the case is escalated, in words for the staff alert.
-fn trigger_words(trigger: &str) -> String {
-    match trigger.split_once(':') {
-        Some(("breach", clock)) => format!("its {clock} time ran out"),
-        _ if trigger == "critical" => "it is critical".into(),
-        _ => "an escalation was requested".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use herald_content::templates::TemplateStore;
-    use herald_proto::v1::Channel;
-
-    #[test]
-    fn the_templates_it_sends_render_with_the_parameters_it_passes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/templates");
-        let store = TemplateStore::load(&dir).unwrap();
-        let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .chain(&[("recipient_name", "Alice Martin"), ("case_id", "C-1")])
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let staff = vars(&[
-            ("reference", "INQ-7"),
-            ("level", "team lead"),
-            ("reason", trigger_words("breach:response").as_str()),
-            ("round", "2"),
-        ]);
-        let notice = vars(&[
-            ("reference", "INQ-7"),
-            ("contact_name", "Kim Lee"),
-            ("contact_email", "kim.lee@example.org"),
-            ("timeframe", "2 hours"),
-        ]);
-        let link = survey::link("https://f.example/s", "0123456789abcdef", "C-1", 9);
-        let survey = vars(&[("reference", "INQ-7"), ("survey_link", link.as_str())]);
-        for (id, v, langs, wants) in [
-            (
-                STAFF_ALERT,
-                &staff,
-                &["en"][..],
-                &["INQ-7", "team lead", "response time ran out", "notice 2"][..],
-            ),
-            (
-                CLIENT_NOTICE,
-                &notice,
-                &["en", "fr", "es"][..],
-                &["INQ-7", "Kim Lee"][..],
-            ),
-            (
-                SURVEY,
-                &survey,
-                &["en", "fr", "es"][..],
-                &["INQ-7", link.as_str()][..],
-            ),
-            (
-                SURVEY_REMINDER,
-                &survey,
-                &["en", "fr", "es"][..],
-                &["INQ-7", link.as_str()][..],
-            ),
-        ] {
-            for lang in langs {
-                let r = store.render(id, 0, lang, Channel::Email, v).unwrap();
-                assert_eq!(&r.language, lang, "{id} has {lang}");
-                for want in wants {
-                    assert!(
-                        r.body.contains(want),
-                        "{id}/{lang}: {want} not in {}",
-                        r.body
-                    );
-                }
-                let sms = store.render(id, 0, lang, Channel::Sms, v).unwrap();
-                assert!(sms.body.contains("INQ-7"), "{id}/{lang} sms");
-            }
-        }
-        let en = store
-            .render(CLIENT_NOTICE, 0, "en", Channel::Email, &notice)
-            .unwrap();
-        assert!(en.body.contains("within 2 hours"), "{}", en.body);
-        assert!(en.body.contains("(kim.lee@example.org)"), "{}", en.body);
     }
 }
