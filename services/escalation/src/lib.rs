@@ -40,39 +40,27 @@ pub mod survey;
 
 mod decide;
 mod effects;
+mod events;
+mod firing;
 mod notify;
+mod view;
 
 use std::sync::Arc;
 
-use async_nats::jetstream;
-use futures::StreamExt;
 use herald_config::Config;
 use herald_directory::contacts::Directory;
-use herald_durable::timers::{self, Due, RunOptions};
-use herald_proto::v1::CaseQuery;
-use herald_proto::{
-    Message, subjects,
-    v1::{
-        AcceptedCaseEvent, CaseEvent, EscalationQueryReply, EscalationView, SlaEvent,
-        escalation_query_reply,
-    },
-};
+use herald_durable::timers::{self, RunOptions};
+use herald_proto::subjects;
 use herald_runtime::{
     audit::Auditor,
-    bus::{self, Bus, Disposition},
-    clock::{Clock, SystemClock, from_millis, millis},
+    bus::Bus,
+    clock::{Clock, SystemClock},
     metrics::{EscalationMetrics, Queue},
-    telemetry::record_outcome,
 };
-use herald_runtime::{query::lookup, serve::ServeOptions, service::ServiceBuilder};
+use herald_runtime::{serve::ServeOptions, service::ServiceBuilder};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, warn};
 
-use crate::{
-    machine::{FollowUp, Status},
-    policy::Policies,
-    state::{Store, parse_timer},
-};
+use crate::{policy::Policies, state::Store};
 
 /// Templates the service sends (shipped in `config/templates`).
 pub const STAFF_ALERT: &str = "escalation_alert";
@@ -80,6 +68,7 @@ pub const CLIENT_NOTICE: &str = "escalation_notice";
 pub const SURVEY: &str = "follow_up_survey";
 pub const SURVEY_REMINDER: &str = "survey_reminder";
 
+/// Everything the consumers, the timer loop and the query handler share.
 #[derive(Clone)]
 struct Escalator {
     bus: Bus,
@@ -169,24 +158,7 @@ pub async fn start_with_clock(
             ServeOptions::new(16),
             move |msg| {
                 let e = e.clone();
-                async move {
-                    let looked = match CaseQuery::case_of(&msg.payload) {
-                        Ok(id) => {
-                            lookup("case_id", id, "escalation state", |id| async move {
-                                e.view(&id).await
-                            })
-                            .await
-                        }
-                        Err(r) => Err(r),
-                    };
-                    let reply = EscalationQueryReply {
-                        result: Some(match looked {
-                            Ok(v) => escalation_query_reply::Result::View(v),
-                            Err(r) => escalation_query_reply::Result::Rejected(r),
-                        }),
-                    };
-                    Some(reply.encode_to_vec().into())
-                }
+                async move { Some(e.answer_query(&msg.payload).await.into()) }
             },
         )
         .await?;
@@ -204,158 +176,4 @@ fn check_templates(cfg: &Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("the escalation service sends template {id}: {e}"))?;
     }
     Ok(())
-}
-
-impl Escalator {
-    /// One message of the case stream: a lifecycle event or a clock event.
-    /// An error is retried in place (see `bus::consume_case_partitions`).
-    async fn on_message(&self, msg: jetstream::Message) -> anyhow::Result<Disposition> {
-        let span = bus::process_span("escalation case message", &msg);
-        async {
-            let span = tracing::Span::current();
-            let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-            let input = match subjects::parse_case_subject(&msg.subject) {
-                Some(subjects::CaseSubject::Event(_)) => {
-                    AcceptedCaseEvent::decode(msg.payload.clone())
-                        .ok()
-                        .and_then(|a| a.event)
-                        .map(Input::Event)
-                }
-                Some(subjects::CaseSubject::Sla(_)) => {
-                    SlaEvent::decode(msg.payload.clone()).ok().map(Input::Sla)
-                }
-                None => None,
-            };
-            let Some(input) = input else {
-                record_outcome(&span, "undecodable", true);
-                error!(subject = %msg.subject, "undecodable case message dropped");
-                return Ok(Disposition::Reject);
-            };
-            span.record("case_id", input.case_id());
-            self.apply(&input, seq).await?;
-            record_outcome(&span, "applied", false);
-            Ok(Disposition::Ack)
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn apply(&self, input: &Input, seq: u64) -> anyhow::Result<()> {
-        let case_id = input.case_id();
-        loop {
-            let stored = self.store.get(case_id).await?;
-            if stored.as_ref().is_some_and(|s| s.state.last_seq >= seq) {
-                return Ok(());
-            }
-            let now = millis(self.clock.now());
-            let state = stored.as_ref().map(|s| &s.state);
-            let decided = match input {
-                Input::Event(ev) => decide::on_event(&self.policies, ev, seq, state, now),
-                Input::Sla(ev) => decide::on_sla(&self.policies, ev, seq, state, now),
-            };
-            let Some((mut next, effects)) = decided else {
-                return Ok(());
-            };
-            next.last_seq = seq;
-            let counted = self.perform(case_id, &mut next, effects).await?;
-            if self.store.swap(case_id, stored.as_ref(), &next).await? {
-                self.count(&counted);
-                return Ok(());
-            }
-        }
-    }
-
-    /// Fires due escalation and follow-up timers.
-    async fn fire(&self, batch: Vec<Due>) -> Vec<String> {
-        let results = futures::stream::iter(batch)
-            .map(|d| async move {
-                let Some((escalation, case_id)) = parse_timer(&d.id) else {
-                    warn!(timer = %d.id, "not an escalation timer; dropped");
-                    return Some(d.id);
-                };
-                match self.on_timer(case_id, escalation).await {
-                    Ok(()) => Some(d.id),
-                    Err(e) => {
-                        warn!(case_id, error = %e, "escalation timer failed; it fires again after its lease");
-                        None
-                    }
-                }
-            })
-            .buffer_unordered(64)
-            .collect::<Vec<_>>()
-            .await;
-        results.into_iter().flatten().collect()
-    }
-
-    async fn on_timer(&self, case_id: &str, escalation: bool) -> anyhow::Result<()> {
-        loop {
-            let Some(stored) = self.store.get(case_id).await? else {
-                return Ok(());
-            };
-            let now = millis(self.clock.now());
-            let (mut st, effects) =
-                decide::on_timer(&self.policies, &stored.state, escalation, now)?;
-            let counted = self.perform(case_id, &mut st, effects).await?;
-            // Written even when nothing was due: the swap also puts the
-            // timers back where the state says they belong.
-            if self.store.swap(case_id, Some(&stored), &st).await? {
-                self.count(&counted);
-                return Ok(());
-            }
-        }
-    }
-
-    async fn view(&self, case_id: &str) -> anyhow::Result<Option<EscalationView>> {
-        let Some(s) = self.store.get(case_id).await? else {
-            return Ok(None);
-        };
-        let st = s.state;
-        let ts = |ms: i64| Some(herald_proto::timestamp(from_millis(ms).into()));
-        let mut view = EscalationView {
-            case_id: case_id.to_string(),
-            state: "none".into(),
-            follow_up: st.follow_up.name().into(),
-            follow_up_at: st.follow_up.next_due().and_then(ts),
-            rating: match st.follow_up {
-                FollowUp::Answered { rating, .. } => rating,
-                _ => 0,
-            },
-            escalations: st.escalations,
-            ..Default::default()
-        };
-        if let Some(e) = &st.current {
-            view.state = match e.status {
-                Status::Active => "active",
-                Status::Stopped => "stopped",
-                Status::Exhausted => "exhausted",
-            }
-            .into();
-            view.policy = e.policy.clone();
-            view.trigger = e.trigger.clone();
-            view.level = e.level as u32 + 1;
-            view.level_name = self.level_of(e).map(|l| l.name.clone()).unwrap_or_default();
-            view.round = e.round + 1;
-            view.started_at = ts(e.started_ms);
-            view.next_at = e.next_ms.and_then(ts);
-            view.notified = e.notified.clone();
-            view.stopped_at = e.stopped_ms.and_then(ts);
-            view.stopped_by = e.stopped_by.clone();
-        }
-        Ok(Some(view))
-    }
-}
-
-/// A lifecycle event or a clock event, as read from the stream.
-enum Input {
-    Event(CaseEvent),
-    Sla(SlaEvent),
-}
-
-impl Input {
-    fn case_id(&self) -> &str {
-        match self {
-            Input::Event(e) => &e.case_id,
-            Input::Sla(e) => &e.case_id,
-        }
-    }
 }
