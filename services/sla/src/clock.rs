@@ -99,8 +99,9 @@ pub enum Change {
     Stopped { kind: ClockKind, met: bool },
 }
 
-/// The letter a clock's timer id ends with: `<case>:a`, `:r`, `:s`.
-pub fn letter(kind: ClockKind) -> char {
+/// The letter that stands for a clock in ids: its timer's (`<case>:a`,
+/// `:r`, `:s`), its events' and its trail records'.
+pub fn clock_letter(kind: ClockKind) -> char {
     match kind {
         ClockKind::Acknowledgement => 'a',
         ClockKind::Response => 'r',
@@ -108,7 +109,8 @@ pub fn letter(kind: ClockKind) -> char {
     }
 }
 
-pub fn kind_of_letter(c: char) -> Option<ClockKind> {
+/// The clock a letter stands for ([`clock_letter`] read back).
+pub fn clock_of_letter(c: char) -> Option<ClockKind> {
     match c {
         'a' => Some(ClockKind::Acknowledgement),
         'r' => Some(ClockKind::Response),
@@ -119,14 +121,14 @@ pub fn kind_of_letter(c: char) -> Option<ClockKind> {
 
 /// The timer id of a case's clock.
 pub fn timer_id(case_id: &str, kind: ClockKind) -> String {
-    format!("{case_id}:{}", letter(kind))
+    format!("{case_id}:{}", clock_letter(kind))
 }
 
 /// The case and clock a timer id names.
 pub fn parse_timer_id(id: &str) -> Option<(&str, ClockKind)> {
     let (case, l) = id.rsplit_once(':')?;
     let mut chars = l.chars();
-    let k = kind_of_letter(chars.next()?)?;
+    let k = clock_of_letter(chars.next()?)?;
     chars.next().is_none().then_some((case, k))
 }
 

@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, warn};
 
 use crate::{
-    clock::{CaseClocks, Change, Fired, Opening, letter, parse_timer_id},
+    clock::{CaseClocks, Change, Fired, Opening, clock_letter, parse_timer_id},
     policy::Policies,
     store::{ClockStore, Stored},
 };
@@ -305,7 +305,7 @@ impl Sla {
                 }
                 let mut e = Entry {
                     case_id: case_id.to_string(),
-                    record_id: Some(format!("sla-{case_id}-{seq}-{}", letter(kind))),
+                    record_id: Some(format!("sla-{case_id}-{seq}-{}", clock_letter(kind))),
                     ..Entry::new(step, summary)
                 }
                 .attr("clock", kind.name());
@@ -429,7 +429,11 @@ impl Sla {
                 Fired::Warning => (SlaEventKind::Warning, 'w', AuditStep::SlaWarning),
                 Fired::Breach => (SlaEventKind::Breach, 'b', AuditStep::SlaBreach),
             };
-            let event_id = format!("{case_id}:{}:{}:{stage}", letter(c.kind()), c.generation);
+            let event_id = format!(
+                "{case_id}:{}:{}:{stage}",
+                clock_letter(c.kind()),
+                c.generation
+            );
             let event = SlaEvent {
                 event_id: event_id.clone(),
                 case_id: case_id.to_string(),
