@@ -512,14 +512,19 @@ impl Delivery {
             Ok(_) => record_outcome(&provider, "sent", false),
             Err(e) => record_outcome(&provider, error_kind(e), true),
         }
-        // Kept through a provider's request for quiet until every worker can
-        // see it: the slot cannot pass to one that has not.
+        // The provider has answered: the slot goes back now, not after the
+        // ledger write and the acks below. Kept only through a provider's
+        // request for quiet until every worker can see it: the slot cannot
+        // pass to one that has not.
         let connection = match &result {
             Err(SendError::Transient {
                 retry_after: Some(_),
                 ..
             }) => Some(connection),
-            _ => None,
+            _ => {
+                drop(connection);
+                None
+            }
         };
         let label = |outcome: &str| ChannelOutcome {
             lane: lane.name().into(),
