@@ -30,6 +30,7 @@
 pub mod cancel;
 pub mod ledger;
 pub mod limits;
+mod metrics;
 pub mod smtp;
 pub mod status;
 mod stop;
@@ -59,10 +60,6 @@ use herald_runtime::{
     priority::Precedence,
     telemetry::record_outcome,
 };
-use prometheus_client::{
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
-    registry::Registry,
-};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -71,75 +68,9 @@ use crate::{
     cancel::Cancellations,
     ledger::{Claim, Ledger, Peek},
     limits::{Limits, Pace},
+    metrics::Metrics,
     transport::{SendError, Sent, Transports},
 };
-
-struct Metrics {
-    deliveries: Family<ChannelOutcome, Counter>,
-    retries: Family<ChannelOutcome, Counter>,
-    suppressed: Family<LaneLabel, Counter>,
-    interrupted: Family<LaneLabel, Counter>,
-    held: Family<ReasonLabel, Counter>,
-    callbacks: Family<ChannelOutcome, Counter>,
-    end_to_end: Family<LaneLabel, Histogram>,
-    attempt: Family<ChannelOutcome, Histogram>,
-}
-
-impl Metrics {
-    fn register(registry: &mut Registry) -> Metrics {
-        let m = Metrics {
-            deliveries: Family::default(),
-            retries: Family::default(),
-            suppressed: Family::default(),
-            interrupted: Family::default(),
-            held: Family::default(),
-            callbacks: Family::default(),
-            end_to_end: herald_runtime::metrics::latency_family(),
-            attempt: herald_runtime::metrics::latency_family(),
-        };
-        registry.register(
-            "delivery_jobs",
-            "Jobs finished, by channel and outcome (sent, fallback, dead_lettered)",
-            m.deliveries.clone(),
-        );
-        registry.register(
-            "delivery_retries",
-            "Attempts that will be retried",
-            m.retries.clone(),
-        );
-        registry.register(
-            "delivery_duplicates_suppressed",
-            "Redelivered jobs recognised as already sent",
-            m.suppressed.clone(),
-        );
-        registry.register(
-            "delivery_interrupted_takeovers",
-            "Jobs taken over after their previous holder died mid-attempt; each may have reached the provider twice (same idempotency key)",
-            m.interrupted.clone(),
-        );
-        registry.register(
-            "delivery_held",
-            "Jobs made to wait by a rate limit, by reason",
-            m.held.clone(),
-        );
-        registry.register(
-            "delivery_status_callbacks",
-            "Provider status callbacks, by channel and reported state (rejected: bad signature)",
-            m.callbacks.clone(),
-        );
-        registry.register(
-            "delivery_end_to_end_seconds",
-            "From intake accepting the notification to the provider taking the message",
-            m.end_to_end.clone(),
-        );
-        registry.register(
-            "delivery_attempt_seconds",
-            "Duration of one provider attempt",
-            m.attempt.clone(),
-        );
-        m
-    }
-}
 
 /// Everything a worker and the status endpoint share.
 #[derive(Clone)]
