@@ -31,6 +31,7 @@ pub mod cancel;
 pub mod ledger;
 pub mod limits;
 mod metrics;
+mod retry;
 pub mod smtp;
 pub mod status;
 mod stop;
@@ -46,9 +47,7 @@ use async_nats::jetstream::{self, AckKind};
 use herald_config::{Config, DeliveryConfig};
 use herald_proto::{
     Message, subjects,
-    v1::{
-        Attempt, AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, DeliveryStatus, Lane,
-    },
+    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, DeliveryStatus, Lane},
 };
 use herald_runtime::retry::Backoff;
 use herald_runtime::serve::ServeOptions;
@@ -60,7 +59,6 @@ use herald_runtime::{
     priority::Precedence,
     telemetry::record_outcome,
 };
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -69,6 +67,7 @@ use crate::{
     ledger::{Claim, Ledger, Peek},
     limits::{Limits, Pace},
     metrics::Metrics,
+    retry::{history_line, parse_history_line},
     transport::{SendError, Sent, Transports},
 };
 
@@ -617,36 +616,6 @@ impl Delivery {
         }
     }
 
-    /// The delay before the next attempt, or `None` when the schedule or
-    /// the total time limit is used up. `attempt` is the attempt that just
-    /// failed (1 for the first).
-    fn next_delay(
-        &self,
-        job: &DeliveryJob,
-        attempt: u32,
-        retry_after: Option<Duration>,
-    ) -> Option<Duration> {
-        next_delay(
-            &self.cfg.retry_schedule,
-            self.cfg.give_up_after,
-            herald_proto::system_time(job.created_at.as_ref()),
-            SystemTime::now(),
-            attempt,
-            retry_after,
-            rand::rng().random_range(0.8..1.2),
-        )
-    }
-
-    /// Whether waiting `wait` more would take the job past
-    /// `delivery.give_up_after`.
-    fn past_time_limit(&self, job: &DeliveryJob, wait: Duration) -> bool {
-        let created = herald_proto::system_time(job.created_at.as_ref());
-        let age = SystemTime::now()
-            .duration_since(created)
-            .unwrap_or_default();
-        age + wait > self.cfg.give_up_after
-    }
-
     /// A job whose cancel key was cancelled: settled for good without a
     /// send, no fallback, documented.
     async fn cancelled(
@@ -927,28 +896,6 @@ impl Delivery {
     }
 }
 
-/// The retry rule, free of clocks and randomness so it can be tested:
-/// the schedule's entry for the failed attempt, scaled by `jitter`, or the
-/// provider's `Retry-After` if that is longer; `None` once the schedule is
-/// used up or the next attempt would come after `give_up_after`.
-fn next_delay(
-    schedule: &[Duration],
-    give_up_after: Duration,
-    created: SystemTime,
-    now: SystemTime,
-    attempt: u32,
-    retry_after: Option<Duration>,
-    jitter: f64,
-) -> Option<Duration> {
-    let base = *schedule.get((attempt as usize).checked_sub(1)?)?;
-    let delay = base.mul_f64(jitter).max(retry_after.unwrap_or_default());
-    let age = now.duration_since(created).unwrap_or_default();
-    if age + delay > give_up_after {
-        return None;
-    }
-    Some(delay)
-}
-
 /// The identifiers of a job without its address or content: what the
 /// ledger keeps to document status callbacks.
 fn meta_of(job: &DeliveryJob) -> DeliveryJob {
@@ -989,111 +936,9 @@ fn channel_of(job: &DeliveryJob) -> Channel {
     Channel::try_from(job.channel).unwrap_or_default()
 }
 
-fn history_line(attempt: u32, outcome: &str, detail: &str) -> String {
-    let ms = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    format!("{attempt}|{ms}|{outcome}|{}", detail.replace('\n', " "))
-}
-
-fn parse_history_line(line: &str) -> Option<Attempt> {
-    let mut parts = line.splitn(4, '|');
-    let number = parts.next()?.parse().ok()?;
-    let ms: u64 = parts.next()?.parse().ok()?;
-    let outcome = parts.next()?.to_string();
-    let detail = parts.next().unwrap_or_default().to_string();
-    Some(Attempt {
-        number,
-        at: Some(herald_proto::timestamp(
-            std::time::UNIX_EPOCH + Duration::from_millis(ms),
-        )),
-        outcome,
-        detail,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secs(s: &[u64]) -> Vec<Duration> {
-        s.iter().map(|s| Duration::from_secs(*s)).collect()
-    }
-
-    #[test]
-    fn the_schedule_is_followed_then_exhausted() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let schedule = secs(&[1, 5, 30]);
-        let day = Duration::from_secs(86_400);
-        let d = |attempt| next_delay(&schedule, day, t0, t0, attempt, None, 1.0);
-        assert_eq!(d(1), Some(Duration::from_secs(1)));
-        assert_eq!(d(2), Some(Duration::from_secs(5)));
-        assert_eq!(d(3), Some(Duration::from_secs(30)));
-        assert_eq!(d(4), None, "three retries, then give up");
-        assert_eq!(d(0), None);
-    }
-
-    #[test]
-    fn jitter_scales_and_a_longer_retry_after_wins() {
-        let t0 = SystemTime::UNIX_EPOCH;
-        let schedule = secs(&[10]);
-        let day = Duration::from_secs(86_400);
-        assert_eq!(
-            next_delay(&schedule, day, t0, t0, 1, None, 0.8),
-            Some(Duration::from_secs(8))
-        );
-        assert_eq!(
-            next_delay(&schedule, day, t0, t0, 1, Some(Duration::from_secs(3)), 1.2),
-            Some(Duration::from_secs(12))
-        );
-        assert_eq!(
-            next_delay(
-                &schedule,
-                day,
-                t0,
-                t0,
-                1,
-                Some(Duration::from_secs(60)),
-                1.0
-            ),
-            Some(Duration::from_secs(60))
-        );
-    }
-
-    #[test]
-    fn the_total_time_limit_ends_retries_early() {
-        let created = SystemTime::UNIX_EPOCH;
-        let schedule = secs(&[60, 60, 60]);
-        let limit = Duration::from_secs(100);
-        let at = |s| created + Duration::from_secs(s);
-        assert!(next_delay(&schedule, limit, created, at(30), 1, None, 1.0).is_some());
-        assert_eq!(
-            next_delay(&schedule, limit, created, at(50), 2, None, 1.0),
-            None
-        );
-        // A Retry-After beyond the limit hands the job on rather than wait.
-        assert_eq!(
-            next_delay(
-                &schedule,
-                limit,
-                created,
-                at(0),
-                1,
-                Some(Duration::from_secs(500)),
-                1.0
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn history_lines_round_trip() {
-        let line = history_line(3, "transient", "HTTP 503:\nbusy");
-        let a = parse_history_line(&line).unwrap();
-        assert_eq!((a.number, a.outcome.as_str()), (3, "transient"));
-        assert_eq!(a.detail, "HTTP 503: busy");
-    }
 
     #[test]
     fn stored_identifiers_carry_no_address_or_content() {

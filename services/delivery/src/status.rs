@@ -295,7 +295,7 @@ impl Delivery {
                 };
                 let _ = self
                     .ledger
-                    .note_attempt(job_id, crate::history_line(attempt, name, detail))
+                    .note_attempt(job_id, crate::retry::history_line(attempt, name, detail))
                     .await;
                 self.hand_on(&full, attempt, &reason).await?;
                 self.ledger.handed_on(job_id).await?;
