@@ -31,6 +31,7 @@ pub mod cancel;
 pub mod ledger;
 pub mod limits;
 mod metrics;
+mod report;
 mod retry;
 pub mod smtp;
 pub mod status;
@@ -47,13 +48,13 @@ use async_nats::jetstream::{self, AckKind};
 use herald_config::{Config, DeliveryConfig};
 use herald_proto::{
     Message, subjects,
-    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, DeliveryStatus, Lane},
+    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, Lane},
 };
 use herald_runtime::retry::Backoff;
 use herald_runtime::serve::ServeOptions;
 use herald_runtime::service::ServiceBuilder;
 use herald_runtime::{
-    audit::{Auditor, Entry},
+    audit::Auditor,
     bus::{self, Bus, ConsumerSpec, Disposition, Gate, PublishError},
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
@@ -68,7 +69,7 @@ use crate::{
     limits::{Limits, Pace},
     metrics::Metrics,
     retry::{history_line, parse_history_line},
-    transport::{SendError, Sent, Transports},
+    transport::{SendError, Transports},
 };
 
 /// Everything a worker and the status endpoint share.
@@ -566,35 +567,6 @@ impl Delivery {
         }
     }
 
-    /// A redelivered job the ledger says was sent: acknowledge it without
-    /// sending. The first time may have stopped before documenting the
-    /// send; documenting again is harmless (same record ids).
-    async fn already_sent(
-        &self,
-        job: &DeliveryJob,
-        attempt: u32,
-        provider_id: String,
-    ) -> Disposition {
-        let lane = Lane::try_from(job.lane).unwrap_or_default();
-        self.metrics
-            .suppressed
-            .get_or_create(&LaneLabel {
-                lane: lane.name().into(),
-            })
-            .inc();
-        info!("already sent; acknowledged without sending again");
-        self.document_sent(
-            job,
-            attempt,
-            &Sent {
-                provider_id,
-                via: String::new(),
-            },
-        )
-        .await;
-        Disposition::Ack
-    }
-
     /// Writes `sent` to the ledger, trying again for as long as half the
     /// lease (a Redis restart), because until it is written a redelivery
     /// would send the job again.
@@ -781,119 +753,6 @@ impl Delivery {
             .inc();
         Ok(())
     }
-
-    async fn document_sent(&self, job: &DeliveryJob, attempt: u32, sent: &Sent) {
-        let channel = channel_of(job);
-        let on_attempt = if attempt > 0 {
-            format!(" on attempt {attempt}")
-        } else {
-            String::new()
-        };
-        let summary = format!(
-            "sent by {}{on_attempt}{}",
-            channel.name(),
-            if job.fallback_of.is_empty() {
-                String::new()
-            } else {
-                format!(" (fallback for {})", job.fallback_of)
-            }
-        );
-        let entry = self.entry(
-            job,
-            AuditStep::Sent,
-            summary,
-            format!("{}-sent", job.job_id),
-        );
-        let status = self.status_event(job, DeliveryState::Sent, "", attempt, &sent.provider_id);
-        let audit = self.auditor.record(entry).await;
-        let status = self
-            .bus
-            .publish(
-                status_subject(job),
-                &status,
-                Some(&format!("{}-sent", job.job_id)),
-            )
-            .await;
-        for ack in [audit, status] {
-            match ack {
-                Ok(a) => {
-                    if let Err(e) = bus::confirm(subjects::delivery_statuses(), a).await {
-                        warn!(error = %e, "status or audit of a send not confirmed");
-                    }
-                }
-                Err(e) => warn!(error = %e, "status or audit of a send not published"),
-            }
-        }
-    }
-
-    fn entry(
-        &self,
-        job: &DeliveryJob,
-        step: AuditStep,
-        summary: String,
-        record_id: String,
-    ) -> Entry {
-        Entry {
-            notification_id: job.notification_id.clone(),
-            case_id: job.case_id.clone(),
-            channel: channel_of(job),
-            job_id: job.job_id.clone(),
-            contact_id: job.contact_id.clone(),
-            lane: Lane::try_from(job.lane).unwrap_or_default(),
-            record_id: Some(record_id),
-            ..Entry::new(step, summary)
-        }
-    }
-
-    async fn audit(&self, entry: Entry) {
-        if let Err(e) = self.auditor.record_durable(entry).await {
-            warn!(error = %e, "audit record not written");
-        }
-    }
-
-    fn status_event(
-        &self,
-        job: &DeliveryJob,
-        state: DeliveryState,
-        detail: &str,
-        attempt: u32,
-        provider_id: &str,
-    ) -> DeliveryStatus {
-        DeliveryStatus {
-            job_id: job.job_id.clone(),
-            notification_id: job.notification_id.clone(),
-            case_id: job.case_id.clone(),
-            channel: job.channel,
-            state: state as i32,
-            provider_message_id: provider_id.to_string(),
-            detail: detail.to_string(),
-            attempt,
-            at: Some(herald_proto::now()),
-            lane: job.lane,
-            broadcast_id: job.broadcast_id.clone(),
-        }
-    }
-
-    /// Publishes a state change; `tag` makes the event id unique per
-    /// occurrence that deserves its own event.
-    async fn status(
-        &self,
-        job: &DeliveryJob,
-        state: DeliveryState,
-        detail: &str,
-        attempt: u32,
-        tag: &str,
-    ) {
-        let event = self.status_event(job, state, detail, attempt, "");
-        let id = format!("{}-{tag}", job.job_id);
-        if let Err(e) = self
-            .bus
-            .publish_durable(status_subject(job), &event, Some(&id))
-            .await
-        {
-            warn!(error = %e, "status event not written");
-        }
-    }
 }
 
 /// The identifiers of a job without its address or content: what the
@@ -911,17 +770,6 @@ fn meta_of(job: &DeliveryJob) -> DeliveryJob {
         communication_type: job.communication_type,
         broadcast_id: job.broadcast_id.clone(),
         ..Default::default()
-    }
-}
-
-/// Where a job's status events go: broadcast jobs have their own subjects,
-/// so the broadcast service reads only those.
-pub(crate) fn status_subject(job: &DeliveryJob) -> String {
-    let channel = channel_of(job);
-    if job.broadcast_id.is_empty() {
-        subjects::delivery_status(channel)
-    } else {
-        subjects::broadcast_delivery_status(channel)
     }
 }
 

@@ -258,7 +258,7 @@ impl Delivery {
         let event = self.status_event(&job, reported.state, detail, attempt, provider_id);
         self.bus
             .publish_durable(
-                crate::status_subject(&job),
+                crate::report::status_subject(&job),
                 &event,
                 Some(&format!("{job_id}-status-{name}")),
             )
