@@ -28,6 +28,7 @@
 //! instance.
 
 pub mod cancel;
+mod handoff;
 pub mod ledger;
 pub mod limits;
 mod metrics;
@@ -48,14 +49,14 @@ use async_nats::jetstream::{self, AckKind};
 use herald_config::{Config, DeliveryConfig};
 use herald_proto::{
     Message, subjects,
-    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, Lane},
+    v1::{AuditStep, Channel, DeliveryJob, DeliveryState, Lane},
 };
 use herald_runtime::retry::Backoff;
 use herald_runtime::serve::ServeOptions;
 use herald_runtime::service::ServiceBuilder;
 use herald_runtime::{
     audit::Auditor,
-    bus::{self, Bus, ConsumerSpec, Disposition, Gate, PublishError},
+    bus::{self, Bus, ConsumerSpec, Disposition, Gate},
     metrics::{ChannelOutcome, LaneLabel, Queue, ReasonLabel},
     priority::Precedence,
     telemetry::record_outcome,
@@ -68,7 +69,7 @@ use crate::{
     ledger::{Claim, Ledger, Peek},
     limits::{Limits, Pace},
     metrics::Metrics,
-    retry::{history_line, parse_history_line},
+    retry::history_line,
     transport::{SendError, Transports},
 };
 
@@ -93,6 +94,7 @@ struct Delivery {
     priority: Precedence,
 }
 
+pub use handoff::fallback_job_id;
 pub use herald_runtime::service::Running;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -187,14 +189,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         });
     }
     service.start(&cfg.delivery.http_addr).await
-}
-
-/// The id of the job that replaces `job` on its next channel. Derived, so
-/// handing the same job on twice (a worker and a status callback, or a
-/// repeated callback) yields one job, which JetStream and the ledger then
-/// send once.
-pub fn fallback_job_id(job_id: &str, next: Channel) -> String {
-    format!("{job_id}-fb-{}", next.name())
 }
 
 impl Delivery {
@@ -586,172 +580,6 @@ impl Delivery {
             warn!(error = %e, "sent but not yet recorded; trying again");
             tokio::time::sleep(pause).await;
         }
-    }
-
-    /// A job whose cancel key was cancelled: settled for good without a
-    /// send, no fallback, documented.
-    async fn cancelled(
-        &self,
-        job: &DeliveryJob,
-        attempt: u32,
-        key: &str,
-        reason: &str,
-    ) -> Disposition {
-        let why = format!("cancelled ({key}): {reason}");
-        if let Err(e) = self.ledger.failed(&job.job_id, &why).await {
-            let _ = self.ledger.release(&job.job_id).await;
-            warn!(error = %e, "send ledger unavailable; will retry");
-            return Disposition::Retry(Duration::from_secs(1));
-        }
-        record_outcome(&tracing::Span::current(), "cancelled", false);
-        info!(cancel_key = key, "job cancelled before it was sent");
-        self.metrics
-            .deliveries
-            .get_or_create(&ChannelOutcome {
-                lane: Lane::try_from(job.lane).unwrap_or_default().name().into(),
-                channel: channel_of(job).name().into(),
-                outcome: "cancelled".into(),
-            })
-            .inc();
-        self.audit(
-            self.entry(
-                job,
-                AuditStep::Cancelled,
-                format!("not sent: {why}"),
-                format!("{}-cancelled", job.job_id),
-            )
-            .attr("cancel_key", key),
-        )
-        .await;
-        self.status(job, DeliveryState::Cancelled, &why, attempt, "cancelled")
-            .await;
-        Disposition::Ack
-    }
-
-    /// A permanent failure: the next channel if there is one, else the
-    /// dead-letter stream. Acked only once that hand-off is stored.
-    async fn give_up(&self, job: &DeliveryJob, attempt: u32, reason: String) -> Disposition {
-        match self.hand_on(job, attempt, &reason).await {
-            Ok(()) => {
-                let _ = self.ledger.failed(&job.job_id, &reason).await;
-                self.status(job, DeliveryState::Failed, &reason, attempt, "failed")
-                    .await;
-                Disposition::Ack
-            }
-            Err(e) => {
-                error!(error = %e, "could not hand the failed job on; will retry");
-                let _ = self.ledger.release(&job.job_id).await;
-                Disposition::Retry(Duration::from_secs(2))
-            }
-        }
-    }
-
-    /// Hands a failed job to the recipient's next channel, or to the
-    /// dead-letter stream with its history, and documents which. Used by
-    /// failed sends and by failure status callbacks alike.
-    async fn hand_on(
-        &self,
-        job: &DeliveryJob,
-        attempt: u32,
-        reason: &str,
-    ) -> Result<(), PublishError> {
-        let channel = channel_of(job);
-        let lane = Lane::try_from(job.lane).unwrap_or_default();
-        let (step, summary, outcome, mut entry_attrs) =
-            if let Some((next, rest)) = job.fallbacks.split_first() {
-                let next_channel = Channel::try_from(next.channel).unwrap_or_default();
-                let fallback = DeliveryJob {
-                    job_id: fallback_job_id(&job.job_id, next_channel),
-                    channel: next.channel,
-                    address: next.address.clone(),
-                    subject: next.subject.clone(),
-                    body: next.body.clone(),
-                    content_withheld: next.content_withheld,
-                    fallbacks: rest.to_vec(),
-                    fallback_of: job.job_id.clone(),
-                    created_at: Some(herald_proto::now()),
-                    ..job.clone()
-                };
-                self.bus
-                    .publish_durable(
-                        subjects::delivery_job(lane, next_channel),
-                        &fallback,
-                        Some(&fallback.job_id),
-                    )
-                    .await?;
-                (
-                    AuditStep::Fallback,
-                    format!(
-                        "{} failed ({reason}); falling back to {}",
-                        channel.name(),
-                        next_channel.name()
-                    ),
-                    "fallback",
-                    vec![
-                        ("fallback_job_id", fallback.job_id.clone()),
-                        ("fallback_channel", next_channel.name().to_string()),
-                    ],
-                )
-            } else if !job.broadcast_id.is_empty() {
-                // The broadcast calls again in its next cycle and reports the
-                // person unreachable at its end; a dead letter would invite a
-                // replay after the emergency is over.
-                (
-                    AuditStep::Failed,
-                    format!(
-                        "{} failed ({reason}); broadcast {} tries again in its next cycle",
-                        channel.name(),
-                        job.broadcast_id
-                    ),
-                    "failed",
-                    Vec::new(),
-                )
-            } else {
-                let history = self.ledger.history(&job.job_id).await.unwrap_or_default();
-                let letter = DeadLetter {
-                    job: Some(job.clone()),
-                    reason: reason.to_string(),
-                    history: history
-                        .iter()
-                        .filter_map(|l| parse_history_line(l))
-                        .collect(),
-                    at: Some(herald_proto::now()),
-                };
-                self.bus
-                    .publish_durable(
-                        subjects::dlq(channel),
-                        &letter,
-                        Some(&format!("{}-dead", job.job_id)),
-                    )
-                    .await?;
-                (
-                    AuditStep::DeadLettered,
-                    format!(
-                        "{} failed ({reason}); no fallback left, moved to the dead-letter stream",
-                        channel.name()
-                    ),
-                    "dead_lettered",
-                    Vec::new(),
-                )
-            };
-        warn!(attempt, outcome, %reason, "job failed for good; handed on");
-        record_outcome(&tracing::Span::current(), outcome, true);
-        let mut entry = self
-            .entry(job, step, summary, format!("{}-{outcome}", job.job_id))
-            .attr("attempt", attempt);
-        for (k, v) in entry_attrs.drain(..) {
-            entry = entry.attr(k, v);
-        }
-        self.audit(entry).await;
-        self.metrics
-            .deliveries
-            .get_or_create(&ChannelOutcome {
-                lane: lane.name().into(),
-                channel: channel.name().into(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        Ok(())
     }
 }
 
