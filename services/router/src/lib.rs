@@ -11,6 +11,7 @@
 //! notification again (after a crash, before the ack) produces the same jobs,
 //! which JetStream and delivery both drop as duplicates.
 
+mod audit;
 mod metrics;
 mod route;
 

@@ -11,12 +11,11 @@ use herald_directory::contacts::{Consent, Contact};
 use herald_proto::{
     Message, subjects,
     v1::{
-        AcceptedNotification, AuditStep, Channel, Confidentiality, DeliveryJob, FallbackTarget,
-        Lane, NotificationRequest, recipient::Target,
+        AcceptedNotification, Channel, Confidentiality, DeliveryJob, FallbackTarget, Lane,
+        NotificationRequest, recipient::Target,
     },
 };
 use herald_runtime::{
-    audit::Entry,
     bus::{self, Disposition},
     metrics::{ChannelOutcome, LaneLabel, ReasonLabel},
     retry::Backoff,
@@ -24,7 +23,7 @@ use herald_runtime::{
 };
 use tracing::{Instrument, error, warn};
 
-use crate::Router;
+use crate::{Router, audit};
 
 /// Someone to reach: a directory contact or an inline recipient.
 struct Person {
@@ -77,7 +76,7 @@ impl Router {
             match self.plan(n, req, person, lane) {
                 Ok(planned) => {
                     for job in planned {
-                        audits.push(rendered_entry(n, req, &job, lane));
+                        audits.push(audit::rendered(n, req, &job, lane));
                         jobs.push(job);
                     }
                 }
@@ -90,48 +89,18 @@ impl Router {
                             reason: "no_usable_channel".into(),
                         })
                         .inc();
-                    audits.push(Entry {
-                        notification_id: n.notification_id.clone(),
-                        case_id: req.case_id.clone(),
-                        contact_id: person.contact.id.clone(),
+                    audits.push(audit::skipped(
+                        n,
+                        req,
+                        &person.contact.id,
+                        person.index,
                         lane,
-                        record_id: Some(format!("{}-r{}-skipped", n.notification_id, person.index)),
-                        ..Entry::new(
-                            AuditStep::Skipped,
-                            format!("recipient {}: {reason}", person.index),
-                        )
-                    });
+                        &reason,
+                    ));
                 }
             }
         }
-        let channels: Vec<&str> = jobs
-            .iter()
-            .map(|j| Channel::try_from(j.channel).unwrap_or_default().name())
-            .collect();
-        audits.insert(
-            0,
-            Entry {
-                notification_id: n.notification_id.clone(),
-                case_id: req.case_id.clone(),
-                responsible_staff: req.responsible_staff.clone(),
-                lane,
-                record_id: Some(format!("{}-routed", n.notification_id)),
-                ..Entry::new(
-                    AuditStep::Routed,
-                    format!(
-                        "routed to {} job(s) ({}) for {} recipient(s){}",
-                        jobs.len(),
-                        channels.join(", "),
-                        people.len(),
-                        if skipped > 0 {
-                            format!(", {skipped} skipped")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                )
-            },
-        );
+        audits.insert(0, audit::routed(n, req, lane, &jobs, people.len(), skipped));
 
         // Publish everything, then wait for every confirmation: any failure
         // leaves the notification unacked, and the retry republishes the same
@@ -201,26 +170,15 @@ impl Router {
         let mut people = Vec::new();
         for (index, r) in req.recipients.iter().enumerate() {
             let contact = match &r.target {
-                Some(Target::ContactId(id)) => {
-                    match found.next().flatten() {
-                        Some(c) => c,
-                        None => {
-                            self.auditor
-                            .record(Entry {
-                                notification_id: notification_id.to_string(),
-                                case_id: req.case_id.clone(),
-                                contact_id: id.clone(),
-                                lane,
-                                ..Entry::new(
-                                    AuditStep::Skipped,
-                                    format!("recipient {index}: contact {id} no longer in the directory"),
-                                )
-                            })
+                Some(Target::ContactId(id)) => match found.next().flatten() {
+                    Some(c) => c,
+                    None => {
+                        self.auditor
+                            .record(audit::contact_gone(notification_id, req, id, index, lane))
                             .await?;
-                            continue;
-                        }
+                        continue;
                     }
-                }
+                },
                 Some(Target::Inline(i)) => Contact {
                     id: String::new(),
                     name: i.name.clone(),
@@ -374,40 +332,6 @@ impl Router {
             })
             .collect())
     }
-}
-
-fn rendered_entry(
-    n: &AcceptedNotification,
-    req: &NotificationRequest,
-    job: &DeliveryJob,
-    lane: Lane,
-) -> Entry {
-    let channel = Channel::try_from(job.channel).unwrap_or_default();
-    Entry {
-        notification_id: n.notification_id.clone(),
-        case_id: req.case_id.clone(),
-        channel,
-        job_id: job.job_id.clone(),
-        contact_id: job.contact_id.clone(),
-        lane,
-        record_id: Some(format!("{}-rendered", job.job_id)),
-        ..Entry::new(
-            AuditStep::Rendered,
-            format!(
-                "rendered {} v{} in {} for {}{}",
-                job.template_id,
-                job.template_version,
-                job.language,
-                channel.name(),
-                if job.content_withheld {
-                    " (content withheld: sensitive)"
-                } else {
-                    ""
-                }
-            ),
-        )
-    }
-    .attr("fallbacks", job.fallbacks.len())
 }
 
 /// 1 s, 2 s, 4 s … up to 30 s between routing attempts.
