@@ -258,7 +258,7 @@ impl Delivery {
         let event = self.status_event(&job, reported.state, detail, attempt, provider_id);
         self.bus
             .publish_durable(
-                crate::status_subject(&job),
+                crate::report::status_subject(&job),
                 &event,
                 Some(&format!("{job_id}-status-{name}")),
             )
@@ -295,7 +295,7 @@ impl Delivery {
                 };
                 let _ = self
                     .ledger
-                    .note_attempt(job_id, crate::history_line(attempt, name, detail))
+                    .note_attempt(job_id, crate::retry::history_line(attempt, name, detail))
                     .await;
                 self.hand_on(&full, attempt, &reason).await?;
                 self.ledger.handed_on(job_id).await?;

@@ -1,0 +1,177 @@
+//! How delivery tells the rest of Herald what happened to a job: audit
+//! entries, `DeliveryStatus` events, and the documentation of a send,
+//! written the same way whether the worker, the hand-on or a status
+//! callback is reporting, with record ids that make a repeat harmless.
+
+use herald_proto::{
+    subjects,
+    v1::{AuditStep, DeliveryJob, DeliveryState, DeliveryStatus, Lane},
+};
+use herald_runtime::{
+    audit::Entry,
+    bus::{self, Disposition},
+    metrics::LaneLabel,
+};
+use tracing::{info, warn};
+
+use crate::{Delivery, channel_of, transport::Sent};
+
+impl Delivery {
+    /// A redelivered job the ledger says was sent: acknowledge it without
+    /// sending. The first time may have stopped before documenting the
+    /// send; documenting again is harmless (same record ids).
+    pub(crate) async fn already_sent(
+        &self,
+        job: &DeliveryJob,
+        attempt: u32,
+        provider_id: String,
+    ) -> Disposition {
+        let lane = Lane::try_from(job.lane).unwrap_or_default();
+        self.metrics
+            .suppressed
+            .get_or_create(&LaneLabel {
+                lane: lane.name().into(),
+            })
+            .inc();
+        info!("already sent; acknowledged without sending again");
+        self.document_sent(
+            job,
+            attempt,
+            &Sent {
+                provider_id,
+                via: String::new(),
+            },
+        )
+        .await;
+        Disposition::Ack
+    }
+
+    /// The audit entry and `Sent` status event of a send, both published
+    /// before either acknowledgement is awaited. A failure is only logged:
+    /// the send is already in the ledger and cannot be taken back.
+    pub(crate) async fn document_sent(&self, job: &DeliveryJob, attempt: u32, sent: &Sent) {
+        let channel = channel_of(job);
+        let on_attempt = if attempt > 0 {
+            format!(" on attempt {attempt}")
+        } else {
+            String::new()
+        };
+        let summary = format!(
+            "sent by {}{on_attempt}{}",
+            channel.name(),
+            if job.fallback_of.is_empty() {
+                String::new()
+            } else {
+                format!(" (fallback for {})", job.fallback_of)
+            }
+        );
+        let entry = self.entry(
+            job,
+            AuditStep::Sent,
+            summary,
+            format!("{}-sent", job.job_id),
+        );
+        let status = self.status_event(job, DeliveryState::Sent, "", attempt, &sent.provider_id);
+        let audit = self.auditor.record(entry).await;
+        let status = self
+            .bus
+            .publish(
+                status_subject(job),
+                &status,
+                Some(&format!("{}-sent", job.job_id)),
+            )
+            .await;
+        for ack in [audit, status] {
+            match ack {
+                Ok(a) => {
+                    if let Err(e) = bus::confirm(subjects::delivery_statuses(), a).await {
+                        warn!(error = %e, "status or audit of a send not confirmed");
+                    }
+                }
+                Err(e) => warn!(error = %e, "status or audit of a send not published"),
+            }
+        }
+    }
+
+    /// An audit entry about `job`; `record_id` makes a repeat of the same
+    /// occurrence one entry.
+    pub(crate) fn entry(
+        &self,
+        job: &DeliveryJob,
+        step: AuditStep,
+        summary: String,
+        record_id: String,
+    ) -> Entry {
+        Entry {
+            notification_id: job.notification_id.clone(),
+            case_id: job.case_id.clone(),
+            channel: channel_of(job),
+            job_id: job.job_id.clone(),
+            contact_id: job.contact_id.clone(),
+            lane: Lane::try_from(job.lane).unwrap_or_default(),
+            record_id: Some(record_id),
+            ..Entry::new(step, summary)
+        }
+    }
+
+    pub(crate) async fn audit(&self, entry: Entry) {
+        if let Err(e) = self.auditor.record_durable(entry).await {
+            warn!(error = %e, "audit record not written");
+        }
+    }
+
+    pub(crate) fn status_event(
+        &self,
+        job: &DeliveryJob,
+        state: DeliveryState,
+        detail: &str,
+        attempt: u32,
+        provider_id: &str,
+    ) -> DeliveryStatus {
+        DeliveryStatus {
+            job_id: job.job_id.clone(),
+            notification_id: job.notification_id.clone(),
+            case_id: job.case_id.clone(),
+            channel: job.channel,
+            state: state as i32,
+            provider_message_id: provider_id.to_string(),
+            detail: detail.to_string(),
+            attempt,
+            at: Some(herald_proto::now()),
+            lane: job.lane,
+            broadcast_id: job.broadcast_id.clone(),
+        }
+    }
+
+    /// Publishes a state change; `tag` makes the event id unique per
+    /// occurrence that deserves its own event.
+    pub(crate) async fn status(
+        &self,
+        job: &DeliveryJob,
+        state: DeliveryState,
+        detail: &str,
+        attempt: u32,
+        tag: &str,
+    ) {
+        let event = self.status_event(job, state, detail, attempt, "");
+        let id = format!("{}-{tag}", job.job_id);
+        if let Err(e) = self
+            .bus
+            .publish_durable(status_subject(job), &event, Some(&id))
+            .await
+        {
+            warn!(error = %e, "status event not written");
+        }
+    }
+}
+
+/// Where a job's status events go: broadcast jobs have their own subjects,
+/// so the broadcast service reads only those.
+pub(crate) fn status_subject(job: &DeliveryJob) -> String {
+    let channel = channel_of(job);
+    if job.broadcast_id.is_empty() {
+        subjects::delivery_status(channel)
+    } else {
+        subjects::broadcast_delivery_status(channel)
+    }
+}

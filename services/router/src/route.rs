@@ -1,0 +1,340 @@
+//! The routing step: one accepted notification in, its delivery jobs out.
+//! Recipients are resolved, channels planned and the template rendered for
+//! each; the jobs and their audit entries are then published together and
+//! the notification is acknowledged only once every one is confirmed.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use async_nats::jetstream;
+use herald_content::templates::{CONTENT_FREE_NOTICE, Rendered};
+use herald_directory::contacts::{Consent, Contact};
+use herald_proto::{
+    Message, subjects,
+    v1::{
+        AcceptedNotification, Channel, Confidentiality, DeliveryJob, FallbackTarget, Lane,
+        NotificationRequest, recipient::Target,
+    },
+};
+use herald_runtime::{
+    bus::{self, Disposition},
+    metrics::{ChannelOutcome, LaneLabel, ReasonLabel},
+    retry::Backoff,
+    telemetry::record_outcome,
+};
+use tracing::{Instrument, error, warn};
+
+use crate::{Router, audit};
+
+/// Someone to reach: a directory contact or an inline recipient.
+struct Person {
+    contact: Contact,
+    index: usize,
+}
+
+impl Router {
+    pub(crate) async fn handle(&self, msg: jetstream::Message, lane: Lane) -> Disposition {
+        let span = bus::process_span("router route", &msg);
+        async {
+            let span = tracing::Span::current();
+            let accepted = match AcceptedNotification::decode(msg.payload.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    record_outcome(&span, "undecodable", true);
+                    error!(error = %e, "undecodable notification dropped");
+                    return Disposition::Reject;
+                }
+            };
+            span.record("notification_id", accepted.notification_id.as_str());
+            if let Some(req) = &accepted.request {
+                span.record("case_id", req.case_id.as_str());
+            }
+            match self.route(&accepted, lane).await {
+                Ok(()) => {
+                    record_outcome(&span, "routed", false);
+                    Disposition::Ack
+                }
+                Err(e) => {
+                    record_outcome(&span, "retry", false);
+                    warn!(error = %e, "routing failed; will retry");
+                    Disposition::Retry(retry_delay(bus::delivery_count(&msg)))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn route(&self, n: &AcceptedNotification, lane: Lane) -> anyhow::Result<()> {
+        let Some(req) = &n.request else {
+            anyhow::bail!("notification without a request");
+        };
+        let people = self.resolve(req, &n.notification_id, lane).await?;
+        let mut jobs = Vec::new();
+        let mut audits = Vec::new();
+        let mut skipped = 0usize;
+        for person in &people {
+            match self.plan(n, req, person, lane) {
+                Ok(planned) => {
+                    for job in planned {
+                        audits.push(audit::rendered(n, req, &job, lane));
+                        jobs.push(job);
+                    }
+                }
+                Err(reason) => {
+                    skipped += 1;
+                    self.metrics
+                        .skipped
+                        .get_or_create(&ReasonLabel {
+                            lane: lane.name().into(),
+                            reason: "no_usable_channel".into(),
+                        })
+                        .inc();
+                    audits.push(audit::skipped(
+                        n,
+                        req,
+                        &person.contact.id,
+                        person.index,
+                        lane,
+                        &reason,
+                    ));
+                }
+            }
+        }
+        audits.insert(0, audit::routed(n, req, lane, &jobs, people.len(), skipped));
+
+        // Publish everything, then wait for every confirmation: any failure
+        // leaves the notification unacked, and the retry republishes the same
+        // ids, which JetStream drops.
+        let mut pending = Vec::new();
+        for entry in audits {
+            pending.push((
+                subjects::audit_all().to_string(),
+                self.auditor.record(entry).await?,
+            ));
+        }
+        for job in &jobs {
+            let channel = Channel::try_from(job.channel).unwrap_or_default();
+            let subject = subjects::delivery_job(lane, channel);
+            pending.push((
+                subject.clone(),
+                self.bus.publish(subject, job, Some(&job.job_id)).await?,
+            ));
+        }
+        for (subject, ack) in pending {
+            bus::confirm(subject, ack).await?;
+        }
+        for job in &jobs {
+            self.metrics
+                .jobs
+                .get_or_create(&ChannelOutcome {
+                    lane: lane.name().into(),
+                    channel: Channel::try_from(job.channel)
+                        .unwrap_or_default()
+                        .name()
+                        .into(),
+                    outcome: if job.content_withheld {
+                        "notice"
+                    } else {
+                        "content"
+                    }
+                    .into(),
+                })
+                .inc();
+        }
+        self.metrics
+            .routed
+            .get_or_create(&LaneLabel {
+                lane: lane.name().into(),
+            })
+            .inc();
+        Ok(())
+    }
+
+    /// Looks up every recipient. A contact deleted since intake is skipped
+    /// and documented, not retried.
+    async fn resolve(
+        &self,
+        req: &NotificationRequest,
+        notification_id: &str,
+        lane: Lane,
+    ) -> anyhow::Result<Vec<Person>> {
+        let ids: Vec<String> = req
+            .recipients
+            .iter()
+            .filter_map(|r| match &r.target {
+                Some(Target::ContactId(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut found = self.directory.get_many(&ids).await?.into_iter();
+        let mut people = Vec::new();
+        for (index, r) in req.recipients.iter().enumerate() {
+            let contact = match &r.target {
+                Some(Target::ContactId(id)) => match found.next().flatten() {
+                    Some(c) => c,
+                    None => {
+                        self.auditor
+                            .record(audit::contact_gone(notification_id, req, id, index, lane))
+                            .await?;
+                        continue;
+                    }
+                },
+                Some(Target::Inline(i)) => Contact {
+                    id: String::new(),
+                    name: i.name.clone(),
+                    email: (!i.email.is_empty()).then(|| i.email.clone()),
+                    phone: (!i.phone.is_empty()).then(|| i.phone.clone()),
+                    preferred_channel: Channel::try_from(i.preferred_channel)
+                        .ok()
+                        .filter(|c| *c != Channel::Unspecified)
+                        .map(|c| c.name().to_string()),
+                    language: if i.language.is_empty() {
+                        "en".into()
+                    } else {
+                        i.language.clone()
+                    },
+                    time_zone: "UTC".into(),
+                    identity_verified: i.identity_verified,
+                    consent: Consent {
+                        email: i.consent_email,
+                        sms: i.consent_sms,
+                        voice: i.consent_voice,
+                    },
+                    organisation: None,
+                    role: None,
+                    team: None,
+                },
+                None => continue,
+            };
+            people.push(Person { contact, index });
+        }
+        Ok(people)
+    }
+
+    /// The jobs for one recipient, with their fallbacks rendered.
+    fn plan(
+        &self,
+        n: &AcceptedNotification,
+        req: &NotificationRequest,
+        person: &Person,
+        lane: Lane,
+    ) -> Result<Vec<DeliveryJob>, String> {
+        let overrides: Vec<Channel> = req
+            .channel_override
+            .iter()
+            .filter_map(|c| Channel::try_from(*c).ok())
+            .collect();
+        let t = req.communication_type();
+        let p = req.priority();
+        let c = req.confidentiality();
+        let decision = self.rules.decide(t, p, c, &overrides, &person.contact);
+        let language = if req.language.is_empty() {
+            person.contact.language.clone()
+        } else {
+            req.language.clone()
+        };
+        let mut vars: BTreeMap<String, String> = req.params.clone();
+        vars.entry("recipient_name".into())
+            .or_insert_with(|| person.contact.name.clone());
+        vars.entry("notification_id".into())
+            .or_insert_with(|| n.notification_id.clone());
+        vars.entry("case_id".into())
+            .or_insert_with(|| req.case_id.clone());
+
+        let render = |channel: Channel| -> Option<(Rendered, bool)> {
+            person.contact.address(channel)?;
+            let withheld = c == Confidentiality::Sensitive
+                && (channel != Channel::Email || !person.contact.identity_verified);
+            let template = if withheld {
+                CONTENT_FREE_NOTICE
+            } else {
+                req.template_id.as_str()
+            };
+            let version = if withheld { 0 } else { req.template_version };
+            match self
+                .templates
+                .render(template, version, &language, channel, &vars)
+            {
+                Ok(r) => Some((r, withheld)),
+                Err(e) => {
+                    warn!(channel = channel.name(), error = %e, "channel skipped: nothing to render");
+                    None
+                }
+            }
+        };
+
+        // Channels to send on now; one that cannot be rendered gives way to
+        // the next fallback that can.
+        let mut fallbacks: Vec<(Channel, Rendered, bool)> = decision
+            .fallbacks
+            .iter()
+            .filter_map(|ch| render(*ch).map(|(r, w)| (*ch, r, w)))
+            .collect();
+        let mut sends: Vec<(Channel, Rendered, bool)> = Vec::new();
+        for ch in &decision.send {
+            match render(*ch) {
+                Some((r, w)) => sends.push((*ch, r, w)),
+                None if !fallbacks.is_empty() => sends.push(fallbacks.remove(0)),
+                None => {}
+            }
+        }
+        if sends.is_empty() {
+            return Err(if decision.send.is_empty() {
+                "no approved channel with an address and consent".into()
+            } else {
+                "the template has no text for any usable channel".into()
+            });
+        }
+        let created = herald_proto::now();
+        Ok(sends
+            .into_iter()
+            .map(|(channel, rendered, withheld)| DeliveryJob {
+                job_id: herald_proto::ids::job_id(&n.notification_id, person.index, channel),
+                notification_id: n.notification_id.clone(),
+                case_id: req.case_id.clone(),
+                channel: channel as i32,
+                lane: lane as i32,
+                priority: req.priority,
+                confidentiality: req.confidentiality,
+                contact_id: person.contact.id.clone(),
+                address: person
+                    .contact
+                    .address(channel)
+                    .unwrap_or_default()
+                    .to_string(),
+                recipient_name: person.contact.name.clone(),
+                language: rendered.language.clone(),
+                template_id: if withheld {
+                    CONTENT_FREE_NOTICE.into()
+                } else {
+                    req.template_id.clone()
+                },
+                template_version: rendered.version,
+                subject: rendered.subject,
+                body: rendered.body,
+                content_withheld: withheld,
+                fallbacks: fallbacks
+                    .iter()
+                    .map(|(ch, r, w)| FallbackTarget {
+                        channel: *ch as i32,
+                        address: person.contact.address(*ch).unwrap_or_default().to_string(),
+                        subject: r.subject.clone(),
+                        body: r.body.clone(),
+                        content_withheld: *w,
+                    })
+                    .collect(),
+                created_at: Some(created),
+                accepted_at: n.accepted_at,
+                fallback_of: String::new(),
+                communication_type: req.communication_type,
+                cancel_keys: req.cancel_keys.clone(),
+                ..Default::default()
+            })
+            .collect())
+    }
+}
+
+/// 1 s, 2 s, 4 s … up to 30 s between routing attempts.
+fn retry_delay(delivered: u32) -> Duration {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).nth(delivered)
+}
