@@ -9,6 +9,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use herald_config::DeliveryConfig;
+use herald_content::twiml;
 use herald_proto::v1::{Channel, DeliveryJob};
 use lettre::{
     Message,
@@ -231,9 +232,9 @@ impl Transports {
             }
             Channel::Voice => {
                 let script = if job.key_press_url.is_empty() {
-                    twiml(&job.body, &job.language)
+                    twiml::say(&job.body, &job.language)
                 } else {
-                    twiml_asking_for_a_key(&job.body, &job.language, &job.key_press_url)
+                    twiml::say_and_wait_for_a_key(&job.body, &job.language, &job.key_press_url)
                 };
                 let form = vec![
                     ("To", job.address.clone()),
@@ -383,45 +384,6 @@ async fn write_outbox(
     Ok(path)
 }
 
-/// The call script: the message read out in the recipient's language.
-pub fn twiml(text: &str, language: &str) -> String {
-    let lang = if language.is_empty() { "en" } else { language };
-    format!(
-        "<Response><Say language=\"{}\">{}</Say></Response>",
-        xml_escape(lang),
-        xml_escape(text)
-    )
-}
-
-/// The call script of a broadcast: the message is read out while the
-/// provider listens for one key, which it posts to `action` (`Digits`). A
-/// call that ends without a key confirms nothing: "completed" may be
-/// voicemail.
-pub fn twiml_asking_for_a_key(text: &str, language: &str, action: &str) -> String {
-    let lang = if language.is_empty() { "en" } else { language };
-    format!(
-        "<Response><Gather input=\"dtmf\" numDigits=\"1\" timeout=\"10\" method=\"POST\" action=\"{}\"><Say language=\"{}\">{}</Say></Gather></Response>",
-        xml_escape(action),
-        xml_escape(lang),
-        xml_escape(text)
-    )
-}
-
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,11 +429,15 @@ mod tests {
     #[test]
     fn call_scripts_escape_the_text() {
         assert_eq!(
-            twiml("Tom & Jerry <3", "en"),
+            twiml::say("Tom & Jerry <3", "en"),
             "<Response><Say language=\"en\">Tom &amp; Jerry &lt;3</Say></Response>"
         );
         assert_eq!(
-            twiml_asking_for_a_key("Leave now.", "fr", "https://h.example/v1/k?b=x&r=r1&s=y"),
+            twiml::say_and_wait_for_a_key(
+                "Leave now.",
+                "fr",
+                "https://h.example/v1/k?b=x&r=r1&s=y"
+            ),
             "<Response><Gather input=\"dtmf\" numDigits=\"1\" timeout=\"10\" method=\"POST\" \
              action=\"https://h.example/v1/k?b=x&amp;r=r1&amp;s=y\"><Say language=\"fr\">Leave now.</Say>\
              </Gather></Response>"
