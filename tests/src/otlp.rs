@@ -121,9 +121,9 @@ impl OtlpReceiver {
                     for s in ss.spans {
                         out.push(ReceivedSpan {
                             service: service.clone(),
-                            trace_id: hex(&s.trace_id),
-                            span_id: hex(&s.span_id),
-                            parent_span_id: hex(&s.parent_span_id),
+                            trace_id: hex::encode(&s.trace_id),
+                            span_id: hex::encode(&s.span_id),
+                            parent_span_id: hex::encode(&s.parent_span_id),
                             kind: SpanKind::try_from(s.kind).unwrap_or(SpanKind::Unspecified),
                             attributes: attributes(&s.attributes),
                             events: s
@@ -177,10 +177,6 @@ impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {

@@ -124,7 +124,7 @@ fn safe_code(v: &serde_json::Value) -> Option<String> {
 /// two log lines concern the same address without seeing it.
 pub fn fingerprint(value: &str) -> String {
     let digest = Sha256::digest(format!("herald-pii:{value}").as_bytes());
-    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..4])
 }
 
 #[cfg(test)]

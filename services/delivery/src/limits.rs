@@ -385,8 +385,7 @@ fn person(job: &DeliveryJob) -> String {
         return format!("c:{}", job.contact_id);
     }
     let digest = Sha256::digest(job.address.trim().to_ascii_lowercase().as_bytes());
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("a:{hex}")
+    format!("a:{}", hex::encode(&digest[..12]))
 }
 
 #[cfg(test)]

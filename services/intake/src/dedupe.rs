@@ -60,7 +60,7 @@ impl Dedupe {
 
     fn key_of(&self, scope: &str) -> String {
         let digest = Sha256::digest(scope.as_bytes());
-        format!("{}idem:{}", self.prefix, hex(&digest[..16]))
+        format!("{}idem:{}", self.prefix, hex::encode(&digest[..16]))
     }
 
     /// Claims the key for `notification_id`, or reports who has it.
@@ -176,9 +176,5 @@ impl Dedupe {
 /// A digest of the request as received (maps encode in key order, so the
 /// encoding is deterministic).
 pub fn fingerprint<M: Message>(msg: &M) -> String {
-    hex(&Sha256::digest(msg.encode_to_vec())[..12])
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(msg.encode_to_vec())[..12])
 }

@@ -150,10 +150,7 @@ pub struct Store {
 
 pub fn phone_hash(phone: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(format!("herald-phone:{}", phone.trim()).as_bytes())[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(format!("herald-phone:{}", phone.trim()).as_bytes())[..12])
 }
 
 impl Store {

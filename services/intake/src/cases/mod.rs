@@ -347,7 +347,7 @@ fn accepted(ev: &CaseEvent, sequence: u64, duplicate: bool) -> CaseReply {
 
 fn short_hash(s: &str) -> String {
     use sha2::{Digest, Sha256};
-    crate::dedupe::hex(&Sha256::digest(s.as_bytes())[..10])
+    hex::encode(&Sha256::digest(s.as_bytes())[..10])
 }
 
 /// The trail's record of an event: what happened and who did it, with
