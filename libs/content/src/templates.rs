@@ -116,7 +116,9 @@ impl TemplateStore {
         let mut folders: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         folders.sort();
         for folder in folders.into_iter().filter(|p| p.is_dir()) {
-            let id = folder.file_name().unwrap().to_string_lossy().to_string();
+            let Some(id) = folder.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                continue;
+            };
             let mut files: Vec<_> = match std::fs::read_dir(&folder) {
                 Ok(e) => e.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
                 Err(e) => {
@@ -126,7 +128,9 @@ impl TemplateStore {
             };
             files.sort();
             for file in files {
-                let name = file.file_name().unwrap().to_string_lossy().to_string();
+                let Some(name) = file.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                    continue;
+                };
                 let Some(version) = name
                     .strip_prefix('v')
                     .and_then(|n| n.strip_suffix(".toml"))

@@ -167,6 +167,8 @@ pub enum DirectoryError {
     File(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("record: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// Reads contacts from a YAML or TOML file and checks every one, reporting
@@ -249,7 +251,7 @@ impl Directory {
             });
         }
         let old = self.get(&contact.id).await?;
-        let json = serde_json::to_string(contact).expect("contacts serialise");
+        let json = serde_json::to_string(contact)?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .set(self.key(&contact.id), json)

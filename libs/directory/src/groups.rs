@@ -126,7 +126,7 @@ impl Groups {
                 reason,
             });
         }
-        let json = serde_json::to_string(group).expect("groups serialise");
+        let json = serde_json::to_string(group)?;
         let mut r = self.redis.clone();
         redis::pipe()
             .atomic()
