@@ -6,7 +6,7 @@
 //! time to recover):
 //!
 //! ```text
-//! cargo test -p herald-tests --test faults -- --nocapture --test-threads=1 | grep '^| '
+//! cargo test -p herald-testkit --test faults -- --nocapture --test-threads=1 | grep '^| '
 //! ```
 //!
 //! "Duplicated" counts messages a recipient would receive twice. Where a
