@@ -372,6 +372,38 @@ impl SmtpSink {
     }
 }
 
+impl SmtpSink {
+    /// The messages to `to` whose subject or body holds `needle`.
+    pub fn mails_to(&self, to: &str, needle: &str) -> Vec<Mail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == to))
+            .filter(|m| m.subject().contains(needle) || m.body().contains(needle))
+            .collect()
+    }
+
+    /// Waits for the first message to `to` whose subject or body holds
+    /// `needle`.
+    pub async fn wait_for_mail_to(&self, to: &str, needle: &str, timeout: Duration) -> Mail {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.arrived.notified();
+            if let Some(m) = self.mails_to(to, needle).into_iter().next() {
+                return m;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "no mail to {to} with {needle:?} within {timeout:?}; mails: {:#?}",
+                    self.mails()
+                        .iter()
+                        .map(|m| (m.to.clone(), m.subject()))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.down();

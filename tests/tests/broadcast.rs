@@ -9,8 +9,6 @@
 //! Call cycles are stepped with a `ManualClock` where the test counts calls
 //! per cycle, and run on the wall clock (seconds apart) once.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
@@ -26,9 +24,12 @@ use herald_proto::{
 use herald_runtime::clock::ManualClock;
 use herald_testkit::{
     TestSystem,
-    fixtures::contact,
+    count::{count_http, jobs},
+    fixtures::{self, contact},
     http::Request,
+    submit::{submit, submit_all},
     system::{COORDINATOR_TOKEN, PUBLIC_URL},
+    wait::until,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -677,7 +678,7 @@ async fn a_data_breach_reaches_the_dpo_and_management_by_email_and_phone() {
         .notify_ok(&herald_proto::v1::NotificationRequest {
             idempotency_key: "breach-1".into(),
             communication_type: CommunicationType::DataBreach as i32,
-            recipients: vec![herald_testkit::fixtures::to_contact("alice")],
+            recipients: vec![fixtures::to_contact("alice")],
             template_id: "incident_alert".into(),
             params: [
                 ("reference".to_string(), "BR-7".to_string()),
@@ -990,14 +991,16 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
     let client = sys.client.clone();
     let ordinary = tokio::spawn(async move {
         let reqs = (0..N)
-            .map(|i| support::inquiry_to(&format!("calm-{i}"), support::person(i, &[Channel::Sms])))
+            .map(|i| {
+                fixtures::inquiry_to(&format!("calm-{i}"), fixtures::person(i, &[Channel::Sms]))
+            })
             .collect();
-        support::submit_all(&client, reqs, 16).await
+        submit_all(&client, reqs, 16).await
     });
 
-    let mut urgent = support::inquiry_to(
+    let mut urgent = fixtures::inquiry_to(
         "urgent-1",
-        support::person(9_000, &[Channel::Email, Channel::Voice]),
+        fixtures::person(9_000, &[Channel::Email, Channel::Voice]),
     );
     urgent.communication_type = CommunicationType::Incident as i32;
     urgent.priority = Priority::Critical as i32;
@@ -1007,7 +1010,7 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
         ("summary".to_string(), "Power cut".to_string()),
     ]
     .into();
-    support::submit(&sys.client, &urgent, Lane::Emergency).await;
+    submit(&sys.client, &urgent, Lane::Emergency).await;
     sys.http.wait_for("/voice", 1, WAIT).await;
     sys.smtp.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1020,12 +1023,12 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
     busy.cancel();
     pulses.await.unwrap();
     let ids = ordinary.await.unwrap();
-    let expected = support::jobs(&ids, Channel::Sms);
-    support::until("every ordinary SMS", WAIT, || {
+    let expected = jobs(&ids, Channel::Sms);
+    until("every ordinary SMS", WAIT, || {
         sys.http.requests_to("/sms").len() >= N
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let c = support::count_http(&sys.http.requests_to("/sms"), &expected);
+    let c = count_http(&sys.http.requests_to("/sms"), &expected);
     assert_eq!((c.lost, c.duplicated, c.unexpected), (0, 0, 0), "{c:?}");
 }

@@ -13,13 +13,12 @@
 //! test makes the HTTP sink honour `Idempotency-Key` as real providers do,
 //! it says so and also reports the raw repeats the sink absorbed.
 //!
-//! The tests run one at a time (a shared lock), so each one's timings are
-//! its own even when the harness runs tests in parallel.
-
-mod support;
+//! The tests run one at a time (the kit's `chaos::serial`), so each one's
+//! timings are its own even when the harness runs tests in parallel.
 
 use std::{
     collections::{HashMap, HashSet},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -28,10 +27,18 @@ use herald_proto::{
     Message, subjects,
     v1::{AuditStep, Channel, DeadLetter, DeliveryState, DeliveryStatus},
 };
-use herald_testkit::{TestSystem, http::Reply, process::ServiceProcess, servers::free_port};
-use support::*;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use herald_testkit::{
+    TestSystem,
+    chaos::{row, serial},
+    count::{Count, count_http, count_mail, job_id, jobs},
+    fixtures::{email, index_of_phone, inquiry_to, person},
+    http::{Reply, Request},
+    process::ServiceProcess,
+    scrape,
+    servers::free_port,
+    submit::submit_all,
+    wait::until,
+};
 
 /// A retry schedule long enough to ride out the outages below, as an
 /// operator would configure for a provider known to have such hiccups.
@@ -46,7 +53,7 @@ fn patient(cfg: &mut Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_provider_answering_503_and_429_gets_every_message_once_and_its_retry_after_honoured()
  {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     const N: usize = 2000;
     const RETRY_AFTER: Duration = Duration::from_secs(2);
     // From the first request: 3 s of 503 (no Retry-After), then 3 s of
@@ -91,7 +98,7 @@ async fn an_sms_provider_answering_503_and_429_gets_every_message_once_and_its_r
     let recovered = done.saturating_duration_since(t0 + OUTAGE);
 
     // Every 429 is honoured by the job it answered ...
-    let mut by_key: HashMap<&str, Vec<&herald_testkit::http::Request>> = HashMap::new();
+    let mut by_key: HashMap<&str, Vec<&Request>> = HashMap::new();
     for r in &requests {
         by_key
             .entry(r.header("idempotency-key").unwrap())
@@ -143,36 +150,16 @@ async fn an_sms_provider_answering_503_and_429_gets_every_message_once_and_its_r
     );
 }
 
-/// Delivery as a process of its own on a fixed health port, in place of the
-/// in-process one, so it can be killed.
-async fn delivery_process(sys: &mut TestSystem) -> (ServiceProcess, String) {
+/// Delivery as a process of its own on a fixed HTTP port, in place of the
+/// in-process one, so it can be killed; returns it and its HTTP address.
+async fn delivery_process(sys: &mut TestSystem) -> (ServiceProcess, SocketAddr) {
     sys.stop("delivery").await;
     let mut cfg = sys.cfg.clone();
-    let port = free_port();
-    cfg.delivery.http_addr = format!("127.0.0.1:{port}");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.delivery.http_addr = addr.to_string();
     let p = ServiceProcess::spawn("delivery", &cfg);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
-    (p, base)
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = client
-            .get(format!("{base}/readyz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false);
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "delivery at {base} never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    scrape::wait_readyz(addr, 200, Duration::from_secs(30)).await;
+    (p, addr)
 }
 
 /// Half SMS, half email: one-off recipients who can receive only that.
@@ -206,7 +193,7 @@ fn split(ids: &[String]) -> (HashSet<String>, HashSet<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     const N: usize = 2000;
     // A short attempt limit keeps the lease (2 × limit + 5 s), and so the
     // wait before a dead worker's jobs are taken over, short.
@@ -219,7 +206,7 @@ async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
     // on. Raw repeats are counted separately. The SMTP sink is a plain
     // server: every message it accepts counts.
     sys.http.honour_idempotency_keys();
-    let (mut delivery, base) = delivery_process(&mut sys).await;
+    let (mut delivery, addr) = delivery_process(&mut sys).await;
 
     let client = sys.client.clone();
     let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "kill"), 64).await });
@@ -245,9 +232,9 @@ async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
 
     let s = count_http(&sys.http.requests_to("/sms"), &sms);
     let e = count_mail(&sys.smtp.mails(), &email);
-    let page = get(&format!("{base}/metrics")).await;
-    let takeovers = metric(&page, "herald_delivery_interrupted_takeovers_total") as usize;
-    let suppressed = metric(&page, "herald_delivery_duplicates_suppressed_total") as usize;
+    let page = scrape::metrics(addr).await;
+    let takeovers = page.sum("herald_delivery_interrupted_takeovers_total", &[]) as usize;
+    let suppressed = page.sum("herald_delivery_duplicates_suppressed_total", &[]) as usize;
     let recovered = done.duration_since(restarted);
 
     // Nothing lost, on either channel.
@@ -298,14 +285,14 @@ async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_stopped_with_sigterm_mid_run_finishes_its_sends_and_loses_nothing() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     const N: usize = 2000;
     let mut sys = TestSystem::start_with(|cfg| {
         cfg.delivery.attempt_timeout = Duration::from_secs(3);
     })
     .await;
     // No idempotency help here: a graceful stop must not need it.
-    let (mut delivery, base) = delivery_process(&mut sys).await;
+    let (mut delivery, addr) = delivery_process(&mut sys).await;
     let client = sys.client.clone();
     let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "term"), 64).await });
     until(
@@ -329,8 +316,9 @@ async fn delivery_stopped_with_sigterm_mid_run_finishes_its_sends_and_loses_noth
     tokio::time::sleep(Duration::from_secs(1)).await;
     let s = count_http(&sys.http.requests_to("/sms"), &sms);
     let e = count_mail(&sys.smtp.mails(), &email);
-    let page = get(&format!("{base}/metrics")).await;
-    let takeovers = metric(&page, "herald_delivery_interrupted_takeovers_total") as usize;
+    let takeovers = scrape::metrics(addr)
+        .await
+        .sum("herald_delivery_interrupted_takeovers_total", &[]) as usize;
 
     assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
     // Raw wire counts, both channels: a graceful stop leaves nothing half
@@ -371,7 +359,7 @@ fn recovered_since(from: Instant, done: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_restarted_mid_run_loses_nothing_and_sends_nothing_twice() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     const N: usize = 2000;
     let mut sys = TestSystem::start().await;
     let client = sys.client.clone();
@@ -426,7 +414,7 @@ async fn nats_server_restarted_mid_run_loses_nothing_and_sends_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_smtp_server_refusing_connections_then_failing_temporarily_gets_every_email_after() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     const N: usize = 2000;
     const DOWN: Duration = Duration::from_secs(4);
     const TEMPFAIL: Duration = Duration::from_secs(2);
@@ -501,11 +489,6 @@ async fn an_smtp_server_refusing_connections_then_failing_temporarily_gets_every
     );
 }
 
-/// The index a test gave a phone number (see `support::phone`).
-fn index_of(phone: &str) -> usize {
-    phone.trim_start_matches("+44770").parse().unwrap()
-}
-
 async fn dead_letters(sys: &TestSystem) -> Vec<DeadLetter> {
     use futures::StreamExt;
     let bus = sys.bus().await;
@@ -540,7 +523,7 @@ async fn dlq_size(sys: &TestSystem) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_failures_fall_back_or_are_dead_lettered_and_never_retried() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     // A: SMS refused as an invalid number (400) → email.
     // B: email to a mailbox that does not exist (550), no other channel → DLQ.
     // C: SMS failing with 503 every time, past the schedule → email.
@@ -559,7 +542,7 @@ async fn permanent_failures_fall_back_or_are_dead_lettered_and_never_retried() {
     .await;
     let attempts_allowed = sys.cfg.delivery.retry_schedule.len() + 1;
     sys.http.respond_with(|r, _| {
-        let i = index_of(r.field("To").unwrap());
+        let i = index_of_phone(r.field("To").unwrap());
         if A.contains(&i) || D.contains(&i) {
             Reply {
                 status: 400,
@@ -627,7 +610,9 @@ async fn permanent_failures_fall_back_or_are_dead_lettered_and_never_retried() {
     // Attempts per job on the failing channel, as the wire saw them.
     let mut tries: HashMap<usize, usize> = HashMap::new();
     for r in sys.http.requests() {
-        *tries.entry(index_of(r.field("To").unwrap())).or_default() += 1;
+        *tries
+            .entry(index_of_phone(r.field("To").unwrap()))
+            .or_default() += 1;
     }
     for i in A.clone().chain(D.clone()) {
         assert_eq!(tries.get(&i), Some(&1), "a 400 is final: person {i}");
@@ -728,7 +713,7 @@ async fn permanent_failures_fall_back_or_are_dead_lettered_and_never_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_status_callback_gets_403_and_changes_nothing() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     const N: usize = 400;
     const PUBLIC: &str = "https://herald.example.test";
     const SECRET: &str = "provider-secret";
@@ -833,12 +818,11 @@ async fn a_forged_status_callback_gets_403_and_changes_nothing() {
             "{trail:?}"
         );
     }
-    let page = get(&format!("{local}/metrics")).await;
+    let page = scrape::metrics(sys.http_addr("delivery")).await;
     assert_eq!(
-        metric_with(
-            &page,
+        page.sum(
             "herald_delivery_status_callbacks_total",
-            &["channel=\"sms\"", "outcome=\"rejected\""]
+            &[("channel", "sms"), ("outcome", "rejected")]
         ),
         forged as f64
     );

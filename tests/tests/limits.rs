@@ -1,13 +1,18 @@
 //! Rate limits, measured where they matter: at the provider and at the
 //! person. Limited messages are late, never lost.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use herald_proto::v1::{Channel, Lane};
-use herald_testkit::{TestSystem, fixtures::contact};
-use support::*;
+use herald_testkit::{
+    TestSystem,
+    count::{count_http, count_mail, job_id, jobs},
+    fixtures::{contact, inquiry, inquiry_to, person},
+    http::Reply,
+    scrape,
+    submit::{submit, submit_all},
+    wait::until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_never_gets_more_than_its_rate_or_its_connections() {
@@ -48,14 +53,8 @@ async fn a_provider_never_gets_more_than_its_rate_or_its_connections() {
         span + Duration::from_millis(100) >= least,
         "{N} SMS in {span:?}: faster than {RATE}/s"
     );
-    let page = get(&format!("http://{}/metrics", sys.http_addr("delivery"))).await;
-    assert!(
-        metric_with(
-            &page,
-            "herald_delivery_held_total",
-            &["reason=\"provider_rate\""]
-        ) > 0.0
-    );
+    let page = scrape::metrics(sys.http_addr("delivery")).await;
+    assert!(page.sum("herald_delivery_held_total", &[("reason", "provider_rate")]) > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +68,7 @@ async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergen
     sys.add_contacts(&[contact("vera", None, Some("+447700900555"), "voice")])
         .await;
     let call = |key: &str| {
-        let mut req = herald_testkit::fixtures::inquiry(key, "vera", key);
+        let mut req = inquiry(key, "vera", key);
         req.channel_override = vec![Channel::Voice as i32];
         req
     };
@@ -178,7 +177,7 @@ async fn a_provider_asking_for_an_hour_of_quiet_does_not_hold_messages_past_thei
     })
     .await;
     sys.http
-        .respond_with(|_, _| herald_testkit::http::Reply::status(429).retry_after("3600"));
+        .respond_with(|_, _| Reply::status(429).retry_after("3600"));
     let reqs = (0..N)
         .map(|i| {
             inquiry_to(
