@@ -1,10 +1,11 @@
 //! The shared test kit: real servers on free loopback ports, provider sinks
-//! that record what arrived on the wire, a whole Herald in-process, and the
-//! helpers the end-to-end tests share.
+//! that record what arrived on the wire, a whole Herald in-process (or as
+//! processes), and the helpers the end-to-end tests share.
 //!
 //! | module | what it gives a test |
 //! |---|---|
 //! | [`system`] | [`TestSystem`]: NATS, Redis, SMTP and HTTP sinks, the services in this process |
+//! | [`traced`] | intake, router and delivery as processes exporting spans to [`otlp`] |
 //! | [`process`] | one service as a process, to SIGKILL and start again |
 //! | [`fixtures`] | contacts, one-off recipients, requests |
 //! | [`submit`] | requests sent as a careful client sends them, retried until accepted |
@@ -12,6 +13,7 @@
 //! | [`chaos`] | the fault runs: one at a time, each printing its row of the fault table |
 //! | [`cases`] | fast SLA and escalation policies, the staff roster, case events and views |
 //! | [`scrape`] | `/metrics` and `/readyz` read as Prometheus and a load balancer would |
+//! | [`deploy`] | the files under `deploy/`, parsed |
 //! | [`cli`] | the `herald` command line run against a test system |
 
 pub mod benchkit;
@@ -19,6 +21,7 @@ pub mod cases;
 pub mod chaos;
 pub mod cli;
 pub mod count;
+pub mod deploy;
 pub mod fixtures;
 pub mod http;
 pub mod otlp;
@@ -28,6 +31,7 @@ pub mod servers;
 pub mod smtp;
 pub mod submit;
 pub mod system;
+pub mod traced;
 pub mod wait;
 
 pub use system::TestSystem;
