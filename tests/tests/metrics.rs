@@ -1,13 +1,18 @@
 //! What an operator's Prometheus and load balancer see: counters and
 //! histograms that move with the traffic, queue gauges that show a backlog
 //! where it builds up, readiness (HTTP and gRPC) that follows NATS, and
-//! the metrics the shipped alert rules name.
+//! every metric the shipped alert rules name exposed by a running service.
 
 use std::{net::SocketAddr, time::Duration};
 
-use herald_proto::{subjects, v1::intake_reply};
+use herald_proto::{
+    subjects,
+    v1::{CaseChannel, Priority, intake_reply},
+};
 use herald_testkit::{
-    TestSystem, deploy,
+    TestSystem,
+    cases::{client, fast_policies, opened, staff},
+    deploy,
     fixtures::{contact, inquiry},
     http::Reply,
     scrape::{self, Scrape},
@@ -208,36 +213,6 @@ async fn metrics_move_with_traffic_and_readiness_follows_nats() {
     })
     .await;
 
-    // Every metric the shipped alert rules use is one a service exposes
-    // (a family shows once it has a series, so use the scrapes taken while
-    // the counters had moved).
-    let mut exposed = Scrape::default();
-    for m in [
-        intake,
-        router,
-        delivery,
-        backlog,
-        sla_and_escalation_metrics(),
-    ] {
-        exposed.samples.extend(m.samples);
-        exposed.families.extend(m.families);
-    }
-    let mut used = 0;
-    for (alert, names) in deploy::alert_metrics() {
-        for name in names {
-            used += 1;
-            let base = ["_total", "_bucket", "_count", "_sum"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s))
-                .unwrap_or(&name);
-            assert!(
-                exposed.has(&name) || exposed.has(base),
-                "alert {alert:?} uses {name}, which no service exposes"
-            );
-        }
-    }
-    assert!(used >= 8, "the alert rules name only {used} metrics");
-
     // Readiness follows NATS: down when it goes, back when it returns.
     let grpc = sys.cfg.intake.grpc_addr.clone();
     wait_grpc_health(&grpc, ServingStatus::Serving).await;
@@ -259,29 +234,95 @@ async fn metrics_move_with_traffic_and_readiness_follows_nats() {
     sys.smtp.wait_for(6, WAIT).await;
 }
 
-/// The SLA and escalation families as the services that keep clocks and
-/// walk escalation chains will expose them, each with one series.
-fn sla_and_escalation_metrics() -> Scrape {
-    use herald_runtime::metrics::{EscalationLabel, EscalationMetrics, SlaLabel, SlaMetrics};
-    let mut registry = prometheus_client::registry::Registry::with_prefix("herald");
-    let sla = SlaMetrics::register(&mut registry);
-    let escalation = EscalationMetrics::register(&mut registry);
-    let clock = SlaLabel {
-        lane: "normal".into(),
-        channel: "email".into(),
-        clock: "first_response".into(),
-    };
-    sla.warnings.get_or_create(&clock).inc();
-    sla.breaches.get_or_create(&clock).inc();
-    escalation
-        .escalations
-        .get_or_create(&EscalationLabel {
-            lane: "normal".into(),
-            level: "2".into(),
-            trigger: "breach".into(),
-        })
-        .inc();
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    scrape::parse(&text)
+/// Every metric the shipped alert rules name is one a running service
+/// exposes, once there has been the traffic each is about: notifications
+/// sent and refused, a provider failing once, a case whose clock ran out
+/// and escalated. A family shows once it has a series, so the scrapes are
+/// read until every name has appeared somewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_alert_rules_name_is_exposed_by_a_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut sys = TestSystem::start_with(|cfg| {
+        fast_policies(cfg, &path, Duration::from_secs(30));
+        cfg.telemetry.queue_poll_interval = Duration::from_millis(200);
+    })
+    .await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    let mut people = staff();
+    people.push(client(0));
+    people.push(contact(
+        "bob",
+        Some("bob@example.org"),
+        Some("+447700900002"),
+        "sms",
+    ));
+    sys.add_contacts(&people).await;
+    sys.http.respond_with(|_, before| {
+        if before == 0 {
+            Reply::status(503)
+        } else {
+            Reply::ok("SM1")
+        }
+    });
+
+    // A case whose clock runs out (2 s) and escalates, ...
+    sys.case_ok(&opened(
+        "CASE-ALERTS",
+        "client-0",
+        CaseChannel::Email,
+        Priority::Normal,
+    ))
+    .await;
+    // ... an SMS the provider refuses once, and a request refused.
+    sys.notify_ok(&inquiry("alerts-sms", "bob", "INQ-AL")).await;
+    let refused = sys.notify(&inquiry("alerts-bad", "nobody", "INQ-AL")).await;
+    assert!(matches!(
+        refused.result,
+        Some(intake_reply::Result::Rejected(_))
+    ));
+    sys.http.wait_for("/sms", 2, WAIT).await;
+    sys.smtp
+        .wait_for_mail_to("sam@staff.example.org", "REF-CASE-ALERTS", WAIT)
+        .await;
+
+    let named: Vec<(String, Vec<String>)> = deploy::alert_metrics();
+    let used: usize = named.iter().map(|(_, m)| m.len()).sum();
+    assert!(used >= 8, "the alert rules name only {used} metrics");
+    let services = ["intake", "router", "delivery", "sla", "escalation"];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut exposed = Scrape::default();
+        for name in services {
+            exposed.extend(scrape::metrics(sys.http_addr(name)).await);
+        }
+        let missing: Vec<String> = named
+            .iter()
+            .flat_map(|(alert, metrics)| {
+                metrics
+                    .iter()
+                    .filter(|m| !is_exposed(&exposed, m))
+                    .map(move |m| format!("{alert} uses {m}"))
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics no service exposes: {missing:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a scrape exposes a name as PromQL uses it: a counter's
+/// `_total`, a histogram's `_bucket`, `_count` or `_sum`, or the family.
+fn is_exposed(scrape: &Scrape, name: &str) -> bool {
+    let family = ["_total", "_bucket", "_count", "_sum"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    scrape.has(name) || scrape.has(family)
 }
