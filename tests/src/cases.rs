@@ -254,7 +254,7 @@ pub fn summaries(trail: &[herald_proto::v1::AuditRecord], step: AuditStep) -> Ve
 }
 
 /// Counts breach events per case as they are stored in the case stream
-/// (read back from JetStream, so what consumers see).
+/// (read back from JetStream, in stream order, so what consumers see).
 pub struct BreachCounter {
     counts: Arc<Mutex<HashMap<String, usize>>>,
     stop: CancellationToken,
@@ -271,9 +271,11 @@ impl BreachCounter {
             .get_stream(subjects::STREAM_CASES)
             .await
             .expect("the case stream");
+        // Every case subject, told apart as the services tell them apart:
+        // no subject spelled out here.
         let consumer = stream
             .create_consumer(pull::Config {
-                filter_subject: "herald.v1.case.*.*.sla".into(),
+                filter_subject: subjects::case_all(),
                 ack_policy: AckPolicy::None,
                 deliver_policy: DeliverPolicy::All,
                 ..Default::default()
@@ -291,6 +293,12 @@ impl BreachCounter {
                     m = messages.next() => m,
                 };
                 let Some(Ok(m)) = m else { continue };
+                if !matches!(
+                    subjects::parse_case_subject(&m.subject),
+                    Some(subjects::CaseSubject::Sla(_))
+                ) {
+                    continue;
+                }
                 let ev = SlaEvent::decode(m.payload.clone()).expect("an SlaEvent");
                 if ev.kind() == SlaEventKind::Breach {
                     *c.lock().unwrap().entry(ev.case_id).or_default() += 1;
