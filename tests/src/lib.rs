@@ -10,6 +10,7 @@
 //! | [`fixtures`] | contacts, one-off recipients, requests |
 //! | [`submit`] | requests sent as a careful client sends them, retried until accepted |
 //! | [`count`] | exactly what reached the sinks: arrived, lost, delivered twice |
+//! | [`idle`] | knowing nothing more is on its way (idle) or left to happen (settled), instead of sleeping |
 //! | [`chaos`] | the fault runs: one at a time, each printing its row of the fault table |
 //! | [`cases`] | fast SLA and escalation policies, the staff roster, case events and views |
 //! | [`scrape`] | `/metrics` and `/readyz` read as Prometheus and a load balancer would |
@@ -24,6 +25,7 @@ pub mod count;
 pub mod deploy;
 pub mod fixtures;
 pub mod http;
+pub mod idle;
 pub mod otlp;
 pub mod process;
 pub mod scrape;
