@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use herald_proto::v1::broadcast_status_reply;
 use herald_testkit::{
     TestSystem,
     cli::{Cli, stderr, stdout},
@@ -84,7 +85,13 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
     let out = herald.run_as(&start, Some(COORDINATOR_TOKEN));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("add --yes"), "{}", stderr(&out));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Neither attempt reached the broadcast service: once nothing is on
+    // its way, it knows of no such broadcast and nothing was sent.
+    sys.wait_until_idle().await;
+    assert!(matches!(
+        sys.broadcast_status("fire-3").await.result,
+        Some(broadcast_status_reply::Result::Rejected(_))
+    ));
     assert_eq!(sys.smtp.count(), 0);
 
     // Started and followed to its end (3 s), nobody confirming.
