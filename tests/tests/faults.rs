@@ -6,19 +6,22 @@
 //! time to recover):
 //!
 //! ```text
-//! cargo test -p herald-testkit --test faults -- --nocapture --test-threads=1 | grep '^| '
+//! cargo test -p herald-testkit --test faults -- --nocapture | grep '^| '
 //! ```
 //!
 //! "Duplicated" counts messages a recipient would receive twice. Where a
 //! test makes the HTTP sink honour `Idempotency-Key` as real providers do,
 //! it says so and also reports the raw repeats the sink absorbed.
 //!
-//! The tests run one at a time (the kit's `chaos::serial`), so each one's
-//! timings are its own even when the harness runs tests in parallel.
+//! The tests run one at a time (the kit's `chaos::serial`, a mutex), so
+//! each one's timings are its own even when the harness runs tests in
+//! parallel. The three that strike a running pipeline from outside (a
+//! SIGKILL, a SIGTERM, nats-server killed) state only their
+//! `chaos::Scenario`; `chaos::run` submits, strikes, restarts, waits and
+//! counts.
 
 use std::{
     collections::{HashMap, HashSet},
-    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -29,13 +32,11 @@ use herald_proto::{
 };
 use herald_testkit::{
     TestSystem,
-    chaos::{row, serial},
+    chaos::{self, Fault, Scenario, row, serial},
     count::{Count, count_http, count_mail, job_id, jobs},
     fixtures::{email, index_of_phone, inquiry_to, person},
     http::{Reply, Request},
-    process::ServiceProcess,
     scrape,
-    servers::free_port,
     submit::submit_all,
     wait::until,
 };
@@ -151,92 +152,28 @@ async fn an_sms_provider_answering_503_and_429_gets_every_message_once_and_its_r
     );
 }
 
-/// Delivery as a process of its own on a fixed HTTP port, in place of the
-/// in-process one, so it can be killed; returns it and its HTTP address.
-async fn delivery_process(sys: &mut TestSystem) -> (ServiceProcess, SocketAddr) {
-    sys.stop("delivery").await;
-    let mut cfg = sys.cfg.clone();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    cfg.delivery.http_addr = addr.to_string();
-    let p = ServiceProcess::spawn("delivery", &cfg);
-    scrape::wait_readyz(addr, 200, Duration::from_secs(30)).await;
-    (p, addr)
-}
-
-/// Half SMS, half email: one-off recipients who can receive only that.
-fn mixed(n: usize, tag: &str) -> Vec<herald_proto::v1::NotificationRequest> {
-    (0..n)
-        .map(|i| {
-            let ch = if i % 2 == 0 {
-                Channel::Sms
-            } else {
-                Channel::Email
-            };
-            inquiry_to(&format!("{tag}-{i}"), person(i, &[ch]))
-        })
-        .collect()
-}
-
-fn split(ids: &[String]) -> (HashSet<String>, HashSet<String>) {
-    let sms = ids
-        .iter()
-        .step_by(2)
-        .map(|id| job_id(id, Channel::Sms))
-        .collect();
-    let email = ids
-        .iter()
-        .skip(1)
-        .step_by(2)
-        .map(|id| job_id(id, Channel::Email))
-        .collect();
-    (sms, email)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
-    let _serial = serial().await;
-    const N: usize = 2000;
-    // A short attempt limit keeps the lease (2 × limit + 5 s), and so the
-    // wait before a dead worker's jobs are taken over, short.
-    let mut sys = TestSystem::start_with(|cfg| {
-        cfg.delivery.attempt_timeout = Duration::from_secs(3);
+    let run = chaos::run(Scenario {
+        n: 2000,
+        tag: "kill",
+        fault: Fault::KillDelivery {
+            down: Duration::from_millis(500),
+        },
+        // A short attempt limit keeps the lease (2 × limit + 5 s), and so
+        // the wait before a dead worker's jobs are taken over, short.
+        configure: |cfg| cfg.delivery.attempt_timeout = Duration::from_secs(3),
+        // The SMS sink behaves like a provider that honours
+        // Idempotency-Key: a repeat of an accepted request gets the first
+        // answer and is not sent on. Raw repeats are counted separately.
+        // The SMTP sink is a plain server: every message it accepts counts.
+        provider_honours_idempotency: true,
     })
     .await;
-    // The SMS sink behaves like a provider that honours Idempotency-Key:
-    // a repeat of an accepted request gets the first answer and is not sent
-    // on. Raw repeats are counted separately. The SMTP sink is a plain
-    // server: every message it accepts counts.
-    sys.http.honour_idempotency_keys();
-    let (mut delivery, addr) = delivery_process(&mut sys).await;
-
-    let client = sys.client.clone();
-    let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "kill"), 64).await });
-    until(
-        "a third of the messages sent",
-        Duration::from_secs(60),
-        || sys.smtp.count() + sys.http.requests_to("/sms").len() >= N / 3,
-    )
-    .await;
-    delivery.kill();
-    let at_kill = sys.smtp.count() + sys.http.requests_to("/sms").len();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    delivery.start();
-    let restarted = Instant::now();
-    let ids = submitted.await.unwrap();
-    let (sms, email) = split(&ids);
-    let done = until("every message delivered", Duration::from_secs(120), || {
-        count_http(&sys.http.requests_to("/sms"), &sms).arrived == sms.len()
-            && count_mail(&sys.smtp.mails(), &email).arrived == email.len()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let s = count_http(&sys.http.requests_to("/sms"), &sms);
-    let e = count_mail(&sys.smtp.mails(), &email);
-    let page = scrape::metrics(addr).await;
+    let (s, e, cfg) = (&run.sms, &run.email, &run.sys.cfg);
+    let page = scrape::metrics(run.delivery_addr()).await;
     let takeovers = page.sum("herald_delivery_interrupted_takeovers_total", &[]) as usize;
     let suppressed = page.sum("herald_delivery_duplicates_suppressed_total", &[]) as usize;
-    let recovered = done.duration_since(restarted);
 
     // Nothing lost, on either channel.
     assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
@@ -258,66 +195,37 @@ async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
     // And no more than could be on the wire at the instant of the kill: one
     // per connection the limits allow.
     assert!(
-        e.duplicated <= sys.cfg.delivery.smtp_pool_size as usize,
+        e.duplicated <= cfg.delivery.smtp_pool_size as usize,
         "{e:?}"
     );
-    assert!(s.absorbed <= sys.cfg.delivery.sms_connections, "{s:?}");
-    let both = Count {
-        expected: N,
-        arrived: s.arrived + e.arrived,
-        lost: s.lost + e.lost,
-        duplicated: s.duplicated + e.duplicated,
-        absorbed: s.absorbed,
-        unexpected: 0,
-    };
+    assert!(s.absorbed <= cfg.delivery.sms_connections, "{s:?}");
     row(
         "delivery SIGKILLed mid-run, restarted after 0.5 s",
-        N,
-        &both,
-        Some(recovered),
+        run.both().expected,
+        &run.both(),
+        Some(run.recovered),
         &format!(
-            "killed after {at_kill} sends; {takeovers} interrupted attempts taken over; \
+            "killed after {} sends; {takeovers} interrupted attempts taken over; \
              SMS (provider honours Idempotency-Key): 0 delivered twice, {} raw repeats absorbed; \
              email (plain SMTP): {} delivered twice; {suppressed} redeliveries suppressed by the ledger",
-            s.absorbed, e.duplicated
+            run.at_fault, s.absorbed, e.duplicated
         ),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_stopped_with_sigterm_mid_run_finishes_its_sends_and_loses_nothing() {
-    let _serial = serial().await;
-    const N: usize = 2000;
-    let mut sys = TestSystem::start_with(|cfg| {
-        cfg.delivery.attempt_timeout = Duration::from_secs(3);
+    let run = chaos::run(Scenario {
+        n: 2000,
+        tag: "term",
+        fault: Fault::StopDelivery,
+        configure: |cfg| cfg.delivery.attempt_timeout = Duration::from_secs(3),
+        // No idempotency help here: a graceful stop must not need it.
+        provider_honours_idempotency: false,
     })
     .await;
-    // No idempotency help here: a graceful stop must not need it.
-    let (mut delivery, addr) = delivery_process(&mut sys).await;
-    let client = sys.client.clone();
-    let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "term"), 64).await });
-    until(
-        "a third of the messages sent",
-        Duration::from_secs(60),
-        || sys.smtp.count() + sys.http.requests_to("/sms").len() >= N / 3,
-    )
-    .await;
-    let stopping = Instant::now();
-    delivery.terminate();
-    let stopped_in = stopping.elapsed();
-    delivery.start();
-    let restarted = Instant::now();
-    let ids = submitted.await.unwrap();
-    let (sms, email) = split(&ids);
-    let done = until("every message delivered", Duration::from_secs(120), || {
-        count_http(&sys.http.requests_to("/sms"), &sms).arrived == sms.len()
-            && count_mail(&sys.smtp.mails(), &email).arrived == email.len()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = count_http(&sys.http.requests_to("/sms"), &sms);
-    let e = count_mail(&sys.smtp.mails(), &email);
-    let takeovers = scrape::metrics(addr)
+    let (s, e) = (&run.sms, &run.email);
+    let takeovers = scrape::metrics(run.delivery_addr())
         .await
         .sum("herald_delivery_interrupted_takeovers_total", &[]) as usize;
 
@@ -331,61 +239,35 @@ async fn delivery_stopped_with_sigterm_mid_run_finishes_its_sends_and_loses_noth
     );
     assert_eq!(takeovers, 0);
     assert!(
-        stopped_in < sys.cfg.delivery.attempt_timeout + Duration::from_secs(5),
-        "stopping took {stopped_in:?}"
+        run.striking < run.sys.cfg.delivery.attempt_timeout + Duration::from_secs(5),
+        "stopping took {:?}",
+        run.striking
     );
-    let both = Count {
-        expected: N,
-        arrived: s.arrived + e.arrived,
-        lost: 0,
-        duplicated: 0,
-        absorbed: 0,
-        unexpected: 0,
-    };
     row(
         "delivery stopped with SIGTERM mid-run, restarted",
-        N,
-        &both,
-        Some(recovered_since(restarted, done)),
+        run.both().expected,
+        &run.both(),
+        Some(run.recovered),
         &format!(
             "stopped in {:.1} s; raw wire counts, no idempotency help; 0 take-overs",
-            stopped_in.as_secs_f64()
+            run.striking.as_secs_f64()
         ),
     );
 }
 
-fn recovered_since(from: Instant, done: Instant) -> Duration {
-    done.saturating_duration_since(from)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_restarted_mid_run_loses_nothing_and_sends_nothing_twice() {
-    let _serial = serial().await;
-    const N: usize = 2000;
-    let mut sys = TestSystem::start().await;
-    let client = sys.client.clone();
-    let submitted = tokio::spawn(async move { submit_all(&client, mixed(N, "nats"), 64).await });
-    until(
-        "a third of the messages sent",
-        Duration::from_secs(60),
-        || sys.smtp.count() + sys.http.requests_to("/sms").len() >= N / 3,
-    )
-    .await;
-    sys.nats.kill();
-    let at_kill = sys.smtp.count() + sys.http.requests_to("/sms").len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    sys.nats.restart();
-    let restarted = Instant::now();
-    let ids = submitted.await.unwrap();
-    let (sms, email) = split(&ids);
-    let done = until("every message delivered", Duration::from_secs(120), || {
-        count_http(&sys.http.requests_to("/sms"), &sms).arrived == sms.len()
-            && count_mail(&sys.smtp.mails(), &email).arrived == email.len()
+    let run = chaos::run(Scenario {
+        n: 2000,
+        tag: "nats",
+        fault: Fault::KillNats {
+            down: Duration::from_secs(1),
+        },
+        configure: |_| {},
+        provider_honours_idempotency: false,
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = count_http(&sys.http.requests_to("/sms"), &sms);
-    let e = count_mail(&sys.smtp.mails(), &email);
+    let (s, e) = (&run.sms, &run.email);
     assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
     // Raw wire counts: delivery kept running, so every job it sent was in
     // the ledger before the ack that NATS lost, and its redelivery was
@@ -396,20 +278,15 @@ async fn nats_server_restarted_mid_run_loses_nothing_and_sends_nothing_twice() {
         "sms {s:?} email {e:?}"
     );
     assert_eq!((s.unexpected, e.unexpected), (0, 0));
-    let both = Count {
-        expected: N,
-        arrived: s.arrived + e.arrived,
-        lost: 0,
-        duplicated: 0,
-        absorbed: 0,
-        unexpected: 0,
-    };
     row(
         "nats-server killed mid-run, restarted after 1 s",
-        N,
-        &both,
-        Some(done.duration_since(restarted)),
-        &format!("killed after {at_kill} sends; raw wire counts, no idempotency help"),
+        run.both().expected,
+        &run.both(),
+        Some(run.recovered),
+        &format!(
+            "killed after {} sends; raw wire counts, no idempotency help",
+            run.at_fault
+        ),
     );
 }
 
