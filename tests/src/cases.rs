@@ -6,7 +6,10 @@
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -257,6 +260,8 @@ pub fn summaries(trail: &[herald_proto::v1::AuditRecord], step: AuditStep) -> Ve
 /// (read back from JetStream, in stream order, so what consumers see).
 pub struct BreachCounter {
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// The position in the case stream read up to.
+    read: Arc<AtomicU64>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -283,8 +288,9 @@ impl BreachCounter {
             .await
             .expect("a reader of the case stream");
         let counts: Arc<Mutex<HashMap<String, usize>>> = Default::default();
+        let read: Arc<AtomicU64> = Default::default();
         let stop = CancellationToken::new();
-        let (c, s) = (counts.clone(), stop.clone());
+        let (c, r, s) = (counts.clone(), read.clone(), stop.clone());
         let task = tokio::spawn(async move {
             let mut messages = consumer.messages().await.expect("case messages");
             loop {
@@ -293,19 +299,52 @@ impl BreachCounter {
                     m = messages.next() => m,
                 };
                 let Some(Ok(m)) = m else { continue };
-                if !matches!(
+                if matches!(
                     subjects::parse_case_subject(&m.subject),
                     Some(subjects::CaseSubject::Sla(_))
                 ) {
-                    continue;
+                    let ev = SlaEvent::decode(m.payload.clone()).expect("an SlaEvent");
+                    if ev.kind() == SlaEventKind::Breach {
+                        *c.lock().unwrap().entry(ev.case_id).or_default() += 1;
+                    }
                 }
-                let ev = SlaEvent::decode(m.payload.clone()).expect("an SlaEvent");
-                if ev.kind() == SlaEventKind::Breach {
-                    *c.lock().unwrap().entry(ev.case_id).or_default() += 1;
-                }
+                // Moved on once counted, so whoever sees the position sees
+                // the count.
+                let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
+                r.store(seq, Ordering::SeqCst);
             }
         });
-        BreachCounter { counts, stop, task }
+        BreachCounter {
+            counts,
+            read,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until everything the case stream holds now has been counted,
+    /// so that a breach already stored is not missed.
+    pub async fn caught_up(&self, sys: &TestSystem) {
+        let bus = sys.bus().await;
+        let mut stream = bus
+            .js
+            .get_stream(subjects::STREAM_CASES)
+            .await
+            .expect("the case stream");
+        let last = stream
+            .info()
+            .await
+            .expect("the case stream's state")
+            .state
+            .last_sequence;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.read.load(Ordering::SeqCst) < last {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the case stream not read up to {last} within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Cases breached so far.

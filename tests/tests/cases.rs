@@ -195,9 +195,11 @@ async fn an_acknowledgement_between_levels_stops_the_next_level() {
     sys.case_ok(&ack).await;
     let acked = Instant::now();
 
-    // The supervisor's level would have been due 1.5 s after the team
-    // lead's: wait well past it.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The supervisor's level would come from the case's escalation timer,
+    // 1.5 s after the team lead's. Once no timer is left anywhere (the
+    // acknowledgement removed it, or, had it not, it has fired) and nothing
+    // is on its way, everything that will ever be sent has been.
+    sys.wait_until_settled().await;
     assert!(
         sys.http.requests_to("/sms").is_empty(),
         "no SMS to the supervisor after the acknowledgement"
@@ -301,8 +303,13 @@ async fn no_notification_reaches_a_provider_after_an_acknowledgement() {
         .buffer_unordered(CASES)
         .collect()
         .await;
-    // Anything still to come would come within a few levels' time.
-    tokio::time::sleep(level * 3).await;
+    // Anything still to come is on its way or waits in a timer (a level
+    // that was not stopped): once neither is so, it has arrived. A level
+    // firing the moment its case was acknowledged may have lost its timer
+    // to the acknowledgement while still running, out of sight; it began
+    // at least 375 ms (the latest offset) before the last acknowledgement
+    // was answered, and firing a level takes milliseconds.
+    sys.wait_until_settled().await;
 
     let mut late = Vec::new();
     let mut second_level_sent = 0;
@@ -400,10 +407,12 @@ async fn killing_the_sla_service_mid_way_neither_loses_nor_doubles_a_breach() {
         breaches.unique() == CASES
     })
     .await;
-    // Whatever a dead instance had claimed fires again once its lease
-    // runs out; wait past that for any late repeat.
-    tokio::time::sleep(sys.cfg.sla.lease.min(Duration::from_secs(5)) + Duration::from_secs(2))
-        .await;
+    // Whatever the dead instance had claimed stays claimed until its lease
+    // runs out, then fires again: once no clock timer is left, pending or
+    // claimed, and the counter has read the whole case stream, any late
+    // repeat has been counted.
+    sys.wait_until_settled().await;
+    breaches.caught_up(&sys).await;
     breaches.stop().await;
     let counted = breaches.counts();
     let twice: Vec<_> = counted.iter().filter(|(_, n)| **n > 1).collect();
@@ -460,7 +469,10 @@ async fn two_sla_instances_never_fire_the_same_breach_twice() {
         breaches.unique() == CASES
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A second firing of a breach would be on its way, or its timer still
+    // held by the other instance: count once neither is so.
+    sys.wait_until_settled().await;
+    breaches.caught_up(&sys).await;
     breaches.stop().await;
     let mut fired = Vec::new();
     for addr in &addrs {
@@ -634,7 +646,10 @@ async fn a_resolved_case_gets_a_signed_survey_and_one_reminder_unless_answered()
         )
         .await;
     assert!(reminder.at - survey0.at >= Duration::from_millis(1800));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Surveys and reminders come from the follow-up timers. Once none is
+    // left (sent, answered or called off, or, had one been kept, fired)
+    // and nothing is on its way, these are all the mails there will be.
+    sys.wait_until_settled().await;
     assert_eq!(
         sys.smtp
             .mails_to("client-0@clients.example.org", "REF-CASE-FU-0")
@@ -691,8 +706,9 @@ async fn waiting_on_the_client_pauses_the_clock_until_the_reply() {
     .await;
     sys.case_ok(&event(case, "wait", CaseEventKind::WaitingOnClient))
         .await;
-    // Paused well past its 3 s: no breach.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Paused: no breach. A paused clock has no timer; had it kept one, it
+    // would fire at the 3 s deadline, and settling waits for that.
+    sys.wait_until_settled().await;
     let v = sla_view(&sys, case).await;
     assert_eq!(
         v.clocks[0].state,
