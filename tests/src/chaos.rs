@@ -1,4 +1,4 @@
-//! Fault runs: thousands of notifications through a [`TestSystem`](crate::TestSystem)
+//! Fault runs: thousands of notifications through a [`TestSystem`]
 //! while something breaks, then an exact count of what reached the sinks.
 //!
 //! Two conventions hold for every fault test:

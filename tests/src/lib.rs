@@ -11,7 +11,7 @@
 //! | [`submit`] | requests sent as a careful client sends them, retried until accepted |
 //! | [`count`] | exactly what reached the sinks: arrived, lost, delivered twice |
 //! | [`idle`] | knowing nothing more is on its way (idle) or left to happen (settled), instead of sleeping |
-//! | [`chaos`] | the fault runs: one at a time, each printing its row of the fault table |
+//! | [`chaos`] | the fault runs: one at a time (a mutex), each printing its row of the fault table; a mid-run fault as a scenario |
 //! | [`cases`] | fast SLA and escalation policies, the staff roster, case events and views |
 //! | [`scrape`] | `/metrics` and `/readyz` read as Prometheus and a load balancer would |
 //! | [`deploy`] | the files under `deploy/`, parsed |
