@@ -17,20 +17,20 @@ test: deps
 ## (bench-sla).
 bench: deps
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p herald-tests --bin herald-bench -- $(BENCH_ARGS)
-	$(CARGO) run --release -p herald-tests --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
-	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 
 ## A broadcast to 1,000 people on an idle system and under a backlog of
 ## 100,000+ ordinary notifications: p50/p99/last, and the ratio.
 bench-emergency: deps
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p herald-tests --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
 
 ## How late breaches fire with a million clocks pending, and their memory.
 bench-sla: deps
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p herald-tests --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 
 ## Formatting, clippy and unused dependencies, as CI checks them.
 lint:

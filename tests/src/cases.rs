@@ -1,14 +1,32 @@
 //! What case tests share: policies measured in seconds on a round-the-clock
 //! calendar (so a test runs in seconds, not business days), a staff
-//! roster with roles, clients, and case events.
+//! roster with roles, clients, case events, the services' views of a case,
+//! and a reader of the breaches stored in the case stream.
 
-use std::{path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
+use futures::StreamExt;
 use herald_config::Config;
 use herald_directory::contacts::Contact;
-use herald_proto::v1::{CaseChannel, CaseDetails, CaseEvent, CaseEventKind, Feedback, Priority};
+use herald_proto::{
+    Message, subjects,
+    v1::{
+        AuditStep, CaseChannel, CaseDetails, CaseEvent, CaseEventKind, CaseQuery,
+        EscalationQueryReply, EscalationView, Feedback, Priority, SlaEvent, SlaEventKind,
+        SlaQueryReply, SlaView, escalation_query_reply, sla_query_reply,
+    },
+};
+use tokio_util::sync::CancellationToken;
 
-use crate::fixtures::contact;
+use crate::{TestSystem, fixtures::contact};
 
 /// The team every fast case belongs to; its calendar is open 24/7.
 pub const TEAM: &str = "support";
@@ -189,5 +207,158 @@ pub fn feedback(case_id: &str, rating: u32, comment: &str) -> CaseEvent {
             comment: comment.into(),
         }),
         ..event(case_id, "feedback", CaseEventKind::FeedbackReceived)
+    }
+}
+
+/// Asks a service about a case over request/reply, as `herald case show`
+/// does (`subject` is [`subjects::SLA_QUERY`] or
+/// [`subjects::ESCALATION_QUERY`]).
+pub async fn ask<R: Message + Default>(sys: &TestSystem, subject: &str, case_id: &str) -> R {
+    let query = CaseQuery {
+        case_id: case_id.into(),
+    };
+    let msg = tokio::time::timeout(
+        Duration::from_secs(20),
+        sys.client
+            .request(subject.to_string(), query.encode_to_vec().into()),
+    )
+    .await
+    .expect("the service answers in time")
+    .expect("the service answers");
+    R::decode(msg.payload).expect("a reply")
+}
+
+/// The sla service's clocks of a case.
+pub async fn sla_view(sys: &TestSystem, case_id: &str) -> SlaView {
+    let reply: SlaQueryReply = ask(sys, subjects::SLA_QUERY, case_id).await;
+    match reply.result {
+        Some(sla_query_reply::Result::View(v)) => v,
+        other => panic!("expected a view of {case_id}, got {other:?}"),
+    }
+}
+
+/// The escalation service's view of a case: where it stands and the
+/// follow-up.
+pub async fn escalation_view(sys: &TestSystem, case_id: &str) -> EscalationView {
+    let reply: EscalationQueryReply = ask(sys, subjects::ESCALATION_QUERY, case_id).await;
+    match reply.result {
+        Some(escalation_query_reply::Result::View(v)) => v,
+        other => panic!("expected a view of {case_id}, got {other:?}"),
+    }
+}
+
+/// The summaries of a trail's records of one step, in order.
+pub fn summaries(trail: &[herald_proto::v1::AuditRecord], step: AuditStep) -> Vec<String> {
+    trail
+        .iter()
+        .filter(|r| r.step == step as i32)
+        .map(|r| r.summary.clone())
+        .collect()
+}
+
+/// Counts breach events per case as they are stored in the case stream
+/// (read back from JetStream, in stream order, so what consumers see).
+pub struct BreachCounter {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// The position in the case stream read up to.
+    read: Arc<AtomicU64>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BreachCounter {
+    pub async fn start(sys: &TestSystem) -> BreachCounter {
+        use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        let bus = sys.bus().await;
+        bus.ensure_streams().await.expect("streams");
+        let stream = bus
+            .js
+            .get_stream(subjects::STREAM_CASES)
+            .await
+            .expect("the case stream");
+        // Every case subject, told apart as the services tell them apart:
+        // no subject spelled out here.
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: subjects::case_all(),
+                ack_policy: AckPolicy::None,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("a reader of the case stream");
+        let counts: Arc<Mutex<HashMap<String, usize>>> = Default::default();
+        let read: Arc<AtomicU64> = Default::default();
+        let stop = CancellationToken::new();
+        let (c, r, s) = (counts.clone(), read.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut messages = consumer.messages().await.expect("case messages");
+            loop {
+                let m = tokio::select! {
+                    _ = s.cancelled() => break,
+                    m = messages.next() => m,
+                };
+                let Some(Ok(m)) = m else { continue };
+                if matches!(
+                    subjects::parse_case_subject(&m.subject),
+                    Some(subjects::CaseSubject::Sla(_))
+                ) {
+                    let ev = SlaEvent::decode(m.payload.clone()).expect("an SlaEvent");
+                    if ev.kind() == SlaEventKind::Breach {
+                        *c.lock().unwrap().entry(ev.case_id).or_default() += 1;
+                    }
+                }
+                // Moved on once counted, so whoever sees the position sees
+                // the count.
+                let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
+                r.store(seq, Ordering::SeqCst);
+            }
+        });
+        BreachCounter {
+            counts,
+            read,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until everything the case stream holds now has been counted,
+    /// so that a breach already stored is not missed.
+    pub async fn caught_up(&self, sys: &TestSystem) {
+        let bus = sys.bus().await;
+        let mut stream = bus
+            .js
+            .get_stream(subjects::STREAM_CASES)
+            .await
+            .expect("the case stream");
+        let last = stream
+            .info()
+            .await
+            .expect("the case stream's state")
+            .state
+            .last_sequence;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.read.load(Ordering::SeqCst) < last {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the case stream not read up to {last} within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cases breached so far.
+    pub fn unique(&self) -> usize {
+        self.counts.lock().unwrap().len()
+    }
+
+    /// Breaches per case so far.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
     }
 }

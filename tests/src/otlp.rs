@@ -173,6 +173,21 @@ impl OtlpReceiver {
     }
 }
 
+/// The one span `f` picks out; panics if there is none or more than one.
+pub fn the_one<'a>(
+    spans: &'a [ReceivedSpan],
+    what: &str,
+    f: impl Fn(&ReceivedSpan) -> bool,
+) -> &'a ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| f(s)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {what}, got {found:#?}"
+    );
+    found[0]
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop.cancel();

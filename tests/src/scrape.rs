@@ -41,6 +41,27 @@ impl Scrape {
         self.value(name, labels).unwrap_or(0.0)
     }
 
+    /// The sum of `name` over every series whose labels include these
+    /// (others may be present); 0 when there is none.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+
+    /// Adds another scrape's samples and families to this one.
+    pub fn extend(&mut self, other: Scrape) {
+        self.samples.extend(other.samples);
+        self.families.extend(other.families);
+    }
+
     /// Whether a family or a sample of this name is exposed.
     pub fn has(&self, name: &str) -> bool {
         self.families.iter().any(|f| f == name) || self.samples.iter().any(|s| s.name == name)
@@ -131,6 +152,26 @@ pub async fn metrics(addr: SocketAddr) -> Scrape {
     parse(&body)
 }
 
+/// Polls `/metrics` on `addr` until `ready` holds, and returns that scrape.
+pub async fn metrics_until(
+    addr: SocketAddr,
+    what: &str,
+    timeout: Duration,
+    ready: impl Fn(&Scrape) -> bool,
+) -> Scrape {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let m = metrics(addr).await;
+        if ready(&m) {
+            return m;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what} not seen on {addr}/metrics within {timeout:?}: {m:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `/readyz` on `addr` until it answers with `want` (200 ready, 503
 /// not ready); returns the last body. Panics after `timeout`.
 pub async fn wait_readyz(addr: SocketAddr, want: u16, timeout: Duration) -> String {
@@ -169,5 +210,7 @@ mod tests {
         assert_eq!(s.get("herald_h_bucket", &[("le", "+Inf")]), 2.0);
         assert_eq!(s.get("herald_up", &[]), 1.0);
         assert!(s.has("herald_x") && s.has("herald_x_total") && !s.has("herald_y"));
+        assert_eq!(s.sum("herald_x_total", &[("lane", "normal")]), 3.0);
+        assert_eq!(s.sum("herald_x_total", &[("lane", "emergency")]), 0.0);
     }
 }

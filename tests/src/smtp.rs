@@ -16,7 +16,7 @@ use tokio::{
     net::TcpListener,
     sync::Notify,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// One message as it arrived.
 #[derive(Debug, Clone)]
@@ -181,7 +181,9 @@ struct Tls {
 pub struct SmtpSink {
     pub port: u16,
     state: Arc<State>,
-    running: Mutex<Option<CancellationToken>>,
+    /// The listener and its connections: stopped by the token, all
+    /// tracked so that a stop can wait for them to be gone.
+    running: Mutex<Option<(CancellationToken, TaskTracker)>>,
     tls: Option<Arc<Tls>>,
 }
 
@@ -233,10 +235,12 @@ impl SmtpSink {
 
     fn serve(&self, listener: TcpListener) {
         let token = CancellationToken::new();
-        *self.running.lock().unwrap() = Some(token.clone());
+        let tracker = TaskTracker::new();
+        *self.running.lock().unwrap() = Some((token.clone(), tracker.clone()));
         let state = self.state.clone();
         let tls = self.tls.clone();
-        tokio::spawn(async move {
+        let sessions = tracker.clone();
+        tracker.spawn(async move {
             loop {
                 let (socket, _) = tokio::select! {
                     _ = token.cancelled() => break,
@@ -249,7 +253,7 @@ impl SmtpSink {
                 let state = state.clone();
                 let token = token.clone();
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                sessions.spawn(async move {
                     let run = async {
                         match tls {
                             Some(t) if t.mode == SinkTls::Implicit => {
@@ -280,11 +284,15 @@ impl SmtpSink {
         }
     }
 
-    /// Closes the port and every open connection: clients get "connection
-    /// refused" until [`SmtpSink::up`].
-    pub fn down(&self) {
-        if let Some(t) = self.running.lock().unwrap().take() {
-            t.cancel();
+    /// Closes the port and every open connection, and returns once they
+    /// are gone: no message is accepted after it, and clients get
+    /// "connection refused" until [`SmtpSink::up`].
+    pub async fn down(&self) {
+        let running = self.running.lock().unwrap().take();
+        if let Some((token, tracker)) = running {
+            token.cancel();
+            tracker.close();
+            tracker.wait().await;
         }
     }
 
@@ -372,9 +380,43 @@ impl SmtpSink {
     }
 }
 
+impl SmtpSink {
+    /// The messages to `to` whose subject or body holds `needle`.
+    pub fn mails_to(&self, to: &str, needle: &str) -> Vec<Mail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == to))
+            .filter(|m| m.subject().contains(needle) || m.body().contains(needle))
+            .collect()
+    }
+
+    /// Waits for the first message to `to` whose subject or body holds
+    /// `needle`.
+    pub async fn wait_for_mail_to(&self, to: &str, needle: &str, timeout: Duration) -> Mail {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.arrived.notified();
+            if let Some(m) = self.mails_to(to, needle).into_iter().next() {
+                return m;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "no mail to {to} with {needle:?} within {timeout:?}; mails: {:#?}",
+                    self.mails()
+                        .iter()
+                        .map(|m| (m.to.clone(), m.subject()))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        self.down();
+        if let Some((token, _)) = self.running.lock().unwrap().take() {
+            token.cancel();
+        }
     }
 }
 

@@ -270,6 +270,34 @@ impl TestSystem {
         svc.as_ref().expect("service running").http_addr
     }
 
+    /// Waits until nothing is on its way: every message in JetStream has
+    /// been handled and acknowledged (see [`crate::idle`]). Durable timers
+    /// may still be pending. Panics after a minute with what is still busy.
+    pub async fn wait_until_idle(&self) {
+        crate::idle::wait(
+            &async_nats::jetstream::new(self.client.clone()),
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
+    /// Waits until nothing is left to happen: idle, and no durable timer
+    /// pending or claimed in any service (see [`crate::idle`]). A timer
+    /// that should not be there is waited for until it has fired. Panics
+    /// after a minute with what is still busy.
+    pub async fn wait_until_settled(&self) {
+        let redis = herald_runtime::store::connect(&self.cfg.redis, &CancellationToken::new())
+            .await
+            .expect("redis");
+        crate::idle::wait_settled(
+            &async_nats::jetstream::new(self.client.clone()),
+            &redis,
+            &self.cfg.redis.prefix,
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
     pub async fn bus(&self) -> Bus {
         Bus::connect(&self.cfg.nats, "herald-test", &CancellationToken::new())
             .await

@@ -9,8 +9,6 @@
 //! Call cycles are stepped with a `ManualClock` where the test counts calls
 //! per cycle, and run on the wall clock (seconds apart) once.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
@@ -18,17 +16,21 @@ use herald_directory::{contacts::Contact, groups::Group};
 use herald_proto::{
     subjects,
     v1::{
-        Audience, AuditStep, BroadcastAccepted, BroadcastMessage, BroadcastReply, BroadcastState,
-        BroadcastStatus, CancelBroadcast, Channel, CommunicationType, Cycles, ErrorCode, Rejected,
-        Severity, StartBroadcast, UpdateBroadcast, broadcast_reply, broadcast_status_reply,
+        Audience, AuditRecord, AuditStep, BroadcastAccepted, BroadcastMessage, BroadcastReply,
+        BroadcastState, BroadcastStatus, CancelBroadcast, Channel, CommunicationType, Cycles,
+        ErrorCode, Rejected, Severity, StartBroadcast, UpdateBroadcast, broadcast_reply,
+        broadcast_status_reply,
     },
 };
 use herald_runtime::clock::ManualClock;
 use herald_testkit::{
     TestSystem,
-    fixtures::contact,
+    count::{count_http, jobs},
+    fixtures::{self, contact},
     http::Request,
+    submit::{submit, submit_all},
     system::{COORDINATOR_TOKEN, PUBLIC_URL},
+    wait::until,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -123,6 +125,23 @@ async fn until_status(
         assert!(
             tokio::time::Instant::now() < deadline,
             "not within {WAIT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a broadcast's trail until it holds a record whose summary starts
+/// with `prefix`.
+async fn until_trail(sys: &TestSystem, id: &str, prefix: &str) -> Vec<AuditRecord> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let trail = sys.trail(id).await;
+        if trail.iter().any(|r| r.summary.starts_with(prefix)) {
+            return trail;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {prefix:?} in the trail of {id} within {WAIT:?}: {trail:#?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -295,7 +314,9 @@ async fn every_recipient_gets_an_email_and_a_call_once_however_often_they_are_na
         s.channels[0].delivered, 3,
         "email counts as delivered once the server took it"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One cycle, so nothing more is sent until the end (which sends
+    // nothing): once nothing is on its way, these are all there will be.
+    sys.wait_until_idle().await;
     assert_eq!(
         (sys.smtp.count(), sys.http.requests_to("/voice").len()),
         (3, 2)
@@ -447,7 +468,11 @@ async fn confirming_by_link_or_key_press_stops_the_calls_and_the_rest_are_called
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The last cycle's calls are published before its record is written,
+    // and the clock stands still: once the record is there and nothing is
+    // on its way, no further call can come before the end.
+    until_trail(&sys, "drill", "call cycle 3 of 3").await;
+    sys.wait_until_idle().await;
     assert_eq!(
         calls_to(&sys, phone_of(&ann)).len(),
         1,
@@ -566,7 +591,13 @@ async fn an_unconfirmed_recipient_is_called_again_on_the_wall_clock_and_reported
     assert!(t0.elapsed() >= Duration::from_secs(3));
     assert_eq!((s.confirmed, s.not_confirmed), (0, 1));
     assert_eq!(s.recipient_rows[0].calls, 2);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The end cancels the broadcast's timers before it writes its record,
+    // and a cycle never runs on a broadcast that is over: with the last
+    // cycle's record and the end's in the trail, and nothing on its way,
+    // no call can come after.
+    until_trail(&sys, "quick", "call cycle 2 of 2").await;
+    until_trail(&sys, "quick", "finished (its duration is over)").await;
+    sys.wait_until_idle().await;
     assert_eq!(
         calls_to(&sys, phone_of(&dee)).len(),
         2,
@@ -628,9 +659,45 @@ async fn a_broadcast_without_a_coordinator_credential_is_refused_and_sends_nothi
         (ErrorCode::NotFound as i32, "audience.group_ids[0]")
     );
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(sys.smtp.count(), 0, "no email");
-    assert!(sys.http.requests().is_empty(), "no call, no SMS");
+    // A broadcast started properly after all that is sent at once: once it
+    // has been and nothing is on its way, anything the refused requests
+    // had set going would have been sent too. Only Zed, its audience, hears
+    // anything.
+    let zed = person("zed", 32, "en", "elsewhere");
+    sys.add_contacts(std::slice::from_ref(&zed)).await;
+    accepted(
+        sys.broadcast_request(
+            subjects::BROADCAST_START,
+            &start(
+                "after-the-refusals",
+                Audience {
+                    contact_ids: vec!["zed".into()],
+                    ..Default::default()
+                },
+                Cycles {
+                    cycles: 1,
+                    ..Default::default()
+                },
+            ),
+        )
+        .await,
+    );
+    sys.smtp.wait_for(1, WAIT).await;
+    sys.http.wait_for("/voice", 1, WAIT).await;
+    sys.wait_until_idle().await;
+    let mailed: Vec<Vec<String>> = sys.smtp.mails().into_iter().map(|m| m.to).collect();
+    assert_eq!(mailed, [["zed@example.org"]], "no email but Zed's");
+    let called: Vec<Option<String>> = sys
+        .http
+        .requests()
+        .iter()
+        .map(|r| r.field("To").map(str::to_string))
+        .collect();
+    assert_eq!(
+        called,
+        [Some(phone_of(&zed).to_string())],
+        "no call but Zed's, no SMS"
+    );
     match sys.broadcast_status("no-cred").await.result {
         Some(broadcast_status_reply::Result::Rejected(r)) => {
             assert_eq!(r.code, ErrorCode::NotFound as i32)
@@ -677,7 +744,7 @@ async fn a_data_breach_reaches_the_dpo_and_management_by_email_and_phone() {
         .notify_ok(&herald_proto::v1::NotificationRequest {
             idempotency_key: "breach-1".into(),
             communication_type: CommunicationType::DataBreach as i32,
-            recipients: vec![herald_testkit::fixtures::to_contact("alice")],
+            recipients: vec![fixtures::to_contact("alice")],
             template_id: "incident_alert".into(),
             params: [
                 ("reference".to_string(), "BR-7".to_string()),
@@ -718,8 +785,6 @@ async fn a_data_breach_reaches_the_dpo_and_management_by_email_and_phone() {
         !alert("dana@example.org").body().contains("Exposed export"),
         "the alert names the reference only"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sys.smtp.count(), 3);
 
     let trail = sys.trail(&id).await;
     assert!(trail.iter().any(|r| {
@@ -737,6 +802,10 @@ async fn a_data_breach_reaches_the_dpo_and_management_by_email_and_phone() {
         (s.recipients, s.started_by.as_str()),
         (2, "breach-protocol")
     );
+    // Its next cycle (calls only) is minutes away: once nothing is on its
+    // way, these are all the emails there will be.
+    sys.wait_until_idle().await;
+    assert_eq!(sys.smtp.count(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -863,8 +932,35 @@ async fn an_sms_reply_confirms_an_update_reaches_everyone_and_a_cancel_stops_the
     .await;
     assert_eq!(s.cancelled, "cancelled by anna: all clear");
     assert_eq!(s.updates, 1);
+    // The third cycle's time comes, and goes without a call. Another
+    // broadcast, started now on the same clock, has its second cycle due a
+    // second after the storm's third: the timers fire one at a time in the
+    // order they are due, so once its cycle is in its trail (and nothing is
+    // on its way) whatever the storm's third cycle did is done.
+    let hana = person("hana", 53, "en", "acme");
+    sys.add_contacts(std::slice::from_ref(&hana)).await;
+    accepted(
+        sys.broadcast_request(
+            subjects::BROADCAST_START,
+            &start(
+                "after-the-storm",
+                Audience {
+                    contact_ids: vec!["hana".into()],
+                    ..Default::default()
+                },
+                Cycles {
+                    interval_seconds: 61,
+                    cycles: 2,
+                    duration_seconds: 600,
+                },
+            ),
+        )
+        .await,
+    );
+    until_status(&sys, "after-the-storm", "started", |s| s.cycles_done == 1).await;
     clock.advance(TimeDelta::seconds(120));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_trail(&sys, "after-the-storm", "call cycle 2 of 2").await;
+    sys.wait_until_idle().await;
     assert_eq!(
         calls_to(&sys, phone_of(&gus)).len(),
         2,
@@ -991,18 +1087,24 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
             }
         })
     };
+    // Nothing says when every service has heard the pulses; a few of
+    // them is plenty, and one that had not would let ordinary SMS through
+    // (the test fails, it does not pass falsely).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = sys.client.clone();
+    let ordinary_sent = tokio::time::Instant::now();
     let ordinary = tokio::spawn(async move {
         let reqs = (0..N)
-            .map(|i| support::inquiry_to(&format!("calm-{i}"), support::person(i, &[Channel::Sms])))
+            .map(|i| {
+                fixtures::inquiry_to(&format!("calm-{i}"), fixtures::person(i, &[Channel::Sms]))
+            })
             .collect();
-        support::submit_all(&client, reqs, 16).await
+        submit_all(&client, reqs, 16).await
     });
 
-    let mut urgent = support::inquiry_to(
+    let mut urgent = fixtures::inquiry_to(
         "urgent-1",
-        support::person(9_000, &[Channel::Email, Channel::Voice]),
+        fixtures::person(9_000, &[Channel::Email, Channel::Voice]),
     );
     urgent.communication_type = CommunicationType::Incident as i32;
     urgent.priority = Priority::Critical as i32;
@@ -1012,10 +1114,15 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
         ("summary".to_string(), "Power cut".to_string()),
     ]
     .into();
-    support::submit(&sys.client, &urgent, Lane::Emergency).await;
+    submit(&sys.client, &urgent, Lane::Emergency).await;
     sys.http.wait_for("/voice", 1, WAIT).await;
     sys.smtp.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Held back, the ordinary requests stay so for as long as emergency
+    // work goes on: no event marks the moment they would have gone, so
+    // this one waits. Let through, they reach the provider within a few
+    // hundred milliseconds of being sent; a second after they were, none
+    // has.
+    tokio::time::sleep_until(ordinary_sent + Duration::from_secs(1)).await;
     assert!(
         sys.http.requests_to("/sms").is_empty(),
         "no ordinary SMS while emergency work is under way; got {}",
@@ -1025,12 +1132,13 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
     busy.cancel();
     pulses.await.unwrap();
     let ids = ordinary.await.unwrap();
-    let expected = support::jobs(&ids, Channel::Sms);
-    support::until("every ordinary SMS", WAIT, || {
+    let expected = jobs(&ids, Channel::Sms);
+    until("every ordinary SMS", WAIT, || {
         sys.http.requests_to("/sms").len() >= N
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let c = support::count_http(&sys.http.requests_to("/sms"), &expected);
+    // A second copy, if there were one, would still be on its way.
+    sys.wait_until_idle().await;
+    let c = count_http(&sys.http.requests_to("/sms"), &expected);
     assert_eq!((c.lost, c.duplicated, c.unexpected), (0, 0, 0), "{c:?}");
 }

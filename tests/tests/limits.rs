@@ -1,13 +1,18 @@
 //! Rate limits, measured where they matter: at the provider and at the
 //! person. Limited messages are late, never lost.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use herald_proto::v1::{Channel, Lane};
-use herald_testkit::{TestSystem, fixtures::contact};
-use support::*;
+use herald_testkit::{
+    TestSystem,
+    count::{count_http, count_mail, job_id, jobs},
+    fixtures::{contact, inquiry, inquiry_to, person},
+    http::Reply,
+    scrape,
+    submit::{submit, submit_all},
+    wait::until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_never_gets_more_than_its_rate_or_its_connections() {
@@ -48,19 +53,13 @@ async fn a_provider_never_gets_more_than_its_rate_or_its_connections() {
         span + Duration::from_millis(100) >= least,
         "{N} SMS in {span:?}: faster than {RATE}/s"
     );
-    let page = get(&format!("http://{}/metrics", sys.http_addr("delivery"))).await;
-    assert!(
-        metric_with(
-            &page,
-            "herald_delivery_held_total",
-            &["reason=\"provider_rate\""]
-        ) > 0.0
-    );
+    let page = scrape::metrics(sys.http_addr("delivery")).await;
+    assert!(page.sum("herald_delivery_held_total", &[("reason", "provider_rate")]) > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergency() {
-    const WINDOW: Duration = Duration::from_secs(3);
+    const WINDOW: Duration = Duration::from_secs(4);
     let sys = TestSystem::start_with(|cfg| {
         cfg.delivery.contact_max_voice = 2;
         cfg.delivery.contact_window = WINDOW;
@@ -69,7 +68,7 @@ async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergen
     sys.add_contacts(&[contact("vera", None, Some("+447700900555"), "voice")])
         .await;
     let call = |key: &str| {
-        let mut req = herald_testkit::fixtures::inquiry(key, "vera", key);
+        let mut req = inquiry(key, "vera", key);
         req.channel_override = vec![Channel::Voice as i32];
         req
     };
@@ -93,10 +92,19 @@ async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergen
         .iter()
         .find(|r| r.header("idempotency-key") == Some(urgent_job.as_str()))
         .expect("the emergency call was made");
+    // Calls are timed at the sink, a little after the window admitted
+    // them; the slack absorbs that.
+    let slack = Duration::from_millis(500);
+    // Held by the full window like an ordinary call, it could not have been
+    // made before the first call left the window: it went while the window
+    // was still full. (How long it took depends on the machine; that it
+    // beat the window does not.)
+    let first = calls.iter().map(|r| r.at).min().unwrap();
     assert!(
-        urgent.at.duration_since(emergency_sent) < Duration::from_secs(2),
-        "the emergency call waited {:?}",
-        urgent.at.duration_since(emergency_sent)
+        urgent.at + slack < first + WINDOW,
+        "the emergency call waited for the window: made {:?} after it was sent, {:?} after the first call",
+        urgent.at.duration_since(emergency_sent),
+        urgent.at.duration_since(first)
     );
     // Every normal call was made, once, and none while two others had
     // been made within the window before it (emergency calls count too:
@@ -104,9 +112,6 @@ async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergen
     let expected = jobs(&normal, Channel::Voice);
     let c = count_http(&calls, &expected);
     assert_eq!((c.lost, c.duplicated), (0, 0), "{c:?}");
-    // Calls are timed at the sink, a little after the window admitted
-    // them; the slack absorbs that.
-    let slack = Duration::from_millis(500);
     for r in calls
         .iter()
         .filter(|r| expected.contains(r.header("idempotency-key").unwrap()))
@@ -128,13 +133,15 @@ async fn a_person_gets_no_more_calls_than_the_window_allows_except_in_an_emergen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_message_never_queues_behind_ordinary_ones_for_a_connection() {
-    const BACKLOG: usize = 80;
+    const BACKLOG: usize = 160;
+    const DELAY: Duration = Duration::from_millis(250);
     let sys = TestSystem::start_with(|cfg| {
         cfg.delivery.sms_connections = 4;
     })
     .await;
-    // A slow provider: the ordinary backlog takes seconds to clear.
-    sys.http.set_delay(Duration::from_millis(250));
+    // A slow provider: the ordinary backlog takes seconds to clear (the
+    // test does not wait for that).
+    sys.http.set_delay(DELAY);
     let reqs = (0..BACKLOG)
         .map(|i| inquiry_to(&format!("bulk-{i}"), person(i, &[Channel::Sms])))
         .collect();
@@ -158,13 +165,19 @@ async fn an_emergency_message_never_queues_behind_ordinary_ones_for_a_connection
     let waited = sent.elapsed();
     let ordinary_left =
         BACKLOG - count_http(&sys.http.requests_to("/sms"), &jobs(&ids, Channel::Sms)).arrived;
+    // Queued behind the ordinary messages waiting for a connection, it
+    // would have let them go first: the provider paces those (it is never
+    // faster on a loaded machine), so most of the backlog would be gone.
     assert!(
-        ordinary_left > 10,
-        "the backlog was still there ({ordinary_left} left)"
+        ordinary_left > BACKLOG / 2,
+        "the emergency SMS went after {} of the {BACKLOG} ordinary ones",
+        BACKLOG - ordinary_left
     );
-    // The backlog needs about BACKLOG × 250 ms / 3 connections ≈ 6.7 s.
+    // The same in time: half the backlog needs BACKLOG / 2 × 250 ms over
+    // the 3 connections ordinary traffic may use, about 6.7 s.
+    let half_the_backlog = DELAY * (BACKLOG / 2) as u32 / 3;
     assert!(
-        waited < Duration::from_secs(3),
+        waited < half_the_backlog,
         "the emergency SMS waited {waited:?} behind ordinary traffic"
     );
     assert!(sys.http.max_in_flight() <= 4);
@@ -178,7 +191,7 @@ async fn a_provider_asking_for_an_hour_of_quiet_does_not_hold_messages_past_thei
     })
     .await;
     sys.http
-        .respond_with(|_, _| herald_testkit::http::Reply::status(429).retry_after("3600"));
+        .respond_with(|_, _| Reply::status(429).retry_after("3600"));
     let reqs = (0..N)
         .map(|i| {
             inquiry_to(
@@ -195,10 +208,11 @@ async fn a_provider_asking_for_an_hour_of_quiet_does_not_hold_messages_past_thei
         .collect();
     until(
         "every SMS fell back to email",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || count_mail(&sys.smtp.mails(), &expected).arrived == N,
     )
     .await;
+    let took = started.elapsed();
     let c = count_mail(&sys.smtp.mails(), &expected);
     assert_eq!((c.lost, c.duplicated), (0, 0), "{c:?}");
     // The provider was asked only by the workers that held a connection
@@ -209,5 +223,10 @@ async fn a_provider_asking_for_an_hour_of_quiet_does_not_hold_messages_past_thei
         asked <= sys.cfg.delivery.sms_connections,
         "{asked} requests to a provider that asked for quiet"
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // Held for the provider's hour, they would take 3600 s; their 3 s limit
+    // and half a minute for a loaded machine is far from that.
+    assert!(
+        took < sys.cfg.delivery.give_up_after + Duration::from_secs(30),
+        "every SMS fell back only after {took:?}"
+    );
 }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use herald_proto::{
-    Message,
+    subjects,
     v1::{
         AuditStep, Channel, CommunicationType, Confidentiality, ErrorCode, InlineRecipient,
         IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_client::IntakeClient,
@@ -99,6 +100,9 @@ async fn a_contact_who_prefers_sms_gets_an_sms_at_the_provider_webhook() {
         Some(format!("{id}-r0-sms").as_str())
     );
     sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
+    // An email job would have been routed with the SMS: once nothing is on
+    // its way, it would have arrived.
+    sys.wait_until_idle().await;
     assert_eq!(sys.smtp.count(), 0, "an SMS-first inquiry sends no email");
 }
 
@@ -222,10 +226,12 @@ async fn every_bad_request_gets_an_error_naming_the_field_and_nothing_is_sent() 
     );
     assert_eq!(code, ErrorCode::Undecodable);
 
-    // A good request afterwards still goes through: bad input loses nothing else.
+    // A good request afterwards still goes through: bad input loses nothing
+    // else. Once it has arrived and nothing more is on its way, anything a
+    // refused request had set going would have arrived too.
     sys.notify_ok(&inquiry("b9", "dan", "R-OK")).await;
     let mails = sys.smtp.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sys.wait_until_idle().await;
     assert_eq!(
         sys.smtp.count(),
         1,
@@ -258,7 +264,8 @@ async fn a_duplicate_idempotency_key_sends_once_and_returns_the_first_id() {
         }
         other => panic!("{other:?}"),
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A second send, had a repeat set one going, would still be on its way.
+    sys.wait_until_idle().await;
     assert_eq!(sys.smtp.count(), 1);
 
     // The same key with a different request is refused, not ignored.
@@ -449,19 +456,72 @@ async fn an_undecodable_message_on_the_wire_does_not_stop_the_next_one() {
     let sys = TestSystem::start().await;
     sys.add_contacts(&[contact("max", Some("max@example.org"), None, "email")])
         .await;
+    let stream_name = subjects::notify_stream(Lane::Normal);
+    // JetStream says so when a consumer gives a message up for good.
+    let mut terminated = sys
+        .client
+        .subscribe(format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream_name}.*"
+        ))
+        .await
+        .unwrap();
+    sys.client.flush().await.unwrap();
+
     // Garbage straight into the notifications stream, bypassing intake.
     let bus = sys.bus().await;
-    bus.js
+    let garbage = bus
+        .js
         .publish(
-            herald_proto::subjects::NOTIFY_ACCEPTED,
+            subjects::notify_accepted(Lane::Normal),
             vec![0xff, 0x01].into(),
         )
         .await
         .unwrap()
         .await
-        .unwrap();
+        .unwrap()
+        .sequence;
     sys.notify_ok(&inquiry("after-garbage", "max", "INQ-AG"))
         .await;
-    sys.smtp.wait_for(1, WAIT).await;
-    let _ = NotificationRequest::default().encode_to_vec();
+    let mails = sys.smtp.wait_for(1, WAIT).await;
+    assert_eq!(mails[0].to, ["max@example.org"]);
+
+    // The garbage was terminated, on its first delivery ...
+    let advisory = tokio::time::timeout(WAIT, terminated.next())
+        .await
+        .expect("the garbage terminated in time")
+        .expect("an advisory");
+    let advisory: serde_json::Value = serde_json::from_slice(&advisory.payload).unwrap();
+    assert_eq!(advisory["stream_seq"], garbage, "{advisory}");
+    assert_eq!(advisory["deliveries"], 1, "{advisory}");
+    // ... and is not kept for another try: once Herald is idle, the stream
+    // (a work queue: it keeps what is not done) no longer holds it, and the
+    // router's consumer has passed it with nothing pending, unacknowledged
+    // or due for redelivery.
+    sys.wait_until_idle().await;
+    let mut stream = bus.js.get_stream(stream_name).await.unwrap();
+    assert!(
+        stream.get_raw_message(garbage).await.is_err(),
+        "the garbage is still in the stream"
+    );
+    let mut consumers = stream.consumers();
+    let mut durables = Vec::new();
+    while let Some(info) = consumers.next().await {
+        let info = info.unwrap();
+        if info.config.durable_name.is_some() {
+            durables.push(info);
+        }
+    }
+    assert_eq!(durables.len(), 1, "the router's consumer, and only it");
+    let router = &durables[0];
+    assert!(router.ack_floor.stream_sequence >= garbage, "{router:?}");
+    assert_eq!(
+        (
+            router.num_pending,
+            router.num_ack_pending,
+            router.num_redelivered
+        ),
+        (0, 0, 0),
+        "{router:?}"
+    );
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
 }

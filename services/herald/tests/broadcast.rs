@@ -1,40 +1,21 @@
 //! `herald groups` and `herald broadcast` against a running Herald, as a
 //! coordinator types them.
 
-use std::{process::Output, time::Duration};
+use std::time::Duration;
 
+use herald_proto::v1::broadcast_status_reply;
 use herald_testkit::{
     TestSystem,
+    cli::{Cli, stderr, stdout},
     fixtures::contact,
     system::{COORDINATOR_TOKEN, PUBLIC_URL},
 };
-
-fn herald(sys: &TestSystem, args: &[&str], token: Option<&str>) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.args(args)
-        .env_remove("HERALD_CONFIG")
-        .env_remove("HERALD_COORDINATOR_TOKEN")
-        .env("HERALD_NATS_URL", sys.nats.url())
-        .env("HERALD_REDIS_URL", sys.redis.url())
-        .stdin(std::process::Stdio::null());
-    if let Some(t) = token {
-        cmd.env("HERALD_COORDINATOR_TOKEN", t);
-    }
-    cmd.output().expect("herald runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_end() {
     let mut sys = TestSystem::start().await;
     sys.start_broadcast().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
     sys.add_contacts(&[
         contact(
             "ida",
@@ -52,9 +33,9 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
         "groups:\n  - id: floor-3\n    name: Floor 3 wardens\n    members: [ida, jon]\n",
     )
     .unwrap();
-    let out = herald(&sys, &["groups", "import", groups.to_str().unwrap()], None);
+    let out = herald.run(&["groups", "import", groups.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = herald(&sys, &["groups", "list"], None);
+    let out = herald.run(&["groups", "list"]);
     assert!(stdout(&out).starts_with("floor-3"), "{}", stdout(&out));
     assert!(stdout(&out).contains("2 member(s)  Floor 3 wardens"));
     let bad = dir.path().join("bad.yaml");
@@ -63,7 +44,7 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
         "- id: ghosts\n  name: Ghosts\n  members: [ida, casper]\n",
     )
     .unwrap();
-    let out = herald(&sys, &["groups", "import", bad.to_str().unwrap()], None);
+    let out = herald.run(&["groups", "import", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("member casper is not in the contact directory"),
@@ -93,7 +74,7 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
     // Without a credential: refused, nothing sent.
     let mut with_yes = start.to_vec();
     with_yes.push("--yes");
-    let out = herald(&sys, &with_yes, None);
+    let out = herald.run(&with_yes);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("refused (unauthorized): credential: is required"),
@@ -101,14 +82,20 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
         stderr(&out)
     );
     // Without --yes and no terminal to ask on: not started.
-    let out = herald(&sys, &start, Some(COORDINATOR_TOKEN));
+    let out = herald.run_as(&start, Some(COORDINATOR_TOKEN));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("add --yes"), "{}", stderr(&out));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Neither attempt reached the broadcast service: once nothing is on
+    // its way, it knows of no such broadcast and nothing was sent.
+    sys.wait_until_idle().await;
+    assert!(matches!(
+        sys.broadcast_status("fire-3").await.result,
+        Some(broadcast_status_reply::Result::Rejected(_))
+    ));
     assert_eq!(sys.smtp.count(), 0);
 
     // Started and followed to its end (3 s), nobody confirming.
-    let out = herald(&sys, &with_yes, Some(COORDINATOR_TOKEN));
+    let out = herald.run_as(&with_yes, Some(COORDINATOR_TOKEN));
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(
@@ -131,8 +118,7 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
     );
     assert_eq!(sys.http.requests_to("/voice").len(), 2);
 
-    let out = herald(
-        &sys,
+    let out = herald.run_as(
         &["broadcast", "status", "fire-3", "--recipients"],
         Some(COORDINATOR_TOKEN),
     );
@@ -147,10 +133,10 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
             .any(|l| l.starts_with("ida ") && l.ends_with("not_confirmed")),
         "{text}"
     );
-    let out = herald(&sys, &["broadcast", "status", "fire-3"], Some("wrong"));
+    let out = herald.run_as(&["broadcast", "status", "fire-3"], Some("wrong"));
     assert_eq!(out.status.code(), Some(3));
 
-    let out = herald(&sys, &["trail", "fire-3"], None);
+    let out = herald.run(&["trail", "fire-3"]);
     let text = stdout(&out);
     assert!(
         text.contains("start accepted from coordinator anna"),
@@ -158,7 +144,7 @@ async fn a_coordinator_imports_a_group_starts_a_broadcast_and_follows_it_to_the_
     );
     assert!(text.contains("finished (its duration is over)"), "{text}");
 
-    let out = herald(&sys, &["broadcast", "credential", "--id", "ben"], None);
+    let out = herald.run(&["broadcast", "credential", "--id", "ben"]);
     let text = stdout(&out);
     assert!(text.contains("{ id = \"ben\", token_sha256 = \""), "{text}");
 }

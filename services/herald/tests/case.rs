@@ -2,15 +2,12 @@
 //! reported from the command line, and `show` printing the clocks in the
 //! team's local time and the escalation as it climbs and stops.
 
-mod common;
-
 use std::time::Duration;
-
-use common::{herald, stderr, stdout};
 
 use herald_testkit::{
     TestSystem,
     cases::{client, fast_policies, staff},
+    cli::{Cli, stderr, stdout},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,28 +21,26 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     sys.add_contacts(&people).await;
     sys.start_sla().await;
     sys.start_escalation().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
 
     // A ticket: an hour to acknowledge on the fast policies.
-    let open = herald(
-        &sys,
-        &[
-            "case",
-            "open",
-            "CASE-CLI",
-            "--client",
-            "client-0",
-            "--channel",
-            "ticket",
-            "--team",
-            "support",
-            "--staff",
-            "fl-sam",
-            "--reference",
-            "INQ-77",
-            "--by",
-            "crm",
-        ],
-    );
+    let open = herald.run(&[
+        "case",
+        "open",
+        "CASE-CLI",
+        "--client",
+        "client-0",
+        "--channel",
+        "ticket",
+        "--team",
+        "support",
+        "--staff",
+        "fl-sam",
+        "--reference",
+        "INQ-77",
+        "--by",
+        "crm",
+    ]);
     assert!(open.status.success(), "{}", stderr(&open));
     assert!(
         stdout(&open).starts_with("accepted: CASE-CLI opened"),
@@ -54,7 +49,7 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     );
 
     let show = loop {
-        let o = herald(&sys, &["case", "show", "CASE-CLI"]);
+        let o = herald.run(&["case", "show", "CASE-CLI"]);
         if o.status.success() && stdout(&o).contains("acknowledgement") {
             break stdout(&o);
         }
@@ -72,14 +67,11 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     assert!(show.contains("escalation\n  none"), "{show}");
 
     // Escalate now: the team lead is notified.
-    let esc = herald(
-        &sys,
-        &["case", "escalate", "CASE-CLI", "--reason", "client asked"],
-    );
+    let esc = herald.run(&["case", "escalate", "CASE-CLI", "--reason", "client asked"]);
     assert!(esc.status.success(), "{}", stderr(&esc));
     sys.smtp.wait_for(2, Duration::from_secs(10)).await;
     let shown = loop {
-        let s = stdout(&herald(&sys, &["case", "show", "CASE-CLI"]));
+        let s = stdout(&herald.run(&["case", "show", "CASE-CLI"]));
         if s.contains("notified: tl-kim") {
             break s;
         }
@@ -91,10 +83,10 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     );
     assert!(shown.contains("next level or repeat:"), "{shown}");
 
-    let ack = herald(&sys, &["case", "ack", "CASE-CLI", "--by", "tl-kim"]);
+    let ack = herald.run(&["case", "ack", "CASE-CLI", "--by", "tl-kim"]);
     assert!(ack.status.success(), "{}", stderr(&ack));
     let shown = loop {
-        let s = stdout(&herald(&sys, &["case", "show", "CASE-CLI", "--json"]));
+        let s = stdout(&herald.run(&["case", "show", "CASE-CLI", "--json"]));
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         if v["escalation"]["state"] == "stopped" {
             break v;
@@ -105,26 +97,23 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     assert_eq!(shown["clocks"]["clocks"][0]["state"], "stopped");
 
     // Mistakes: bad usage is 2, a refusal 3 naming the field.
-    let bad = herald(
-        &sys,
-        &[
-            "case",
-            "open",
-            "CASE-X",
-            "--client",
-            "client-0",
-            "--channel",
-            "fax",
-        ],
-    );
+    let bad = herald.run(&[
+        "case",
+        "open",
+        "CASE-X",
+        "--client",
+        "client-0",
+        "--channel",
+        "fax",
+    ]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
-    let never = herald(&sys, &["case", "resolve", "CASE-NEVER"]);
+    let never = herald.run(&["case", "resolve", "CASE-NEVER"]);
     assert_eq!(never.status.code(), Some(3));
     assert!(
         stderr(&never).contains("case_id: case CASE-NEVER was never opened"),
         "{}",
         stderr(&never)
     );
-    let unknown = herald(&sys, &["case", "show", "CASE-NEVER"]);
+    let unknown = herald.run(&["case", "show", "CASE-NEVER"]);
     assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
 }

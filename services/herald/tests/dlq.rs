@@ -1,21 +1,19 @@
 //! `herald dlq` against a running Herald: real dead letters, listed, shown
 //! and replayed by the command an operator types.
 
-mod common;
-
 use std::time::Duration;
-
-use common::{herald, stderr, stdout};
 
 use herald_proto::v1::AuditStep;
 use herald_testkit::{
     TestSystem,
+    cli::{Cli, stderr, stdout},
     fixtures::{contact, inquiry},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_and_replayed_once() {
     let sys = TestSystem::start().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
     sys.add_contacts(&[contact("dora", Some("dora@example.org"), None, "email")])
         .await;
     sys.smtp.reject_mailbox("dora@example.org");
@@ -32,7 +30,7 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     }
 
     // list: one JSON object per letter, with the reason.
-    let out = herald(&sys, &["dlq", "list", "--json"]);
+    let out = herald.run(&["dlq", "list", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let letters: Vec<serde_json::Value> = stdout(&out)
         .lines()
@@ -51,12 +49,12 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
         assert_eq!(l["attempts"], 1);
         assert!(l["reason"].as_str().unwrap().contains("550"), "{l}");
     }
-    let out = herald(&sys, &["dlq", "list", "--channel", "sms"]);
+    let out = herald.run(&["dlq", "list", "--channel", "sms"]);
     assert_eq!(stdout(&out).trim(), "no dead letters");
 
     // show: the job and every attempt.
     let seq0 = seq_of(&ids[0]).to_string();
-    let out = herald(&sys, &["dlq", "show", &seq0]);
+    let out = herald.run(&["dlq", "show", &seq0]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -69,10 +67,7 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
         !text.contains("under reference"),
         "the body only with --body: {text}"
     );
-    let out = herald(
-        &sys,
-        &["dlq", "show", &format!("{}-r0-email", ids[1]), "--body"],
-    );
+    let out = herald.run(&["dlq", "show", &format!("{}-r0-email", ids[1]), "--body"]);
     assert!(
         stdout(&out).contains("under reference INQ-D1"),
         "{}",
@@ -80,24 +75,24 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     );
 
     // Bad input: a clear error naming what is wrong, and the exit code.
-    let out = herald(&sys, &["dlq", "show", "999999"]);
+    let out = herald.run(&["dlq", "show", "999999"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("no dead letter with sequence number 999999"),
         "{}",
         stderr(&out)
     );
-    let out = herald(&sys, &["dlq", "list", "--channel", "fax"]);
+    let out = herald.run(&["dlq", "list", "--channel", "fax"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--channel"), "{}", stderr(&out));
-    let out = herald(&sys, &["dlq", "replay"]);
+    let out = herald.run(&["dlq", "replay"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // The mailbox is fixed; replay two letters, one by sequence number and
     // one by job id.
     sys.smtp.accept_mailbox("dora@example.org");
     let job1 = format!("{}-r0-email", ids[1]);
-    let out = herald(&sys, &["dlq", "replay", &seq0, &job1, "--as", "ops-anna"]);
+    let out = herald.run(&["dlq", "replay", &seq0, &job1, "--as", "ops-anna"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mails = sys.smtp.wait_for(2, Duration::from_secs(20)).await;
     assert!(mails.iter().any(|m| {
@@ -107,13 +102,14 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     }));
     // Replaying the same letters again, and then everything, sends only
     // the one not yet replayed.
-    let out = herald(&sys, &["dlq", "replay", &seq0]);
+    let out = herald.run(&["dlq", "replay", &seq0]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = herald(&sys, &["dlq", "replay", "--all"]);
+    let out = herald.run(&["dlq", "replay", "--all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
     sys.smtp.wait_for(3, Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A second copy, if a replay had sent one, would still be on its way.
+    sys.wait_until_idle().await;
     assert_eq!(sys.smtp.count(), 3, "each letter sent once");
 
     let trail = sys.trail(&ids[0]).await;
