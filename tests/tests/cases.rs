@@ -831,3 +831,123 @@ async fn bad_case_events_are_refused_naming_the_field_over_nats_and_grpc() {
     );
     assert!(events.contains("acknowledged"), "{events:?}");
 }
+
+/// A case whose stored state went bad (a bad restore, a hand edit) is set
+/// aside with the reason; the other cases of its partition flow on. Before,
+/// its next event was retried forever and held up one case in sixteen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_case_is_set_aside_and_the_rest_of_its_partition_flows() {
+    use herald_proto::{
+        Message, keyspace,
+        subjects::{self, case_partition},
+        v1::DeadMessage,
+    };
+    let (sys, _dir) = system(Duration::from_secs(30), 1).await;
+    let bad = "CASE-ROTTEN";
+    let good = (0..)
+        .map(|i| format!("CASE-SOUND-{i}"))
+        .find(|c| case_partition(c) == case_partition(bad))
+        .unwrap();
+    sys.case_ok(&opened(
+        bad,
+        "client-0",
+        CaseChannel::SupportTicket,
+        Priority::Normal,
+    ))
+    .await;
+    sys.wait_until_idle().await;
+    // Both services' stored state of the case is overwritten with garbage.
+    let mut redis = redis::Client::open(sys.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = &sys.cfg.redis.prefix;
+    for ks in [keyspace::ESCALATION, keyspace::SLA] {
+        let key = format!("{}case:{bad}", ks.prefix(prefix));
+        let existed: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(existed, "{key} was stored");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(b"\xff{not a case".as_slice())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let ask = |case: &str, id: &str| herald_proto::v1::CaseEvent {
+        reason: "client asked for a manager".into(),
+        ..event(case, id, CaseEventKind::EscalateNow)
+    };
+    sys.case_ok(&ask(bad, "ask-rotten")).await;
+    // Stored after it, in the same partition: it must not wait behind it.
+    sys.case_ok(&opened(
+        &good,
+        "client-0",
+        CaseChannel::SupportTicket,
+        Priority::Normal,
+    ))
+    .await;
+    sys.case_ok(&ask(&good, "ask-sound")).await;
+    sys.smtp
+        .wait_for_mail_to(
+            "kim@staff.example.org",
+            &format!("REF-{good}"),
+            Duration::from_secs(20),
+        )
+        .await;
+
+    // The bad case's event is in the dead-letter stream, once per service
+    // that could not read its state, naming the case and the key.
+    let js = async_nats::jetstream::new(sys.client.clone());
+    let stream = js.get_stream(subjects::STREAM_DLQ).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let letters = loop {
+        let last = stream
+            .get_info()
+            .await
+            .map(|i| i.state.last_sequence)
+            .unwrap_or(0);
+        let mut found = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await
+                && m.subject
+                    .starts_with(subjects::dlq_messages().trim_end_matches('>'))
+            {
+                found.push(DeadMessage::decode(m.payload.clone()).unwrap());
+            }
+        }
+        if found.len() >= 2 {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad case's event was not set aside: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let consumers: HashSet<String> = letters.iter().map(|l| l.consumer.clone()).collect();
+    let partition = case_partition(bad);
+    assert_eq!(
+        consumers,
+        HashSet::from([
+            format!("escalation-{partition}"),
+            format!("sla-{partition}")
+        ])
+    );
+    for l in &letters {
+        assert!(l.reason.contains(bad), "{}", l.reason);
+        assert_eq!(l.stream, subjects::STREAM_CASES);
+        assert!(l.subject.contains(bad), "{}", l.subject);
+        assert!(!l.payload.is_empty());
+    }
+    assert!(
+        sys.smtp
+            .mails_to("kim@staff.example.org", &format!("REF-{bad}"))
+            .is_empty(),
+        "nothing escalated from state that could not be read"
+    );
+}
