@@ -92,6 +92,31 @@ pub fn access(service: &str) -> (Vec<Keyspace>, Vec<Keyspace>) {
     (writes, reads)
 }
 
+/// The commands a service may run: reading and writing its keys, Lua
+/// scripts (whose own calls are checked against the same key patterns),
+/// MULTI/EXEC, PING and the client handshake. Nothing that lists,
+/// flushes, reconfigures or reaches past the key patterns (`@dangerous`
+/// covers KEYS, FLUSHALL, CONFIG, DEBUG, MIGRATE and the like).
+pub const COMMANDS: &str =
+    "-@all +@read +@write +@scripting +@transaction +@connection +time -@dangerous";
+
+/// The Redis ACL rules of `service` for a deployment whose keys start
+/// with `deployment`, to follow `user <name> on ><password>`: its own
+/// keyspaces read-write, the ones it reads read-only (`%R~`), no pub/sub
+/// channels, [`COMMANDS`].
+pub fn acl_rules(service: &str, deployment: &str) -> String {
+    let (writes, reads) = access(service);
+    let mut rules = vec!["resetkeys".to_string(), "resetchannels".to_string()];
+    rules.extend(writes.iter().map(|k| format!("~{}*", k.prefix(deployment))));
+    rules.extend(
+        reads
+            .iter()
+            .map(|k| format!("%R~{}*", k.prefix(deployment))),
+    );
+    rules.push(COMMANDS.to_string());
+    rules.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +136,21 @@ mod tests {
         let (writes, reads) = access("router");
         assert!(writes.is_empty());
         assert_eq!(reads, [DIRECTORY]);
+    }
+
+    #[test]
+    fn each_service_may_write_only_its_own_keys() {
+        assert_eq!(
+            acl_rules("delivery", "herald:"),
+            format!("resetkeys resetchannels ~herald:delivery:* {COMMANDS}")
+        );
+        assert_eq!(
+            acl_rules("intake", "h:"),
+            format!("resetkeys resetchannels ~h:dir:* ~h:intake:* {COMMANDS}")
+        );
+        assert_eq!(
+            acl_rules("router", "herald:"),
+            format!("resetkeys resetchannels %R~herald:dir:* {COMMANDS}")
+        );
     }
 }

@@ -221,7 +221,7 @@ pub async fn run(scenario: Scenario) -> Outcome {
 /// in-process one, so it can be killed; returns it and its HTTP address.
 pub async fn delivery_process(sys: &mut TestSystem) -> (ServiceProcess, SocketAddr) {
     sys.stop("delivery").await;
-    let mut cfg = sys.cfg.clone();
+    let mut cfg = sys.cfg_for("delivery");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     cfg.delivery.http_addr = addr.to_string();
     let p = ServiceProcess::spawn("delivery", &cfg);

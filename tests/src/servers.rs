@@ -126,10 +126,24 @@ impl Drop for NatsServer {
 }
 
 /// A redis-server with an append-only file, so a restart keeps its data.
+/// A redis-server whose anonymous user is off: the kit connects as an
+/// administrator (`url`), each service as its own ACL user limited to the
+/// keyspaces it owns or reads (`url_for`, from `herald_proto::keyspace`),
+/// so a service touching another's keys fails the test that makes it.
 pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+}
+
+/// The kit's own user, allowed everything.
+const ADMIN: &str = "herald-kit";
+
+/// A service user's password: fixed per user, so a restarted server reads
+/// the same ACL file. Loopback only, and the server lives as long as the
+/// test.
+fn password(user: &str) -> String {
+    format!("{user}-test-password")
 }
 
 impl RedisServer {
@@ -144,8 +158,33 @@ impl RedisServer {
         s
     }
 
+    /// The ACL file: every service's user from the keyspace table, the
+    /// kit's administrator, and no anonymous access.
+    fn acl_file(&self) -> std::path::PathBuf {
+        let mut lines = vec![
+            "user default off".to_string(),
+            format!("user {ADMIN} on >{} ~* &* +@all", password(ADMIN)),
+        ];
+        for service in herald_proto::keyspace::SERVICES {
+            lines.push(format!(
+                "user {service} on >{} {}",
+                password(service),
+                herald_proto::keyspace::acl_rules(
+                    service,
+                    &herald_config::RedisConfig::default().prefix
+                )
+            ));
+        }
+        let path = self.dir.path().join("users.acl");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("ACL file written");
+        path
+    }
+
     fn spawn(&mut self) {
+        let acl = self.acl_file();
         let child = Command::new(find_binary("redis-server"))
+            .arg("--aclfile")
+            .arg(&acl)
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -176,12 +215,40 @@ impl RedisServer {
         );
     }
 
+    /// The kit's administrator: everything.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!(
+            "redis://{ADMIN}:{}@127.0.0.1:{}",
+            password(ADMIN),
+            self.port
+        )
+    }
+
+    /// `service`'s own user: only the keys it owns or reads.
+    pub fn url_for(&self, service: &str) -> String {
+        format!(
+            "redis://{service}:{}@127.0.0.1:{}",
+            password(service),
+            self.port
+        )
+    }
+
+    /// Commands the server refused for want of permission, as `ACL LOG`
+    /// lists them (user, command or key, reason).
+    pub fn denials(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut c = client.get_connection().expect("redis connection");
+        let log: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut c).expect("ACL LOG");
+        log.iter().map(|entry| format!("{entry:?}")).collect()
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the server was started and not killed.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn kill(&mut self) {

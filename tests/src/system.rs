@@ -142,13 +142,22 @@ impl TestSystem {
         s
     }
 
+    /// The configuration `service` runs with: the test's, with the
+    /// service's own Redis user, which reaches only the keys it owns or
+    /// reads.
+    pub fn cfg_for(&self, service: &str) -> Config {
+        let mut cfg = self.cfg.clone();
+        cfg.redis.url = self.redis.url_for(service).into();
+        cfg
+    }
+
     pub fn outbox(&self) -> &std::path::Path {
         self.outbox.path()
     }
 
     pub async fn start_intake(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_intake::start(self.cfg.clone(), stop.clone())
+        let running = herald_intake::start(self.cfg_for("intake"), stop.clone())
             .await
             .expect("intake starts");
         self.grpc_addr = running.grpc_addr;
@@ -162,7 +171,7 @@ impl TestSystem {
 
     pub async fn start_router(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_router::start(self.cfg.clone(), stop.clone())
+        let running = herald_router::start(self.cfg_for("router"), stop.clone())
             .await
             .expect("router starts");
         let http_addr = running.http_addr;
@@ -176,7 +185,7 @@ impl TestSystem {
 
     pub async fn start_delivery(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_delivery::start(self.cfg.clone(), stop.clone())
+        let running = herald_delivery::start(self.cfg_for("delivery"), stop.clone())
             .await
             .expect("delivery starts");
         let http_addr = running.http_addr;
@@ -199,9 +208,10 @@ impl TestSystem {
     /// timed by (a `ManualClock` lets a test step through them).
     pub async fn start_broadcast_with_clock(&mut self, clock: std::sync::Arc<dyn Clock>) {
         let stop = CancellationToken::new();
-        let running = herald_broadcast::start_with_clock(self.cfg.clone(), stop.clone(), clock)
-            .await
-            .expect("broadcast starts");
+        let running =
+            herald_broadcast::start_with_clock(self.cfg_for("broadcast"), stop.clone(), clock)
+                .await
+                .expect("broadcast starts");
         let http_addr = running.http_addr;
         wait_ready(&running.health).await;
         self.broadcast = Some(Service {
@@ -213,7 +223,7 @@ impl TestSystem {
 
     pub async fn start_sla(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_sla::start(self.cfg.clone(), stop.clone())
+        let running = herald_sla::start(self.cfg_for("sla"), stop.clone())
             .await
             .expect("sla starts");
         let http_addr = running.http_addr;
@@ -227,7 +237,7 @@ impl TestSystem {
 
     pub async fn start_escalation(&mut self) {
         let stop = CancellationToken::new();
-        let running = herald_escalation::start(self.cfg.clone(), stop.clone())
+        let running = herald_escalation::start(self.cfg_for("escalation"), stop.clone())
             .await
             .expect("escalation starts");
         let http_addr = running.http_addr;
@@ -497,6 +507,16 @@ impl Drop for TestSystem {
         .flatten()
         {
             s.stop.cancel();
+        }
+        // Every service ran as its own Redis user: one refused a command
+        // or a key means it reached past its keyspace
+        // (`herald_proto::keyspace`). The test that made it do so fails.
+        if !std::thread::panicking() && self.redis.is_running() {
+            let denied = self.redis.denials();
+            assert!(
+                denied.is_empty(),
+                "Redis refused a service's command (its ACL): {denied:#?}"
+            );
         }
     }
 }

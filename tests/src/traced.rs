@@ -72,7 +72,9 @@ impl TracedSystem {
                 ("delivery", &cfg.delivery.http_addr),
             ] {
                 let addr: SocketAddr = addr.parse().unwrap();
-                services.push((name, ServiceProcess::spawn_with_env(name, &cfg, &env), addr));
+                let mut own = cfg.clone();
+                own.redis.url = redis.url_for(name).into();
+                services.push((name, ServiceProcess::spawn_with_env(name, &own, &env), addr));
             }
             if all_ready(&mut services, round == 3).await {
                 break;

@@ -378,7 +378,7 @@ async fn no_notification_reaches_a_provider_after_an_acknowledgement() {
 async fn killing_the_sla_service_mid_way_neither_loses_nor_doubles_a_breach() {
     const CASES: usize = 150;
     let (sys, _dir) = without_sla(Duration::from_secs(60), CASES).await;
-    let mut sla = ServiceProcess::spawn("sla", &sys.cfg);
+    let mut sla = ServiceProcess::spawn("sla", &sys.cfg_for("sla"));
     let mut breaches = BreachCounter::start(&sys).await;
 
     // Portal cases: 3 s to acknowledge. Opened 20 ms apart, so their
@@ -433,7 +433,7 @@ async fn killing_the_sla_service_mid_way_neither_loses_nor_doubles_a_breach() {
 async fn two_sla_instances_never_fire_the_same_breach_twice() {
     const CASES: usize = 400;
     let (sys, _dir) = without_sla(Duration::from_secs(60), CASES).await;
-    let mut cfg = sys.cfg.clone();
+    let mut cfg = sys.cfg_for("sla");
     // Small batches, so both instances keep claiming.
     cfg.sla.batch = 20;
     let stops = [CancellationToken::new(), CancellationToken::new()];
