@@ -10,6 +10,7 @@ pub(crate) fn validate(c: &Config, problems: &mut Vec<String>) {
     for (key, lease) in [
         ("sla.lease", c.sla.lease),
         ("escalation.lease", c.escalation.lease),
+        ("broadcast.lease", c.broadcast.lease),
     ] {
         if lease >= c.nats.duplicate_window {
             problems.push(format!(
@@ -49,10 +50,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.sla.lease, std::time::Duration::from_secs(20 * 60));
-        let err = Config::load(None, env(&[("HERALD_ESCALATION_LEASE", "10m")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(
+            None,
+            env(&[
+                ("HERALD_ESCALATION_LEASE", "10m"),
+                ("HERALD_BROADCAST_LEASE", "11m"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("escalation.lease"), "{err}");
+        assert!(err.contains("broadcast.lease"), "{err}");
         assert!(err.contains("nats.duplicate_window"), "{err}");
     }
 }

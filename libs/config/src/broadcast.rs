@@ -43,6 +43,10 @@ pub struct BroadcastConfig {
     pub max_recipients: usize,
     /// Commands and status events handled at once.
     pub concurrency: usize,
+    /// As `sla.lease`, for call cycles and a broadcast's end: how long a
+    /// claimed timer is this instance's before another takes it over.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 /// A coordinator's id and the SHA-256 (hex) of their token.
@@ -65,6 +69,7 @@ impl Default for BroadcastConfig {
             breach_roles: vec!["dpo".into(), "management".into()],
             max_recipients: 10_000,
             concurrency: 16,
+            lease: Duration::from_secs(120),
         }
     }
 }
@@ -97,7 +102,13 @@ impl BroadcastConfig {
                 ));
             }
         }
-        checks::more_than_zero(&[("broadcast.interval", self.interval)], problems);
+        checks::more_than_zero(
+            &[
+                ("broadcast.interval", self.interval),
+                ("broadcast.lease", self.lease),
+            ],
+            problems,
+        );
         if !(1..=MAX_CYCLES).contains(&self.cycles) {
             problems.push(format!(
                 "`broadcast.cycles` must be between 1 and {MAX_CYCLES}"

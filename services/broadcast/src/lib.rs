@@ -182,7 +182,7 @@ pub async fn start_with_clock(
     let b = broadcasts.clone();
     let timer_options = RunOptions {
         batch: 100,
-        lease: Duration::from_secs(120),
+        lease: cfg.broadcast.lease,
         poll: Duration::from_millis(200),
     };
     let stop = shutdown.clone();
