@@ -299,6 +299,88 @@ pub fn is_subject_token(s: &str) -> bool {
         })
 }
 
+/// Who a stream belongs to: the one service that owns its contract (and
+/// its consumer of record), who else writes to it and who reads it. The
+/// NATS permissions of each service follow from this table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOwner {
+    pub stream: &'static str,
+    pub owner: &'static str,
+    pub writers: &'static [&'static str],
+    pub readers: &'static [&'static str],
+}
+
+/// Every stream Herald declares, each once.
+pub const STREAMS: [StreamOwner; 10] = [
+    StreamOwner {
+        stream: STREAM_NOTIFY,
+        owner: "intake",
+        writers: &["intake"],
+        readers: &["router"],
+    },
+    StreamOwner {
+        stream: STREAM_NOTIFY_EMERGENCY,
+        owner: "intake",
+        writers: &["intake"],
+        readers: &["router"],
+    },
+    StreamOwner {
+        stream: STREAM_DELIVERY,
+        owner: "delivery",
+        writers: &["router", "delivery"],
+        readers: &["delivery"],
+    },
+    StreamOwner {
+        stream: STREAM_DELIVERY_EMERGENCY,
+        owner: "delivery",
+        writers: &["router", "delivery", "broadcast"],
+        readers: &["delivery"],
+    },
+    StreamOwner {
+        stream: STREAM_STOPS,
+        owner: "delivery",
+        writers: &["intake", "escalation", "broadcast"],
+        readers: &["delivery"],
+    },
+    StreamOwner {
+        stream: STREAM_STATUS,
+        owner: "delivery",
+        writers: &["delivery"],
+        readers: &["broadcast"],
+    },
+    StreamOwner {
+        stream: STREAM_BROADCAST,
+        owner: "broadcast",
+        writers: &["intake"],
+        readers: &["broadcast"],
+    },
+    StreamOwner {
+        stream: STREAM_CASES,
+        owner: "intake",
+        writers: &["intake", "sla"],
+        readers: &["sla", "escalation"],
+    },
+    StreamOwner {
+        stream: STREAM_AUDIT,
+        owner: "intake",
+        writers: &[
+            "intake",
+            "router",
+            "delivery",
+            "broadcast",
+            "sla",
+            "escalation",
+        ],
+        readers: &["operators"],
+    },
+    StreamOwner {
+        stream: STREAM_DLQ,
+        owner: "delivery",
+        writers: &["delivery", "sla", "escalation"],
+        readers: &["operators"],
+    },
+];
+
 /// The low-cardinality form of a subject: audit subjects carry case and
 /// notification ids, every other Herald subject is already a fixed name.
 pub fn destination_template(subject: &str) -> &str {
@@ -415,5 +497,17 @@ mod tests {
             destination_template(&sla_event("CASE-7")),
             "herald.v1.case.{partition}.{case}.sla"
         );
+    }
+
+    #[test]
+    fn every_stream_has_one_owner_among_its_writers_or_readers() {
+        let mut seen = std::collections::HashSet::new();
+        for t in STREAMS {
+            assert!(seen.insert(t.stream), "{} listed twice", t.stream);
+            assert!(
+                t.writers.contains(&t.owner) || t.readers.contains(&t.owner),
+                "{t:?}"
+            );
+        }
     }
 }

@@ -107,3 +107,19 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_stream_has_an_owner_and_every_owned_stream_is_declared() {
+        let declared: std::collections::BTreeSet<String> = stream_configs(&NatsConfig::default())
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let owned: std::collections::BTreeSet<String> =
+            subjects::STREAMS.iter().map(|s| s.stream.to_string()).collect();
+        assert_eq!(declared, owned);
+    }
+}
