@@ -1,7 +1,8 @@
-//! The floor every Herald service stands on: configuration loading,
-//! telemetry, the NATS bus, emergency precedence, health and metrics,
-//! Redis connections, the clock, the audit trail writer, shutdown, and the
-//! service builder that wires them together. No domain type lives here.
+//! The floor every Herald service stands on: telemetry, the NATS bus,
+//! emergency precedence, health and metrics plumbing, Redis connections,
+//! the clock, the audit trail writer, retries, request serving, shutdown,
+//! and the service builder that wires them together. The configuration it
+//! reads is `herald-config`'s; no domain type lives here.
 
 pub mod audit;
 pub mod bus;

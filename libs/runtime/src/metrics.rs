@@ -1,13 +1,10 @@
-//! Prometheus metrics shared by the services. Labels are channels, lanes,
-//! outcomes, reasons, levels and stream names, never personal data: a label
-//! value is kept by Prometheus for as long as the series lives, far beyond
-//! any retention period Herald promises for content.
-//!
-//! Besides the label types, this is where metric families more than one
-//! service registers are defined: the queue poller every consuming service
-//! starts ([`watch_queues`]), and the response-time ([`SlaMetrics`]) and
-//! escalation ([`EscalationMetrics`]) counters, so that dashboards and
-//! alerts name one set of metrics whichever service emits them.
+//! Prometheus plumbing every service uses: the label types, latency
+//! histograms, and the queue poller every consuming service starts
+//! ([`watch_queues`]). Each service registers its own families beside its
+//! code. Labels are channels, lanes, outcomes, reasons, levels and stream
+//! names, never personal data: a label value is kept by Prometheus for as
+//! long as the series lives, far beyond any retention period Herald
+//! promises for content.
 
 use std::{
     sync::atomic::AtomicU64,
@@ -232,66 +229,4 @@ async fn poll(bus: &Bus, q: &Queue, m: &QueueMetrics) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SlaLabel {
-    pub lane: String,
-    pub channel: String,
-    /// Which response-time clock: `first_response`, `acknowledgement`,
-    /// `resolution`, …
-    pub clock: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EscalationLabel {
-    pub lane: String,
-    /// The level reached, `1` for the first step up the chain.
-    pub level: String,
-    /// What started it: `breach` or `request`.
-    pub trigger: String,
-}
-
-/// Response-time clocks running out, for the service that keeps them.
-#[derive(Clone, Default)]
-pub struct SlaMetrics {
-    /// A clock passed its warning point (still time to act).
-    pub warnings: Family<SlaLabel, Counter>,
-    /// A clock ran out.
-    pub breaches: Family<SlaLabel, Counter>,
-}
-
-impl SlaMetrics {
-    pub fn register(registry: &mut Registry) -> SlaMetrics {
-        let m = SlaMetrics::default();
-        registry.register(
-            "sla_warnings",
-            "Response-time clocks that reached their warning point",
-            m.warnings.clone(),
-        );
-        registry.register(
-            "sla_breaches",
-            "Response-time clocks that ran out",
-            m.breaches.clone(),
-        );
-        m
-    }
-}
-
-/// Steps up an escalation chain, for the service that walks it.
-#[derive(Clone, Default)]
-pub struct EscalationMetrics {
-    pub escalations: Family<EscalationLabel, Counter>,
-}
-
-impl EscalationMetrics {
-    pub fn register(registry: &mut Registry) -> EscalationMetrics {
-        let m = EscalationMetrics::default();
-        registry.register(
-            "escalations",
-            "Escalations, by the level reached",
-            m.escalations.clone(),
-        );
-        m
-    }
 }

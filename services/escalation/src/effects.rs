@@ -5,7 +5,9 @@
 
 use herald_durable::stop::Stop;
 use herald_proto::v1::AuditStep;
-use herald_runtime::{audit::Entry, metrics::EscalationLabel};
+use herald_runtime::audit::Entry;
+
+use crate::metrics::EscalationLabel;
 
 use crate::{
     Escalator,

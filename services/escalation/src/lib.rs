@@ -42,6 +42,7 @@ mod decide;
 mod effects;
 mod events;
 mod firing;
+mod metrics;
 mod notify;
 mod view;
 
@@ -55,9 +56,10 @@ use herald_runtime::{
     audit::Auditor,
     bus::Bus,
     clock::{Clock, SystemClock},
-    metrics::{EscalationMetrics, Queue},
+    metrics::Queue,
 };
 use herald_runtime::{serve::ServeOptions, service::ServiceBuilder};
+use metrics::EscalationMetrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::{policy::Policies, state::Store};

@@ -10,7 +10,9 @@ use herald_proto::{
     subjects,
     v1::{AuditStep, CaseChannel, ClockKind, SlaEvent, SlaEventKind},
 };
-use herald_runtime::{audit::Entry, bus, clock::from_millis, metrics::SlaLabel};
+use herald_runtime::{audit::Entry, bus, clock::from_millis};
+
+use crate::metrics::SlaLabel;
 use tracing::warn;
 
 use crate::{

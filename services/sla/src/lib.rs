@@ -24,6 +24,7 @@ pub mod store;
 
 mod events;
 mod firing;
+mod metrics;
 mod view;
 
 use std::sync::Arc;
@@ -36,9 +37,10 @@ use herald_runtime::{
     audit::Auditor,
     bus::Bus,
     clock::{Clock as TimeSource, SystemClock, from_millis},
-    metrics::{Queue, SlaMetrics},
+    metrics::Queue,
 };
 use herald_runtime::{serve::ServeOptions, service::ServiceBuilder};
+use metrics::SlaMetrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::{policy::Policies, store::ClockStore};

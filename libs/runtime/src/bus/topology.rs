@@ -118,8 +118,10 @@ mod tests {
             .into_iter()
             .map(|c| c.name)
             .collect();
-        let owned: std::collections::BTreeSet<String> =
-            subjects::STREAMS.iter().map(|s| s.stream.to_string()).collect();
+        let owned: std::collections::BTreeSet<String> = subjects::STREAMS
+            .iter()
+            .map(|s| s.stream.to_string())
+            .collect();
         assert_eq!(declared, owned);
     }
 }
