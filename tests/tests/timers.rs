@@ -187,7 +187,7 @@ async fn two_runners_share_the_due_timers_and_never_fire_one_twice() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     for r in runners {
-        r.await.unwrap();
+        r.await.unwrap().unwrap();
     }
     let (handled, twice) = {
         let f = fired.lock().unwrap();

@@ -18,7 +18,7 @@ use herald_proto::v1::Channel;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
-use crate::validate;
+use crate::{records::JsonRecords, validate};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -157,7 +157,7 @@ impl Contact {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("contact {id}: {field} {reason}")]
+    #[error("{id}: {field} {reason}")]
     Invalid {
         id: String,
         field: String,
@@ -203,33 +203,28 @@ impl MemberOf {
     }
 }
 
-/// The directory, shared by intake (to validate), the router (to resolve)
-/// and the command line (to import and show).
+/// The directory: written by intake (its one owner), read by intake, the
+/// router, the broadcast and escalation services.
 #[derive(Clone)]
 pub struct Directory {
-    redis: ConnectionManager,
-    prefix: String,
+    records: JsonRecords<Contact>,
 }
 
 impl Directory {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Directory {
         Directory {
-            redis,
-            prefix: herald_proto::keyspace::DIRECTORY.prefix(prefix),
+            records: JsonRecords::new(
+                redis,
+                herald_proto::keyspace::DIRECTORY.prefix(prefix),
+                "contact",
+                "contacts",
+            ),
         }
     }
 
     /// The connection the directory uses, for stores kept beside it.
     pub fn redis(&self) -> ConnectionManager {
-        self.redis.clone()
-    }
-
-    fn key(&self, id: &str) -> String {
-        format!("{}contact:{id}", self.prefix)
-    }
-
-    fn index(&self) -> String {
-        format!("{}contacts", self.prefix)
+        self.records.redis()
     }
 
     fn member_key(&self, by: MemberOf, value: &str) -> String {
@@ -237,38 +232,27 @@ impl Directory {
             MemberOf::Organisation => "org",
             MemberOf::Role => "role",
         };
-        format!("{}{kind}:{value}", self.prefix)
+        self.records.key_of(&format!("{kind}:{value}"))
     }
 
     /// Adds or replaces a contact after checking it, and moves it between
     /// the organisation and role indexes if those changed.
     pub async fn put(&self, contact: &Contact) -> Result<(), DirectoryError> {
-        if let Some((field, reason)) = contact.problems().into_iter().next() {
-            return Err(DirectoryError::Invalid {
-                id: contact.id.clone(),
-                field,
-                reason,
-            });
-        }
         let old = self.get(&contact.id).await?;
-        let json = serde_json::to_string(contact)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set(self.key(&contact.id), json)
-            .sadd(self.index(), &contact.id);
-        for by in [MemberOf::Organisation, MemberOf::Role] {
-            let before = old.as_ref().and_then(|c| by.of(c));
-            let now = by.of(contact);
-            if let Some(b) = before.filter(|b| Some(*b) != now) {
-                pipe.srem(self.member_key(by, b), &contact.id);
-            }
-            if let Some(n) = now {
-                pipe.sadd(self.member_key(by, n), &contact.id);
-            }
-        }
-        let mut r = self.redis.clone();
-        pipe.exec_async(&mut r).await?;
-        Ok(())
+        self.records
+            .put_with(contact, |pipe| {
+                for by in [MemberOf::Organisation, MemberOf::Role] {
+                    let before = old.as_ref().and_then(|c| by.of(c));
+                    let now = by.of(contact);
+                    if let Some(b) = before.filter(|b| Some(*b) != now) {
+                        pipe.srem(self.member_key(by, b), &contact.id).ignore();
+                    }
+                    if let Some(n) = now {
+                        pipe.sadd(self.member_key(by, n), &contact.id).ignore();
+                    }
+                }
+            })
+            .await
     }
 
     pub async fn put_all(&self, contacts: &[Contact]) -> Result<(), DirectoryError> {
@@ -279,30 +263,25 @@ impl Directory {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Contact>, DirectoryError> {
-        Ok(self.get_many(&[id.to_string()]).await?.pop().flatten())
+        self.records.get(id).await
     }
 
     /// Looks contacts up in one round trip; `None` where an id is unknown.
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Contact>>, DirectoryError> {
-        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        Ok(crate::records::get_json(&self.redis, &keys).await?)
+        self.records.get_many(ids).await
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
         let old = self.get(id).await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(self.key(id))
-            .srem(self.index(), id)
-            .ignore();
-        for by in [MemberOf::Organisation, MemberOf::Role] {
-            if let Some(v) = old.as_ref().and_then(|c| by.of(c)) {
-                pipe.srem(self.member_key(by, v), id).ignore();
-            }
-        }
-        let mut r = self.redis.clone();
-        let (n,): (i64,) = pipe.query_async(&mut r).await?;
-        Ok(n > 0)
+        self.records
+            .remove_with(id, |pipe| {
+                for by in [MemberOf::Organisation, MemberOf::Role] {
+                    if let Some(v) = old.as_ref().and_then(|c| by.of(c)) {
+                        pipe.srem(self.member_key(by, v), id).ignore();
+                    }
+                }
+            })
+            .await
     }
 
     /// Every contact of an organisation or with a role, as stored now.
@@ -311,7 +290,8 @@ impl Directory {
         by: MemberOf,
         value: &str,
     ) -> Result<Vec<Contact>, DirectoryError> {
-        let ids = crate::records::sorted_members(&self.redis, &self.member_key(by, value)).await?;
+        let ids =
+            crate::records::sorted_members(&self.redis(), &self.member_key(by, value)).await?;
         Ok(self
             .get_many(&ids)
             .await?
@@ -324,13 +304,13 @@ impl Directory {
     /// How many contacts the organisation or role index names (an upper
     /// bound: the index may still name one that moved).
     pub async fn count_in(&self, by: MemberOf, value: &str) -> Result<u64, DirectoryError> {
-        let mut r = self.redis.clone();
+        let mut r = self.redis();
         Ok(r.scard(self.member_key(by, value)).await?)
     }
 
     /// Every contact id, sorted.
     pub async fn ids(&self) -> Result<Vec<String>, DirectoryError> {
-        Ok(crate::records::sorted_members(&self.redis, &self.index()).await?)
+        self.records.ids().await
     }
 }
 

@@ -12,7 +12,10 @@ use std::{collections::HashSet, path::Path};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::contacts::{Directory, DirectoryError};
+use crate::{
+    contacts::{Directory, DirectoryError},
+    records::JsonRecords,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -77,24 +80,19 @@ impl crate::listfile::Record for Group {
 
 #[derive(Clone)]
 pub struct Groups {
-    redis: ConnectionManager,
-    prefix: String,
+    records: JsonRecords<Group>,
 }
 
 impl Groups {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Groups {
         Groups {
-            redis,
-            prefix: herald_proto::keyspace::DIRECTORY.prefix(prefix),
+            records: JsonRecords::new(
+                redis,
+                herald_proto::keyspace::DIRECTORY.prefix(prefix),
+                "group",
+                "groups",
+            ),
         }
-    }
-
-    fn key(&self, id: &str) -> String {
-        format!("{}group:{id}", self.prefix)
-    }
-
-    fn index(&self) -> String {
-        format!("{}groups", self.prefix)
     }
 
     /// Members of `groups` the directory does not know, one line each.
@@ -119,22 +117,7 @@ impl Groups {
 
     /// Adds or replaces a group after checking it.
     pub async fn put(&self, group: &Group) -> Result<(), DirectoryError> {
-        if let Some((field, reason)) = group.problems().into_iter().next() {
-            return Err(DirectoryError::Invalid {
-                id: group.id.clone(),
-                field,
-                reason,
-            });
-        }
-        let json = serde_json::to_string(group)?;
-        let mut r = self.redis.clone();
-        redis::pipe()
-            .atomic()
-            .set(self.key(&group.id), json)
-            .sadd(self.index(), &group.id)
-            .exec_async(&mut r)
-            .await?;
-        Ok(())
+        self.records.put_with(group, |_| {}).await
     }
 
     pub async fn put_all(&self, groups: &[Group]) -> Result<(), DirectoryError> {
@@ -145,29 +128,21 @@ impl Groups {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Group>, DirectoryError> {
-        Ok(self.get_many(&[id.to_string()]).await?.pop().flatten())
+        self.records.get(id).await
     }
 
     /// Looks groups up in one round trip; `None` where an id is unknown.
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Group>>, DirectoryError> {
-        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        Ok(crate::records::get_json(&self.redis, &keys).await?)
+        self.records.get_many(ids).await
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, DirectoryError> {
-        let mut r = self.redis.clone();
-        let (n, _): (i64, i64) = redis::pipe()
-            .atomic()
-            .del(self.key(id))
-            .srem(self.index(), id)
-            .query_async(&mut r)
-            .await?;
-        Ok(n > 0)
+        self.records.remove_with(id, |_| {}).await
     }
 
     /// Every group id, sorted.
     pub async fn ids(&self) -> Result<Vec<String>, DirectoryError> {
-        Ok(crate::records::sorted_members(&self.redis, &self.index()).await?)
+        self.records.ids().await
     }
 }
 

@@ -318,14 +318,17 @@ impl Default for RunOptions {
 /// to `handler`, which returns the ids it finished. Ids it does not return
 /// stay claimed until their lease runs out, then fire again (on any
 /// instance). Between batches it sleeps until the next due time, at most
-/// `opts.poll`, and wakes early when this process schedules a timer.
+/// `opts.poll`, and wakes early when this process schedules a timer. It
+/// ends only on shutdown (with `Ok`, so a service can run it beside its
+/// other tasks).
 pub async fn run<F, Fut>(
     timers: Timers,
     clock: Arc<dyn Clock>,
     opts: RunOptions,
     shutdown: CancellationToken,
     handler: F,
-) where
+) -> anyhow::Result<()>
+where
     F: Fn(Vec<Due>) -> Fut,
     Fut: Future<Output = Vec<String>>,
 {
@@ -370,4 +373,5 @@ pub async fn run<F, Fut>(
             _ = timers.wake.notified() => {}
         }
     }
+    Ok(())
 }

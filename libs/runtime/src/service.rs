@@ -235,6 +235,21 @@ impl ServiceBuilder {
     }
 }
 
+/// The body of every service binary: the configuration (`HERALD_CONFIG`
+/// and the `HERALD_*` variables), telemetry as `name`, a shutdown token
+/// that SIGTERM and ctrl-c cancel, then `run` until it ends.
+pub async fn main<F, Fut>(name: &'static str, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Config, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    crate::install_crypto();
+    let cfg = Config::from_process_env()?;
+    let _telemetry = crate::telemetry::init(name, &cfg.telemetry)?;
+    let shutdown = crate::shutdown::on_signals();
+    run(cfg, shutdown).await
+}
+
 /// A started service: where its HTTP port listens, its readiness, and its
 /// task, which ends once everything it runs has stopped.
 pub struct Running {

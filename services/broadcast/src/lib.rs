@@ -186,20 +186,16 @@ pub async fn start_with_clock(
         poll: Duration::from_millis(200),
     };
     let stop = shutdown.clone();
-    service.spawn(async move {
-        timers::run(
-            b.timers.clone(),
-            b.clock.clone(),
-            timer_options,
-            stop,
-            |batch| {
-                let b = b.clone();
-                async move { b.fire(batch).await }
-            },
-        )
-        .await;
-        Ok(())
-    });
+    service.spawn(timers::run(
+        broadcasts.timers.clone(),
+        broadcasts.clock.clone(),
+        timer_options,
+        stop,
+        move |batch| {
+            let b = b.clone();
+            async move { b.fire(batch).await }
+        },
+    ));
     let b = broadcasts.clone();
     service
         .serve(

@@ -8,9 +8,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    herald_runtime::install_crypto();
-    let cfg = herald_config::Config::from_process_env()?;
-    let _telemetry = herald_runtime::telemetry::init("herald-delivery", &cfg.telemetry)?;
-    let shutdown = herald_runtime::shutdown::on_signals();
-    herald_delivery::run(cfg, shutdown).await
+    herald_runtime::service::main("herald-delivery", herald_delivery::run).await
 }

@@ -144,14 +144,10 @@ pub async fn start_with_clock(
         poll: cfg.escalation.poll,
     };
     let stop = shutdown.clone();
-    service.spawn(async move {
-        timers::run(timers, clock, opts, stop, move |batch| {
-            let e = e.clone();
-            async move { e.fire(batch).await }
-        })
-        .await;
-        Ok(())
-    });
+    service.spawn(timers::run(timers, clock, opts, stop, move |batch| {
+        let e = e.clone();
+        async move { e.fire(batch).await }
+    }));
     let e = esc.clone();
     service
         .serve(

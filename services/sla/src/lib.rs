@@ -117,14 +117,10 @@ pub async fn start_with_clock(
         let s = sla.clone();
         let (timers, clock, opts) = (sla.store.timers().clone(), sla.clock.clone(), opts.clone());
         let stop = shutdown.clone();
-        service.spawn(async move {
-            timers::run(timers, clock, opts, stop, move |batch| {
-                let s = s.clone();
-                async move { s.fire(batch).await }
-            })
-            .await;
-            Ok(())
-        });
+        service.spawn(timers::run(timers, clock, opts, stop, move |batch| {
+            let s = s.clone();
+            async move { s.fire(batch).await }
+        }));
     }
     let s = sla.clone();
     service
