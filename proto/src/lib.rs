@@ -7,6 +7,7 @@
 //! `Priority::parse`, …), ids ([`ids`]), cancel keys ([`cancel_keys`]) and
 //! broadcast ids and keys ([`broadcasts`]).
 
+pub mod access;
 pub mod broadcasts;
 pub mod cancel_keys;
 pub mod ids;

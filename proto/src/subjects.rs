@@ -32,6 +32,40 @@ pub const DELIVERY_STOPS: &str = "herald.v1.delivery.stops";
 /// here.
 pub const INTAKE_DIRECTORY: &str = "herald.v1.intake.directory";
 
+/// The requests that come from outside Herald's services are addressed
+/// under the caller's own name: `<request subject>.<identity>`. The NATS
+/// server lets each identity publish only under its own name (see
+/// [`crate::access`]), so the last token tells intake who asked, as NATS
+/// verified it rather than as the request claims.
+pub const FROM_CALLERS: [&str; 8] = [
+    INTAKE_NOTIFY,
+    INTAKE_NOTIFY_EMERGENCY,
+    INTAKE_CANCEL,
+    INTAKE_CASE,
+    INTAKE_DIRECTORY,
+    BROADCAST_START,
+    BROADCAST_UPDATE,
+    BROADCAST_CANCEL,
+];
+
+/// `request` (one of [`FROM_CALLERS`]) as `caller` sends it.
+pub fn from_caller(request: &str, caller: &str) -> String {
+    format!("{request}.{caller}")
+}
+
+/// What intake listens on for `request`: every caller's copy of it.
+pub fn from_any_caller(request: &str) -> String {
+    format!("{request}.*")
+}
+
+/// Which of [`FROM_CALLERS`] a subject is, and who sent it.
+pub fn caller_of(subject: &str) -> Option<(&'static str, &str)> {
+    FROM_CALLERS.iter().find_map(|base| {
+        let caller = subject.strip_prefix(base)?.strip_prefix('.')?;
+        is_subject_token(caller).then_some((*base, caller))
+    })
+}
+
 /// Queue groups, so that several instances of a service share the work.
 pub const QUEUE_INTAKE: &str = "herald-intake";
 pub const QUEUE_DELIVERY: &str = "herald-delivery";
@@ -257,6 +291,17 @@ pub fn case_all() -> String {
     format!("{CASE_PREFIX}.>")
 }
 
+/// Every case's lifecycle events, whatever the partition (what intake
+/// alone may write).
+pub fn case_events_all() -> String {
+    format!("{CASE_PREFIX}.*.*.event")
+}
+
+/// Every case's clock events (what the sla service alone may write).
+pub fn sla_events_all() -> String {
+    format!("{CASE_PREFIX}.*.*.sla")
+}
+
 /// The lifecycle events of one partition (what the sla service reads).
 pub fn case_events_in(partition: u32) -> String {
     format!("{CASE_PREFIX}.{partition}.*.event")
@@ -473,6 +518,19 @@ mod tests {
             .map(|i| case_partition(&format!("C-{i}")))
             .collect();
         assert_eq!(used.len() as u32, CASE_PARTITIONS);
+    }
+
+    #[test]
+    fn a_request_names_its_caller_and_intake_reads_it_back() {
+        for base in FROM_CALLERS {
+            let s = from_caller(base, "crm-eu");
+            assert_eq!(caller_of(&s), Some((base, "crm-eu")), "{s}");
+            assert_eq!(from_any_caller(base).replace('*', "crm-eu"), s);
+        }
+        // No request subject is a prefix of another's caller form.
+        assert_eq!(caller_of("herald.v1.intake.notify"), None);
+        assert_eq!(caller_of("herald.v1.intake.notify.a.b"), None);
+        assert_eq!(caller_of("herald.v1.intake.notifyx.a"), None);
     }
 
     #[test]

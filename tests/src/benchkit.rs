@@ -134,8 +134,14 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Starts `herald-<name>` with the configuration file, logging to `logs`.
-pub fn spawn(name: &'static str, config: &Path, logs: &Path) -> Service {
+/// Starts `herald-<name>` with the configuration file and its own Redis
+/// user, logging to `logs`.
+pub fn spawn(
+    name: &'static str,
+    config: &Path,
+    logs: &Path,
+    redis: &crate::servers::RedisServer,
+) -> Service {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -145,6 +151,7 @@ pub fn spawn(name: &'static str, config: &Path, logs: &Path) -> Service {
     let stdout = log.try_clone().expect("log file handle");
     let child = Command::new(release_binary(&format!("herald-{name}")))
         .env("HERALD_CONFIG", config)
+        .env("HERALD_REDIS_URL", redis.url_for(name))
         // HERALD_BENCH_LOG=info shows each service's own account.
         .env(
             "RUST_LOG",
@@ -237,7 +244,10 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub async fn submit(client: &async_nats::Client, payload: bytes::Bytes) -> bool {
     for _ in 0..20 {
         match client
-            .request(subjects::INTAKE_NOTIFY, payload.clone())
+            .request(
+                subjects::from_caller(subjects::INTAKE_NOTIFY, crate::servers::PUBLISHER),
+                payload.clone(),
+            )
             .await
         {
             Ok(m) => match IntakeReply::decode(m.payload).map(|r| r.result) {

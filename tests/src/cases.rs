@@ -270,7 +270,6 @@ impl BreachCounter {
     pub async fn start(sys: &TestSystem) -> BreachCounter {
         use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
         let bus = sys.bus().await;
-        bus.ensure_streams().await.expect("streams");
         let stream = bus
             .js
             .get_stream(subjects::STREAM_CASES)

@@ -11,13 +11,15 @@ use std::{
 
 use crate::TestSystem;
 
-/// `herald` pointed at a test system's NATS and Redis, with no
-/// configuration file, no coordinator credential and no terminal unless a
-/// test gives them.
+/// `herald` pointed at a test system's NATS and Redis, with the system's
+/// identities to choose from (each command takes the one its role needs),
+/// no configuration file, no coordinator credential and no terminal
+/// unless a test gives them.
 pub struct Cli {
     binary: PathBuf,
     nats_url: String,
     redis_url: String,
+    credentials: PathBuf,
 }
 
 impl Cli {
@@ -26,6 +28,7 @@ impl Cli {
             binary: binary.into(),
             nats_url: sys.nats.url(),
             redis_url: sys.redis.url(),
+            credentials: sys.nats.credentials_dir(),
         }
     }
 
@@ -40,7 +43,9 @@ impl Cli {
         cmd.args(args)
             .env_remove("HERALD_CONFIG")
             .env_remove("HERALD_COORDINATOR_TOKEN")
+            .env_remove("HERALD_NATS_IDENTITY")
             .env("HERALD_NATS_URL", &self.nats_url)
+            .env("HERALD_NATS_CREDENTIALS_DIR", &self.credentials)
             .env("HERALD_REDIS_URL", &self.redis_url)
             .stdin(Stdio::null());
         if let Some(t) = token {

@@ -51,12 +51,38 @@ fn kill(child: &mut Option<Child>) {
     }
 }
 
-/// A nats-server with JetStream on file storage.
+/// A nats-server with JetStream on file storage, run with the server
+/// configuration Herald generates from its permission table: every
+/// service and role is an nkey user with exactly its permissions, and no
+/// anonymous connection is accepted. The kit itself connects as
+/// [`KIT_ADMIN`], allowed everything, to play the outside world and look
+/// inside; services connect as themselves from [`NatsServer::credentials_dir`].
 pub struct NatsServer {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    seeds: std::collections::BTreeMap<String, String>,
 }
+
+/// The kit's own identity: allowed every subject.
+pub const KIT_ADMIN: &str = "herald-kit";
+
+/// The system the kit sends notifications as.
+pub const PUBLISHER: &str = "publisher";
+
+/// The identities a test system has besides the services: one per role,
+/// named after it, and a second publisher to tell callers apart.
+pub const KIT_IDENTITIES: [(&str, Role); 7] = [
+    ("publisher", Role::Publisher),
+    ("billing", Role::Publisher),
+    ("coordinator", Role::Coordinator),
+    ("operator", Role::Operator),
+    ("directory", Role::Directory),
+    ("replay", Role::Replay),
+    ("provision", Role::Provision),
+];
+
+use herald_proto::access::{Identity, Role, ServerUser};
 
 impl NatsServer {
     pub fn start() -> NatsServer {
@@ -65,14 +91,46 @@ impl NatsServer {
             port: free_port(),
             dir,
             child: None,
+            seeds: Default::default(),
         };
+        s.write_config();
         s.spawn();
         s
+    }
+
+    /// Keys for every identity (seeds in `creds/<name>.nk`, owner-only) and
+    /// the server configuration naming their public halves.
+    fn write_config(&mut self) {
+        let creds = self.credentials_dir();
+        std::fs::create_dir_all(&creds).expect("credentials dir");
+        let mut identities = Identity::services();
+        identities.extend(KIT_IDENTITIES.iter().map(|(n, r)| Identity::new(*n, *r)));
+        let mut users = Vec::new();
+        let mut key_for = |name: &str| {
+            let pair = nkeys::KeyPair::new_user();
+            let seed = pair.seed().expect("nkey seed");
+            write_secret(&herald_config::seed_path(&creds, name), &seed);
+            self.seeds.insert(name.to_string(), seed);
+            pair.public_key()
+        };
+        for id in identities {
+            let nkey = key_for(&id.name);
+            users.push(ServerUser::new(id, nkey));
+        }
+        let admin = key_for(KIT_ADMIN);
+        users.push(ServerUser::unrestricted(KIT_ADMIN, admin));
+        std::fs::write(
+            self.dir.path().join("nats.conf"),
+            herald_proto::access::server_users(&users),
+        )
+        .expect("nats.conf written");
     }
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(find_binary("nats-server"))
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
             .args([
                 "-a",
                 "127.0.0.1",
@@ -99,6 +157,56 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Where every identity's nkey seed is (`<name>.nk`), as
+    /// `nats.credentials_dir` takes it.
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.dir.path().join("creds")
+    }
+
+    /// The nkey seed of `identity`.
+    pub fn seed(&self, identity: &str) -> String {
+        self.seeds
+            .get(identity)
+            .unwrap_or_else(|| panic!("the kit has no identity {identity}"))
+            .clone()
+    }
+
+    /// A client connected as `identity`, with its own inbox prefix, as a
+    /// Herald process of that identity would be.
+    pub async fn connect_as(&self, identity: &str) -> async_nats::Client {
+        self.options_for(identity)
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("connecting as {identity}: {e}"))
+    }
+
+    /// The connection options of `identity`: its key and its inbox.
+    pub fn options_for(&self, identity: &str) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::with_nkey(self.seed(identity))
+            .custom_inbox_prefix(herald_proto::access::inbox_prefix(identity))
+    }
+
+    /// The kit's own client, allowed everything.
+    pub async fn admin(&self) -> async_nats::Client {
+        self.connect_as(KIT_ADMIN).await
+    }
+
+    /// Declares Herald's streams as `cfg` describes them, as the
+    /// provisioning identity (what `herald provision` does).
+    pub async fn provision(&self, cfg: &herald_config::NatsConfig) {
+        let mut cfg = cfg.clone();
+        cfg.url = self.url();
+        cfg.credentials_dir = Some(self.credentials_dir());
+        let bus = herald_runtime::bus::Bus::connect(
+            &cfg,
+            "provision",
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("provisioning identity connects");
+        bus.provision_streams().await.expect("streams declared");
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -117,6 +225,20 @@ impl NatsServer {
         self.kill();
         self.spawn();
     }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_secret(path: &Path, value: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .expect("secret file");
+    f.write_all(value.as_bytes()).expect("secret written");
 }
 
 impl Drop for NatsServer {

@@ -10,15 +10,19 @@ use herald_proto::{
     v1::{IntakeReply, Lane, NotificationRequest, intake_reply},
 };
 
-/// Submits one request until intake accepts it; returns the notification
-/// id. Panics if intake refuses it, or has not accepted it in two minutes.
+/// Submits one request until intake accepts it, as the system
+/// [`crate::servers::PUBLISHER`] (`client` is that identity's, or the
+/// kit's); returns the notification id. Panics if intake refuses it, or has not accepted it in two minutes.
 pub async fn submit(client: &async_nats::Client, req: &NotificationRequest, lane: Lane) -> String {
     let payload = req.encode_to_vec();
     let give_up = Instant::now() + Duration::from_secs(120);
     loop {
         let reply = tokio::time::timeout(
             Duration::from_secs(5),
-            client.request(subjects::intake_notify(lane), payload.clone().into()),
+            client.request(
+                subjects::from_caller(subjects::intake_notify(lane), crate::servers::PUBLISHER),
+                payload.clone().into(),
+            ),
         )
         .await;
         if let Ok(Ok(msg)) = reply

@@ -47,6 +47,7 @@ pub fn config(
 ) -> Config {
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
+    cfg.nats.credentials_dir = Some(nats.credentials_dir());
     cfg.nats.ack_wait = Duration::from_secs(10);
     cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = config_dir().join("templates");
@@ -88,7 +89,14 @@ pub struct TestSystem {
     pub smtp: SmtpSink,
     pub http: HttpSink,
     pub cfg: Config,
+    /// The kit's own connection, allowed everything: for looking inside
+    /// and for playing parts no real caller could.
     pub client: async_nats::Client,
+    /// Connected as the system `publisher`, as another system sending
+    /// notifications and case events would be.
+    pub publisher: async_nats::Client,
+    /// Connected as `coordinator`, the emergency broadcast front door.
+    pub coordinator: async_nats::Client,
     pub grpc_addr: std::net::SocketAddr,
     outbox: tempfile::TempDir,
     intake: Option<Service>,
@@ -117,9 +125,10 @@ impl TestSystem {
         let outbox = tempfile::tempdir().expect("outbox dir");
         let mut cfg = config(&nats, &redis, &smtp, &http, outbox.path());
         tweak(&mut cfg);
-        let client = async_nats::connect(nats.url())
-            .await
-            .expect("test client connects");
+        nats.provision(&cfg.nats).await;
+        let client = nats.admin().await;
+        let publisher = nats.connect_as("publisher").await;
+        let coordinator = nats.connect_as("coordinator").await;
         let mut s = TestSystem {
             nats,
             redis,
@@ -127,6 +136,8 @@ impl TestSystem {
             http,
             cfg,
             client,
+            publisher,
+            coordinator,
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             outbox,
             intake: None,
@@ -309,9 +320,13 @@ impl TestSystem {
     }
 
     pub async fn bus(&self) -> Bus {
-        Bus::connect(&self.cfg.nats, "herald-test", &CancellationToken::new())
-            .await
-            .expect("bus")
+        Bus::connect(
+            &self.cfg.nats,
+            crate::servers::KIT_ADMIN,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("bus")
     }
 
     /// Adds contacts to the directory.
@@ -337,12 +352,15 @@ impl TestSystem {
     }
 
     /// Sends a broadcast request (`StartBroadcast`, `UpdateBroadcast` or
-    /// `CancelBroadcast`) to its subject, as a coordinator's tool would.
+    /// `CancelBroadcast`) to its subject, as a coordinator's tool would:
+    /// through the `coordinator` identity.
     pub async fn broadcast_request<M: Message>(&self, subject: &str, req: &M) -> BroadcastReply {
         let msg = tokio::time::timeout(
             Duration::from_secs(20),
-            self.client
-                .request(subject.to_string(), req.encode_to_vec().into()),
+            self.coordinator.request(
+                subjects::from_caller(subject, "coordinator"),
+                req.encode_to_vec().into(),
+            ),
         )
         .await
         .expect("intake answers in time")
@@ -360,7 +378,7 @@ impl TestSystem {
         };
         let msg = tokio::time::timeout(
             Duration::from_secs(20),
-            self.client
+            self.coordinator
                 .request(subjects::BROADCAST_STATUS, req.encode_to_vec().into()),
         )
         .await
@@ -377,8 +395,10 @@ impl TestSystem {
     pub async fn notify_raw(&self, payload: Vec<u8>, lane: Lane) -> IntakeReply {
         let msg = tokio::time::timeout(
             Duration::from_secs(20),
-            self.client
-                .request(subjects::intake_notify(lane), payload.into()),
+            self.publisher.request(
+                subjects::from_caller(subjects::intake_notify(lane), "publisher"),
+                payload.into(),
+            ),
         )
         .await
         .expect("intake answers in time")
@@ -398,8 +418,10 @@ impl TestSystem {
     pub async fn case_event(&self, ev: &CaseEvent) -> CaseReply {
         let msg = tokio::time::timeout(
             Duration::from_secs(30),
-            self.client
-                .request(subjects::INTAKE_CASE, ev.encode_to_vec().into()),
+            self.publisher.request(
+                subjects::from_caller(subjects::INTAKE_CASE, "publisher"),
+                ev.encode_to_vec().into(),
+            ),
         )
         .await
         .expect("intake answers in time")

@@ -49,6 +49,7 @@ impl TracedSystem {
         let outbox = tempfile::tempdir().expect("outbox dir");
         let mut cfg = system::config(&nats, &redis, &smtp, &http, outbox.path());
         cfg.telemetry.log_format = log_format;
+        nats.provision(&cfg.nats).await;
         let endpoint = otlp.endpoint();
         let env = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
@@ -80,7 +81,7 @@ impl TracedSystem {
                 break;
             }
         }
-        let client = async_nats::connect(nats.url()).await.expect("client");
+        let client = nats.connect_as(crate::servers::PUBLISHER).await;
         TracedSystem {
             _nats: nats,
             _redis: redis,
@@ -114,7 +115,10 @@ impl TracedSystem {
         let msg = tokio::time::timeout(
             WAIT,
             self.client.request_with_headers(
-                subjects::intake_notify(Lane::Normal),
+                subjects::from_caller(
+                    subjects::intake_notify(Lane::Normal),
+                    crate::servers::PUBLISHER,
+                ),
                 headers,
                 req.encode_to_vec().into(),
             ),

@@ -124,7 +124,8 @@ async fn personal_data_stays_out_of_logs_and_exported_spans() {
     );
 
     // The audit trail keeps the provider's code, not its words.
-    let bus = herald_runtime::bus::Bus::connect(&h.cfg.nats, "test", &CancellationToken::new())
+    // Read as an operator would.
+    let bus = herald_runtime::bus::Bus::connect(&h.cfg.nats, "operator", &CancellationToken::new())
         .await
         .expect("bus");
     let trail = herald_runtime::audit::read_trail(&bus, &subjects::audit_of_notification(&id))

@@ -27,6 +27,7 @@ async fn queue(redis: &RedisServer, name: &str) -> Timers {
     let cfg = RedisConfig {
         url: redis.url().into(),
         prefix: "t:".into(),
+        credentials_dir: None,
     };
     let conn = herald_runtime::store::connect(&cfg, &CancellationToken::new())
         .await
@@ -274,8 +275,11 @@ async fn a_cancelled_key_stops_the_notification_before_the_provider() {
 
 async fn cancel_over_nats(sys: &TestSystem, req: CancelRequest) -> cancel_reply::Result {
     let msg = sys
-        .client
-        .request(subjects::INTAKE_CANCEL, req.encode_to_vec().into())
+        .publisher
+        .request(
+            subjects::from_caller(subjects::INTAKE_CANCEL, "publisher"),
+            req.encode_to_vec().into(),
+        )
         .await
         .expect("intake answers");
     CancelReply::decode(msg.payload)
@@ -369,6 +373,7 @@ async fn a_stop_waits_for_sends_under_way_and_refuses_later_ones() {
         &RedisConfig {
             url: redis.url().into(),
             prefix: "t:".into(),
+            credentials_dir: None,
         },
         &CancellationToken::new(),
     )

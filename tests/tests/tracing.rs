@@ -82,7 +82,7 @@ async fn one_notification_is_one_trace_from_the_caller_through_every_delivery_at
     assert_eq!(intake.attr("messaging.operation.type"), Some("process"));
     assert_eq!(
         intake.attr("messaging.destination.name"),
-        Some(subjects::INTAKE_NOTIFY)
+        Some(subjects::from_caller(subjects::INTAKE_NOTIFY, "publisher").as_str())
     );
     assert_eq!(intake.attr("notification_id"), Some(id.as_str()));
     assert_eq!(intake.attr("outcome"), Some("accepted"));

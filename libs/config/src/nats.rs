@@ -1,7 +1,10 @@
 //! The `[nats]` section: where the JetStream server is and how Herald's
 //! streams and consumers are set up on it. Read by every service.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,27 @@ use crate::checks;
 #[serde(default)]
 pub struct NatsConfig {
     pub url: String,
+    /// The identity this process connects as. Services always connect as
+    /// themselves (`intake`, `router`, …); this names the command line's
+    /// identity. Empty: each command uses the identity named after the
+    /// role it needs (`publisher`, `operator`, `coordinator`, …), as
+    /// `herald setup` makes them.
+    pub identity: String,
+    /// The folder holding each identity's nkey seed as `<name>.nk`, as
+    /// `herald setup` writes it (owner-only). Unset, and with no
+    /// `nkey_file`, the connection is anonymous, which Herald's shipped
+    /// server configuration refuses.
+    pub credentials_dir: Option<PathBuf>,
+    /// This process's nkey seed, when it is not in `credentials_dir`.
+    pub nkey_file: Option<PathBuf>,
+    /// The certificate authority that signed the server's certificate.
+    /// Set, the connection is TLS and the server must prove its name
+    /// against it; unset, the connection is plain unless the URL says
+    /// `tls://` (then the system's roots are used).
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for servers that ask for one.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// JetStream replicas for every Herald stream (1 on a single server).
     pub replicas: usize,
     /// How long JetStream remembers message ids to drop duplicate publishes.
@@ -31,6 +55,12 @@ impl Default for NatsConfig {
     fn default() -> Self {
         Self {
             url: "nats://127.0.0.1:4222".into(),
+            identity: String::new(),
+            credentials_dir: None,
+            nkey_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             replicas: 1,
             duplicate_window: Duration::from_secs(10 * 60),
             audit_retention: Duration::from_secs(400 * 24 * 3600),
@@ -43,10 +73,40 @@ impl Default for NatsConfig {
 impl NatsConfig {
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         checks::url_scheme("nats.url", &self.url, &["nats", "tls"], problems);
+        if !self.identity.is_empty() && !herald_proto::access::is_identity_name(&self.identity) {
+            problems.push(
+                "`nats.identity` must be lowercase letters, digits and `-`, starting with a letter"
+                    .into(),
+            );
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            problems.push(
+                "`nats.tls_cert_file` and `nats.tls_key_file` go together: set both or neither"
+                    .into(),
+            );
+        }
         if self.replicas == 0 || self.replicas > 5 {
             problems.push("`nats.replicas` must be between 1 and 5".into());
         }
     }
+}
+
+impl NatsConfig {
+    /// Where the nkey seed of `identity` is: `nkey_file`, else
+    /// `<credentials_dir>/<identity>.nk`; `None` for an anonymous
+    /// connection.
+    pub fn seed_file(&self, identity: &str) -> Option<PathBuf> {
+        self.nkey_file.clone().or_else(|| {
+            self.credentials_dir
+                .as_deref()
+                .map(|d| seed_path(d, identity))
+        })
+    }
+}
+
+/// The file `herald setup` keeps the seed of `identity` in.
+pub fn seed_path(dir: &Path, identity: &str) -> PathBuf {
+    dir.join(format!("{identity}.nk"))
 }
 
 #[cfg(test)]
@@ -66,5 +126,27 @@ mod tests {
         bad.validate(&mut problems);
         assert!(problems[0].contains("nats.url"), "{problems:?}");
         assert!(problems[1].contains("nats.replicas"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_identity_s_key_is_found_in_the_credentials_folder() {
+        let cfg = NatsConfig {
+            credentials_dir: Some("/secrets/nats".into()),
+            ..NatsConfig::default()
+        };
+        assert_eq!(
+            cfg.seed_file("router"),
+            Some(PathBuf::from("/secrets/nats/router.nk"))
+        );
+        assert_eq!(NatsConfig::default().seed_file("router"), None);
+        let mut problems = Vec::new();
+        NatsConfig {
+            identity: "Not.A.Name".into(),
+            tls_cert_file: Some("c.pem".into()),
+            ..NatsConfig::default()
+        }
+        .validate(&mut problems);
+        assert!(problems[0].contains("nats.identity"), "{problems:?}");
+        assert!(problems[1].contains("nats.tls_key_file"), "{problems:?}");
     }
 }

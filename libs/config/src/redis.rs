@@ -1,6 +1,8 @@
 //! The `[redis]` section: the store every service keeps its state in. Its
 //! URL may carry a password, so it is a [`Secret`].
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Secret, checks};
@@ -14,6 +16,12 @@ pub struct RedisConfig {
     /// Prefix of every key Herald writes, so one Redis can serve several
     /// deployments.
     pub prefix: String,
+    /// The folder holding each service's Redis password as
+    /// `<service>.password`, as `herald setup` writes it. Set, a service
+    /// connects as the ACL user named after it with that password,
+    /// whatever user the URL names; the command line and tools use the
+    /// URL as it is.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -21,6 +29,7 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             prefix: "herald:".into(),
+            credentials_dir: None,
         }
     }
 }
@@ -34,6 +43,11 @@ impl RedisConfig {
             problems,
         );
     }
+}
+
+/// The file `herald setup` keeps the Redis password of `service` in.
+pub fn redis_password_path(dir: &Path, service: &str) -> PathBuf {
+    dir.join(format!("{service}.password"))
 }
 
 #[cfg(test)]

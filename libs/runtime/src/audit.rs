@@ -38,6 +38,9 @@ pub struct Entry {
     pub attributes: BTreeMap<String, String>,
     /// Overrides the auditor's actor (a person acting through a service).
     pub actor: Option<String>,
+    /// Who submitted what this step documents, as Herald verified it
+    /// (`AuditRecord.caller`).
+    pub caller: String,
     /// A deterministic id, for steps that may be repeated after a crash: the
     /// audit stream then keeps one record, not two.
     pub record_id: Option<String>,
@@ -111,6 +114,7 @@ impl Auditor {
             responsible_staff: entry.responsible_staff,
             lane: entry.lane as i32,
             attributes: entry.attributes.into_iter().collect(),
+            caller: entry.caller,
         }
     }
 

@@ -46,15 +46,16 @@ impl ServeOptions {
 /// Subscribes to each of `subjects` in queue group `queue` (so any
 /// instance answers) and serves them with `handle` on a task. Returns once
 /// the subscriptions are made.
-pub async fn subscribe_and_serve<F, Fut>(
+pub async fn subscribe_and_serve<S, F, Fut>(
     client: &Client,
-    subjects: &[&str],
+    subjects: &[S],
     queue: &str,
     opts: ServeOptions,
     shutdown: CancellationToken,
     handle: F,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>>
 where
+    S: AsRef<str>,
     F: Fn(async_nats::Message) -> Fut + Send + 'static,
     Fut: Future<Output = Option<Bytes>> + Send + 'static,
 {
@@ -62,7 +63,7 @@ where
     for s in subjects {
         subs.push(
             client
-                .queue_subscribe(s.to_string(), queue.to_string())
+                .queue_subscribe(s.as_ref().to_string(), queue.to_string())
                 .await?,
         );
     }

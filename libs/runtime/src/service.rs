@@ -1,5 +1,5 @@
 //! The start-up every Herald service shares, written once: connect to NATS
-//! (declaring the streams) and Redis, watch both for readiness, collect
+//! as the service (waiting for its streams) and Redis, watch both for readiness, collect
 //! metrics, run consumers, request servers and background loops, serve
 //! health and metrics over HTTP, and hand back a [`Running`] service that
 //! the binary waits on and tests stop through the shutdown token.
@@ -42,17 +42,19 @@ pub struct ServiceBuilder {
 }
 
 impl ServiceBuilder {
-    /// Connects to NATS as `herald-<name>` and declares Herald's streams,
-    /// then connects to Redis, retrying each until it answers or
+    /// Connects to NATS as the service's own identity and waits for the
+    /// streams it works with, then connects to Redis, retrying each until it answers or
     /// `shutdown` fires.
     pub async fn connect(
         name: &'static str,
         cfg: &Config,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<ServiceBuilder> {
-        let bus = Bus::connect(&cfg.nats, &format!("herald-{name}"), shutdown).await?;
-        bus.ensure_streams().await?;
-        let redis = crate::store::connect(&cfg.redis, shutdown).await?;
+        let bus = Bus::connect(&cfg.nats, name, shutdown).await?;
+        let me = herald_proto::access::Identity::new(name, herald_proto::access::Role::Service);
+        bus.await_streams(&herald_proto::access::permissions(&me).streams(), shutdown)
+            .await?;
+        let redis = crate::store::connect_as(&cfg.redis, Some(name), shutdown).await?;
         let health = Health::new();
         health.watch_nats(&bus.client);
         health.watch_redis(&redis);
@@ -156,14 +158,15 @@ impl ServiceBuilder {
 
     /// Answers requests on `subjects` in the service's queue group `queue`
     /// (see [`crate::serve`]); the reply is whatever `handle` returns.
-    pub async fn serve<F, Fut>(
+    pub async fn serve<S, F, Fut>(
         &mut self,
-        subjects: &[&str],
+        subjects: &[S],
         queue: &str,
         opts: ServeOptions,
         handle: F,
     ) -> anyhow::Result<()>
     where
+        S: AsRef<str>,
         F: Fn(async_nats::Message) -> Fut + Send + 'static,
         Fut: Future<Output = Option<Bytes>> + Send + 'static,
     {

@@ -11,13 +11,45 @@ use herald_config::RedisConfig;
 
 use crate::retry::Backoff;
 
-/// Connects, retrying until Redis answers or `shutdown` fires.
+/// Connects with the URL as it is, retrying until Redis answers or
+/// `shutdown` fires.
 pub async fn connect(
     cfg: &RedisConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(cfg.url.expose_secret())
+    connect_as(cfg, None, shutdown).await
+}
+
+/// Connects as `service`'s own ACL user when `redis.credentials_dir` holds
+/// its password (else with the URL as it is), retrying until Redis answers
+/// or `shutdown` fires.
+pub async fn connect_as(
+    cfg: &RedisConfig,
+    service: Option<&str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ConnectionManager> {
+    use redis::IntoConnectionInfo;
+    let mut info = cfg
+        .url
+        .expose_secret()
+        .into_connection_info()
         .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+    if let (Some(dir), Some(service)) = (&cfg.credentials_dir, service) {
+        let path = herald_config::redis_password_path(dir, service);
+        let password = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "reading the Redis password of {service} from {} (herald setup writes it): {e}",
+                path.display()
+            )
+        })?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_username(service)
+            .set_password(password.trim());
+        info = info.set_redis_settings(settings);
+    }
+    let client = redis::Client::open(info).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(5)))

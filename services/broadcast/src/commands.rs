@@ -44,6 +44,12 @@ impl Broadcasts {
                     return Disposition::Reject;
                 }
             };
+            // Intake names who authorised a command and the identity it
+            // came through; one without them did not come from intake.
+            if cmd.actor.trim().is_empty() || cmd.caller.trim().is_empty() {
+                error!(command = %cmd.command_id, "broadcast command without a verified coordinator and caller refused");
+                return Disposition::Reject;
+            }
             let result = match cmd.command.clone() {
                 Some(Command::Start(s)) => self.start(&cmd, s).await,
                 Some(Command::Update(u)) => self.update(&cmd, u).await,

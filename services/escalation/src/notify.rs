@@ -251,7 +251,7 @@ impl Escalator {
         let reply = tokio::time::timeout(
             INTAKE_TIMEOUT,
             self.bus.client.request(
-                subjects::intake_notify(Lane::Normal),
+                subjects::from_caller(subjects::intake_notify(Lane::Normal), &self.bus.identity),
                 req.encode_to_vec().into(),
             ),
         )

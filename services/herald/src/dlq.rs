@@ -24,6 +24,8 @@ use herald_runtime::{
     bus::Bus,
 };
 
+use herald_proto::access::Role;
+
 use crate::{Failure, refused};
 
 #[derive(Subcommand, Debug)]
@@ -93,10 +95,12 @@ impl Letter {
 
 pub async fn run(cfg: &Config, cmd: DlqCommand) -> Result<(), Failure> {
     match cmd {
-        DlqCommand::Messages { json } => messages(&crate::connect_bus(cfg).await?, json).await,
+        DlqCommand::Messages { json } => {
+            messages(&crate::connect_bus(cfg, Role::Operator).await?, json).await
+        }
         DlqCommand::List(a) => {
             let filter = channel_filter(a.channel.as_deref())?;
-            let bus = crate::connect_bus(cfg).await?;
+            let bus = crate::connect_bus(cfg, Role::Operator).await?;
             let letters = read_letters(&bus, &filter).await?;
             if letters.is_empty() && !a.json {
                 println!("no dead letters");
@@ -131,13 +135,13 @@ pub async fn run(cfg: &Config, cmd: DlqCommand) -> Result<(), Failure> {
             Ok(())
         }
         DlqCommand::Show(a) => {
-            let bus = crate::connect_bus(cfg).await?;
+            let bus = crate::connect_bus(cfg, Role::Operator).await?;
             let l = find(&bus, &a.id).await?;
             show(&l, a.body, a.json);
             Ok(())
         }
         DlqCommand::Replay(a) => {
-            let bus = crate::connect_bus(cfg).await?;
+            let bus = crate::connect_bus(cfg, Role::Replay).await?;
             let letters = if a.all {
                 read_letters(&bus, &channel_filter(a.channel.as_deref())?).await?
             } else {

@@ -9,6 +9,7 @@ mod case;
 mod dlq;
 mod groups;
 mod send;
+mod setup;
 mod trail;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -16,6 +17,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use herald_config::Config;
 use herald_directory::contacts::Contact;
+use herald_proto::access::Role;
 use herald_proto::v1::{
     ContactList, DirectoryReply, DirectoryRequest, directory_reply, directory_request::Op,
 };
@@ -31,6 +33,16 @@ struct Cli {
     /// NATS server, e.g. nats://127.0.0.1:4222.
     #[arg(long, global = true, env = "HERALD_NATS_URL")]
     nats_url: Option<String>,
+    /// The identity to connect as (its key is `<nats.credentials_dir>/<name>.nk`);
+    /// by default each command uses the one named after the role it needs:
+    /// publisher, operator, coordinator, directory, replay or provision.
+    #[arg(
+        long = "as",
+        global = true,
+        env = "HERALD_NATS_IDENTITY",
+        value_name = "IDENTITY"
+    )]
+    identity: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,6 +78,11 @@ enum Command {
     /// show a case's clocks and escalation.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// Make this deployment's identities (NATS keys, Redis passwords) and
+    /// the server configurations that admit only them.
+    Setup(setup::SetupArgs),
+    /// Declare Herald's JetStream streams (as the provisioning identity).
+    Provision,
 }
 
 #[derive(Subcommand)]
@@ -129,25 +146,53 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     if let Some(u) = &cli.nats_url {
         cfg.nats.url = u.clone();
     }
+    if let Some(id) = &cli.identity {
+        if !herald_proto::access::is_identity_name(id) {
+            return Err(Failure {
+                code: 2,
+                message: format!(
+                    "--as {id:?}: an identity is lowercase letters, digits and `-`, starting with a letter"
+                ),
+            });
+        }
+        cfg.nats.identity = id.clone();
+    }
     Ok(cfg)
 }
 
-/// Connects to NATS, giving up after a few seconds with a clear message.
-pub async fn connect_bus(cfg: &Config) -> Result<Bus, Failure> {
+/// The identity a command needing `role` connects as: `nats.identity`
+/// when set, else the one named after the role, as `herald setup` makes
+/// them.
+pub fn identity_for(cfg: &Config, role: Role) -> String {
+    if cfg.nats.identity.is_empty() {
+        role.name().to_string()
+    } else {
+        cfg.nats.identity.clone()
+    }
+}
+
+/// Connects to NATS as the identity for `role`, giving up after a few
+/// seconds with a clear message.
+pub async fn connect_bus(cfg: &Config, role: Role) -> Result<Bus, Failure> {
     let stop = CancellationToken::new();
     let s = stop.clone();
     let timer = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         s.cancel();
     });
-    let bus = Bus::connect(&cfg.nats, "herald-cli", &stop)
+    let identity = identity_for(cfg, role);
+    let bus = Bus::connect(&cfg.nats, &identity, &stop)
         .await
-        .map_err(|_| Failure {
+        .map_err(|e| Failure {
             code: 1,
-            message: format!(
-                "cannot reach NATS at {} (is Herald running? see `make run`)",
-                cfg.nats.url
-            ),
+            message: if stop.is_cancelled() {
+                format!(
+                    "cannot reach NATS at {} (is Herald running? see `make run`)",
+                    cfg.nats.url
+                )
+            } else {
+                format!("{e:#}")
+            },
         });
     timer.abort();
     bus
@@ -185,6 +230,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Groups(c) => groups::run(&cfg, c).await,
         Command::Broadcast(c) => broadcast::run(&cfg, c).await,
         Command::Case(c) => case::run(&cfg, c).await,
+        Command::Setup(a) => setup::setup(&cfg, a),
+        Command::Provision => setup::provision(&cfg).await,
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
             let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)

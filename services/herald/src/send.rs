@@ -15,6 +15,8 @@ use herald_proto::{
 };
 use serde::Deserialize;
 
+use herald_proto::access::Role;
+
 use crate::{Failure, refused};
 
 #[derive(Args, Debug)]
@@ -357,6 +359,19 @@ pub async fn ask_intake<Req: Message, Rep: Message + Default>(
     ask(cfg, subject, req, "intake").await
 }
 
+/// The role a request needs.
+fn role_for(subject: &str) -> Role {
+    match subject {
+        subjects::INTAKE_DIRECTORY => Role::Directory,
+        subjects::BROADCAST_START
+        | subjects::BROADCAST_UPDATE
+        | subjects::BROADCAST_CANCEL
+        | subjects::BROADCAST_STATUS => Role::Coordinator,
+        subjects::SLA_QUERY | subjects::ESCALATION_QUERY => Role::Operator,
+        _ => Role::Publisher,
+    }
+}
+
 /// Sends `req` over NATS request/reply to `service` and decodes its answer.
 pub async fn ask<Req: Message, Rep: Message + Default>(
     cfg: &Config,
@@ -364,11 +379,16 @@ pub async fn ask<Req: Message, Rep: Message + Default>(
     req: &Req,
     service: &str,
 ) -> Result<Rep, Failure> {
-    let bus = crate::connect_bus(cfg).await?;
+    let bus = crate::connect_bus(cfg, role_for(subject)).await?;
+    // Requests from outside Herald are addressed under the caller's name.
+    let subject = if subjects::FROM_CALLERS.contains(&subject) {
+        subjects::from_caller(subject, &bus.identity)
+    } else {
+        subject.to_string()
+    };
     let msg = tokio::time::timeout(
         Duration::from_secs(15),
-        bus.client
-            .request(subject.to_string(), req.encode_to_vec().into()),
+        bus.client.request(subject, req.encode_to_vec().into()),
     )
     .await
     .map_err(|_| Failure {
@@ -428,7 +448,8 @@ pub async fn cancel(cfg: &Config, key: String, reason: Option<String>) -> Result
 
 /// Polls the trail until every routed job is sent or has failed.
 async fn wait_and_print(cfg: &Config, id: &str) -> Result<(), Failure> {
-    let bus = crate::connect_bus(cfg).await?;
+    // Following the trail is an operator's view, not the sender's.
+    let bus = crate::connect_bus(cfg, Role::Operator).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let trail =

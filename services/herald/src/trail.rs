@@ -33,7 +33,7 @@ pub async fn run(cfg: &Config, args: TrailArgs) -> Result<(), Failure> {
     } else {
         subjects::audit_of_notification(&args.id)
     };
-    let bus = crate::connect_bus(cfg).await?;
+    let bus = crate::connect_bus(cfg, herald_proto::access::Role::Operator).await?;
     let mut trail = herald_runtime::audit::read_trail(&bus, &filter).await?;
     if trail.is_empty() && !args.case && !args.id.starts_with("ntf_") {
         // Not a case: a broadcast, whose id names its trail as a

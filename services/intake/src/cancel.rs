@@ -13,8 +13,19 @@ use tracing::{error, info};
 use crate::{Intake, unavailable, validate::reject};
 
 impl Intake {
-    /// Cancels a key, so that no job carrying it is sent from now on.
-    pub(crate) async fn cancel(&self, payload: &[u8]) -> CancelReply {
+    /// Handles one cancel request from NATS.
+    pub(crate) async fn cancel_nats(&self, msg: async_nats::Message) -> CancelReply {
+        match crate::caller(&msg) {
+            Some(caller) => self.cancel(&msg.payload, caller).await,
+            None => CancelReply {
+                result: Some(cancel_reply::Result::Rejected(crate::unnamed_caller())),
+            },
+        }
+    }
+
+    /// Cancels a key for `caller`, so that no job carrying it is sent from
+    /// now on.
+    pub(crate) async fn cancel(&self, payload: &[u8], caller: &str) -> CancelReply {
         let refused = |r: Rejected| CancelReply {
             result: Some(cancel_reply::Result::Rejected(r)),
         };
@@ -48,6 +59,8 @@ impl Intake {
             ("", who) => format!("cancelled by {who}"),
             (r, who) => format!("{r} (by {who})"),
         };
+        // Who asked, as NATS verified it, beside what the request says.
+        let reason = format!("{reason}; request from {caller}");
         // Delivery lets a send that passed its check just before finish, so
         // that once the caller has the answer nothing goes out.
         let stopped = Stop::key(&req.cancel_key, reason)

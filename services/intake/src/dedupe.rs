@@ -50,9 +50,11 @@ impl Dedupe {
         }
     }
 
-    fn key(&self, req: &NotificationRequest) -> String {
+    /// One caller's keys never meet another's: a system cannot learn
+    /// whether another used a key, nor collide with it.
+    fn key(&self, caller: &str, req: &NotificationRequest) -> String {
         self.key_of(&format!(
-            "{}\u{0}{}",
+            "{caller}\u{0}{}\u{0}{}",
             req.requester,
             req.idempotency_key.trim()
         ))
@@ -66,11 +68,12 @@ impl Dedupe {
     /// Claims the key for `notification_id`, or reports who has it.
     pub async fn claim(
         &self,
+        caller: &str,
         req: &NotificationRequest,
         notification_id: &str,
     ) -> redis::RedisResult<Claim> {
         self.claim_at(
-            &self.key(req),
+            &self.key(caller, req),
             &fingerprint(req),
             notification_id,
             self.ttl_secs,
@@ -147,10 +150,11 @@ impl Dedupe {
     /// Records that the notification is safely in the stream.
     pub async fn complete(
         &self,
+        caller: &str,
         req: &NotificationRequest,
         notification_id: &str,
     ) -> redis::RedisResult<()> {
-        self.complete_at(&self.key(req), &fingerprint(req), notification_id)
+        self.complete_at(&self.key(caller, req), &fingerprint(req), notification_id)
             .await
     }
 

@@ -34,7 +34,8 @@ impl DirectoryDesk {
         DirectoryDesk { contacts, groups }
     }
 
-    pub(crate) async fn answer(&self, payload: &[u8]) -> DirectoryReply {
+    /// Answers one directory request from `caller` (as NATS verified it).
+    pub(crate) async fn answer(&self, payload: &[u8], caller: &str) -> DirectoryReply {
         let result = match DirectoryRequest::decode(payload) {
             Err(e) => Err(Rejected::new(
                 ErrorCode::Undecodable,
@@ -47,7 +48,13 @@ impl DirectoryDesk {
                     "op",
                     "name what to do (put_contacts, get_contact, …)",
                 )),
-                Some(op) => self.apply(op, &req.requester).await,
+                Some(op) => {
+                    let who = match req.requester.trim() {
+                        "" => caller.to_string(),
+                        said => format!("{said} (via {caller})"),
+                    };
+                    self.apply(op, &who).await
+                }
             },
         };
         DirectoryReply {

@@ -51,7 +51,11 @@ impl IntakeService for Service {
         let span =
             herald_runtime::telemetry::grpc_server_span("herald.v1.Intake", "Notify", traceparent);
         let req = request.into_inner();
-        let reply = self.intake.submit(req, Lane::Normal).instrument(span).await;
+        let reply = self
+            .intake
+            .submit(req, Lane::Normal, "grpc")
+            .instrument(span)
+            .await;
         match &reply.result {
             Some(intake_reply::Result::Rejected(r)) => Err(to_status(r)),
             _ => Ok(Response::new(reply)),
@@ -73,7 +77,7 @@ impl IntakeService for Service {
         );
         let reply = self
             .intake
-            .submit_case(request.into_inner())
+            .submit_case(request.into_inner(), "grpc")
             .instrument(span)
             .await;
         match &reply.result {

@@ -155,7 +155,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let intake = intake.clone();
         service
             .serve(
-                &[subjects::intake_notify(lane)],
+                &[subjects::from_any_caller(subjects::intake_notify(lane))],
                 subjects::QUEUE_INTAKE,
                 ServeOptions::new(cfg.intake.concurrency).gate(gate),
                 move |msg| {
@@ -169,9 +169,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     service
         .serve(
             &[
-                subjects::BROADCAST_START,
-                subjects::BROADCAST_UPDATE,
-                subjects::BROADCAST_CANCEL,
+                subjects::from_any_caller(subjects::BROADCAST_START),
+                subjects::from_any_caller(subjects::BROADCAST_UPDATE),
+                subjects::from_any_caller(subjects::BROADCAST_CANCEL),
             ],
             subjects::QUEUE_INTAKE,
             ServeOptions::new(64).gate(Gate::Busy(priority.clone())),
@@ -184,12 +184,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let cancels = intake.clone();
     service
         .serve(
-            &[subjects::INTAKE_CANCEL],
+            &[subjects::from_any_caller(subjects::INTAKE_CANCEL)],
             subjects::QUEUE_INTAKE,
             ServeOptions::new(16),
             move |msg| {
                 let intake = cancels.clone();
-                async move { Some(intake.cancel(&msg.payload).await.encode_to_vec().into()) }
+                async move { Some(intake.cancel_nats(msg).await.encode_to_vec().into()) }
             },
         )
         .await?;
@@ -199,19 +199,27 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     );
     service
         .serve(
-            &[subjects::INTAKE_DIRECTORY],
+            &[subjects::from_any_caller(subjects::INTAKE_DIRECTORY)],
             subjects::QUEUE_INTAKE,
             ServeOptions::new(4),
             move |msg| {
                 let desk = desk.clone();
-                async move { Some(desk.answer(&msg.payload).await.encode_to_vec().into()) }
+                async move {
+                    let caller = caller(&msg).unwrap_or_default().to_string();
+                    Some(
+                        desk.answer(&msg.payload, &caller)
+                            .await
+                            .encode_to_vec()
+                            .into(),
+                    )
+                }
             },
         )
         .await?;
     let cases = intake.clone();
     service
         .serve(
-            &[subjects::INTAKE_CASE],
+            &[subjects::from_any_caller(subjects::INTAKE_CASE)],
             subjects::QUEUE_INTAKE,
             ServeOptions::new(cfg.intake.concurrency).gate(Gate::Yield(priority)),
             move |msg| {
@@ -223,6 +231,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let service = service.start(&cfg.intake.http_addr).await?;
     info!(%grpc_addr, "intake gRPC listening");
     Ok(Running { grpc_addr, service })
+}
+
+/// The refusal of a request whose subject names no caller (only an
+/// identity allowed everything could send one).
+pub(crate) fn unnamed_caller() -> Rejected {
+    validate::reject(
+        ErrorCode::Unauthorized,
+        "subject",
+        "names no caller: send requests to `<request subject>.<your identity>`",
+    )
+}
+
+/// Who sent `msg`, from its subject (see `subjects::from_caller`).
+pub(crate) fn caller(msg: &async_nats::Message) -> Option<&str> {
+    subjects::caller_of(&msg.subject).map(|(_, caller)| caller)
 }
 
 /// Counts, logs and marks the span of a refusal of `what` (a request, a

@@ -86,8 +86,11 @@ impl Intake {
                     ),
                 );
             }
+            let Some(caller) = crate::caller(&msg) else {
+                return self.refused(lane, crate::unnamed_caller());
+            };
             match NotificationRequest::decode(msg.payload.clone()) {
-                Ok(req) => self.submit(req, lane).await,
+                Ok(req) => self.submit(req, lane, caller).await,
                 Err(e) => self.refused(
                     lane,
                     reject(
@@ -109,9 +112,15 @@ impl Intake {
         }
     }
 
-    /// Checks, deduplicates and queues one request. The reply says accepted
+    /// Checks, deduplicates and queues one request from `caller` (the
+    /// identity NATS or the gRPC key vouches for). The reply says accepted
     /// only once the notification is stored in JetStream.
-    pub(crate) async fn submit(&self, req: NotificationRequest, hinted: Lane) -> IntakeReply {
+    pub(crate) async fn submit(
+        &self,
+        req: NotificationRequest,
+        hinted: Lane,
+        caller: &str,
+    ) -> IntakeReply {
         let started = Instant::now();
         let contacts = match self.directory.get_many(&validate::contact_ids(&req)).await {
             Ok(c) => c,
@@ -130,7 +139,7 @@ impl Intake {
         span.record("case_id", req.case_id.as_str());
 
         let fresh_id = herald_proto::ids::notification_id();
-        let (id, duplicate) = match self.dedupe.claim(&req, &fresh_id).await {
+        let (id, duplicate) = match self.dedupe.claim(caller, &req, &fresh_id).await {
             Ok(Claim::New) => (fresh_id, false),
             Ok(Claim::Done(id)) => {
                 span.record("notification_id", id.as_str());
@@ -174,6 +183,7 @@ impl Intake {
             case_id: req.case_id.clone(),
             responsible_staff: req.responsible_staff.clone(),
             lane,
+            caller: caller.to_string(),
             ..Entry::new(
                 AuditStep::Accepted,
                 format!(
@@ -195,7 +205,7 @@ impl Intake {
             Some(self.auditor.record(audit).await)
         };
         if req.communication_type == CommunicationType::DataBreach as i32
-            && let Err(e) = self.broadcasts.breach_protocol(&id, &req).await
+            && let Err(e) = self.broadcasts.breach_protocol(&id, &req, caller).await
         {
             error!(error = %e, "breach protocol broadcast not stored");
             return self.refused(lane, unavailable());
@@ -229,8 +239,9 @@ impl Intake {
         // the reply.
         let dedupe = self.dedupe.clone();
         let done_id = id.clone();
+        let done_caller = caller.to_string();
         tokio::spawn(async move {
-            if let Err(e) = dedupe.complete(&req, &done_id).await {
+            if let Err(e) = dedupe.complete(&done_caller, &req, &done_id).await {
                 warn!(error = %e, "could not mark the idempotency key done");
             }
         });

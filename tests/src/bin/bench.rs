@@ -66,8 +66,8 @@ fn args() -> Args {
 
 /// Raw JetStream: pipelined publishes of `size`-byte messages into a file
 /// stream while a pull consumer reads and acks them. Messages per second.
-async fn baseline(nats_url: &str, size: usize, n: usize) -> f64 {
-    let client = async_nats::connect(nats_url).await.expect("connect");
+async fn baseline(nats: &NatsServer, size: usize, n: usize) -> f64 {
+    let client = nats.admin().await;
     let js = jetstream::new(client.clone());
     let s = js
         .create_stream(stream::Config {
@@ -161,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let free = |_: ()| herald_testkit::servers::free_port();
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
+    cfg.nats.credentials_dir = Some(nats.credentials_dir());
     cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = templates.clone();
     cfg.intake.grpc_addr = format!("127.0.0.1:{}", free(()));
@@ -175,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.delivery.contact_max_sms = 0;
     let config_file = work.path().join("herald.toml");
     std::fs::write(&config_file, toml::to_string(&cfg)?)?;
+    nats.provision(&cfg.nats).await;
 
     // Directory contacts who prefer SMS.
     let directory = herald_directory::contacts::Directory::new(
@@ -186,13 +188,13 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Baseline, before the services exist, on the same server.
     let size = request("peak", a.peak_count).encode_to_vec().len();
-    let base = baseline(&nats.url(), size, a.baseline_count).await;
+    let base = baseline(&nats, size, a.baseline_count).await;
     println!("baseline: raw JetStream publish+consume of {size}-byte messages: {base:.0} msg/s");
 
     let services = vec![
-        spawn("intake", &config_file, work.path()),
-        spawn("router", &config_file, work.path()),
-        spawn("delivery", &config_file, work.path()),
+        spawn("intake", &config_file, work.path(), &redis),
+        spawn("router", &config_file, work.path(), &redis),
+        spawn("delivery", &config_file, work.path(), &redis),
     ];
     for addr in [
         &cfg.intake.http_addr,
@@ -201,7 +203,9 @@ async fn main() -> anyhow::Result<()> {
     ] {
         wait_ready(addr).await;
     }
-    let client = async_nats::ConnectOptions::new()
+    // Requests go in as another system would send them.
+    let client = nats
+        .options_for(herald_testkit::servers::PUBLISHER)
         .client_capacity(65_536)
         .connect(nats.url())
         .await?;

@@ -171,7 +171,10 @@ async fn run_broadcast(
     let req = broadcast(id, recipients);
     let t0 = Instant::now();
     let reply = client
-        .request(subjects::BROADCAST_START, req.encode_to_vec().into())
+        .request(
+            subjects::from_caller(subjects::BROADCAST_START, "coordinator"),
+            req.encode_to_vec().into(),
+        )
         .await?;
     let accepted_after = t0.elapsed();
     match BroadcastReply::decode(reply.payload)?.result {
@@ -291,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
     let free = || herald_testkit::servers::free_port();
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
+    cfg.nats.credentials_dir = Some(nats.credentials_dir());
     cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = templates;
     cfg.intake.grpc_addr = format!("127.0.0.1:{}", free());
@@ -319,6 +323,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.telemetry.log_level = "warn".into();
     let config_file = work.path().join("herald.toml");
     std::fs::write(&config_file, toml::to_string(&cfg)?)?;
+    nats.provision(&cfg.nats).await;
 
     let redis_conn = herald_runtime::store::connect(&cfg.redis, &Default::default()).await?;
     let directory = Directory::new(redis_conn.clone(), &cfg.redis.prefix);
@@ -349,10 +354,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let logs = work.path();
-    let intake = spawn("intake", &config_file, logs);
-    let broadcast_svc = spawn("broadcast", &config_file, logs);
-    let mut router = spawn("router", &config_file, logs);
-    let mut delivery = spawn("delivery", &config_file, logs);
+    let intake = spawn("intake", &config_file, logs, &redis);
+    let broadcast_svc = spawn("broadcast", &config_file, logs, &redis);
+    let mut router = spawn("router", &config_file, logs, &redis);
+    let mut delivery = spawn("delivery", &config_file, logs, &redis);
     for addr in [
         &cfg.intake.http_addr,
         &cfg.router.http_addr,
@@ -361,7 +366,9 @@ async fn main() -> anyhow::Result<()> {
     ] {
         wait_ready(addr).await;
     }
-    let client = async_nats::ConnectOptions::new()
+    // The kit plays both the systems sending and the coordinator.
+    let client = nats
+        .options_for(herald_testkit::servers::KIT_ADMIN)
         .client_capacity(65_536)
         .connect(nats.url())
         .await?;
@@ -404,8 +411,8 @@ async fn main() -> anyhow::Result<()> {
         a.backlog - refused,
         t.elapsed().as_secs_f64()
     );
-    router = spawn("router", &config_file, logs);
-    delivery = spawn("delivery", &config_file, logs);
+    router = spawn("router", &config_file, logs, &redis);
+    delivery = spawn("delivery", &config_file, logs, &redis);
     wait_ready(&cfg.router.http_addr).await;
     wait_ready(&cfg.delivery.http_addr).await;
     // Until ordinary SMS flow at full speed.

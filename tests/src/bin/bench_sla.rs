@@ -175,7 +175,8 @@ async fn wait_ready(port: u16) {
 fn write_config(path: &Path, nats: &NatsServer, redis: &RedisServer, http_port: u16) {
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
-    cfg.redis.url = redis.url().into();
+    cfg.nats.credentials_dir = Some(nats.credentials_dir());
+    cfg.redis.url = redis.url_for("sla").into();
     cfg.sla.http_addr = format!("127.0.0.1:{http_port}");
     std::fs::write(path, toml::to_string(&cfg).expect("config")).expect("config written");
 }
@@ -211,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
     let a = args();
     let work = tempfile::tempdir()?;
     let nats = NatsServer::start();
+    nats.provision(&Config::default().nats).await;
     let redis = RedisServer::start();
     let empty = redis.used_memory();
 
@@ -220,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
             &herald_config::RedisConfig {
                 url: redis.url().into(),
                 prefix: "herald:".into(),
+                credentials_dir: None,
             },
             &CancellationToken::new(),
         )
@@ -294,7 +297,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 2. The sla service fires the burst.
-    let client = async_nats::connect(nats.url()).await?;
+    // The bench watches the clock events as only the kit may.
+    let client = nats.admin().await;
     let mut sub = client.subscribe("herald.v1.case.*.*.sla").await?;
     client.flush().await?;
     let seen: Arc<Mutex<Vec<(String, f64, f64)>>> = Arc::default();

@@ -1,10 +1,17 @@
-//! Connecting to NATS, retrying until it answers, with JetStream set up
-//! for confirmed publishes.
+//! Connecting to NATS as one identity, retrying until it answers, with
+//! JetStream set up for confirmed publishes.
+//!
+//! Each identity proves itself with its nkey (the server holds only the
+//! public key), receives replies on its own inbox prefix (the server lets
+//! nobody else subscribe there), and, when a CA is configured, talks TLS
+//! and checks the server's certificate.
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_nats::jetstream;
 use herald_config::NatsConfig;
+use herald_proto::access;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -12,23 +19,16 @@ use super::Bus;
 use crate::retry::Backoff;
 
 impl Bus {
-    /// Connects, retrying until NATS answers or `shutdown` fires.
+    /// Connects as `identity`, retrying until NATS answers or `shutdown`
+    /// fires. A refused credential is not retried: it will not get better.
     pub async fn connect(
         cfg: &NatsConfig,
-        name: &str,
+        identity: &str,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Bus> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            let opts = async_nats::ConnectOptions::new()
-                .name(name)
-                .max_reconnects(None)
-                .connection_timeout(Duration::from_secs(3))
-                .client_capacity(65_536)
-                .reconnect_delay_callback(|attempts| {
-                    Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
-                        .nth(u32::try_from(attempts).unwrap_or(u32::MAX))
-                });
+            let opts = options(cfg, identity)?;
             match opts.connect(cfg.url.as_str()).await {
                 Ok(client) => {
                     let js = jetstream::ContextBuilder::new()
@@ -41,7 +41,19 @@ impl Bus {
                         client,
                         js,
                         cfg: cfg.clone(),
+                        identity: identity.to_string(),
                     });
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::ConnectErrorKind::AuthorizationViolation
+                            | async_nats::ConnectErrorKind::Authentication
+                    ) =>
+                {
+                    anyhow::bail!(
+                        "NATS refused the credential of {identity:?} ({e}); check nats.credentials_dir or nats.nkey_file (herald setup writes them)"
+                    );
                 }
                 Err(e) => {
                     warn!(error = %e, "NATS not reachable yet; retrying");
@@ -56,4 +68,34 @@ impl Bus {
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
+}
+
+/// The connection options of `identity`: its name, its key, its inbox, TLS.
+pub fn options(cfg: &NatsConfig, identity: &str) -> anyhow::Result<async_nats::ConnectOptions> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(format!("herald-{identity}"))
+        .custom_inbox_prefix(access::inbox_prefix(identity))
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(3))
+        .client_capacity(65_536)
+        .reconnect_delay_callback(|attempts| {
+            Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
+                .nth(u32::try_from(attempts).unwrap_or(u32::MAX))
+        });
+    if let Some(path) = cfg.seed_file(identity) {
+        let seed = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading the NATS key of {identity:?} from {} (herald setup writes it)",
+                path.display()
+            )
+        })?;
+        opts = opts.nkey(seed.trim().to_string());
+    }
+    if let Some(ca) = &cfg.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(opts)
 }

@@ -1,5 +1,6 @@
-//! The NATS side of every service: connecting ([`connect`]), declaring
-//! Herald's JetStream streams ([`topology`]), publishing protobuf messages
+//! The NATS side of every service: connecting as its identity
+//! ([`connect`]), declaring Herald's JetStream streams and waiting for them
+//! ([`topology`]), publishing protobuf messages
 //! with trace context and asking other services ([`publish`]), consumer
 //! loops with bounded concurrency and a graceful drain ([`consume`]), and
 //! the in-order consumers of the case stream ([`partitions`]).
@@ -15,6 +16,7 @@ use herald_config::NatsConfig;
 
 /// Span helpers handlers use on each message (they live with telemetry).
 pub use crate::telemetry::spans::{in_span, process_span, publish_span};
+pub use connect::options;
 pub use consume::{
     ConsumerSpec, Disposition, Gate, bind_consumer, consume, consume_gated, delivery_count, settle,
 };
@@ -28,6 +30,9 @@ pub struct Bus {
     pub client: Client,
     pub js: jetstream::Context,
     pub cfg: NatsConfig,
+    /// Who this connection is (a service's name, or a role's identity):
+    /// the name its requests are addressed under.
+    pub identity: String,
 }
 
 /// The JetStream publish failed or was not confirmed in time; the caller

@@ -1,21 +1,26 @@
-//! Herald's JetStream streams, declared by every service so that any can
-//! start first: work queues for jobs consumed once, limits retention for
-//! what is read again (status, audit, cases, dead letters).
+//! Herald's JetStream streams: work queues for jobs consumed once, limits
+//! retention for what is read again (status, audit, cases, dead letters).
+//!
+//! Only the provisioning identity declares them ([`Bus::provision_streams`],
+//! `herald provision`); a service waits until the streams it works with
+//! exist ([`Bus::await_streams`]), so nobody shapes a stream by connecting
+//! first.
 
 use std::time::Duration;
 
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use herald_config::NatsConfig;
 use herald_proto::{subjects, v1::Lane};
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use super::Bus;
 use crate::retry::Backoff;
 
 impl Bus {
-    /// Declares every Herald stream (creating or updating it), so any
-    /// service can start first.
-    pub async fn ensure_streams(&self) -> anyhow::Result<()> {
+    /// Declares every Herald stream (creating or updating it) as this
+    /// configuration describes it.
+    pub async fn provision_streams(&self) -> anyhow::Result<()> {
         for config in stream_configs(&self.cfg) {
             let name = config.name.clone();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
@@ -23,14 +28,41 @@ impl Bus {
             loop {
                 match self.js.create_or_update_stream(config.clone()).await {
                     Ok(_) => break,
-                    // Two services declaring the same stream at once: the
-                    // loser retries and finds it there.
+                    // Two provisioners at once: the loser retries and
+                    // finds it there.
                     Err(e) if attempt < 5 => {
                         attempt += 1;
                         debug!(stream = %name, error = %e, "declaring stream; retrying");
                         tokio::time::sleep(backoff.next_delay()).await;
                     }
                     Err(e) => anyhow::bail!("declaring stream {name}: {e}"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every stream in `names` exists, saying once a while
+    /// which one is missing, until `shutdown` fires.
+    pub async fn await_streams(
+        &self,
+        names: &[&str],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        for name in names {
+            let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+            let mut tries = 0u32;
+            loop {
+                match self.js.get_stream(*name).await {
+                    Ok(_) => break,
+                    Err(e) if tries % 20 == 5 => {
+                        warn!(stream = %name, error = %e, "waiting for stream; declare Herald's streams with `herald provision`");
+                    }
+                    Err(e) => debug!(stream = %name, error = %e, "stream not there yet"),
+                }
+                tries += 1;
+                if !backoff.wait(shutdown).await {
+                    anyhow::bail!("shut down while waiting for stream {name}");
                 }
             }
         }

@@ -32,7 +32,7 @@ pub(super) async fn show(cfg: &Config, args: ShowArgs) -> Result<(), Failure> {
             args.case_id
         )));
     }
-    let bus = crate::connect_bus(cfg).await?;
+    let bus = crate::connect_bus(cfg, herald_proto::access::Role::Operator).await?;
     let (sla, esc) = tokio::join!(
         query::<SlaQueryReply>(&bus, subjects::SLA_QUERY, &args.case_id),
         query::<EscalationQueryReply>(&bus, subjects::ESCALATION_QUERY, &args.case_id),

@@ -24,6 +24,7 @@ impl Desk {
         &self,
         notification_id: &str,
         req: &NotificationRequest,
+        caller: &str,
     ) -> Result<(), PublishError> {
         let broadcast_id = broadcasts::breach_id(notification_id);
         let reference = if req.case_id.is_empty() {
@@ -52,6 +53,7 @@ impl Desk {
             notification_id: notification_id.to_string(),
             ..command(
                 broadcasts::BREACH_ACTOR,
+                caller,
                 format!("start-{broadcast_id}"),
                 Command::Start(start),
             )
@@ -68,6 +70,7 @@ impl Desk {
             case_id: req.case_id.clone(),
             lane: Lane::Emergency,
             actor: Some(broadcasts::BREACH_ACTOR.into()),
+            caller: caller.to_string(),
             record_id: Some(format!("{notification_id}-breach-protocol")),
             ..Entry::new(
                 AuditStep::Broadcast,

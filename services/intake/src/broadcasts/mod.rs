@@ -107,24 +107,34 @@ struct Attempt<'a> {
     broadcast_id: &'a str,
     case_id: &'a str,
     coordinator: Option<&'a str>,
+    /// The identity the request came through, as NATS verified it.
+    caller: &'a str,
 }
 
 impl<'a> Attempt<'a> {
-    fn new(action: &'static str, broadcast_id: &'a str, case_id: &'a str) -> Attempt<'a> {
+    fn new(
+        action: &'static str,
+        broadcast_id: &'a str,
+        case_id: &'a str,
+        caller: &'a str,
+    ) -> Attempt<'a> {
         Attempt {
             action,
             broadcast_id,
             case_id,
             coordinator: None,
+            caller,
         }
     }
 }
 
-/// A command as intake stores it: without its credential, with who sent it.
-fn command(who: &str, command_id: String, command: Command) -> BroadcastCommand {
+/// A command as intake stores it: without its credential, with who sent it
+/// and the identity it came through.
+fn command(who: &str, caller: &str, command_id: String, command: Command) -> BroadcastCommand {
     BroadcastCommand {
         command_id,
         actor: who.to_string(),
+        caller: caller.to_string(),
         accepted_at: Some(herald_proto::now()),
         notification_id: String::new(),
         command: Some(command),
@@ -169,17 +179,24 @@ impl Desk {
     pub(crate) async fn answer(&self, msg: async_nats::Message) -> BroadcastReply {
         let span = herald_runtime::bus::process_span("intake broadcast", &msg);
         async {
-            match msg.subject.as_str() {
+            // The server lets a coordinator publish only under its own
+            // name, so the subject says who is asking.
+            let Some((request, caller)) = subjects::caller_of(&msg.subject) else {
+                return BroadcastReply {
+                    result: Some(broadcast_reply::Result::Rejected(crate::unnamed_caller())),
+                };
+            };
+            match request {
                 subjects::BROADCAST_START => match StartBroadcast::decode(msg.payload.clone()) {
-                    Ok(req) => self.start(req).await,
+                    Ok(req) => self.start(req, caller).await,
                     Err(e) => undecodable("StartBroadcast", e),
                 },
                 subjects::BROADCAST_UPDATE => match UpdateBroadcast::decode(msg.payload.clone()) {
-                    Ok(req) => self.update(req).await,
+                    Ok(req) => self.update(req, caller).await,
                     Err(e) => undecodable("UpdateBroadcast", e),
                 },
                 _ => match CancelBroadcast::decode(msg.payload.clone()) {
-                    Ok(req) => self.cancel(req).await,
+                    Ok(req) => self.cancel(req, caller).await,
                     Err(e) => undecodable("CancelBroadcast", e),
                 },
             }
@@ -235,6 +252,7 @@ impl Desk {
                 case_id: trail_case(attempt.case_id),
                 lane: Lane::Emergency,
                 actor: Some(who.to_string()),
+                caller: attempt.caller.to_string(),
                 ..Entry::new(
                     AuditStep::Broadcast,
                     format!(
@@ -269,10 +287,10 @@ impl Desk {
             .inc();
     }
 
-    async fn start(&self, mut req: StartBroadcast) -> BroadcastReply {
+    async fn start(&self, mut req: StartBroadcast, caller: &str) -> BroadcastReply {
         let credential = std::mem::take(&mut req.credential);
         let (id, case_id) = (req.broadcast_id.clone(), req.case_id.clone());
-        let mut attempt = Attempt::new("start", &id, &case_id);
+        let mut attempt = Attempt::new("start", &id, &case_id, caller);
         let who = match self.authorise(&attempt, &credential).await {
             Ok(w) => w,
             Err(reply) => return reply,
@@ -316,7 +334,7 @@ impl Desk {
             Severity::name_of(req.severity),
             describe_audience(req.audience.as_ref())
         );
-        let command = command(&who, format!("start-{id}"), Command::Start(req));
+        let command = command(&who, caller, format!("start-{id}"), Command::Start(req));
         let reply = self.accept(&attempt, command, summary, duplicate).await;
         if let Some(broadcast_reply::Result::Accepted(_)) = &reply.result
             && let Err(e) = self.dedupe.complete_at(&key, &fp, &who).await
@@ -326,10 +344,10 @@ impl Desk {
         reply
     }
 
-    async fn update(&self, mut req: UpdateBroadcast) -> BroadcastReply {
+    async fn update(&self, mut req: UpdateBroadcast, caller: &str) -> BroadcastReply {
         let credential = std::mem::take(&mut req.credential);
         let id = req.broadcast_id.clone();
-        let mut attempt = Attempt::new("update", &id, "");
+        let mut attempt = Attempt::new("update", &id, "", caller);
         let who = match self.authorise(&attempt, &credential).await {
             Ok(w) => w,
             Err(reply) => return reply,
@@ -348,7 +366,7 @@ impl Desk {
                     req.messages.len()
                 );
                 let command_id = format!("update-{id}-{}", fingerprint(&req));
-                let command = command(&who, command_id, Command::Update(req));
+                let command = command(&who, caller, command_id, Command::Update(req));
                 return self.accept(&attempt, command, summary, false).await;
             }
             Err(reply) => return reply,
@@ -356,10 +374,10 @@ impl Desk {
         self.refuse(&attempt, refusal).await
     }
 
-    async fn cancel(&self, mut req: CancelBroadcast) -> BroadcastReply {
+    async fn cancel(&self, mut req: CancelBroadcast, caller: &str) -> BroadcastReply {
         let credential = std::mem::take(&mut req.credential);
         let id = req.broadcast_id.clone();
-        let mut attempt = Attempt::new("cancel", &id, "");
+        let mut attempt = Attempt::new("cancel", &id, "", caller);
         let who = match self.authorise(&attempt, &credential).await {
             Ok(w) => w,
             Err(reply) => return reply,
@@ -402,7 +420,7 @@ impl Desk {
             }
         };
         let summary = format!("cancel accepted from coordinator {who}");
-        let command = command(&who, format!("cancel-{id}"), Command::Cancel(req));
+        let command = command(&who, caller, format!("cancel-{id}"), Command::Cancel(req));
         self.accept(&attempt, command, summary, !first).await
     }
 }

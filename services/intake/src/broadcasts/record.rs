@@ -51,6 +51,7 @@ impl Desk {
             case_id: trail_case(case_id),
             lane: Lane::Emergency,
             actor: Some(who.to_string()),
+            caller: command.caller.clone(),
             record_id: Some(format!("{}-accepted", command.command_id)),
             ..Entry::new(AuditStep::Broadcast, summary)
         }

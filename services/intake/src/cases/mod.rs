@@ -117,8 +117,14 @@ impl Intake {
                 ),
             ))
         } else {
+            let Some(caller) = crate::caller(&msg) else {
+                return self.case_refused(crate::unnamed_caller());
+            };
             match CaseEvent::decode(msg.payload.clone()) {
-                Ok(ev) => tracing::Instrument::instrument(self.submit_case(ev), span.clone()).await,
+                Ok(ev) => {
+                    tracing::Instrument::instrument(self.submit_case(ev, caller), span.clone())
+                        .await
+                }
                 Err(e) => self.case_refused(reject(
                     ErrorCode::Undecodable,
                     "",
@@ -135,8 +141,9 @@ impl Intake {
         }
     }
 
-    /// Checks, deduplicates, stores and documents one case event.
-    pub(crate) async fn submit_case(&self, ev: CaseEvent) -> CaseReply {
+    /// Checks, deduplicates, stores and documents one case event from
+    /// `caller` (the identity NATS or the gRPC key vouches for).
+    pub(crate) async fn submit_case(&self, ev: CaseEvent, caller: &str) -> CaseReply {
         let now = SystemTime::now();
         let mut ev = match check(ev, now) {
             Ok(ev) => ev,
@@ -226,6 +233,7 @@ impl Intake {
         let record = AcceptedCaseEvent {
             event: Some(ev.clone()),
             accepted_at: Some(herald_proto::timestamp(now)),
+            caller: caller.to_string(),
         };
         let msg_id = format!("case:{}:{}", ev.case_id, ev.event_id);
         let stored = match self
@@ -247,7 +255,10 @@ impl Intake {
 
         let audit = self
             .auditor
-            .record(case_audit(&ev, seq))
+            .record(Entry {
+                caller: caller.to_string(),
+                ..case_audit(&ev, seq)
+            })
             .await
             .map_err(|e| e.to_string());
         let audit = match audit {
