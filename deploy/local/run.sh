@@ -3,9 +3,15 @@
 # redis-server on free loopback ports (unless HERALD_NATS_URL /
 # HERALD_REDIS_URL point elsewhere), the intake, router, delivery and
 # broadcast services, loads the example contacts and groups, sends a first
-# notification and shows where it landed. A coordinator credential for
-# emergency broadcasts is made for this run (in run/herald.env). Everything
-# lives under ./run; Ctrl-C stops it all.
+# notification and shows where it landed.
+#
+# Nothing runs without a credential: `herald setup` makes every service's
+# and role's NATS key and Redis password under run/secrets (kept across
+# runs, owner-only), nats-server and redis-server start with the
+# configurations it writes (no anonymous access), and each process
+# connects as itself. A coordinator token for emergency broadcasts is made
+# for this run (in run/herald.env). Everything lives under ./run; Ctrl-C
+# stops it all.
 #
 # HERALD_RUN_ONCE=1 stops after the first notification (used to check this
 # script itself).
@@ -16,10 +22,12 @@ cd "$root"
 run="$root/run"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mkdir -p "$run/logs" "$run/nats" "$run/redis" "$run/outbox"
+chmod 700 "$run"
 
 deploy/local/deps.sh
 echo "building Herald (the first build takes a few minutes)"
 cargo build --quiet --bins
+"$bin/herald" setup --dir "$run/secrets" --store-dir "$run/nats" >"$run/logs/setup.log"
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
@@ -50,16 +58,20 @@ trap cleanup INT TERM EXIT
 
 if [ -z "${HERALD_NATS_URL:-}" ]; then
   nats_port=$(free_port 14222)
-  nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$run/nats" -l "$run/logs/nats.log" &
+  nats-server -c "$run/secrets/nats-server.conf" -a 127.0.0.1 -p "$nats_port" -js \
+    -sd "$run/nats" -l "$run/logs/nats.log" &
   pids+=($!)
   export HERALD_NATS_URL="nats://127.0.0.1:$nats_port"
+  export HERALD_NATS_CREDENTIALS_DIR="$run/secrets/nats"
 fi
 if [ -z "${HERALD_REDIS_URL:-}" ]; then
   redis_port=$(free_port 16379)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
+    --aclfile "$run/secrets/redis/users.acl" \
     --dir "$run/redis" --logfile "$run/logs/redis.log" --daemonize no &
   pids+=($!)
   export HERALD_REDIS_URL="redis://127.0.0.1:$redis_port"
+  export HERALD_REDIS_CREDENTIALS_DIR="$run/secrets/redis"
 fi
 
 export HERALD_INTAKE_GRPC_ADDR="127.0.0.1:$(free_port 50051)"
@@ -87,8 +99,16 @@ export HERALD_BROADCAST_COORDINATORS="[{ id = \"local-coordinator\", token_sha25
 export HERALD_DELIVERY_OUTBOX_DIR="$run/outbox"
 export HERALD_CONTENT_TEMPLATES_DIR="$root/config/templates"
 
+# The streams, declared once by the one identity allowed to.
+for _ in $(seq 1 50); do
+  "$bin/herald" provision >"$run/logs/provision.log" 2>&1 && break
+  sleep 0.2
+done
+"$bin/herald" provision >"$run/logs/provision.log"
+
 cat > "$run/herald.env" <<ENV
 export HERALD_NATS_URL=$HERALD_NATS_URL
+export HERALD_NATS_CREDENTIALS_DIR=${HERALD_NATS_CREDENTIALS_DIR:-}
 export HERALD_REDIS_URL=$HERALD_REDIS_URL
 export HERALD_CONTENT_TEMPLATES_DIR=$HERALD_CONTENT_TEMPLATES_DIR
 export HERALD_COORDINATOR_TOKEN=$coordinator_token
@@ -114,6 +134,7 @@ for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR deli
   fi
 done
 echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery, sla, escalation, broadcast; logs in run/logs/"
+echo "every process connects with its own credential (run/secrets; see run/logs/setup.log)"
 
 "$bin/herald" contacts import config/contacts.example.yaml
 "$bin/herald" groups import config/groups.example.yaml
