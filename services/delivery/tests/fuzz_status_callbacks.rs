@@ -89,12 +89,27 @@ fn form() -> impl Strategy<Value = Vec<(String, String)>> {
     vec((name, word()), 0..6)
 }
 
-/// A request target: a well-formed one with a job, or anything that
-/// parses as a URI.
+/// `s` with every byte but letters, digits and `-._~` percent-encoded, as
+/// it appears in a request's path.
+fn escaped(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A request target: a well-formed one with a job, or any path and query
+/// made of the characters a URI may hold.
 fn uri(channel: String) -> impl Strategy<Value = Uri> {
+    let path = escaped(&channel);
     prop_oneof![
-        "[a-z0-9_-]{0,12}".prop_map(move |job| format!("/v1/status/{channel}?job={job}")),
-        "/[ -~]{0,40}",
+        "[a-z0-9_-]{0,12}".prop_map(move |job| format!("/v1/status/{path}?job={job}")),
+        "/[A-Za-z0-9._~!$&'()*+,;=:@/?-]{0,40}",
     ]
     .prop_filter_map("not a URI", |s| s.parse::<Uri>().ok())
 }

@@ -1111,10 +1111,12 @@ proptest! {
     #[test]
     fn a_well_formed_case_event_is_accepted_or_refused_naming_a_field(ev in case_event()) {
         let bytes = ev.encode_to_vec();
-        prop_assume!(bytes.len() <= MAX_PAYLOAD);
-        let decoded = validate::decode_case_event(&bytes, MAX_PAYLOAD)
-            .map_err(|r| TestCaseError::fail(format!("{r:?}")))?;
-        prop_assert_eq!(decoded, ev);
+        // Too large an event is refused as such (checked in the answer).
+        if bytes.len() <= MAX_PAYLOAD {
+            let decoded = validate::decode_case_event(&bytes, MAX_PAYLOAD)
+                .map_err(|r| TestCaseError::fail(format!("{r:?}")))?;
+            prop_assert_eq!(decoded, ev);
+        }
         answer_case_event(&bytes, SystemTime::now())?;
     }
 
