@@ -12,6 +12,13 @@ run:
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
 
+## The property tests of everything a stranger can send Herald (each
+## crate's tests/fuzz_*.rs), with far more cases than `make test` gives them.
+FUZZ_CASES ?= 100000
+.PHONY: fuzz
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --workspace --test 'fuzz_*'
+
 ## End-to-end throughput and latency against a raw JetStream baseline, then
 ## the emergency lane under a flood (bench-emergency) and the SLA clocks
 ## (bench-sla).

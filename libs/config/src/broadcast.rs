@@ -114,7 +114,9 @@ impl BroadcastConfig {
                 "`broadcast.cycles` must be between 1 and {MAX_CYCLES}"
             ));
         }
-        if self.duration < self.interval * self.cycles.saturating_sub(1) {
+        // A product too large for a Duration is longer than any duration.
+        let needed = self.interval.checked_mul(self.cycles.saturating_sub(1));
+        if needed.is_none_or(|needed| self.duration < needed) {
             problems.push(
                 "`broadcast.duration` must be at least `broadcast.interval` × (`broadcast.cycles` − 1), or the last cycles never run".into(),
             );
@@ -192,5 +194,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(short.contains("broadcast.duration"), "{short}");
+    }
+
+    #[test]
+    fn an_interval_too_long_to_multiply_is_refused_not_a_panic() {
+        let err = Config::load(
+            None,
+            env(&[("HERALD_BROADCAST_INTERVAL", "2600000000000000h")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("broadcast.duration"), "{err}");
     }
 }

@@ -172,7 +172,13 @@ impl DeliveryConfig {
             ],
             problems,
         );
-        let limited = self.contact_max_email + self.contact_max_sms + self.contact_max_voice > 0;
+        let limited = [
+            self.contact_max_email,
+            self.contact_max_sms,
+            self.contact_max_voice,
+        ]
+        .iter()
+        .any(|max| *max > 0);
         if limited && self.contact_window.is_zero() {
             problems.push(
                 "`delivery.contact_window` must be more than zero while a `delivery.contact_max_*` limit is set".into(),
@@ -247,6 +253,20 @@ mod tests {
         .unwrap();
         assert_eq!(ok.delivery.sms_rate, 2.5);
         assert_eq!(ok.delivery.contact_max_voice, 1);
+    }
+
+    #[test]
+    fn the_largest_per_person_limits_load_without_overflowing() {
+        let max = u32::MAX.to_string();
+        let ok = Config::load(
+            None,
+            env(&[
+                ("HERALD_DELIVERY_CONTACT_MAX_EMAIL", &max),
+                ("HERALD_DELIVERY_CONTACT_MAX_SMS", &max),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.delivery.contact_max_email, u32::MAX);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tracing::{error, info, warn};
 use crate::{
     Broadcasts,
     cycles::EVERYONE_CONFIRMED,
-    link::Kind,
+    link::{Kind, Signed},
     metrics::{ChannelLabel, EventLabel},
     state::Confirmed,
 };
@@ -49,17 +49,6 @@ pub(crate) fn routes(broadcasts: Broadcasts) -> Router {
         .route(Kind::Key.path(), post(key_press))
         .route("/v1/broadcast/sms", post(sms_reply))
         .with_state(broadcasts)
-}
-
-/// The signed part of a confirmation address.
-struct Signed {
-    broadcast_id: String,
-    recipient: usize,
-    job: String,
-}
-
-fn query(uri: &Uri) -> Vec<(String, String)> {
-    serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default()
 }
 
 fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -83,17 +72,7 @@ impl Broadcasts {
 
     /// The broadcast and recipient an address names, if its signature holds.
     fn signed(&self, kind: Kind, uri: &Uri) -> Option<Signed> {
-        let q = query(uri);
-        let broadcast_id = field(&q, "b")?.to_string();
-        let recipient: usize = field(&q, "r")?.parse().ok()?;
-        let sig = field(&q, "s")?;
-        self.signer
-            .verify(kind, &broadcast_id, recipient, sig)
-            .then(|| Signed {
-                broadcast_id,
-                recipient,
-                job: field(&q, "job").unwrap_or_default().to_string(),
-            })
+        self.signer.read(kind, uri.query().unwrap_or_default())
     }
 
     /// The posted parameters, if the provider's signature over them holds.

@@ -34,6 +34,15 @@ impl Kind {
     }
 }
 
+/// What a signed address names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub broadcast_id: String,
+    pub recipient: usize,
+    /// The call a key press came from (unsigned; for the trail only).
+    pub job: String,
+}
+
 #[derive(Clone)]
 pub struct Signer {
     secret: Vec<u8>,
@@ -70,6 +79,22 @@ impl Signer {
             &Self::signed(kind, broadcast_id, recipient),
             signature,
         )
+    }
+
+    /// The broadcast and recipient the query of an address names (`b`,
+    /// `r`, `s` and an optional `job`), if its signature holds for `kind`.
+    pub fn read(&self, kind: Kind, query: &str) -> Option<Signed> {
+        let q: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        let field = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let broadcast_id = field("b")?;
+        let recipient: usize = field("r")?.parse().ok()?;
+        let sig = field("s")?;
+        self.verify(kind, broadcast_id, recipient, sig)
+            .then(|| Signed {
+                broadcast_id: broadcast_id.to_string(),
+                recipient,
+                job: field("job").unwrap_or_default().to_string(),
+            })
     }
 
     /// The public address of a recipient's confirmation link or key press,

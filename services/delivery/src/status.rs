@@ -104,53 +104,75 @@ fn reply(code: StatusCode, text: impl Into<String>) -> Response {
     (code, format!("{}\n", text.into())).into_response()
 }
 
-async fn callback(
-    State(d): State<Delivery>,
-    Path(channel): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let forged = |why: &str| {
-        d.metrics
-            .callbacks
-            .get_or_create(&ChannelOutcome {
-                lane: String::new(),
-                channel: channel.clone(),
-                outcome: "rejected".into(),
-            })
-            .inc();
-        warn!(why, "status callback refused");
-        reply(StatusCode::FORBIDDEN, why)
-    };
-    let (Some(secret), Some(base)) = (
-        d.cfg.provider_token.as_ref().map(|t| t.expose_secret()),
-        d.cfg.status_callback_base.as_deref(),
-    ) else {
-        return forged(
+/// What a verified callback reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub job_id: String,
+    pub channel: Channel,
+    pub reported: Reported,
+    pub provider_id: String,
+    pub detail: String,
+}
+
+/// The answer to a callback that is not acted on: 403 when it is not
+/// believed, 404 or 400 when it is signed but makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub why: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, why: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            why: why.into(),
+        }
+    }
+}
+
+/// Reads a callback posted to `/v1/status/{channel}`: the signature first
+/// (with `secret`, over the public URL under `base`), then the channel,
+/// the job and the status. Nothing is looked up, so every answer a
+/// stranger's request can get before the ledger is read comes from here.
+pub fn read(
+    secret: Option<&str>,
+    base: Option<&str>,
+    channel: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Callback, Refused> {
+    let forged = |why: &str| Refused::new(StatusCode::FORBIDDEN, why);
+    let (Some(secret), Some(base)) = (secret, base) else {
+        return Err(forged(
             "status callbacks are not accepted: delivery.provider_token and delivery.status_callback_base are not both set",
-        );
+        ));
     };
-    let Some(signature) = herald_content::signature::from_headers(&headers) else {
-        return forged("signature: missing (X-Twilio-Signature or X-Signature header)");
+    let Some(signature) = herald_content::signature::from_headers(headers) else {
+        return Err(forged(
+            "signature: missing (X-Twilio-Signature or X-Signature header)",
+        ));
     };
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let url = format!(
         "{}{}",
         base.trim_end_matches('/'),
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
     if !herald_content::signature::verify(secret, &url, &params, signature) {
-        return forged("signature: does not match this URL and these parameters");
+        return Err(forged(
+            "signature: does not match this URL and these parameters",
+        ));
     }
 
-    let channel = match Channel::parse(&channel) {
+    let channel = match Channel::parse(channel) {
         Some(c @ (Channel::Sms | Channel::Voice)) => c,
         _ => {
-            return reply(
+            return Err(Refused::new(
                 StatusCode::NOT_FOUND,
                 format!("channel: no status callbacks for {channel:?} (sms or voice)"),
-            );
+            ));
         }
     };
     let query: Vec<(String, String)> =
@@ -163,10 +185,10 @@ async fn callback(
             .map(|(_, v)| v.as_str())
     };
     let Some(job_id) = field("job").filter(|j| !j.is_empty()) else {
-        return reply(
+        return Err(Refused::new(
             StatusCode::BAD_REQUEST,
             "job: missing from the callback URL (?job=<job id>)",
-        );
+        ));
     };
     let status_key = status_field(channel);
     let Some(raw) = field(status_key).or_else(|| {
@@ -174,13 +196,16 @@ async fn callback(
             .then(|| field("SmsStatus"))
             .flatten()
     }) else {
-        return reply(StatusCode::BAD_REQUEST, format!("{status_key}: missing"));
+        return Err(Refused::new(
+            StatusCode::BAD_REQUEST,
+            format!("{status_key}: missing"),
+        ));
     };
     let Some(reported) = parse_status(channel, raw) else {
-        return reply(
+        return Err(Refused::new(
             StatusCode::BAD_REQUEST,
             format!("{status_key}: {raw:?} is not a status Herald knows"),
-        );
+        ));
     };
     let provider_id = ["MessageSid", "SmsSid", "CallSid"]
         .iter()
@@ -194,12 +219,59 @@ async fn callback(
     if let Some(msg) = field("ErrorMessage").filter(|c| !c.is_empty()) {
         detail = format!("{detail} {msg}").trim().to_string();
     }
+    Ok(Callback {
+        job_id: job_id.to_string(),
+        channel,
+        reported,
+        provider_id,
+        detail,
+    })
+}
+
+async fn callback(
+    State(d): State<Delivery>,
+    Path(channel): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = read(
+        d.cfg.provider_token.as_ref().map(|t| t.expose_secret()),
+        d.cfg.status_callback_base.as_deref(),
+        &channel,
+        &uri,
+        &headers,
+        &body,
+    );
+    let cb = match answer {
+        Ok(cb) => cb,
+        Err(r) if r.status == StatusCode::FORBIDDEN => {
+            d.metrics
+                .callbacks
+                .get_or_create(&ChannelOutcome {
+                    lane: String::new(),
+                    channel: channel.clone(),
+                    outcome: "rejected".into(),
+                })
+                .inc();
+            warn!(why = r.why.as_str(), "status callback refused");
+            return reply(r.status, r.why);
+        }
+        Err(r) => return reply(r.status, r.why),
+    };
     match d
-        .on_status(job_id, channel, reported, &provider_id, &detail)
+        .on_status(
+            &cb.job_id,
+            cb.channel,
+            cb.reported,
+            &cb.provider_id,
+            &cb.detail,
+        )
         .await
     {
         Ok(code) => reply(code, "ok"),
         Err(why) => {
+            let job_id = cb.job_id.as_str();
             error!(job_id, error = %why, "status callback not processed; the provider will repeat it");
             reply(StatusCode::SERVICE_UNAVAILABLE, "try again later")
         }

@@ -36,33 +36,26 @@ impl DirectoryDesk {
 
     /// Answers one directory request from `caller` (as NATS verified it).
     pub(crate) async fn answer(&self, payload: &[u8], caller: &str) -> DirectoryReply {
-        let result = match DirectoryRequest::decode(payload) {
-            Err(e) => Err(Rejected::new(
-                ErrorCode::Undecodable,
-                "",
-                format!("not a herald.v1.DirectoryRequest: {e}"),
-            )),
-            Ok(req) => match req.op {
-                None => Err(Rejected::new(
-                    ErrorCode::InvalidArgument,
-                    "op",
-                    "name what to do (put_contacts, get_contact, …)",
-                )),
-                Some(op) => {
-                    let who = match req.requester.trim() {
-                        "" => caller.to_string(),
-                        said => format!("{said} (via {caller})"),
-                    };
-                    self.apply(op, &who).await
-                }
-            },
+        let result = match read(payload) {
+            Err(r) => Err(r),
+            Ok((order, requester)) => {
+                let who = match requester.trim() {
+                    "" => caller.to_string(),
+                    said => format!("{said} (via {caller})"),
+                };
+                self.apply(order, &who).await
+            }
         };
         DirectoryReply {
             result: Some(result.unwrap_or_else(directory_reply::Result::Rejected)),
         }
     }
 
-    async fn apply(&self, op: Op, requester: &str) -> Result<directory_reply::Result, Rejected> {
+    async fn apply(
+        &self,
+        order: Order,
+        requester: &str,
+    ) -> Result<directory_reply::Result, Rejected> {
         use directory_reply::Result as R;
         let unavailable = |e: DirectoryError| {
             error!(error = %e, "directory unreadable");
@@ -72,9 +65,8 @@ impl DirectoryDesk {
                 "the directory cannot be reached just now; ask again",
             )
         };
-        match op {
-            Op::PutContacts(list) => {
-                let contacts = checked(list.contacts, "contacts", Contact::problems, |c| &c.id)?;
+        match order {
+            Order::PutContacts(contacts) => {
                 self.contacts
                     .put_all(&contacts)
                     .await
@@ -82,8 +74,7 @@ impl DirectoryDesk {
                 info!(count = contacts.len(), requester, "contacts imported");
                 Ok(R::Changed(contacts.len() as u32))
             }
-            Op::PutGroups(list) => {
-                let groups = checked(list.groups, "groups", Group::problems, |g| &g.id)?;
+            Order::PutGroups(groups) => {
                 let unknown = Groups::unknown_members(&self.contacts, &groups)
                     .await
                     .map_err(unavailable)?;
@@ -98,38 +89,38 @@ impl DirectoryDesk {
                 info!(count = groups.len(), requester, "groups imported");
                 Ok(R::Changed(groups.len() as u32))
             }
-            Op::GetContact(id) => {
+            Order::GetContact(id) => {
                 let found = self.contacts.get(&id).await.map_err(unavailable)?;
                 let c = found.ok_or_else(|| not_found("get_contact", "contact", &id))?;
                 Ok(R::Contacts(ContactList {
                     contacts: vec![v1::Contact::from(&c)],
                 }))
             }
-            Op::GetGroup(id) => {
+            Order::GetGroup(id) => {
                 let found = self.groups.get(&id).await.map_err(unavailable)?;
                 let g = found.ok_or_else(|| not_found("get_group", "group", &id))?;
                 Ok(R::Groups(GroupList {
                     groups: vec![v1::Group::from(&g)],
                 }))
             }
-            Op::ListContacts(_) => Ok(R::Ids(IdList {
+            Order::ListContacts => Ok(R::Ids(IdList {
                 ids: self.contacts.ids().await.map_err(unavailable)?,
             })),
-            Op::ListGroups(_) => {
+            Order::ListGroups => {
                 let ids = self.groups.ids().await.map_err(unavailable)?;
                 let groups = self.groups.get_many(&ids).await.map_err(unavailable)?;
                 Ok(R::Groups(GroupList {
                     groups: groups.iter().flatten().map(v1::Group::from).collect(),
                 }))
             }
-            Op::RemoveContact(id) => {
+            Order::RemoveContact(id) => {
                 if !self.contacts.remove(&id).await.map_err(unavailable)? {
                     return Err(not_found("remove_contact", "contact", &id));
                 }
                 info!(requester, "contact removed");
                 Ok(R::Changed(1))
             }
-            Op::RemoveGroup(id) => {
+            Order::RemoveGroup(id) => {
                 if !self.groups.remove(&id).await.map_err(unavailable)? {
                     return Err(not_found("remove_group", "group", &id));
                 }
@@ -138,6 +129,59 @@ impl DirectoryDesk {
             }
         }
     }
+}
+
+/// What a directory request asks, decoded and with the records of an
+/// import checked: everything that can be refused before the directory is
+/// read.
+#[derive(Debug)]
+pub enum Order {
+    PutContacts(Vec<Contact>),
+    PutGroups(Vec<Group>),
+    GetContact(String),
+    GetGroup(String),
+    ListContacts,
+    ListGroups,
+    RemoveContact(String),
+    RemoveGroup(String),
+}
+
+/// Reads a request on `herald.v1.intake.directory`: what it asks, and who
+/// asks (for the log). An undecodable payload is refused as a whole,
+/// naming no field.
+pub fn read(payload: &[u8]) -> Result<(Order, String), Rejected> {
+    let req = DirectoryRequest::decode(payload).map_err(|e| {
+        Rejected::new(
+            ErrorCode::Undecodable,
+            "",
+            format!("not a herald.v1.DirectoryRequest: {e}"),
+        )
+    })?;
+    let order = match req.op {
+        None => {
+            return Err(Rejected::new(
+                ErrorCode::InvalidArgument,
+                "op",
+                "name what to do (put_contacts, get_contact, …)",
+            ));
+        }
+        Some(Op::PutContacts(list)) => Order::PutContacts(checked(
+            list.contacts,
+            "contacts",
+            Contact::problems,
+            |c| &c.id,
+        )?),
+        Some(Op::PutGroups(list)) => {
+            Order::PutGroups(checked(list.groups, "groups", Group::problems, |g| &g.id)?)
+        }
+        Some(Op::GetContact(id)) => Order::GetContact(id),
+        Some(Op::GetGroup(id)) => Order::GetGroup(id),
+        Some(Op::ListContacts(_)) => Order::ListContacts,
+        Some(Op::ListGroups(_)) => Order::ListGroups,
+        Some(Op::RemoveContact(id)) => Order::RemoveContact(id),
+        Some(Op::RemoveGroup(id)) => Order::RemoveGroup(id),
+    };
+    Ok((order, req.requester))
 }
 
 fn not_found(field: &str, what: &str, id: &str) -> Rejected {

@@ -1,5 +1,15 @@
 //! Checking a notification request field by field. Every refusal names the
 //! field and says why, so the publishing system can fix it.
+//!
+//! The other intake subjects are read by pure functions beside their
+//! handlers, named here too, so that everything a payload meets before
+//! Herald looks anything up can be exercised without a running intake:
+//! [`decode_case_event`] and [`check_case_event`] (`herald.v1.intake.case`),
+//! [`decode_broadcast`] then [`check_broadcast_start`],
+//! [`check_broadcast_update`] or [`check_broadcast_cancel`]
+//! (`herald.v1.emergency.broadcast.*`), [`check_cancel`]
+//! (`herald.v1.intake.cancel`) and [`read_directory`]
+//! (`herald.v1.intake.directory`).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +22,14 @@ use herald_proto::v1::{
     Channel, CommunicationType, Confidentiality, ErrorCode, NotificationRequest, Priority,
     Rejected, recipient::Target,
 };
+
+pub use crate::broadcasts::check::{
+    check_cancel as check_broadcast_cancel, check_start as check_broadcast_start,
+    check_update as check_broadcast_update, decode as decode_broadcast,
+};
+pub use crate::cancel::check as check_cancel;
+pub use crate::cases::check::{check as check_case_event, decode as decode_case_event};
+pub use crate::directory::{Order as DirectoryOrder, read as read_directory};
 
 const MAX_KEY: usize = 255;
 const MAX_TEXT: usize = 200;

@@ -1,17 +1,21 @@
-//! A coordinator's start and update checked field by field, before anything
-//! is looked up: pure, so every refusal (and the field it names) is tested
-//! here without a directory or a bus.
+//! A coordinator's start, update and cancel decoded and checked field by
+//! field, before anything is looked up: pure, so every refusal (and the
+//! field it names) is tested here without a directory or a bus.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use herald_config::{BroadcastConfig, MAX_CYCLES};
 use herald_content::templates::TemplateStore;
 use herald_directory::validate;
-use herald_proto::broadcasts;
-use herald_proto::v1::{BroadcastMessage, Cycles, ErrorCode, Rejected, Severity, StartBroadcast};
+use herald_proto::v1::{
+    BroadcastMessage, CancelBroadcast, Cycles, ErrorCode, Rejected, Severity, StartBroadcast,
+    UpdateBroadcast, broadcast_command::Command,
+};
+use herald_proto::{Message, broadcasts, subjects};
 
 use crate::validate::reject;
 
+const MAX_REASON: usize = 200;
 const MAX_LANGUAGES: usize = 20;
 const MAX_AUDIENCE_ENTRIES: usize = 1000;
 const MAX_SUBJECT: usize = 200;
@@ -19,6 +23,30 @@ const MAX_BODY: usize = 8000;
 const MAX_SPEAK: usize = 1000;
 const MAX_SMS: usize = 1600;
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Reads a command as it arrives on its subject: a start, an update, or
+/// (on the cancel subject, the only other one served) a cancel. A payload
+/// that does not decode is refused as a whole, naming no field.
+pub fn decode(subject: &str, payload: &[u8]) -> Result<Command, Rejected> {
+    let undecodable = |what: &str, e: prost::DecodeError| {
+        reject(
+            ErrorCode::Undecodable,
+            "",
+            format!("not a herald.v1.{what}: {e}"),
+        )
+    };
+    match subject {
+        subjects::BROADCAST_START => StartBroadcast::decode(payload)
+            .map(Command::Start)
+            .map_err(|e| undecodable("StartBroadcast", e)),
+        subjects::BROADCAST_UPDATE => UpdateBroadcast::decode(payload)
+            .map(Command::Update)
+            .map_err(|e| undecodable("UpdateBroadcast", e)),
+        _ => CancelBroadcast::decode(payload)
+            .map(Command::Cancel)
+            .map_err(|e| undecodable("CancelBroadcast", e)),
+    }
+}
 
 /// Checks a start request field by field and fills in its defaults
 /// (default language, cycle settings).
@@ -125,13 +153,35 @@ pub fn check_start(
     Ok(req)
 }
 
-pub(super) fn broadcast_id_ok(id: &str) -> Result<(), Rejected> {
+/// Checks an update's messages (filling in its default language) and the
+/// broadcast it names; whether that broadcast exists is asked afterwards.
+pub fn check_update(mut req: UpdateBroadcast) -> Result<UpdateBroadcast, Rejected> {
+    req.default_language = check_messages(&req.messages, &req.default_language, "messages")?;
+    broadcast_id_ok(&req.broadcast_id)?;
+    Ok(req)
+}
+
+/// Checks a cancel's reason and the broadcast it names; whether that
+/// broadcast exists is asked afterwards.
+pub fn check_cancel(req: CancelBroadcast) -> Result<CancelBroadcast, Rejected> {
+    if req.reason.chars().count() > MAX_REASON || req.reason.chars().any(char::is_control) {
+        return Err(reject(
+            ErrorCode::InvalidArgument,
+            "reason",
+            format!("must be at most {MAX_REASON} printable characters"),
+        ));
+    }
+    broadcast_id_ok(&req.broadcast_id)?;
+    Ok(req)
+}
+
+fn broadcast_id_ok(id: &str) -> Result<(), Rejected> {
     broadcasts::check_id(id).map_err(|why| reject(ErrorCode::InvalidArgument, "broadcast_id", why))
 }
 
 /// Checks the messages; returns the default language (the given one, or the
 /// first message's).
-pub(super) fn check_messages(
+fn check_messages(
     messages: &[BroadcastMessage],
     default_language: &str,
     field: &str,

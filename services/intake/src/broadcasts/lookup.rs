@@ -6,17 +6,13 @@
 use super::*;
 
 impl Desk {
-    /// The state of the broadcast an update or cancel names, or the
-    /// (documented) refusal when it names none.
+    /// The state of the broadcast an update or cancel names (its id
+    /// already checked), or the (documented) refusal when it names none.
     pub(super) async fn existing(
         &self,
         attempt: &Attempt<'_>,
         credential: &str,
     ) -> Result<BroadcastState, BroadcastReply> {
-        match broadcast_id_ok(attempt.broadcast_id) {
-            Ok(()) => {}
-            Err(r) => return Err(self.refuse(attempt, r).await),
-        }
         match self.running(attempt.broadcast_id, credential).await {
             Ok(state) => Ok(state),
             Err(r) => Err(self.refuse(attempt, r).await),

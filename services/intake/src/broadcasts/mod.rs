@@ -31,7 +31,7 @@
 //! phone, with confirmation.
 
 mod breach;
-mod check;
+pub(crate) mod check;
 mod lookup;
 mod record;
 
@@ -47,7 +47,7 @@ use herald_directory::{
 use herald_durable::stop::Stop;
 use herald_proto::broadcasts;
 use herald_proto::{
-    Message, subjects,
+    subjects,
     v1::{
         Audience, AuditStep, BroadcastAccepted, BroadcastCommand, BroadcastReply, BroadcastState,
         BroadcastStatusReply, BroadcastStatusRequest, CancelBroadcast, ErrorCode, Lane, Rejected,
@@ -72,9 +72,7 @@ use crate::{
     validate::reject,
 };
 
-use check::{broadcast_id_ok, check_messages, check_start};
-
-const MAX_REASON: usize = 200;
+use check::{check_cancel, check_start, check_update};
 
 /// How long an update or cancel waits for the broadcast service to say
 /// where a broadcast stands.
@@ -186,18 +184,12 @@ impl Desk {
                     result: Some(broadcast_reply::Result::Rejected(crate::unnamed_caller())),
                 };
             };
-            match request {
-                subjects::BROADCAST_START => match StartBroadcast::decode(msg.payload.clone()) {
-                    Ok(req) => self.start(req, caller).await,
-                    Err(e) => undecodable("StartBroadcast", e),
-                },
-                subjects::BROADCAST_UPDATE => match UpdateBroadcast::decode(msg.payload.clone()) {
-                    Ok(req) => self.update(req, caller).await,
-                    Err(e) => undecodable("UpdateBroadcast", e),
-                },
-                _ => match CancelBroadcast::decode(msg.payload.clone()) {
-                    Ok(req) => self.cancel(req, caller).await,
-                    Err(e) => undecodable("CancelBroadcast", e),
+            match check::decode(request, &msg.payload) {
+                Ok(Command::Start(req)) => self.start(req, caller).await,
+                Ok(Command::Update(req)) => self.update(req, caller).await,
+                Ok(Command::Cancel(req)) => self.cancel(req, caller).await,
+                Err(r) => BroadcastReply {
+                    result: Some(broadcast_reply::Result::Rejected(r)),
                 },
             }
         }
@@ -353,10 +345,10 @@ impl Desk {
             Err(reply) => return reply,
         };
         attempt.coordinator = Some(&who);
-        match check_messages(&req.messages, &req.default_language, "messages") {
-            Ok(lang) => req.default_language = lang,
+        let req = match check_update(req) {
+            Ok(r) => r,
             Err(r) => return self.refuse(&attempt, r).await,
-        }
+        };
         let refusal = match self.existing(&attempt, &credential).await {
             Ok(BroadcastState::Cancelled) => ended("was cancelled; start a new broadcast"),
             Ok(BroadcastState::Finished) => ended("has finished; start a new broadcast"),
@@ -383,14 +375,10 @@ impl Desk {
             Err(reply) => return reply,
         };
         attempt.coordinator = Some(&who);
-        if req.reason.chars().count() > MAX_REASON || req.reason.chars().any(char::is_control) {
-            let r = reject(
-                ErrorCode::InvalidArgument,
-                "reason",
-                format!("must be at most {MAX_REASON} printable characters"),
-            );
-            return self.refuse(&attempt, r).await;
-        }
+        let req = match check_cancel(req) {
+            Ok(r) => r,
+            Err(r) => return self.refuse(&attempt, r).await,
+        };
         match self.existing(&attempt, &credential).await {
             Ok(BroadcastState::Cancelled) => {
                 self.count("cancel", "duplicate");
@@ -432,16 +420,6 @@ fn accepted(broadcast_id: &str, duplicate: bool, who: &str) -> BroadcastReply {
             duplicate,
             coordinator: who.to_string(),
         })),
-    }
-}
-
-fn undecodable(what: &str, e: prost::DecodeError) -> BroadcastReply {
-    BroadcastReply {
-        result: Some(broadcast_reply::Result::Rejected(reject(
-            ErrorCode::Undecodable,
-            "",
-            format!("not a herald.v1.{what}: {e}"),
-        ))),
     }
 }
 

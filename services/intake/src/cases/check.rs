@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use herald_proto::{
-    subjects,
+    Message, subjects,
     v1::{CaseChannel, CaseDetails, CaseEvent, CaseEventKind, ErrorCode, Priority, Rejected},
 };
 
@@ -19,6 +19,28 @@ const MAX_COMMENT: usize = 4000;
 /// How far in the future `occurred_at` may be (clocks of other systems
 /// drift a little).
 const FUTURE_SLACK: Duration = Duration::from_secs(5 * 60);
+
+/// Reads an event as it arrives on `herald.v1.intake.case`. Both refusals
+/// are about the payload as a whole, so they name no field.
+pub fn decode(payload: &[u8], max_payload: usize) -> Result<CaseEvent, Rejected> {
+    if payload.len() > max_payload {
+        return Err(reject(
+            ErrorCode::PayloadTooLarge,
+            "",
+            format!(
+                "event is {} bytes; the limit is {max_payload}",
+                payload.len()
+            ),
+        ));
+    }
+    CaseEvent::decode(payload).map_err(|e| {
+        reject(
+            ErrorCode::Undecodable,
+            "",
+            format!("not a herald.v1.CaseEvent: {e}"),
+        )
+    })
+}
 
 /// Checks every field of an event; fills in the default priority.
 pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> {

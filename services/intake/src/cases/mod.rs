@@ -21,7 +21,7 @@
 //! answer, no escalation notification of the case begun before the event
 //! reaches anyone, whatever the escalation service is doing.
 
-mod check;
+pub(crate) mod check;
 mod status;
 
 use std::time::{Duration, SystemTime};
@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use herald_durable::stop::Stop;
 use herald_proto::cancel_keys::{escalation_family, follow_up_family};
 use herald_proto::{
-    Message, subjects,
+    subjects,
     v1::{
         AcceptedCaseEvent, AuditStep, CaseAccepted, CaseChannel, CaseEvent, CaseEventKind,
         CaseReply, ErrorCode, Lane, Priority, Rejected, case_reply,
@@ -106,31 +106,14 @@ impl Intake {
     /// Handles one case event from NATS.
     pub(crate) async fn handle_case_nats(&self, msg: async_nats::Message) -> CaseReply {
         let span = herald_runtime::bus::process_span("intake case", &msg);
-        if msg.payload.len() > self.max_payload {
-            self.case_refused(reject(
-                ErrorCode::PayloadTooLarge,
-                "",
-                format!(
-                    "event is {} bytes; the limit is {}",
-                    msg.payload.len(),
-                    self.max_payload
-                ),
-            ))
-        } else {
-            let Some(caller) = crate::caller(&msg) else {
-                return self.case_refused(crate::unnamed_caller());
-            };
-            match CaseEvent::decode(msg.payload.clone()) {
-                Ok(ev) => {
-                    tracing::Instrument::instrument(self.submit_case(ev, caller), span.clone())
-                        .await
-                }
-                Err(e) => self.case_refused(reject(
-                    ErrorCode::Undecodable,
-                    "",
-                    format!("not a herald.v1.CaseEvent: {e}"),
-                )),
+        let Some(caller) = crate::caller(&msg) else {
+            return self.case_refused(crate::unnamed_caller());
+        };
+        match check::decode(&msg.payload, self.max_payload) {
+            Ok(ev) => {
+                tracing::Instrument::instrument(self.submit_case(ev, caller), span.clone()).await
             }
+            Err(r) => self.case_refused(r),
         }
     }
 
