@@ -58,8 +58,9 @@ trap cleanup INT TERM EXIT
 
 if [ -z "${HERALD_NATS_URL:-}" ]; then
   nats_port=$(free_port 14222)
-  nats-server -c "$run/secrets/nats-server.conf" -a 127.0.0.1 -p "$nats_port" -js \
-    -sd "$run/nats" -l "$run/logs/nats.log" &
+  # JetStream and its store are in the configuration herald setup wrote.
+  nats-server -c "$run/secrets/nats-server.conf" -a 127.0.0.1 -p "$nats_port" \
+    -l "$run/logs/nats.log" &
   pids+=($!)
   export HERALD_NATS_URL="nats://127.0.0.1:$nats_port"
   export HERALD_NATS_CREDENTIALS_DIR="$run/secrets/nats"
