@@ -20,6 +20,7 @@ pub struct Cli {
     nats_url: String,
     redis_url: String,
     credentials: PathBuf,
+    tls_ca: PathBuf,
 }
 
 impl Cli {
@@ -29,6 +30,7 @@ impl Cli {
             nats_url: sys.nats.url(),
             redis_url: sys.redis.url(),
             credentials: sys.nats.credentials_dir(),
+            tls_ca: sys.nats.tls_ca(),
         }
     }
 
@@ -46,6 +48,7 @@ impl Cli {
             .env_remove("HERALD_NATS_IDENTITY")
             .env("HERALD_NATS_URL", &self.nats_url)
             .env("HERALD_NATS_CREDENTIALS_DIR", &self.credentials)
+            .env("HERALD_NATS_TLS_CA_FILE", &self.tls_ca)
             .env("HERALD_REDIS_URL", &self.redis_url)
             .stdin(Stdio::null());
         if let Some(t) = token {

@@ -51,17 +51,18 @@ fn kill(child: &mut Option<Child>) {
     }
 }
 
-/// A nats-server with JetStream on file storage, run with the server
-/// configuration Herald generates from its permission table: every
-/// service and role is an nkey user with exactly its permissions, and no
-/// anonymous connection is accepted. The kit itself connects as
-/// [`KIT_ADMIN`], allowed everything, to play the outside world and look
-/// inside; services connect as themselves from [`NatsServer::credentials_dir`].
+/// A nats-server with JetStream on file storage, run with the
+/// credentials and configuration `herald setup` writes (`herald_setup`):
+/// TLS with the deployment's own CA, every service and role an nkey user
+/// with exactly its permissions, no anonymous access. The kit itself
+/// connects as [`KIT_ADMIN`], allowed everything, to play the outside
+/// world and look inside; services connect as themselves from
+/// [`NatsServer::credentials_dir`].
 pub struct NatsServer {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
-    seeds: std::collections::BTreeMap<String, String>,
+    layout: herald_setup::Layout,
 }
 
 /// The kit's own identity: allowed every subject.
@@ -70,76 +71,48 @@ pub const KIT_ADMIN: &str = "herald-kit";
 /// The system the kit sends notifications as.
 pub const PUBLISHER: &str = "publisher";
 
-/// The identities a test system has besides the services: one per role,
-/// named after it, and a second publisher to tell callers apart.
-pub const KIT_IDENTITIES: [(&str, Role); 7] = [
-    ("publisher", Role::Publisher),
-    ("billing", Role::Publisher),
-    ("coordinator", Role::Coordinator),
-    ("operator", Role::Operator),
-    ("directory", Role::Directory),
-    ("replay", Role::Replay),
-    ("provision", Role::Provision),
-];
+/// Identities a test system has besides the services and one per role
+/// named after it: a second publisher, to tell callers apart.
+pub const KIT_IDENTITIES: [(&str, Role); 1] = [("billing", Role::Publisher)];
 
 use herald_proto::access::{Identity, Role, ServerUser};
 
 impl NatsServer {
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        let layout = herald_setup::Layout::new(dir.path().join("secrets"));
+        let admin = nkeys::KeyPair::new_user();
+        let options = herald_setup::Options {
+            identities: KIT_IDENTITIES
+                .iter()
+                .map(|(n, r)| Identity::new(*n, *r))
+                .collect(),
+            store_dir: Some(dir.path().join("js")),
+            redis_prefix: herald_config::RedisConfig::default().prefix,
+            extra_users: vec![ServerUser::unrestricted(KIT_ADMIN, admin.public_key())],
+            ..Default::default()
+        };
+        herald_setup::write(&layout, &options).expect("the deployment's credentials");
+        // The kit's own key, beside the others, so that a `Bus` of the
+        // kit finds it as a service finds its own.
+        let admin_seed = herald_config::seed_path(&layout.nats_credentials(), KIT_ADMIN);
+        std::fs::write(&admin_seed, admin.seed().expect("nkey seed")).expect("kit key written");
         let mut s = NatsServer {
             port: free_port(),
             dir,
             child: None,
-            seeds: Default::default(),
+            layout,
         };
-        s.write_config();
         s.spawn();
         s
-    }
-
-    /// Keys for every identity (seeds in `creds/<name>.nk`, owner-only) and
-    /// the server configuration naming their public halves.
-    fn write_config(&mut self) {
-        let creds = self.credentials_dir();
-        std::fs::create_dir_all(&creds).expect("credentials dir");
-        let mut identities = Identity::services();
-        identities.extend(KIT_IDENTITIES.iter().map(|(n, r)| Identity::new(*n, *r)));
-        let mut users = Vec::new();
-        let mut key_for = |name: &str| {
-            let pair = nkeys::KeyPair::new_user();
-            let seed = pair.seed().expect("nkey seed");
-            write_secret(&herald_config::seed_path(&creds, name), &seed);
-            self.seeds.insert(name.to_string(), seed);
-            pair.public_key()
-        };
-        for id in identities {
-            let nkey = key_for(&id.name);
-            users.push(ServerUser::new(id, nkey));
-        }
-        let admin = key_for(KIT_ADMIN);
-        users.push(ServerUser::unrestricted(KIT_ADMIN, admin));
-        std::fs::write(
-            self.dir.path().join("nats.conf"),
-            herald_proto::access::server_users(&users),
-        )
-        .expect("nats.conf written");
     }
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(find_binary("nats-server"))
             .arg("-c")
-            .arg(self.dir.path().join("nats.conf"))
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path().join("js"))
+            .arg(self.layout.server_config())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -160,15 +133,21 @@ impl NatsServer {
     /// Where every identity's nkey seed is (`<name>.nk`), as
     /// `nats.credentials_dir` takes it.
     pub fn credentials_dir(&self) -> PathBuf {
-        self.dir.path().join("creds")
+        self.layout.nats_credentials()
+    }
+
+    /// The CA the server's certificate is signed by, as
+    /// `nats.tls_ca_file` takes it.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.layout.tls_ca()
     }
 
     /// The nkey seed of `identity`.
     pub fn seed(&self, identity: &str) -> String {
-        self.seeds
-            .get(identity)
-            .unwrap_or_else(|| panic!("the kit has no identity {identity}"))
-            .clone()
+        std::fs::read_to_string(herald_config::seed_path(&self.credentials_dir(), identity))
+            .unwrap_or_else(|e| panic!("the kit has no identity {identity}: {e}"))
+            .trim()
+            .to_string()
     }
 
     /// A client connected as `identity`, with its own inbox prefix, as a
@@ -180,10 +159,13 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("connecting as {identity}: {e}"))
     }
 
-    /// The connection options of `identity`: its key and its inbox.
+    /// The connection options of `identity`: its key, its inbox, and TLS
+    /// checked against the deployment's CA.
     pub fn options_for(&self, identity: &str) -> async_nats::ConnectOptions {
         async_nats::ConnectOptions::with_nkey(self.seed(identity))
             .custom_inbox_prefix(herald_proto::access::inbox_prefix(identity))
+            .add_root_certificates(self.tls_ca())
+            .require_tls(true)
     }
 
     /// The kit's own client, allowed everything.
@@ -197,6 +179,7 @@ impl NatsServer {
         let mut cfg = cfg.clone();
         cfg.url = self.url();
         cfg.credentials_dir = Some(self.credentials_dir());
+        cfg.tls_ca_file = Some(self.tls_ca());
         let bus = herald_runtime::bus::Bus::connect(
             &cfg,
             "provision",
@@ -225,20 +208,6 @@ impl NatsServer {
         self.kill();
         self.spawn();
     }
-}
-
-/// Writes a secret readable by its owner only.
-fn write_secret(path: &Path, value: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .expect("secret file");
-    f.write_all(value.as_bytes()).expect("secret written");
 }
 
 impl Drop for NatsServer {

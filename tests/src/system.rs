@@ -48,6 +48,7 @@ pub fn config(
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
     cfg.nats.credentials_dir = Some(nats.credentials_dir());
+    cfg.nats.tls_ca_file = Some(nats.tls_ca());
     cfg.nats.ack_wait = Duration::from_secs(10);
     cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = config_dir().join("templates");

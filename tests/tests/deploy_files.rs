@@ -29,11 +29,22 @@ fn the_deploy_files_parse_and_point_at_each_other() {
     ] {
         service(name);
     }
+    // NATS runs the configuration `herald setup` writes (JetStream, TLS,
+    // one user per identity), Redis its ACL, and both wait for it.
     let nats_cmd = serde_saphyr::to_string(&service("nats")["command"]).unwrap();
-    assert!(
-        nats_cmd.contains("-js") || nats_cmd.contains("--jetstream"),
-        "{nats_cmd}"
-    );
+    assert!(nats_cmd.contains("nats-server.conf"), "{nats_cmd}");
+    let redis_cmd = serde_saphyr::to_string(&service("redis")["command"]).unwrap();
+    assert!(redis_cmd.contains("--aclfile"), "{redis_cmd}");
+    let setup_cmd = serde_saphyr::to_string(&service("setup")["command"]).unwrap();
+    assert!(setup_cmd.contains("herald setup"), "{setup_cmd}");
+    assert!(setup_cmd.contains("--store-dir /data"), "{setup_cmd}");
+    for waits in ["nats", "redis"] {
+        assert_eq!(
+            service(waits)["depends_on"]["setup"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{waits}"
+        );
+    }
 
     // Every file a service mounts from the repository is there.
     for (name, svc) in services {
@@ -64,6 +75,14 @@ fn the_deploy_files_parse_and_point_at_each_other() {
         let svc = service(name);
         let env = env_of(svc);
         assert_eq!(env["HERALD_NATS_URL"], "nats://nats:4222", "{name}");
+        assert!(env.contains_key("HERALD_NATS_CREDENTIALS_DIR"), "{name}");
+        assert!(env.contains_key("HERALD_NATS_TLS_CA_FILE"), "{name}");
+        assert!(env.contains_key("HERALD_REDIS_CREDENTIALS_DIR"), "{name}");
+        assert_eq!(
+            svc["depends_on"]["provision"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{name} starts before the streams are declared"
+        );
         assert_eq!(env["HERALD_REDIS_URL"], "redis://redis:6379", "{name}");
         assert_eq!(
             env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector:4317",

@@ -118,26 +118,70 @@ fn forged_broadcast() -> BroadcastCommand {
 #[tokio::test]
 async fn an_anonymous_connection_or_an_unknown_key_is_refused() {
     let nats = NatsServer::start();
-    let anonymous = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .max_reconnects(Some(1))
-        .connect(nats.url())
-        .await;
-    let refused = match anonymous {
-        Err(e) => e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation,
-        Ok(client) => {
-            // Some servers close the connection after the handshake.
-            client.flush().await.is_err()
-        }
+    // Over TLS, with the server's certificate trusted, so that what is
+    // refused is the missing or unknown credential.
+    let tls = || {
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(nats.tls_ca())
+            .require_tls(true)
     };
-    assert!(refused, "an anonymous connection was let in");
+    let anonymous = tls().connect(nats.url()).await;
+    match anonymous {
+        Err(e) => assert_eq!(
+            e.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation,
+            "{e}"
+        ),
+        Ok(_) => panic!("an anonymous connection was let in"),
+    }
     let stranger = nkeys::KeyPair::new_user().seed().unwrap();
     let unknown = async_nats::ConnectOptions::with_nkey(stranger)
+        .add_root_certificates(nats.tls_ca())
+        .require_tls(true)
         .connect(nats.url())
         .await;
     assert!(
         unknown.is_err(),
         "a key the server does not know was let in"
+    );
+    // The right key works.
+    nats.connect_as("publisher").await;
+}
+
+#[tokio::test]
+async fn the_bus_is_tls_only_and_the_server_s_certificate_is_checked() {
+    let nats = NatsServer::start();
+    // A client that will not do TLS is not served, even with a good key.
+    let plain = async_nats::ConnectOptions::with_nkey(nats.seed("publisher"))
+        .connect(nats.url())
+        .await;
+    assert!(plain.is_err(), "a plain-text client was served");
+    // A client that does not trust the deployment's CA will not talk to it.
+    let untrusting = async_nats::ConnectOptions::with_nkey(nats.seed("publisher"))
+        .require_tls(true)
+        .connect(nats.url())
+        .await;
+    assert!(
+        untrusting.is_err(),
+        "a server of unknown certificate was trusted"
+    );
+    // And Herald's own processes refuse plain text unless told otherwise.
+    let cfg = herald_config::NatsConfig {
+        url: nats.url(),
+        credentials_dir: Some(nats.credentials_dir()),
+        ..Default::default()
+    };
+    let refused = herald_runtime::bus::Bus::connect(
+        &cfg,
+        "publisher",
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .err()
+    .expect("a plain-text connection was attempted");
+    assert!(
+        refused.to_string().contains("nats.tls_ca_file"),
+        "{refused}"
     );
 }
 

@@ -35,6 +35,10 @@ pub struct NatsConfig {
     /// A client certificate and its key, for servers that ask for one.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Lets the connection be plain text (no `tls_ca_file`, a `nats://`
+    /// URL): for a development machine only, chosen on purpose. Without
+    /// it a plain-text connection is refused before it is made.
+    pub allow_plain: bool,
     /// JetStream replicas for every Herald stream (1 on a single server).
     pub replicas: usize,
     /// How long JetStream remembers message ids to drop duplicate publishes.
@@ -61,6 +65,7 @@ impl Default for NatsConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            allow_plain: false,
             replicas: 1,
             duplicate_window: Duration::from_secs(10 * 60),
             audit_retention: Duration::from_secs(400 * 24 * 3600),
@@ -92,6 +97,12 @@ impl NatsConfig {
 }
 
 impl NatsConfig {
+    /// Whether the connection is TLS: a CA to check the server against, or
+    /// a `tls://` URL (the system's roots).
+    pub fn is_tls(&self) -> bool {
+        self.tls_ca_file.is_some() || self.url.starts_with("tls://")
+    }
+
     /// Where the nkey seed of `identity` is: `nkey_file`, else
     /// `<credentials_dir>/<identity>.nk`; `None` for an anonymous
     /// connection.

@@ -36,12 +36,7 @@ struct Cli {
     /// The identity to connect as (its key is `<nats.credentials_dir>/<name>.nk`);
     /// by default each command uses the one named after the role it needs:
     /// publisher, operator, coordinator, directory, replay or provision.
-    #[arg(
-        long = "as",
-        global = true,
-        env = "HERALD_NATS_IDENTITY",
-        value_name = "IDENTITY"
-    )]
+    #[arg(long, global = true, env = "HERALD_NATS_IDENTITY", value_name = "NAME")]
     identity: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -151,7 +146,7 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
             return Err(Failure {
                 code: 2,
                 message: format!(
-                    "--as {id:?}: an identity is lowercase letters, digits and `-`, starting with a letter"
+                    "--identity {id:?}: an identity is lowercase letters, digits and `-`, starting with a letter"
                 ),
             });
         }

@@ -162,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
     cfg.nats.credentials_dir = Some(nats.credentials_dir());
+    cfg.nats.tls_ca_file = Some(nats.tls_ca());
     cfg.redis.url = redis.url().into();
     cfg.content.templates_dir = templates.clone();
     cfg.intake.grpc_addr = format!("127.0.0.1:{}", free(()));

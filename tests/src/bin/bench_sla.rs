@@ -176,6 +176,7 @@ fn write_config(path: &Path, nats: &NatsServer, redis: &RedisServer, http_port: 
     let mut cfg = Config::default();
     cfg.nats.url = nats.url();
     cfg.nats.credentials_dir = Some(nats.credentials_dir());
+    cfg.nats.tls_ca_file = Some(nats.tls_ca());
     cfg.redis.url = redis.url_for("sla").into();
     cfg.sla.http_addr = format!("127.0.0.1:{http_port}");
     std::fs::write(path, toml::to_string(&cfg).expect("config")).expect("config written");

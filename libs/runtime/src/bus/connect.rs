@@ -26,6 +26,12 @@ impl Bus {
         identity: &str,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Bus> {
+        if !cfg.is_tls() && !cfg.allow_plain {
+            anyhow::bail!(
+                "refusing a plain-text connection to NATS at {}: set nats.tls_ca_file (herald setup writes one), or nats.allow_plain = true on a development machine",
+                cfg.url
+            );
+        }
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let opts = options(cfg, identity)?;
