@@ -64,6 +64,7 @@ if [ -z "${HERALD_NATS_URL:-}" ]; then
   pids+=($!)
   export HERALD_NATS_URL="nats://127.0.0.1:$nats_port"
   export HERALD_NATS_CREDENTIALS_DIR="$run/secrets/nats"
+  export HERALD_NATS_TLS_CA_FILE="$run/secrets/tls/ca.pem"
 fi
 if [ -z "${HERALD_REDIS_URL:-}" ]; then
   redis_port=$(free_port 16379)
@@ -109,12 +110,14 @@ done
 
 cat > "$run/herald.env" <<ENV
 export HERALD_NATS_URL=$HERALD_NATS_URL
-export HERALD_NATS_CREDENTIALS_DIR=${HERALD_NATS_CREDENTIALS_DIR:-}
 export HERALD_REDIS_URL=$HERALD_REDIS_URL
 export HERALD_CONTENT_TEMPLATES_DIR=$HERALD_CONTENT_TEMPLATES_DIR
 export HERALD_COORDINATOR_TOKEN=$coordinator_token
 export PATH="$bin:\$PATH"
 ENV
+for var in HERALD_NATS_CREDENTIALS_DIR HERALD_NATS_TLS_CA_FILE; do
+  if [ -n "${!var:-}" ]; then echo "export $var=${!var}" >> "$run/herald.env"; fi
+done
 
 for svc in intake router delivery sla escalation broadcast; do
   "$bin/herald-$svc" >"$run/logs/$svc.log" 2>&1 &
