@@ -21,6 +21,9 @@
 //! matching code (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
 //! RESOURCE_EXHAUSTED, ALREADY_EXISTS, UNAVAILABLE), a `BadRequest` detail
 //! naming the field, and the Herald error code in `x-herald-error-code`.
+//! A call without a known key is UNAUTHENTICATED (code
+//! `ERROR_CODE_UNAUTHORIZED`); a body over the limit is OUT_OF_RANGE, in
+//! tonic's words, which name the limit.
 
 use std::{
     net::SocketAddr,
