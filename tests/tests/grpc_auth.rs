@@ -333,12 +333,12 @@ async fn with_a_certificate_configured_only_tls_clients_that_trust_it_get_throug
         .notify(inquiry("plain-1", "ivy", "INQ-PLAIN"))
         .await
         .unwrap_err();
-        // The connection is dropped, however the client words it; an
-        // answer from intake itself would carry another code.
-        assert!(
-            matches!(status.code(), Code::Unavailable | Code::Cancelled),
-            "{status:?}"
-        );
+        // The connection fails under it (cancelled, unavailable or an
+        // HTTP/2 error, as the timing falls); any answer from intake
+        // itself would carry no transport error.
+        let transport = std::error::Error::source(&status)
+            .and_then(|e| e.downcast_ref::<tonic::transport::Error>());
+        assert!(transport.is_some(), "{status:?}");
     }
 
     // A client that trusts another authority refuses the server.
