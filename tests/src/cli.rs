@@ -13,8 +13,8 @@ use crate::TestSystem;
 
 /// `herald` pointed at a test system's NATS and Redis, with the system's
 /// identities to choose from (each command takes the one its role needs),
-/// no configuration file, no coordinator credential and no terminal
-/// unless a test gives them.
+/// no configuration file, no coordinator credential or API key and no
+/// terminal unless a test gives them.
 pub struct Cli {
     binary: PathBuf,
     nats_url: String,
@@ -45,6 +45,7 @@ impl Cli {
         cmd.args(args)
             .env_remove("HERALD_CONFIG")
             .env_remove("HERALD_COORDINATOR_TOKEN")
+            .env_remove("HERALD_API_KEY")
             .env_remove("HERALD_NATS_IDENTITY")
             .env("HERALD_NATS_URL", &self.nats_url)
             .env("HERALD_NATS_CREDENTIALS_DIR", &self.credentials)

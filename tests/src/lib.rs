@@ -16,6 +16,7 @@
 //! | [`scrape`] | `/metrics` and `/readyz` read as Prometheus and a load balancer would |
 //! | [`deploy`] | the files under `deploy/`, parsed |
 //! | [`cli`] | the `herald` command line run against a test system |
+//! | [`grpc`] | intake's gRPC API with an API key (or without), plain or over TLS with a test CA |
 
 pub mod benchkit;
 pub mod cases;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod count;
 pub mod deploy;
 pub mod fixtures;
+pub mod grpc;
 pub mod http;
 pub mod idle;
 pub mod otlp;

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use herald_config::{Config, Coordinator};
+use herald_config::{Config, Coordinator, SystemKeys};
 use herald_directory::{contacts::Contact, groups::Group};
 use herald_proto::{
     Message, subjects,
@@ -28,6 +28,9 @@ use crate::{
 /// The coordinator every test system knows, and their token.
 pub const COORDINATOR: &str = "anna";
 pub const COORDINATOR_TOKEN: &str = "anna-coordinator-test-token";
+/// The system every test system lets call intake over gRPC, and its key.
+pub const GRPC_CLIENT: &str = "grpc-client";
+pub const GRPC_KEY: &str = "grpc-client-test-key-5b0e";
 /// Where the broadcast service's confirmation links say they lead; tests
 /// send the requests to its real address and sign with this one.
 pub const PUBLIC_URL: &str = "https://herald.test/bc";
@@ -74,6 +77,10 @@ pub fn config(
     cfg.broadcast.coordinators = vec![Coordinator {
         id: COORDINATOR.into(),
         token_sha256: herald_directory::coordinators::token_sha256(COORDINATOR_TOKEN),
+    }];
+    cfg.intake.api_keys = vec![SystemKeys {
+        system: GRPC_CLIENT.into(),
+        key_sha256: vec![herald_directory::credentials::sha256_hex(GRPC_KEY)],
     }];
     cfg
 }

@@ -12,10 +12,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use herald_proto::v1::{
-    AuditStep, CaseChannel, CaseEventKind, ErrorCode, Priority, case_reply,
-    intake_client::IntakeClient,
-};
+use herald_proto::v1::{AuditStep, CaseChannel, CaseEventKind, ErrorCode, Priority, case_reply};
 use herald_testkit::{
     TestSystem,
     cases::{
@@ -800,9 +797,7 @@ async fn bad_case_events_are_refused_naming_the_field_over_nats_and_grpc() {
     );
 
     // gRPC: the same rules, as status codes with the field named.
-    let mut grpc = IntakeClient::connect(format!("http://{}", sys.grpc_addr))
-        .await
-        .unwrap();
+    let mut grpc = herald_testkit::grpc::client(sys.grpc_addr).await;
     let status = grpc
         .submit_case_event(event("CASE-NEVER", "g", CaseEventKind::Resolved))
         .await

@@ -8,8 +8,8 @@ use herald_proto::{
     subjects,
     v1::{
         AuditStep, Channel, CommunicationType, Confidentiality, ErrorCode, InlineRecipient,
-        IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_client::IntakeClient,
-        intake_reply, recipient::Target,
+        IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_reply,
+        recipient::Target,
     },
 };
 use herald_testkit::{
@@ -328,9 +328,7 @@ async fn a_request_via_grpc_is_delivered_and_a_bad_one_names_the_field() {
     let sys = TestSystem::start().await;
     sys.add_contacts(&[contact("ivy", Some("ivy@example.org"), None, "email")])
         .await;
-    let mut client = IntakeClient::connect(format!("http://{}", sys.grpc_addr))
-        .await
-        .unwrap();
+    let mut client = herald_testkit::grpc::client(sys.grpc_addr).await;
 
     let reply = client
         .notify(inquiry("grpc-1", "ivy", "INQ-G1"))

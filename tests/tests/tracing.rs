@@ -5,7 +5,6 @@
 
 use herald_config::LogFormat;
 use herald_proto::subjects;
-use herald_proto::v1::intake_client::IntakeClient;
 use herald_testkit::{
     fixtures::{contact, inquiry},
     http::Reply,
@@ -177,9 +176,7 @@ async fn one_notification_is_one_trace_from_the_caller_through_every_delivery_at
     // The gRPC door joins the caller's trace from the request metadata.
     const TRACE2: &str = "0af7651916cd43dd8448eb211c80319c";
     const CALLER2: &str = "b7ad6b7169203331";
-    let mut grpc = IntakeClient::connect(format!("http://{}", h.cfg.intake.grpc_addr))
-        .await
-        .expect("gRPC connects");
+    let mut grpc = herald_testkit::grpc::client(&h.cfg.intake.grpc_addr).await;
     let mut request = tonic::Request::new(inquiry("trace-2", "alice", "INQ-T2"));
     request.metadata_mut().insert(
         "traceparent",

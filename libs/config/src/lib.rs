@@ -36,7 +36,7 @@ pub use broadcast::{BroadcastConfig, Coordinator, MAX_CYCLES};
 pub use content::ContentConfig;
 pub use delivery::DeliveryConfig;
 pub use escalation::EscalationConfig;
-pub use intake::IntakeConfig;
+pub use intake::{IntakeConfig, SystemKeys};
 pub use nats::{NatsConfig, seed_path};
 pub use redis::{RedisConfig, redis_password_path};
 pub use router::RouterConfig;

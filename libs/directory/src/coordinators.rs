@@ -2,52 +2,34 @@
 //! broadcast (SOP 004: emergency protocols name who raises the alarm).
 //!
 //! A coordinator holds a random token; the configuration keeps only its
-//! SHA-256 (`[broadcast] coordinators = [{ id, token_sha256 }]`), so a
-//! leaked configuration file starts no broadcast. A presented token is
-//! hashed and compared with every configured hash in constant time, without
-//! stopping at the first match, so timing tells nothing about which byte or
-//! which coordinator was wrong.
+//! SHA-256 (`[broadcast] coordinators = [{ id, token_sha256 }]`). Hashing
+//! and the constant-time comparison are [`crate::credentials`]', shared
+//! with intake's API keys.
 
 use herald_config::Coordinator;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+
+use crate::credentials;
 
 /// The SHA-256 of a token, as the configuration writes it (lower-case hex).
 pub fn token_sha256(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    credentials::sha256_hex(token)
 }
 
 /// A new random token (256 bits, URL-safe) and its hash for the
 /// configuration.
-pub fn new_token() -> (String, String) {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = token_sha256(&token);
-    (token, hash)
+pub fn new_token() -> Result<(String, String), rand::rand_core::OsError> {
+    credentials::new_secret()
 }
 
 /// The coordinator a credential belongs to, if any.
 pub fn authenticate(coordinators: &[Coordinator], credential: &str) -> Option<String> {
-    let credential = credential.trim();
-    if credential.is_empty() {
-        return None;
-    }
-    let presented = Sha256::digest(credential.as_bytes());
-    let mut found = None;
-    for c in coordinators {
-        let mut expected = [0u8; 32];
-        if hex::decode_to_slice(c.token_sha256.trim(), &mut expected).is_err() {
-            continue;
-        }
-        let matches: bool = presented.as_slice().ct_eq(&expected).into();
-        if matches && found.is_none() {
-            found = Some(c.id.clone());
-        }
-    }
-    found
+    credentials::holder_of(
+        coordinators
+            .iter()
+            .map(|c| (c.id.as_str(), c.token_sha256.as_str())),
+        credential,
+    )
+    .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -80,8 +62,8 @@ mod tests {
 
     #[test]
     fn new_tokens_differ_and_verify_against_their_hash() {
-        let (t1, h1) = new_token();
-        let (t2, _) = new_token();
+        let (t1, h1) = new_token().unwrap();
+        let (t2, _) = new_token().unwrap();
         assert_ne!(t1, t2);
         assert!(t1.len() >= 40);
         let c = vec![Coordinator {

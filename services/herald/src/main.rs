@@ -4,6 +4,7 @@
 //! 2 bad usage; 3 Herald refused the request (the message says which field
 //! and why).
 
+mod apikey;
 mod broadcast;
 mod case;
 mod dlq;
@@ -78,6 +79,9 @@ enum Command {
     Setup(setup::SetupArgs),
     /// Declare Herald's JetStream streams (as the provisioning identity).
     Provision,
+    /// Make API keys for systems calling intake over gRPC.
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCommand),
 }
 
 #[derive(Subcommand)]
@@ -227,6 +231,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Case(c) => case::run(&cfg, c).await,
         Command::Setup(a) => setup::setup(&cfg, a),
         Command::Provision => setup::provision(&cfg).await,
+        Command::Apikey(c) => apikey::run(&cfg, c),
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
         Command::Templates => {
             let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)

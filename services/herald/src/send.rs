@@ -1,10 +1,11 @@
 //! `herald send`: build a notification request from flags or a file and
-//! submit it over NATS (or gRPC with `--grpc`).
+//! submit it over NATS (or gRPC with `--grpc`, carrying the calling
+//! system's `--api-key`).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use clap::Args;
-use herald_config::Config;
+use herald_config::{Config, Secret};
 use herald_proto::{
     Message, subjects,
     v1::{
@@ -83,6 +84,16 @@ pub struct SendArgs {
     /// Submit over gRPC to this address (host:port) instead of NATS.
     #[arg(long, value_name = "HOST:PORT")]
     grpc: Option<String>,
+    /// The calling system's API key, sent with `--grpc` (`herald apikey
+    /// create` makes one).
+    #[arg(
+        long,
+        env = "HERALD_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        value_parser = |s: &str| Ok::<_, std::convert::Infallible>(Secret::from(s))
+    )]
+    api_key: Option<Secret>,
     /// Wait until every job is sent or failed, and print the trail.
     #[arg(long)]
     wait: bool,
@@ -305,7 +316,17 @@ pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
                     code: 1,
                     message: format!("cannot reach intake over gRPC at {addr}: {e}"),
                 })?;
-            match client.notify(req.clone()).await {
+            let mut request = tonic::Request::new(req.clone());
+            if let Some(key) = &args.api_key {
+                let value = format!("Bearer {}", key.expose_secret())
+                    .parse()
+                    .map_err(|_| Failure {
+                        code: 2,
+                        message: "--api-key must be printable ASCII".into(),
+                    })?;
+                request.metadata_mut().insert("authorization", value);
+            }
+            match client.notify(request).await {
                 Ok(r) => r.into_inner(),
                 Err(status) => {
                     let code = match status.code() {

@@ -138,7 +138,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     };
 
     let (grpc_addr, grpc_task) = grpc::serve(
-        &cfg.intake.grpc_addr,
+        &cfg.intake,
         intake.clone(),
         service.health.flag("grpc"),
         service.health.clone(),

@@ -32,7 +32,7 @@ use crate::{
 pub(crate) struct Metrics {
     accepted: Family<LaneLabel, Counter>,
     duplicates: Family<LaneLabel, Counter>,
-    rejected: Family<ReasonLabel, Counter>,
+    pub(crate) rejected: Family<ReasonLabel, Counter>,
     latency: Family<LaneLabel, Histogram>,
 }
 

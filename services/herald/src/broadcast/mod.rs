@@ -196,7 +196,7 @@ pub async fn run(cfg: &Config, cmd: BroadcastCommand) -> Result<(), Failure> {
                     "--id {id:?}: letters, digits or - _ : @ + = (no dots or spaces)"
                 )));
             }
-            let (token, hash) = herald_directory::coordinators::new_token();
+            let (token, hash) = herald_directory::coordinators::new_token()?;
             println!("token for {id} (give it to them; Herald keeps only its hash):");
             println!("  {token}");
             println!("add to [broadcast] coordinators in the configuration:");
