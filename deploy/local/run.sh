@@ -98,6 +98,11 @@ export HERALD_BROADCAST_LINK_SECRET
 coordinator_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 coordinator_hash=$(printf '%s' "$coordinator_token" | sha256sum | cut -d' ' -f1)
 export HERALD_BROADCAST_COORDINATORS="[{ id = \"local-coordinator\", token_sha256 = \"$coordinator_hash\" }]"
+# And an API key for one calling system on intake's gRPC port (Herald keeps
+# its SHA-256 only): `herald send --grpc` uses it from run/herald.env.
+grpc_key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+grpc_hash=$(printf '%s' "$grpc_key" | sha256sum | cut -d' ' -f1)
+export HERALD_INTAKE_API_KEYS="[{ system = \"local-system\", key_sha256 = [\"$grpc_hash\"] }]"
 export HERALD_DELIVERY_OUTBOX_DIR="$run/outbox"
 export HERALD_CONTENT_TEMPLATES_DIR="$root/config/templates"
 
@@ -113,6 +118,7 @@ export HERALD_NATS_URL=$HERALD_NATS_URL
 export HERALD_REDIS_URL=$HERALD_REDIS_URL
 export HERALD_CONTENT_TEMPLATES_DIR=$HERALD_CONTENT_TEMPLATES_DIR
 export HERALD_COORDINATOR_TOKEN=$coordinator_token
+export HERALD_API_KEY=$grpc_key
 export PATH="$bin:\$PATH"
 ENV
 for var in HERALD_NATS_CREDENTIALS_DIR HERALD_NATS_TLS_CA_FILE; do

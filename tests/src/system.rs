@@ -89,6 +89,7 @@ struct Service {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     http_addr: std::net::SocketAddr,
+    public_addr: Option<std::net::SocketAddr>,
 }
 
 pub struct TestSystem {
@@ -180,10 +181,11 @@ impl TestSystem {
             .await
             .expect("intake starts");
         self.grpc_addr = running.grpc_addr;
-        let http_addr = running.http_addr;
+        let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         self.intake = Some(Service {
             stop,
             http_addr,
+            public_addr,
             task: tokio::spawn(running.wait()),
         });
     }
@@ -193,11 +195,12 @@ impl TestSystem {
         let running = herald_router::start(self.cfg_for("router"), stop.clone())
             .await
             .expect("router starts");
-        let http_addr = running.http_addr;
+        let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         wait_ready(&running.health).await;
         self.router = Some(Service {
             stop,
             http_addr,
+            public_addr,
             task: tokio::spawn(running.wait()),
         });
     }
@@ -207,11 +210,12 @@ impl TestSystem {
         let running = herald_delivery::start(self.cfg_for("delivery"), stop.clone())
             .await
             .expect("delivery starts");
-        let http_addr = running.http_addr;
+        let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         wait_ready(&running.health).await;
         self.delivery = Some(Service {
             stop,
             http_addr,
+            public_addr,
             task: tokio::spawn(running.wait()),
         });
     }
@@ -231,11 +235,12 @@ impl TestSystem {
             herald_broadcast::start_with_clock(self.cfg_for("broadcast"), stop.clone(), clock)
                 .await
                 .expect("broadcast starts");
-        let http_addr = running.http_addr;
+        let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         wait_ready(&running.health).await;
         self.broadcast = Some(Service {
             stop,
             http_addr,
+            public_addr,
             task: tokio::spawn(running.wait()),
         });
     }
@@ -245,11 +250,12 @@ impl TestSystem {
         let running = herald_sla::start(self.cfg_for("sla"), stop.clone())
             .await
             .expect("sla starts");
-        let http_addr = running.http_addr;
+        let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         wait_ready(&running.health).await;
         self.sla = Some(Service {
             stop,
             http_addr,
+            public_addr,
             task: tokio::spawn(running.wait()),
         });
     }
@@ -259,11 +265,12 @@ impl TestSystem {
         let running = herald_escalation::start(self.cfg_for("escalation"), stop.clone())
             .await
             .expect("escalation starts");
-        let http_addr = running.http_addr;
+        let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         wait_ready(&running.health).await;
         self.escalation = Some(Service {
             stop,
             http_addr,
+            public_addr,
             task: tokio::spawn(running.wait()),
         });
     }
@@ -297,6 +304,17 @@ impl TestSystem {
             other => panic!("no service {other}"),
         };
         svc.as_ref().expect("service running").http_addr
+    }
+
+    /// Where a running service's public endpoints listen, when they have
+    /// a listener of their own.
+    pub fn public_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
+        let svc = match name {
+            "delivery" => &self.delivery,
+            "broadcast" => &self.broadcast,
+            other => panic!("{other} has no public endpoints"),
+        };
+        svc.as_ref().expect("service running").public_addr
     }
 
     /// Waits until nothing is on its way: every message in JetStream has

@@ -27,7 +27,7 @@ async fn queue(redis: &RedisServer, name: &str) -> Timers {
     let cfg = RedisConfig {
         url: redis.url().into(),
         prefix: "t:".into(),
-        credentials_dir: None,
+        ..Default::default()
     };
     let conn = herald_runtime::store::connect(&cfg, &CancellationToken::new())
         .await
@@ -373,7 +373,7 @@ async fn a_stop_waits_for_sends_under_way_and_refuses_later_ones() {
         &RedisConfig {
             url: redis.url().into(),
             prefix: "t:".into(),
-            credentials_dir: None,
+            ..Default::default()
         },
         &CancellationToken::new(),
     )

@@ -2,7 +2,7 @@
 //! unconfirmed recipients are called again, and where confirmations come
 //! back. The key that signs confirmation links is a [`Secret`].
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,13 @@ pub struct BroadcastConfig {
     /// The broadcast service's HTTP port: health, metrics, and the
     /// confirmation endpoints (email link, key press, SMS reply).
     pub http_addr: String,
+    /// Where the confirmation endpoints (email link, key press, SMS reply) listen apart from
+    /// health and metrics (which stay on `http_addr`, open). Unset, they
+    /// share `http_addr`.
+    pub public_addr: Option<String>,
+    /// The certificate and key (PEM) the public listener serves TLS with.
+    pub public_tls_cert_file: Option<PathBuf>,
+    pub public_tls_key_file: Option<PathBuf>,
     /// Public base URL leading to the root of `http_addr`; confirmation
     /// links, the call's key-press action and the SMS reply webhook are
     /// under it, and provider signatures are checked against it.
@@ -60,6 +67,9 @@ impl Default for BroadcastConfig {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:9106".into(),
+            public_addr: None,
+            public_tls_cert_file: None,
+            public_tls_key_file: None,
             public_url: "http://127.0.0.1:9106".into(),
             link_secret: None,
             coordinators: Vec::new(),
@@ -75,8 +85,18 @@ impl Default for BroadcastConfig {
 }
 
 impl BroadcastConfig {
+    /// The public listener's settings.
+    pub fn public(&self) -> crate::PublicListener {
+        crate::PublicListener {
+            addr: self.public_addr.clone(),
+            tls_cert_file: self.public_tls_cert_file.clone(),
+            tls_key_file: self.public_tls_key_file.clone(),
+        }
+    }
+
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         checks::listen_addr("broadcast.http_addr", &self.http_addr, problems);
+        checks::public_listener("broadcast", &self.public(), problems);
         checks::url_scheme(
             "broadcast.public_url",
             &self.public_url,

@@ -53,6 +53,28 @@ pub(crate) fn listen_addr(key: &str, addr: &str, problems: &mut Vec<String>) {
     }
 }
 
+/// The problems of a public listener's settings (`<section>.public_addr`,
+/// `<section>.public_tls_cert_file`, `<section>.public_tls_key_file`).
+pub(crate) fn public_listener(
+    section: &str,
+    listener: &crate::PublicListener,
+    problems: &mut Vec<String>,
+) {
+    if let Some(addr) = &listener.addr {
+        listen_addr(&format!("{section}.public_addr"), addr, problems);
+    }
+    if listener.tls_cert_file.is_some() != listener.tls_key_file.is_some() {
+        problems.push(format!(
+            "`{section}.public_tls_cert_file` and `{section}.public_tls_key_file` go together: set both or neither"
+        ));
+    }
+    if listener.tls_cert_file.is_some() && listener.addr.is_none() {
+        problems.push(format!(
+            "`{section}.public_tls_cert_file` is for the public listener: set `{section}.public_addr` too (health and metrics stay on `{section}.http_addr`)"
+        ));
+    }
+}
+
 /// A problem for each count that is zero.
 pub(crate) fn at_least_one(counts: &[(&str, usize)], problems: &mut Vec<String>) {
     for (key, n) in counts {

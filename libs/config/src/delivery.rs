@@ -12,6 +12,13 @@ use crate::{Secret, checks};
 #[serde(default)]
 pub struct DeliveryConfig {
     pub http_addr: String,
+    /// Where the provider status callbacks listen apart from
+    /// health and metrics (which stay on `http_addr`, open). Unset, they
+    /// share `http_addr`.
+    pub public_addr: Option<String>,
+    /// The certificate and key (PEM) the public listener serves TLS with.
+    pub public_tls_cert_file: Option<PathBuf>,
+    pub public_tls_key_file: Option<PathBuf>,
     /// Jobs sent at once per lane.
     pub concurrency: usize,
     /// Where messages go when a channel has no endpoint configured.
@@ -79,6 +86,9 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:9103".into(),
+            public_addr: None,
+            public_tls_cert_file: None,
+            public_tls_key_file: None,
             concurrency: 256,
             outbox_dir: PathBuf::from("run/outbox"),
             smtp_url: None,
@@ -113,10 +123,20 @@ impl Default for DeliveryConfig {
 }
 
 impl DeliveryConfig {
+    /// The public listener's settings.
+    pub fn public(&self) -> crate::PublicListener {
+        crate::PublicListener {
+            addr: self.public_addr.clone(),
+            tls_cert_file: self.public_tls_cert_file.clone(),
+            tls_key_file: self.public_tls_key_file.clone(),
+        }
+    }
+
     /// Endpoints, and the retry, time-limit and rate-limit settings that
     /// would make delivery drop work or never stop retrying.
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         checks::listen_addr("delivery.http_addr", &self.http_addr, problems);
+        checks::public_listener("delivery", &self.public(), problems);
         if let Some(url) = &self.smtp_url {
             checks::secret_url_scheme("delivery.smtp_url", url, &["smtp", "smtps"], problems);
         }

@@ -41,6 +41,16 @@ pub use nats::{NatsConfig, seed_path};
 pub use redis::{RedisConfig, redis_password_path};
 pub use router::RouterConfig;
 pub use secret::Secret;
+
+/// Where a service's public endpoints (provider callbacks, confirmation
+/// links) listen when they are not on its health-and-metrics port, and
+/// the TLS certificate they are served with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicListener {
+    pub addr: Option<String>,
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
+}
 pub use sla::SlaConfig;
 pub use telemetry::{LogFormat, TelemetryConfig};
 

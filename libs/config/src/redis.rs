@@ -22,6 +22,9 @@ pub struct RedisConfig {
     /// whatever user the URL names; the command line and tools use the
     /// URL as it is.
     pub credentials_dir: Option<PathBuf>,
+    /// The certificate authority that signed the Redis server's
+    /// certificate, for a `rediss://` URL (unset: the system's roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -30,6 +33,7 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: "herald:".into(),
             credentials_dir: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -42,6 +46,12 @@ impl RedisConfig {
             &["redis", "rediss", "unix"],
             problems,
         );
+        if self.tls_ca_file.is_some() && !self.url.expose_secret().starts_with("rediss://") {
+            problems.push(
+                "`redis.tls_ca_file` is for a TLS connection: the URL must start with rediss://"
+                    .into(),
+            );
+        }
     }
 }
 

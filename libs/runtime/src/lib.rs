@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod pii;
 pub mod priority;
+pub mod public;
 pub mod query;
 pub mod retry;
 pub mod serve;

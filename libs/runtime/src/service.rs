@@ -38,6 +38,7 @@ pub struct ServiceBuilder {
     queues: Vec<Queue>,
     queue_poll: Duration,
     routes: Option<Router>,
+    public: Option<(herald_config::PublicListener, Router)>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -69,6 +70,7 @@ impl ServiceBuilder {
             queues: Vec::new(),
             queue_poll: cfg.telemetry.queue_poll_interval,
             routes: None,
+            public: None,
             tasks: Vec::new(),
         })
     }
@@ -107,6 +109,18 @@ impl ServiceBuilder {
     /// Streams and consumers whose depth and lag the service reports.
     pub fn watch(&mut self, queues: impl IntoIterator<Item = Queue>) {
         self.queues.extend(queues);
+    }
+
+    /// The endpoints strangers reach (provider callbacks, confirmation
+    /// links): on a listener of their own, with TLS when configured, if
+    /// `listener` names an address; else on the HTTP port beside health
+    /// and metrics.
+    pub fn public_routes(&mut self, listener: herald_config::PublicListener, routes: Router) {
+        if listener.addr.is_some() {
+            self.public = Some((listener, routes));
+        } else {
+            self.routes(routes);
+        }
     }
 
     /// More routes on the service's HTTP port (beside health and metrics).
@@ -215,6 +229,20 @@ impl ServiceBuilder {
             self.shutdown.clone(),
         )
         .await?;
+        let public_addr = match self.public.take() {
+            Some((listener, routes)) => {
+                let addr = listener.addr.clone().unwrap_or_default();
+                let (bound, task) =
+                    crate::public::serve(&addr, &listener, routes, self.shutdown.clone()).await?;
+                self.tasks.push(tokio::spawn(async move {
+                    let _ = task.await;
+                    Ok(())
+                }));
+                info!(%bound, tls = listener.tls_cert_file.is_some(), "public endpoints listening");
+                Some(bound)
+            }
+            None => None,
+        };
         self.bus.client.flush().await?;
         info!(%http_addr, "{} ready", self.name);
         let (tasks, bus) = (self.tasks, self.bus);
@@ -232,6 +260,7 @@ impl ServiceBuilder {
         });
         Ok(Running {
             http_addr,
+            public_addr,
             health: self.health,
             task,
         })
@@ -258,6 +287,8 @@ where
 pub struct Running {
     /// Health, readiness and metrics (and any routes the service adds).
     pub http_addr: SocketAddr,
+    /// The public endpoints' own listener, when they have one.
+    pub public_addr: Option<SocketAddr>,
     pub health: Health,
     task: JoinHandle<anyhow::Result<()>>,
 }

@@ -49,7 +49,22 @@ pub async fn connect_as(
             .set_password(password.trim());
         info = info.set_redis_settings(settings);
     }
-    let client = redis::Client::open(info).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+    let client = match &cfg.tls_ca_file {
+        // TLS checked against the deployment's own CA.
+        Some(ca) => {
+            let root = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("reading redis.tls_ca_file {}: {e}", ca.display()))?;
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            )
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(5)))

@@ -141,7 +141,7 @@ pub async fn start_with_clock(
         Queue::consumer(subjects::STREAM_BROADCAST, COMMANDS),
         Queue::consumer(subjects::STREAM_STATUS, STATUSES),
     ]);
-    service.routes(confirm::routes(broadcasts.clone()));
+    service.public_routes(cfg.broadcast.public(), confirm::routes(broadcasts.clone()));
     let commands = ConsumerSpec {
         stream: subjects::STREAM_BROADCAST.into(),
         durable: COMMANDS.into(),

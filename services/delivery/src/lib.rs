@@ -153,7 +153,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let cancellations = cancellations.clone();
         async move { stop::from_stream(&cancellations, msg).await }
     });
-    service.routes(status::routes(delivery.clone()));
+    service.public_routes(cfg.delivery.public(), status::routes(delivery.clone()));
     for lane in Lane::ALL {
         let durable = format!("delivery-{}", lane.name());
         service.watch([Queue::consumer(subjects::delivery_stream(lane), &durable)]);

@@ -201,6 +201,8 @@ async fn replay(bus: &Bus, auditor: &Auditor, actor: &str, l: &Letter) -> Result
             contact_id: job.contact_id.clone(),
             lane,
             actor: Some(actor.to_string()),
+            // The identity the server let publish the replay.
+            caller: bus.identity.clone(),
             record_id: Some(format!("{}-replayed", job.job_id)),
             ..Entry::new(
                 AuditStep::Replayed,

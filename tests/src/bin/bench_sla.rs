@@ -223,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
             &herald_config::RedisConfig {
                 url: redis.url().into(),
                 prefix: "herald:".into(),
-                credentials_dir: None,
+                ..Default::default()
             },
             &CancellationToken::new(),
         )
