@@ -51,6 +51,22 @@ fn kill(child: &mut Option<Child>) {
     }
 }
 
+/// A deployment's credentials and certificates as `herald setup` writes
+/// them, in a folder of their own that lasts as long as the `TempDir`.
+pub fn deployment() -> (TempDir, herald_setup::Layout) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layout = herald_setup::Layout::new(dir.path().join("secrets"));
+    herald_setup::write(
+        &layout,
+        &herald_setup::Options {
+            redis_prefix: herald_config::RedisConfig::default().prefix,
+            ..Default::default()
+        },
+    )
+    .expect("the deployment's credentials");
+    (dir, layout)
+}
+
 /// A nats-server with JetStream on file storage, run with the
 /// credentials and configuration `herald setup` writes (`herald_setup`):
 /// TLS with the deployment's own CA, every service and role an nkey user

@@ -16,16 +16,7 @@ const SECRET: &str = "provider-secret";
 
 #[tokio::test]
 async fn provider_callbacks_are_served_over_tls_apart_from_health_and_metrics() {
-    let certs = tempfile::tempdir().unwrap();
-    let layout = herald_setup::Layout::new(certs.path().join("secrets"));
-    herald_setup::write(
-        &layout,
-        &herald_setup::Options {
-            redis_prefix: "herald:".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (_certs, layout) = herald_testkit::servers::deployment();
     let (cert, key, ca) = (layout.tls_cert(), layout.tls_key(), layout.tls_ca());
     let sys = TestSystem::start_with(move |cfg| {
         cfg.delivery.status_callback_base = Some(PUBLIC.into());

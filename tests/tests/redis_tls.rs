@@ -41,16 +41,7 @@ async fn connect(
 #[tokio::test]
 async fn a_service_reaches_redis_over_tls_checked_against_the_deployment_s_ca() {
     herald_runtime::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let layout = herald_setup::Layout::new(dir.path().join("secrets"));
-    herald_setup::write(
-        &layout,
-        &herald_setup::Options {
-            redis_prefix: "herald:".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (dir, layout) = herald_testkit::servers::deployment();
     let port = free_port();
     let _server = Killed(
         Command::new(find_binary("redis-server"))
