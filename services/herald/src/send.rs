@@ -94,6 +94,11 @@ pub struct SendArgs {
         value_parser = |s: &str| Ok::<_, std::convert::Infallible>(Secret::from(s))
     )]
     api_key: Option<Secret>,
+    /// With `--grpc`: talk TLS to intake, checking its certificate against
+    /// this CA (PEM); the address's host must be a name the certificate
+    /// holds.
+    #[arg(long, env = "HERALD_GRPC_CA_FILE", value_name = "FILE")]
+    grpc_ca: Option<PathBuf>,
     /// Wait until every job is sent or failed, and print the trail.
     #[arg(long)]
     wait: bool,
@@ -310,12 +315,7 @@ pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
     };
     let reply: IntakeReply = match &args.grpc {
         Some(addr) => {
-            let mut client = IntakeClient::connect(format!("http://{addr}"))
-                .await
-                .map_err(|e| Failure {
-                    code: 1,
-                    message: format!("cannot reach intake over gRPC at {addr}: {e}"),
-                })?;
+            let mut client = IntakeClient::new(grpc_channel(addr, args.grpc_ca.as_deref()).await?);
             let mut request = tonic::Request::new(req.clone());
             if let Some(key) = &args.api_key {
                 let value = format!("Bearer {}", key.expose_secret())
@@ -378,6 +378,37 @@ pub async fn ask_intake<Req: Message, Rep: Message + Default>(
     req: &Req,
 ) -> Result<Rep, Failure> {
     ask(cfg, subject, req, "intake").await
+}
+
+/// A gRPC channel to intake at `addr`: TLS checked against `ca` when
+/// given, else plain.
+async fn grpc_channel(
+    addr: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<tonic::transport::Channel, Failure> {
+    let unreachable = |e: &dyn std::fmt::Display| Failure {
+        code: 1,
+        message: format!("cannot reach intake over gRPC at {addr}: {e}"),
+    };
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| Failure {
+            code: 2,
+            message: format!("--grpc {addr:?}: {e}"),
+        })?;
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| Failure {
+            code: 2,
+            message: format!("--grpc-ca {}: {e}", ca.display()),
+        })?;
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            )
+            .map_err(|e| unreachable(&e))?;
+    }
+    endpoint.connect().await.map_err(|e| unreachable(&e))
 }
 
 /// The role a request needs.

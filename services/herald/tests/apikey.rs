@@ -119,3 +119,44 @@ fn a_system_name_the_trail_could_not_record_is_refused() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_send_reaches_a_tls_only_grpc_port_when_given_its_ca() {
+    let (_certs, layout) = herald_testkit::servers::deployment();
+    let key = "tls-test-key-0123456789";
+    let (cert, tls_key) = (layout.tls_cert(), layout.tls_key());
+    let sys = TestSystem::start_with(move |cfg| {
+        cfg.intake.api_keys.push(SystemKeys {
+            system: "crm".into(),
+            key_sha256: vec![sha256_hex(key)],
+        });
+        cfg.intake.grpc_tls_cert_file = Some(cert);
+        cfg.intake.grpc_tls_key_file = Some(tls_key);
+    })
+    .await;
+    sys.add_contacts(&[contact("ivy", Some("ivy@example.org"), None, "email")])
+        .await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let addr = sys.grpc_addr.to_string();
+    let ca = layout.tls_ca().display().to_string();
+    let mut args = vec![
+        "send",
+        "--grpc",
+        &addr,
+        "--to",
+        "ivy",
+        "--template",
+        "inquiry_received",
+        "--param",
+        "reference=INQ-TLS",
+        "--api-key",
+        key,
+    ];
+    // Without the CA, plain text to a TLS port gets nowhere.
+    let plain = herald.run(&args);
+    assert!(!plain.status.success(), "{}", stdout(&plain));
+    args.extend(["--grpc-ca", &ca]);
+    let out = herald.run(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    sys.smtp.wait_for(1, Duration::from_secs(20)).await;
+}
