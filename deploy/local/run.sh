@@ -59,7 +59,9 @@ trap cleanup INT TERM EXIT
 if [ -z "${HERALD_NATS_URL:-}" ]; then
   nats_port=$(free_port 14222)
   # JetStream and its store are in the configuration herald setup wrote.
-  nats-server -c "$run/secrets/nats-server.conf" -a 127.0.0.1 -p "$nats_port" \
+  nats_bin=nats-server
+  [ -x "$root/tools/bin/nats-server" ] && nats_bin="$root/tools/bin/nats-server"
+  "$nats_bin" -c "$run/secrets/nats-server.conf" -a 127.0.0.1 -p "$nats_port" \
     -l "$run/logs/nats.log" &
   pids+=($!)
   export HERALD_NATS_URL="nats://127.0.0.1:$nats_port"

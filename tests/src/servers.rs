@@ -19,14 +19,22 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Finds a server binary on PATH or in the usual Debian places.
+/// Finds a server binary: `HERALD_KIT_<NAME>_BIN` (not `HERALD_<SECTION>_…`,
+/// which Herald reads as configuration), else the project's own
+/// `tools/bin` (where `make deps` puts the current nats-server), else PATH
+/// and the usual Debian places.
 pub fn find_binary(name: &str) -> PathBuf {
-    let env_key = format!("HERALD_{}_BIN", name.to_ascii_uppercase().replace('-', "_"));
+    let env_key = format!(
+        "HERALD_KIT_{}_BIN",
+        name.to_ascii_uppercase().replace('-', "_")
+    );
     if let Some(p) = std::env::var_os(&env_key) {
         return PathBuf::from(p);
     }
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin");
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    std::iter::once(tools)
+        .chain(std::env::split_paths(&path))
         .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())

@@ -184,6 +184,14 @@ async fn an_acknowledgement_between_levels_stops_the_next_level() {
     sys.smtp
         .wait_for_mail_to("kim@staff.example.org", &reference, Duration::from_secs(10))
         .await;
+    // The team lead acknowledges once Herald says the case is with them
+    // (as `herald case show` would): the mail is sent a moment before
+    // escalation has stored its new level.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while escalation_view(&sys, case).await.level < 2 {
+        assert!(Instant::now() < deadline, "the case never reached level 2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let ack = event(case, "ack-1", CaseEventKind::Acknowledged);
     let ack = herald_proto::v1::CaseEvent {
         actor: "tl-kim".into(),
