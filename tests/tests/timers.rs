@@ -3,8 +3,6 @@
 //! cancelled ones behave. And cancel keys: a cancelled notification never
 //! reaches the provider.
 
-mod support;
-
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -19,8 +17,7 @@ use herald_proto::{
     v1::{AuditStep, CancelReply, CancelRequest, cancel_reply},
 };
 use herald_runtime::clock::{Clock, ManualClock, SystemClock};
-use herald_testkit::{TestSystem, fixtures::contact, servers::RedisServer};
-use support::*;
+use herald_testkit::{TestSystem, fixtures::contact, servers::RedisServer, wait::until};
 use tokio_util::sync::CancellationToken;
 
 async fn queue(redis: &RedisServer, name: &str) -> Timers {
