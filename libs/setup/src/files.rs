@@ -1,7 +1,7 @@
 //! Files only their owner may read, written whole or not at all.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::Path,
 };
@@ -37,13 +37,4 @@ pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), SetupError> {
         .and_then(|()| f.sync_all())
         .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// `bytes` random bytes from the kernel, in hex.
-pub(crate) fn random_hex(bytes: usize) -> Result<String, SetupError> {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| SetupError::Io(format!("reading /dev/urandom: {e}")))?;
-    Ok(hex::encode(buf))
 }

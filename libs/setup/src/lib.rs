@@ -28,9 +28,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use herald_directory::credentials::{new_secret, sha256_hex};
 use herald_proto::access::{self, Identity, Role, ServerUser};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use files::{make_private_dir, write_private};
 
@@ -247,14 +247,16 @@ fn write_redis_acl(layout: &Layout, prefix: &str) -> Result<(), SetupError> {
         let password = match std::fs::read_to_string(&path) {
             Ok(p) if !p.trim().is_empty() => p.trim().to_string(),
             _ => {
-                let p = files::random_hex(24)?;
+                let (p, _) = new_secret().map_err(|e| {
+                    SetupError::Io(format!("the operating system's random generator: {e}"))
+                })?;
                 write_private(&path, &p)?;
                 p
             }
         };
         acl.push(format!(
             "user {service} on #{} {}",
-            hex::encode(Sha256::digest(password.as_bytes())),
+            sha256_hex(&password),
             herald_proto::keyspace::acl_rules(service, prefix)
         ));
     }

@@ -32,9 +32,10 @@ impl Bus {
                 cfg.url
             );
         }
+        let seed = read_seed(cfg, identity)?;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            let opts = options(cfg, identity)?;
+            let opts = options(cfg, identity, seed.clone());
             match opts.connect(cfg.url.as_str()).await {
                 Ok(client) => {
                     let js = jetstream::ContextBuilder::new()
@@ -76,8 +77,22 @@ impl Bus {
     }
 }
 
+/// The nkey seed of `identity`, if the configuration names one.
+fn read_seed(cfg: &NatsConfig, identity: &str) -> anyhow::Result<Option<String>> {
+    let Some(path) = cfg.seed_file(identity) else {
+        return Ok(None);
+    };
+    let seed = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading the NATS key of {identity:?} from {} (herald setup writes it)",
+            path.display()
+        )
+    })?;
+    Ok(Some(seed.trim().to_string()))
+}
+
 /// The connection options of `identity`: its name, its key, its inbox, TLS.
-pub fn options(cfg: &NatsConfig, identity: &str) -> anyhow::Result<async_nats::ConnectOptions> {
+fn options(cfg: &NatsConfig, identity: &str, seed: Option<String>) -> async_nats::ConnectOptions {
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("herald-{identity}"))
         .custom_inbox_prefix(access::inbox_prefix(identity))
@@ -88,14 +103,8 @@ pub fn options(cfg: &NatsConfig, identity: &str) -> anyhow::Result<async_nats::C
             Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
                 .nth(u32::try_from(attempts).unwrap_or(u32::MAX))
         });
-    if let Some(path) = cfg.seed_file(identity) {
-        let seed = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading the NATS key of {identity:?} from {} (herald setup writes it)",
-                path.display()
-            )
-        })?;
-        opts = opts.nkey(seed.trim().to_string());
+    if let Some(seed) = seed {
+        opts = opts.nkey(seed);
     }
     if let Some(ca) = &cfg.tls_ca_file {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
@@ -103,5 +112,5 @@ pub fn options(cfg: &NatsConfig, identity: &str) -> anyhow::Result<async_nats::C
     if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
         opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
-    Ok(opts)
+    opts
 }

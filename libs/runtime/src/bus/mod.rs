@@ -16,7 +16,6 @@ use herald_config::NatsConfig;
 
 /// Span helpers handlers use on each message (they live with telemetry).
 pub use crate::telemetry::spans::{in_span, process_span, publish_span};
-pub use connect::options;
 pub use consume::{
     ConsumerSpec, Disposition, Gate, bind_consumer, consume, consume_gated, delivery_count, settle,
 };
