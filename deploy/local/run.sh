@@ -80,6 +80,8 @@ fi
 
 export HERALD_INTAKE_GRPC_ADDR="127.0.0.1:$(free_port 50051)"
 export HERALD_INTAKE_HTTP_ADDR="127.0.0.1:$(free_port 19101)"
+# The HTTP/JSON API on a listener of its own, apart from health and metrics.
+export HERALD_INTAKE_PUBLIC_ADDR="127.0.0.1:$(free_port 18080)"
 export HERALD_ROUTER_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_INTAKE_HTTP_ADDR##*:} + 1 )))"
 export HERALD_DELIVERY_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ROUTER_HTTP_ADDR##*:} + 1 )))"
 export HERALD_SLA_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_DELIVERY_HTTP_ADDR##*:} + 1 )))"
@@ -100,8 +102,9 @@ export HERALD_BROADCAST_LINK_SECRET
 coordinator_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 coordinator_hash=$(printf '%s' "$coordinator_token" | sha256sum | cut -d' ' -f1)
 export HERALD_BROADCAST_COORDINATORS="[{ id = \"local-coordinator\", token_sha256 = \"$coordinator_hash\" }]"
-# And an API key for one calling system on intake's gRPC port (Herald keeps
-# its SHA-256 only): `herald send --grpc` uses it from run/herald.env.
+# And an API key for one calling system on intake's gRPC and HTTP ports
+# (Herald keeps its SHA-256 only): `herald send --grpc` and the curl example
+# use it from run/herald.env.
 grpc_key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 grpc_hash=$(printf '%s' "$grpc_key" | sha256sum | cut -d' ' -f1)
 export HERALD_INTAKE_API_KEYS="[{ system = \"local-system\", key_sha256 = [\"$grpc_hash\"] }]"
@@ -121,6 +124,7 @@ export HERALD_REDIS_URL=$HERALD_REDIS_URL
 export HERALD_CONTENT_TEMPLATES_DIR=$HERALD_CONTENT_TEMPLATES_DIR
 export HERALD_COORDINATOR_TOKEN=$coordinator_token
 export HERALD_API_KEY=$grpc_key
+export HERALD_API_URL=http://$HERALD_INTAKE_PUBLIC_ADDR
 export PATH="$bin:\$PATH"
 ENV
 for var in HERALD_NATS_CREDENTIALS_DIR HERALD_NATS_TLS_CA_FILE; do
@@ -145,7 +149,7 @@ for pair in intake:$HERALD_INTAKE_HTTP_ADDR router:$HERALD_ROUTER_HTTP_ADDR deli
     exit 1
   fi
 done
-echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR), router, delivery, sla, escalation, broadcast; logs in run/logs/"
+echo "Herald is up: intake (gRPC $HERALD_INTAKE_GRPC_ADDR, HTTP http://$HERALD_INTAKE_PUBLIC_ADDR), router, delivery, sla, escalation, broadcast; logs in run/logs/"
 echo "every process connects with its own credential (run/secrets; see run/logs/setup.log)"
 
 "$bin/herald" contacts import config/contacts.example.yaml
@@ -161,6 +165,17 @@ echo "------------------------------------------------------------------------"
 cat "$latest"
 echo
 echo "------------------------------------------------------------------------"
+http_request='{"idempotencyKey":"make-run-http-'"$(date +%s)"'","communicationType":"COMMUNICATION_TYPE_INITIAL_INQUIRY","recipients":[{"contactId":"alice"}],"templateId":"inquiry_received","params":{"reference":"INQ-1003"}}'
+if command -v curl >/dev/null; then
+  echo "and one as another system sends it, JSON over HTTP with its API key:"
+  echo "  curl -H \"Authorization: Bearer \$HERALD_API_KEY\" -H 'Content-Type: application/json' \\"
+  echo "       -d '$http_request' http://$HERALD_INTAKE_PUBLIC_ADDR/v1/notifications"
+  curl -sS -H "Authorization: Bearer $grpc_key" -H 'Content-Type: application/json' \
+    -d "$http_request" "http://$HERALD_INTAKE_PUBLIC_ADDR/v1/notifications"
+  echo
+  echo "(the API is described at http://$HERALD_INTAKE_PUBLIC_ADDR/openapi.json)"
+  echo "------------------------------------------------------------------------"
+fi
 case_id="DEMO-$(date +%s)"
 echo "opening a case (an email inquiry from Alice) and showing its clock:"
 echo "  herald case open $case_id --client alice --channel email --team support --staff fl-sam --reference INQ-1001"

@@ -31,6 +31,9 @@ pub const COORDINATOR_TOKEN: &str = "anna-coordinator-test-token";
 /// The system every test system lets call intake over gRPC, and its key.
 pub const GRPC_CLIENT: &str = "grpc-client";
 pub const GRPC_KEY: &str = "grpc-client-test-key-5b0e";
+/// The HTTP API key of the system `publisher`, the name the kit's NATS
+/// publisher has too: over either door it is the same caller.
+pub const PUBLISHER_API_KEY: &str = "publisher-test-key-7d21";
 /// Where the broadcast service's confirmation links say they lead; tests
 /// send the requests to its real address and sign with this one.
 pub const PUBLIC_URL: &str = "https://herald.test/bc";
@@ -78,10 +81,16 @@ pub fn config(
         id: COORDINATOR.into(),
         token_sha256: herald_directory::coordinators::token_sha256(COORDINATOR_TOKEN),
     }];
-    cfg.intake.api_keys = vec![SystemKeys {
-        system: GRPC_CLIENT.into(),
-        key_sha256: vec![herald_directory::credentials::sha256_hex(GRPC_KEY)],
-    }];
+    cfg.intake.api_keys = vec![
+        SystemKeys {
+            system: GRPC_CLIENT.into(),
+            key_sha256: vec![herald_directory::credentials::sha256_hex(GRPC_KEY)],
+        },
+        SystemKeys {
+            system: crate::servers::PUBLISHER.into(),
+            key_sha256: vec![herald_directory::credentials::sha256_hex(PUBLISHER_API_KEY)],
+        },
+    ];
     cfg
 }
 

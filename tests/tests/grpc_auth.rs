@@ -226,7 +226,7 @@ async fn with_no_keys_configured_every_call_is_refused_but_health_and_reflection
         .unwrap()
         .into_inner();
     assert_eq!(health.status(), ServingStatus::Serving);
-    let mut responses = ServerReflectionClient::new(channel)
+    let mut responses = ServerReflectionClient::new(channel.clone())
         .server_reflection_info(tokio_stream::once(ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
@@ -244,6 +244,33 @@ async fn with_no_keys_configured_every_call_is_refused_but_health_and_reflection
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"herald.v1.Intake"), "{names:?}");
+
+    // Clients that still speak the older v1alpha reflection are answered
+    // too, and are shown the v1alpha service beside v1.
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut responses = ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::once(ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            }))
+            .await
+            .expect("v1alpha reflection answers")
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = responses
+            .message()
+            .await
+            .unwrap()
+            .and_then(|r| r.message_response)
+        else {
+            panic!("v1alpha reflection did not list the services")
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"herald.v1.Intake"), "{names:?}");
+    }
 
     only_the_marker_arrives(&sys, "marker-2").await;
 }

@@ -1,4 +1,4 @@
-//! The `[intake]` section: the gRPC front door's listeners, who may call
+//! The `[intake]` section: the gRPC and HTTP front doors' listeners, who may call
 //! it (API keys per calling system, stored as hashes), its TLS, and the
 //! limits it holds every request to.
 
@@ -13,8 +13,16 @@ use crate::checks;
 pub struct IntakeConfig {
     /// gRPC listener (tonic, with reflection and health).
     pub grpc_addr: String,
-    /// Health and metrics listener.
+    /// Health and metrics listener; the HTTP API's too unless
+    /// `public_addr` is set.
     pub http_addr: String,
+    /// A listener of its own for the HTTP API (`/v1/...`,
+    /// `/openapi.json`), apart from health and metrics.
+    pub public_addr: Option<String>,
+    /// The certificate and key (PEM) the HTTP API's own listener serves
+    /// TLS with.
+    pub public_tls_cert_file: Option<PathBuf>,
+    pub public_tls_key_file: Option<PathBuf>,
     /// Largest encoded request accepted, in bytes.
     pub max_payload_bytes: usize,
     pub max_recipients: usize,
@@ -23,8 +31,8 @@ pub struct IntakeConfig {
     pub idempotency_ttl: Duration,
     /// Requests handled at once per lane.
     pub concurrency: usize,
-    /// The systems that may call the gRPC API, each with the SHA-256 of
-    /// its keys. Empty, every gRPC request is refused. A system has
+    /// The systems that may call the gRPC and HTTP APIs, each with the
+    /// SHA-256 of its keys. Empty, every such request is refused. A system has
     /// several keys while one is rotated.
     pub api_keys: Vec<SystemKeys>,
     /// Certificate chain and private key (PEM) the gRPC listener serves
@@ -47,6 +55,9 @@ impl Default for IntakeConfig {
         Self {
             grpc_addr: "127.0.0.1:50051".into(),
             http_addr: "127.0.0.1:9101".into(),
+            public_addr: None,
+            public_tls_cert_file: None,
+            public_tls_key_file: None,
             max_payload_bytes: 64 * 1024,
             max_recipients: 1000,
             idempotency_ttl: Duration::from_secs(24 * 3600),
@@ -59,9 +70,19 @@ impl Default for IntakeConfig {
 }
 
 impl IntakeConfig {
+    /// Where the HTTP API listens, and with which certificate.
+    pub fn public(&self) -> crate::PublicListener {
+        crate::PublicListener {
+            addr: self.public_addr.clone(),
+            tls_cert_file: self.public_tls_cert_file.clone(),
+            tls_key_file: self.public_tls_key_file.clone(),
+        }
+    }
+
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         checks::listen_addr("intake.grpc_addr", &self.grpc_addr, problems);
         checks::listen_addr("intake.http_addr", &self.http_addr, problems);
+        checks::public_listener("intake", &self.public(), problems);
         checks::at_least_one(
             &[
                 ("intake.concurrency", self.concurrency),

@@ -293,7 +293,9 @@ fn service(name: &str, p: &mut Permissions) {
                 p.publish(subjects::notify_accepted(lane))
                     .looks_at(subjects::notify_stream(lane));
             }
-            p.publish(subjects::case_events_all())
+            // Callers read their own notifications' trails over HTTP.
+            p.browses(subjects::STREAM_AUDIT)
+                .publish(subjects::case_events_all())
                 .publish(subjects::BROADCAST_COMMANDS)
                 .looks_at(subjects::STREAM_BROADCAST)
                 .publish(subjects::BROADCAST_STATUS);

@@ -48,7 +48,9 @@ fn create(cfg: &Config, system: &str) -> Result<(), Failure> {
         .unwrap_or_default();
     println!("API key for {system} (shown only now; Herald keeps only its hash):");
     println!("  {key}");
-    println!("{system} sends it with every gRPC call as metadata `authorization: Bearer <key>`.");
+    println!(
+        "{system} sends it with every gRPC or HTTP call as `authorization: Bearer <key>` (gRPC metadata or HTTP header)."
+    );
     println!();
     println!("In the configuration file, under [intake] api_keys:");
     println!("  {entry}");

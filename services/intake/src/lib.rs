@@ -2,7 +2,8 @@
 //!
 //! Requests arrive by NATS request/reply (`herald.v1.intake.notify`, and
 //! `herald.v1.emergency.intake.notify` for the emergency lane, each served by
-//! its own workers) or by gRPC (`herald.v1.Intake/Notify`). Each is checked
+//! its own workers), by gRPC (`herald.v1.Intake/Notify`) or as JSON over
+//! HTTP (`POST /v1/notifications`, see [`http`]). Each is checked
 //! field by field, deduplicated by idempotency key, and written to the
 //! notifications stream of its lane; only once JetStream confirms the write
 //! does the caller hear "accepted".
@@ -13,6 +14,8 @@ mod cases;
 pub mod dedupe;
 mod directory;
 mod grpc;
+mod http;
+mod keys;
 mod notify;
 pub mod validate;
 
@@ -137,6 +140,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         broadcasts: desk.clone(),
     };
 
+    service.public_routes(
+        cfg.intake.public(),
+        http::routes(intake.clone(), &cfg.intake)?,
+    );
     let (grpc_addr, grpc_task) = grpc::serve(
         &cfg.intake,
         intake.clone(),

@@ -67,7 +67,7 @@ pub(crate) struct Cases {
     /// provider before answering.
     stop_wait: Duration,
     accepted: Family<KindLabel, Counter>,
-    rejected: Family<ReasonLabel, Counter>,
+    pub(crate) rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Cases {
