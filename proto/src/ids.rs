@@ -11,6 +11,15 @@ pub fn record_id() -> String {
     format!("aud_{}", ulid::Ulid::new())
 }
 
+/// A case an integration opens for an alert: `inc-<integration>-<ulid>`,
+/// lower case, within what a case id may be.
+pub fn incident_case_id(integration: &str) -> String {
+    format!(
+        "inc-{integration}-{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
+}
+
 /// A delivery job id is derived, never random: routing the same
 /// notification twice yields the same jobs, which delivery then sends once.
 pub fn job_id(notification_id: &str, recipient_index: usize, channel: Channel) -> String {

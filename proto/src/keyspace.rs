@@ -37,7 +37,7 @@ pub const INTAKE: Keyspace = Keyspace {
     name: "intake",
     owner: "intake",
     readers: &[],
-    holds: "idempotency keys, whether each case is open, broadcast start claims",
+    holds: "idempotency keys, whether each case is open, broadcast start claims, the case each integration's alert has",
 };
 
 pub const DELIVERY: Keyspace = Keyspace {

@@ -17,7 +17,9 @@
 //! | [`deploy`] | the files under `deploy/`, parsed |
 //! | [`cli`] | the `herald` command line run against a test system |
 //! | [`grpc`] | intake's gRPC API with an API key (or without), plain or over TLS with a test CA |
+//! | [`alertmanager`] | a real Alertmanager whose webhook receiver is Herald |
 
+pub mod alertmanager;
 pub mod benchkit;
 pub mod cases;
 pub mod chaos;

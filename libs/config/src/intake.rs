@@ -39,6 +39,9 @@ pub struct IntakeConfig {
     /// TLS with. Set, it speaks only TLS; unset, plain HTTP/2.
     pub grpc_tls_cert_file: Option<PathBuf>,
     pub grpc_tls_key_file: Option<PathBuf>,
+    /// Monitoring and incident tools whose own webhooks open cases (see
+    /// [`crate::Integration`]).
+    pub integrations: Vec<crate::Integration>,
 }
 
 /// One calling system and the SHA-256 (lower-case hex) of each key it may
@@ -65,6 +68,7 @@ impl Default for IntakeConfig {
             api_keys: Vec::new(),
             grpc_tls_cert_file: None,
             grpc_tls_key_file: None,
+            integrations: Vec::new(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl IntakeConfig {
             problems,
         );
         self.validate_api_keys(problems);
+        crate::integrations::validate(&self.integrations, problems);
         // Whether the files can be read is checked by intake when it
         // starts: every service loads this configuration, and only
         // intake's host needs to hold them.
@@ -141,7 +146,7 @@ impl IntakeConfig {
     }
 }
 
-fn is_sha256_hex(s: &str) -> bool {
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

@@ -54,7 +54,7 @@ impl ApiKeys {
 
 /// The key of an `authorization` value `Bearer <key>` (the scheme in any
 /// case, as HTTP allows).
-fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, key) = value.trim().split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)

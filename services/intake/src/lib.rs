@@ -15,6 +15,7 @@ pub mod dedupe;
 mod directory;
 mod grpc;
 mod http;
+mod integrations;
 mod keys;
 mod notify;
 pub mod validate;
@@ -61,6 +62,8 @@ pub(crate) struct Intake {
     /// Broadcast requests and the breach protocol.
     broadcasts: broadcasts::Desk,
     cases: cases::Cases,
+    /// Alertmanager and PagerDuty-shaped tools, and their alerts' cases.
+    integrations: integrations::Integrations,
 }
 
 /// A started intake: its gRPC listener beside what every service has.
@@ -124,7 +127,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         cfg.delivery.attempt_timeout + Duration::from_secs(10),
         &mut service.registry,
     );
+    let integrations =
+        integrations::Integrations::new(&cfg.intake, redis.clone(), &cfg.redis.prefix);
+    integrations.check_templates(&templates)?;
     let intake = Intake {
+        integrations,
         cases,
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         dedupe,

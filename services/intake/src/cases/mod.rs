@@ -51,7 +51,8 @@ use crate::{
 };
 
 use check::check;
-use status::{Status, allowed};
+pub(crate) use status::Status;
+use status::allowed;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct KindLabel {

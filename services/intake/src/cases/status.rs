@@ -10,7 +10,7 @@ use crate::validate::reject;
 
 /// Where a case stands, as far as events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Status {
+pub(crate) enum Status {
     Unknown,
     Open,
     Resolved,
@@ -21,7 +21,7 @@ impl Cases {
         format!("{}case:{case_id}", self.prefix)
     }
 
-    pub(super) async fn status(&self, case_id: &str) -> redis::RedisResult<Status> {
+    pub(crate) async fn status(&self, case_id: &str) -> redis::RedisResult<Status> {
         let mut r = self.redis.clone();
         let v: Option<String> = r.get(self.status_key(case_id)).await?;
         Ok(match v.as_deref() {

@@ -9,6 +9,9 @@
 //! - `GET /v1/notifications/{notification_id}/trail`: the audit trail of a
 //!   notification the calling system submitted (another system's is not
 //!   found, as an unknown id is).
+//! - `POST /v1/integrations/alertmanager/{integration}` and
+//!   `POST /v2/enqueue`: Alertmanager's webhook and PagerDuty's Events API
+//!   v2, each with its integration's key (see [`crate::integrations`]).
 //! - `GET /openapi.json`: the OpenAPI 3.1 document, open like health and
 //!   metrics.
 //!
@@ -19,6 +22,7 @@
 //! four times `intake.max_payload_bytes`; the message it holds is held to
 //! the limit itself once encoded, as over NATS.
 
+mod integrations;
 mod json;
 mod openapi;
 mod problem;
@@ -91,6 +95,8 @@ pub(crate) fn routes(intake: Intake, cfg: &IntakeConfig) -> anyhow::Result<Route
             Operation::SubmitCaseEvent => on(filter, submit_case_event),
             Operation::Cancel => on(filter, cancel),
             Operation::NotificationTrail => on(filter, trail),
+            Operation::Alertmanager => on(filter, integrations::alertmanager),
+            Operation::PagerDuty => on(filter, integrations::enqueue),
             Operation::OpenApi => on(filter, document),
         };
         router = router.route(r.path, handler);

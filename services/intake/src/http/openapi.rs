@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
-use super::{json::Schema, routes::ROUTES};
+use super::{
+    json::Schema,
+    routes::{Body, ROUTES, Security},
+};
 
 /// Messages the JSON mapping writes as a plain string, not an object.
 fn well_known(name: &str) -> Option<Value> {
@@ -33,12 +36,9 @@ pub(crate) fn document(schema: &Schema) -> Value {
     let mut wanted = BTreeSet::new();
     for r in ROUTES {
         let mut responses = Map::new();
-        for (status, what, message) in r.answers {
-            let (media, schema_ref) = match message {
-                Some(m) => {
-                    wanted.insert(m.to_string());
-                    ("application/json", reference(m))
-                }
+        for (status, what, body) in r.answers {
+            let (media, schema_ref) = match body {
+                Some(b) => ("application/json", body_schema(b, &mut wanted)),
                 // Only the document itself answers success without a
                 // message of the schema.
                 None if *status < 300 => ("application/json", json!({"type": "object"})),
@@ -74,15 +74,16 @@ pub(crate) fn document(schema: &Schema) -> Value {
         if !parameters.is_empty() {
             op["parameters"] = Value::Array(parameters);
         }
-        if let Some(m) = r.request {
-            wanted.insert(m.to_string());
+        if let Some(b) = &r.request {
             op["requestBody"] = json!({
                 "required": true,
-                "content": {"application/json": {"schema": reference(m)}},
+                "content": {"application/json": {"schema": body_schema(b, &mut wanted)}},
             });
         }
-        if !r.authenticated {
-            op["security"] = json!([]);
+        match r.security {
+            Security::ApiKey => {}
+            Security::IntegrationKey => op["security"] = json!([{"integrationKey": []}]),
+            Security::RoutingKey | Security::Open => op["security"] = json!([]),
         }
         paths
             .entry(r.path.to_string())
@@ -91,6 +92,9 @@ pub(crate) fn document(schema: &Schema) -> Value {
     }
     let mut schemas = Map::new();
     schemas.insert("Problem".into(), problem_schema());
+    for (name, shape) in shapes() {
+        schemas.insert(name.into(), shape);
+    }
     for m in reachable(schema, wanted) {
         schemas.insert(m.full_name().to_string(), message_schema(&m, &comments));
     }
@@ -110,10 +114,129 @@ pub(crate) fn document(schema: &Schema) -> Value {
                     "scheme": "bearer",
                     "description": "The calling system's API key (`herald apikey create --system <name>`), as `Authorization: Bearer <key>`.",
                 },
+                "integrationKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The key of the integration the path names (`[[intake.integrations]]`), as `Authorization: Bearer <key>`.",
+                },
             },
             "schemas": schemas,
         },
     })
+}
+
+/// The schema of a body, noting the proto messages the document must
+/// describe.
+fn body_schema(body: &Body, wanted: &mut BTreeSet<String>) -> Value {
+    match body {
+        Body::Proto(m) => {
+            wanted.insert(m.to_string());
+            reference(m)
+        }
+        Body::Shape(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
+    }
+}
+
+/// The bodies other tools define, as Herald reads and answers them.
+fn shapes() -> Vec<(&'static str, Value)> {
+    let labels = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let string = json!({"type": "string"});
+    vec![
+        (
+            "AlertmanagerWebhook",
+            json!({
+                "type": "object",
+                "description": "Alertmanager's webhook payload, version 4. Other members Alertmanager sends are read and ignored.",
+                "required": ["version", "groupKey", "status", "alerts"],
+                "properties": {
+                    "version": {"const": "4"},
+                    "groupKey": string,
+                    "truncatedAlerts": {"type": "integer"},
+                    "status": {"enum": ["firing", "resolved"]},
+                    "receiver": string,
+                    "groupLabels": labels,
+                    "commonLabels": labels,
+                    "commonAnnotations": labels,
+                    "externalURL": string,
+                    "alerts": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {
+                            "status": {"enum": ["firing", "resolved"]},
+                            "labels": labels,
+                            "annotations": labels,
+                            "startsAt": {"type": "string", "format": "date-time"},
+                            "endsAt": {"type": "string", "format": "date-time"},
+                            "generatorURL": string,
+                            "fingerprint": string,
+                        },
+                    }},
+                },
+            }),
+        ),
+        (
+            "AlertOutcome",
+            json!({
+                "type": "object",
+                "required": ["outcome"],
+                "properties": {
+                    "outcome": {"enum": ["opened", "already_open", "acknowledged", "resolved", "no_case"]},
+                    "caseId": string,
+                },
+            }),
+        ),
+        (
+            "PagerDutyEvent",
+            json!({
+                "type": "object",
+                "description": "An event of PagerDuty's Events API v2.",
+                "required": ["routing_key", "event_action"],
+                "properties": {
+                    "routing_key": string,
+                    "event_action": {"enum": ["trigger", "acknowledge", "resolve"]},
+                    "dedup_key": {"type": "string", "maxLength": 255},
+                    "client": string,
+                    "client_url": string,
+                    "payload": {
+                        "type": "object",
+                        "required": ["summary", "source", "severity"],
+                        "properties": {
+                            "summary": {"type": "string", "maxLength": 1024},
+                            "source": string,
+                            "severity": {"enum": ["critical", "error", "warning", "info"]},
+                            "timestamp": {"type": "string", "format": "date-time"},
+                            "component": string,
+                            "group": string,
+                            "class": string,
+                            "custom_details": {"type": "object"},
+                        },
+                    },
+                    "links": {"type": "array", "items": {"type": "object", "required": ["href"], "properties": {"href": string, "text": string}}},
+                    "images": {"type": "array", "items": {"type": "object", "required": ["src"], "properties": {"src": string, "href": string, "alt": string}}},
+                },
+            }),
+        ),
+        (
+            "PagerDutyAccepted",
+            json!({
+                "type": "object",
+                "required": ["status", "message", "dedup_key"],
+                "properties": {"status": {"const": "success"}, "message": string, "dedup_key": string},
+            }),
+        ),
+        (
+            "PagerDutyError",
+            json!({
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {
+                    "status": string,
+                    "message": string,
+                    "errors": {"type": "array", "items": string},
+                },
+            }),
+        ),
+    ]
 }
 
 fn reference(message: &str) -> Value {

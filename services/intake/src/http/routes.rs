@@ -8,13 +8,33 @@ pub(crate) struct Route {
     pub(crate) path: &'static str,
     pub(crate) operation: Operation,
     pub(crate) summary: &'static str,
-    /// The proto message the JSON body holds.
-    pub(crate) request: Option<&'static str>,
-    /// Each status it answers with, what it means, and the message of the
-    /// body (`None`: problem details).
-    pub(crate) answers: &'static [(u16, &'static str, Option<&'static str>)],
+    /// What the JSON body holds.
+    pub(crate) request: Option<Body>,
+    /// Each status it answers with, what it means, and what the body
+    /// holds (`None`: problem details).
+    pub(crate) answers: &'static [(u16, &'static str, Option<Body>)],
     pub(crate) idempotency_header: bool,
-    pub(crate) authenticated: bool,
+    pub(crate) security: Security,
+}
+
+/// Which credential a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Security {
+    /// A calling system's API key, `Authorization: Bearer <key>`.
+    ApiKey,
+    /// The named integration's key, `Authorization: Bearer <key>`.
+    IntegrationKey,
+    /// The body's `routing_key`, as PagerDuty's API has it.
+    RoutingKey,
+    Open,
+}
+
+/// What a body holds: a proto message in its JSON mapping, or a shape
+/// another tool defines (described in the document's components by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    Proto(&'static str),
+    Shape(&'static str),
 }
 
 /// What a route does; its `operationId` in the document.
@@ -24,6 +44,8 @@ pub(crate) enum Operation {
     SubmitCaseEvent,
     Cancel,
     NotificationTrail,
+    Alertmanager,
+    PagerDuty,
     OpenApi,
 }
 
@@ -34,25 +56,27 @@ impl Operation {
             Operation::SubmitCaseEvent => "submitCaseEvent",
             Operation::Cancel => "cancel",
             Operation::NotificationTrail => "notificationTrail",
+            Operation::Alertmanager => "alertmanagerWebhook",
+            Operation::PagerDuty => "pagerDutyEnqueue",
             Operation::OpenApi => "openApi",
         }
     }
 }
 
-const BAD_REQUEST: (u16, &str, Option<&str>) = (
+const BAD_REQUEST: (u16, &str, Option<Body>) = (
     400,
     "a field is invalid or the body is not the JSON form of the message; `field` names it",
     None,
 );
-const UNAUTHORIZED: (u16, &str, Option<&str>) = (401, "no valid API key", None);
-const TOO_LARGE: (u16, &str, Option<&str>) = (413, "the request is over the size limit", None);
-const UNSUPPORTED: (u16, &str, Option<&str>) = (415, "the body is not JSON", None);
-const UNPROCESSABLE: (u16, &str, Option<&str>) = (
+const UNAUTHORIZED: (u16, &str, Option<Body>) = (401, "no valid API key", None);
+const TOO_LARGE: (u16, &str, Option<Body>) = (413, "the request is over the size limit", None);
+const UNSUPPORTED: (u16, &str, Option<Body>) = (415, "the body is not JSON", None);
+const UNPROCESSABLE: (u16, &str, Option<Body>) = (
     422,
     "names an unknown contact or template, a channel consent does not allow, or reuses an idempotency key for a different request",
     None,
 );
-const UNAVAILABLE: (u16, &str, Option<&str>) = (
+const UNAVAILABLE: (u16, &str, Option<Body>) = (
     503,
     "could not be stored just now; retry after `Retry-After` seconds with the same idempotency key",
     None,
@@ -64,13 +88,17 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/v1/notifications",
         operation: Operation::SubmitNotification,
         summary: "Submit a notification: checked field by field, deduplicated by idempotency key, and stored before it is answered",
-        request: Some("herald.v1.NotificationRequest"),
+        request: Some(Body::Proto("herald.v1.NotificationRequest")),
         answers: &[
-            (202, "accepted and stored", Some("herald.v1.Accepted")),
+            (
+                202,
+                "accepted and stored",
+                Some(Body::Proto("herald.v1.Accepted")),
+            ),
             (
                 200,
                 "the idempotency key was seen: the first notification's id, nothing sent again",
-                Some("herald.v1.Accepted"),
+                Some(Body::Proto("herald.v1.Accepted")),
             ),
             BAD_REQUEST,
             UNAUTHORIZED,
@@ -80,20 +108,20 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: true,
-        authenticated: true,
+        security: Security::ApiKey,
     },
     Route {
         method: "POST",
         path: "/v1/cases/{case_id}/events",
         operation: Operation::SubmitCaseEvent,
         summary: "Submit an event of a case (opened, responded, resolved, ...); its clocks and escalation follow",
-        request: Some("herald.v1.CaseEvent"),
+        request: Some(Body::Proto("herald.v1.CaseEvent")),
         answers: &[
-            (202, "stored", Some("herald.v1.CaseAccepted")),
+            (202, "stored", Some(Body::Proto("herald.v1.CaseAccepted"))),
             (
                 200,
                 "the event id was seen: nothing stored again",
-                Some("herald.v1.CaseAccepted"),
+                Some(Body::Proto("herald.v1.CaseAccepted")),
             ),
             BAD_REQUEST,
             UNAUTHORIZED,
@@ -108,19 +136,19 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: true,
-        authenticated: true,
+        security: Security::ApiKey,
     },
     Route {
         method: "POST",
         path: "/v1/cancel",
         operation: Operation::Cancel,
         summary: "Cancel a cancel key: no job carrying it is sent from the answer on",
-        request: Some("herald.v1.CancelRequest"),
+        request: Some(Body::Proto("herald.v1.CancelRequest")),
         answers: &[
             (
                 200,
                 "cancelled; `cancelled` is false when it already was",
-                Some("herald.v1.CancelReply"),
+                Some(Body::Proto("herald.v1.CancelReply")),
             ),
             BAD_REQUEST,
             UNAUTHORIZED,
@@ -129,7 +157,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
-        authenticated: true,
+        security: Security::ApiKey,
     },
     Route {
         method: "GET",
@@ -138,7 +166,7 @@ pub(crate) const ROUTES: &[Route] = &[
         summary: "The audit trail of a notification the calling system submitted, in order",
         request: None,
         answers: &[
-            (200, "the trail", Some("herald.v1.AuditBatch")),
+            (200, "the trail", Some(Body::Proto("herald.v1.AuditBatch"))),
             UNAUTHORIZED,
             (404, "no such notification from the calling system", None),
             (
@@ -149,7 +177,60 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
-        authenticated: true,
+        security: Security::ApiKey,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/integrations/alertmanager/{integration}",
+        operation: Operation::Alertmanager,
+        summary: "Alertmanager's webhook (payload version 4): a firing group opens a case, resolved resolves it; point a webhook_config here with `http_config.authorization.credentials` set to the integration's key",
+        request: Some(Body::Shape("AlertmanagerWebhook")),
+        answers: &[
+            (
+                200,
+                "done; `outcome` says what",
+                Some(Body::Shape("AlertOutcome")),
+            ),
+            BAD_REQUEST,
+            (401, "no integration of that name with that key", None),
+            TOO_LARGE,
+            UNSUPPORTED,
+            (
+                422,
+                "the integration names a contact or template Herald does not have",
+                None,
+            ),
+            UNAVAILABLE,
+        ],
+        idempotency_header: false,
+        security: Security::IntegrationKey,
+    },
+    Route {
+        method: "POST",
+        path: "/v2/enqueue",
+        operation: Operation::PagerDuty,
+        summary: "PagerDuty's Events API v2: trigger opens a case, acknowledge and resolve act on it; `routing_key` names the integration and is its credential",
+        request: Some(Body::Shape("PagerDutyEvent")),
+        answers: &[
+            (202, "processed", Some(Body::Shape("PagerDutyAccepted"))),
+            (
+                400,
+                "an invalid event, every problem listed; do not retry",
+                Some(Body::Shape("PagerDutyError")),
+            ),
+            (
+                500,
+                "the event could not be acted on (e.g. a contact the integration names is missing); retry later",
+                Some(Body::Shape("PagerDutyError")),
+            ),
+            (
+                503,
+                "Herald cannot store it just now; retry later",
+                Some(Body::Shape("PagerDutyError")),
+            ),
+        ],
+        idempotency_header: false,
+        security: Security::RoutingKey,
     },
     Route {
         method: "GET",
@@ -159,6 +240,6 @@ pub(crate) const ROUTES: &[Route] = &[
         request: None,
         answers: &[(200, "the OpenAPI 3.1 document", None)],
         idempotency_header: false,
-        authenticated: false,
+        security: Security::Open,
     },
 ];

@@ -47,6 +47,8 @@ fn the_document_lists_exactly_the_routes_the_router_is_built_from() {
         ("POST", "/v1/cases/{case_id}/events"),
         ("POST", "/v1/cancel"),
         ("GET", "/v1/notifications/{notification_id}/trail"),
+        ("POST", "/v1/integrations/alertmanager/{integration}"),
+        ("POST", "/v2/enqueue"),
         ("GET", "/openapi.json"),
     ]
     .iter()
