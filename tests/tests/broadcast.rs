@@ -876,6 +876,7 @@ async fn an_sms_reply_confirms_an_update_reaches_everyone_and_a_cancel_stops_the
                     "Stay indoors until further notice.",
                 )],
                 default_language: String::new(),
+                ..Default::default()
             },
         )
         .await,
@@ -975,6 +976,7 @@ async fn an_sms_reply_confirms_an_update_reaches_everyone_and_a_cancel_stops_the
                 credential: COORDINATOR_TOKEN.into(),
                 messages: vec![message("en", "Too late", "Too late.")],
                 default_language: String::new(),
+                ..Default::default()
             },
         )
         .await,

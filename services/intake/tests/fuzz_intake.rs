@@ -664,6 +664,7 @@ fn start_broadcast() -> BoxedStrategy<StartBroadcast> {
                 case_id,
                 template_id,
                 params: params.into_iter().collect(),
+                ..Default::default()
             },
         )
         .boxed()
@@ -682,6 +683,7 @@ fn update_broadcast() -> BoxedStrategy<UpdateBroadcast> {
                 credential,
                 messages,
                 default_language,
+                ..Default::default()
             },
         )
         .boxed()

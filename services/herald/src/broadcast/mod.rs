@@ -86,7 +86,14 @@ pub struct MessageArgs {
 #[derive(Args)]
 pub struct StartArgs {
     /// The broadcast's id: names it, and makes a repeated start harmless.
-    id: String,
+    /// Not given with --cap, whose alert names it.
+    #[arg(required_unless_present = "cap")]
+    id: Option<String>,
+    /// An OASIS CAP 1.2 alert (XML): an Alert starts a broadcast to the
+    /// audience given by --to/--group/--org/--role, an Update updates the
+    /// broadcast of the alert it references, a Cancel cancels it.
+    #[arg(long, value_name = "ALERT_XML", conflicts_with_all = ["file", "severity", "subject", "body", "speak"])]
+    cap: Option<PathBuf>,
     /// A YAML or JSON file with the messages per language (and optionally
     /// the audience and settings); flags add to it.
     #[arg(long, short)]
@@ -226,6 +233,9 @@ fn accepted(reply: BroadcastReply, what: &str) -> Result<bool, Failure> {
 }
 
 async fn start(cfg: &Config, args: StartArgs) -> Result<(), Failure> {
+    if let Some(path) = &args.cap {
+        return start_cap(cfg, &args, path).await;
+    }
     let req = build_start(&args)?;
     if let Err(why) = broadcasts::check_id(&req.broadcast_id) {
         return Err(usage(format!("broadcast id {:?} {why}", req.broadcast_id)));
@@ -240,7 +250,49 @@ async fn start(cfg: &Config, args: StartArgs) -> Result<(), Failure> {
     if args.detach {
         return Ok(());
     }
-    follow(cfg, &args.id, &args.credential.token()).await
+    follow(cfg, &req.broadcast_id, &args.credential.token()).await
+}
+
+/// A CAP alert, sent as the start, update or cancel it stands for.
+async fn start_cap(cfg: &Config, args: &StartArgs, path: &PathBuf) -> Result<(), Failure> {
+    let xml = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("--cap {}: {e}", path.display())))?;
+    let bad = |e: herald_cap::Invalid| usage(format!("--cap {}: {e}", path.display()));
+    let alert = herald_cap::parse(xml.as_bytes()).map_err(bad)?;
+    let audience = Audience {
+        contact_ids: args.to.clone(),
+        group_ids: args.groups.clone(),
+        organisations: args.organisations.clone(),
+        roles: args.roles.clone(),
+    };
+    let command = herald_cap::command(&alert, &xml, &args.credential.token(), audience, args.sms)
+        .map_err(bad)?;
+    let id = alert.broadcast_id();
+    match command {
+        herald_cap::Command::Start(req) => {
+            if !args.yes && !confirm_on_terminal(&describe(&req))? {
+                println!("not sent");
+                return Ok(());
+            }
+            let reply: BroadcastReply =
+                crate::send::ask_intake(cfg, subjects::BROADCAST_START, &req).await?;
+            accepted(reply, "started")?;
+            if args.detach {
+                return Ok(());
+            }
+            follow(cfg, &id, &args.credential.token()).await
+        }
+        herald_cap::Command::Update(req) => {
+            let reply: BroadcastReply =
+                crate::send::ask_intake(cfg, subjects::BROADCAST_UPDATE, &req).await?;
+            accepted(reply, "update sent for").map(|_| ())
+        }
+        herald_cap::Command::Cancel(req) => {
+            let reply: BroadcastReply =
+                crate::send::ask_intake(cfg, subjects::BROADCAST_CANCEL, &req).await?;
+            accepted(reply, "cancelled").map(|_| ())
+        }
+    }
 }
 
 async fn update(cfg: &Config, args: UpdateArgs) -> Result<(), Failure> {
@@ -253,6 +305,7 @@ async fn update(cfg: &Config, args: UpdateArgs) -> Result<(), Failure> {
         credential: args.credential.token(),
         messages: messages(&file, &args.message)?,
         default_language: file.default_language.clone().unwrap_or_default(),
+        cap: String::new(),
     };
     let reply: BroadcastReply =
         crate::send::ask_intake(cfg, subjects::BROADCAST_UPDATE, &req).await?;

@@ -104,7 +104,7 @@ pub(super) fn build_start(args: &StartArgs) -> Result<StartBroadcast, Failure> {
         |a: &[String], b: &[String]| -> Vec<String> { a.iter().chain(b).cloned().collect() };
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs() as u32).unwrap_or(0);
     Ok(StartBroadcast {
-        broadcast_id: args.id.clone(),
+        broadcast_id: args.id.clone().unwrap_or_default(),
         credential: args.credential.token(),
         severity: severity as i32,
         audience: Some(Audience {

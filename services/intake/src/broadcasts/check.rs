@@ -175,6 +175,27 @@ pub fn check_cancel(req: CancelBroadcast) -> Result<CancelBroadcast, Rejected> {
     Ok(req)
 }
 
+/// A CAP alert sent along with a start or update must read, and be of the
+/// broadcast it comes with: it is what the broadcast later exports as.
+pub fn check_cap(cap: &str, broadcast_id: &str) -> Result<(), Rejected> {
+    if cap.is_empty() {
+        return Ok(());
+    }
+    let alert = herald_cap::parse(cap.as_bytes())
+        .map_err(|e| reject(ErrorCode::InvalidArgument, "cap", e.to_string()))?;
+    if alert.broadcast_id() != broadcast_id {
+        return Err(reject(
+            ErrorCode::InvalidArgument,
+            "cap",
+            format!(
+                "is the alert of broadcast {}, not of {broadcast_id}",
+                alert.broadcast_id()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn broadcast_id_ok(id: &str) -> Result<(), Rejected> {
     broadcasts::check_id(id).map_err(|why| reject(ErrorCode::InvalidArgument, "broadcast_id", why))
 }

@@ -31,6 +31,7 @@
 //! phone, with confirmation.
 
 mod breach;
+mod cap;
 pub(crate) mod check;
 mod lookup;
 mod record;
@@ -279,8 +280,10 @@ impl Desk {
             .inc();
     }
 
-    async fn start(&self, mut req: StartBroadcast, caller: &str) -> BroadcastReply {
+    pub(crate) async fn start(&self, mut req: StartBroadcast, caller: &str) -> BroadcastReply {
         let credential = std::mem::take(&mut req.credential);
+        // Kept by intake for the broadcast's CAP export, not sent on.
+        let cap = std::mem::take(&mut req.cap);
         let (id, case_id) = (req.broadcast_id.clone(), req.case_id.clone());
         let mut attempt = Attempt::new("start", &id, &case_id, caller);
         let who = match self.authorise(&attempt, &credential).await {
@@ -288,7 +291,9 @@ impl Desk {
             Err(reply) => return reply,
         };
         attempt.coordinator = Some(&who);
-        let req = match check_start(req, &self.cfg, &self.templates) {
+        let req = match check_start(req, &self.cfg, &self.templates)
+            .and_then(|r| check::check_cap(&cap, &r.broadcast_id).map(|()| r))
+        {
             Ok(r) => r,
             Err(r) => return self.refuse(&attempt, r).await,
         };
@@ -328,16 +333,18 @@ impl Desk {
         );
         let command = command(&who, caller, format!("start-{id}"), Command::Start(req));
         let reply = self.accept(&attempt, command, summary, duplicate).await;
-        if let Some(broadcast_reply::Result::Accepted(_)) = &reply.result
-            && let Err(e) = self.dedupe.complete_at(&key, &fp, &who).await
-        {
-            warn!(error = %e, "could not mark the broadcast claim done");
+        if let Some(broadcast_reply::Result::Accepted(_)) = &reply.result {
+            self.keep_cap(&id, &cap, false).await;
+            if let Err(e) = self.dedupe.complete_at(&key, &fp, &who).await {
+                warn!(error = %e, "could not mark the broadcast claim done");
+            }
         }
         reply
     }
 
-    async fn update(&self, mut req: UpdateBroadcast, caller: &str) -> BroadcastReply {
+    pub(crate) async fn update(&self, mut req: UpdateBroadcast, caller: &str) -> BroadcastReply {
         let credential = std::mem::take(&mut req.credential);
+        let cap = std::mem::take(&mut req.cap);
         let id = req.broadcast_id.clone();
         let mut attempt = Attempt::new("update", &id, "", caller);
         let who = match self.authorise(&attempt, &credential).await {
@@ -345,7 +352,9 @@ impl Desk {
             Err(reply) => return reply,
         };
         attempt.coordinator = Some(&who);
-        let req = match check_update(req) {
+        let req = match check_update(req)
+            .and_then(|r| check::check_cap(&cap, &r.broadcast_id).map(|()| r))
+        {
             Ok(r) => r,
             Err(r) => return self.refuse(&attempt, r).await,
         };
@@ -359,14 +368,18 @@ impl Desk {
                 );
                 let command_id = format!("update-{id}-{}", fingerprint(&req));
                 let command = command(&who, caller, command_id, Command::Update(req));
-                return self.accept(&attempt, command, summary, false).await;
+                let reply = self.accept(&attempt, command, summary, false).await;
+                if let Some(broadcast_reply::Result::Accepted(_)) = &reply.result {
+                    self.keep_cap(&id, &cap, true).await;
+                }
+                return reply;
             }
             Err(reply) => return reply,
         };
         self.refuse(&attempt, refusal).await
     }
 
-    async fn cancel(&self, mut req: CancelBroadcast, caller: &str) -> BroadcastReply {
+    pub(crate) async fn cancel(&self, mut req: CancelBroadcast, caller: &str) -> BroadcastReply {
         let credential = std::mem::take(&mut req.credential);
         let id = req.broadcast_id.clone();
         let mut attempt = Attempt::new("cancel", &id, "", caller);

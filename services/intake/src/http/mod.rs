@@ -12,6 +12,8 @@
 //! - `POST /v1/integrations/alertmanager/{integration}` and
 //!   `POST /v2/enqueue`: Alertmanager's webhook and PagerDuty's Events API
 //!   v2, each with its integration's key (see [`crate::integrations`]).
+//! - `POST /v1/broadcasts/cap` and `GET /v1/broadcasts/{id}.cap`:
+//!   emergency broadcasts in OASIS CAP 1.2, for coordinators.
 //! - `GET /openapi.json`: the OpenAPI 3.1 document, open like health and
 //!   metrics.
 //!
@@ -22,6 +24,7 @@
 //! four times `intake.max_payload_bytes`; the message it holds is held to
 //! the limit itself once encoded, as over NATS.
 
+mod broadcasts;
 mod integrations;
 mod json;
 mod openapi;
@@ -97,9 +100,11 @@ pub(crate) fn routes(intake: Intake, cfg: &IntakeConfig) -> anyhow::Result<Route
             Operation::NotificationTrail => on(filter, trail),
             Operation::Alertmanager => on(filter, integrations::alertmanager),
             Operation::PagerDuty => on(filter, integrations::enqueue),
+            Operation::CapBroadcast => on(filter, broadcasts::submit),
+            Operation::CapExport => on(filter, broadcasts::export),
             Operation::OpenApi => on(filter, document),
         };
-        router = router.route(r.path, handler);
+        router = router.route(&routes::router_path(r.path), handler);
     }
     Ok(router.fallback(no_route).with_state(api))
 }

@@ -38,6 +38,9 @@ pub(crate) fn document(schema: &Schema) -> Value {
         let mut responses = Map::new();
         for (status, what, body) in r.answers {
             let (media, schema_ref) = match body {
+                Some(b @ Body::Shape("CapAlert")) => {
+                    ("application/cap+xml", body_schema(b, &mut wanted))
+                }
                 Some(b) => ("application/json", body_schema(b, &mut wanted)),
                 // Only the document itself answers success without a
                 // message of the schema.
@@ -75,14 +78,20 @@ pub(crate) fn document(schema: &Schema) -> Value {
             op["parameters"] = Value::Array(parameters);
         }
         if let Some(b) = &r.request {
+            let media = if *b == Body::Shape("CapAlert") {
+                "application/cap+xml"
+            } else {
+                "application/json"
+            };
             op["requestBody"] = json!({
                 "required": true,
-                "content": {"application/json": {"schema": body_schema(b, &mut wanted)}},
+                "content": {media: {"schema": body_schema(b, &mut wanted)}},
             });
         }
         match r.security {
             Security::ApiKey => {}
             Security::IntegrationKey => op["security"] = json!([{"integrationKey": []}]),
+            Security::Coordinator => op["security"] = json!([{"coordinatorToken": []}]),
             Security::RoutingKey | Security::Open => op["security"] = json!([]),
         }
         paths
@@ -113,6 +122,11 @@ pub(crate) fn document(schema: &Schema) -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "The calling system's API key (`herald apikey create --system <name>`), as `Authorization: Bearer <key>`.",
+                },
+                "coordinatorToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A broadcast coordinator's token (`herald broadcast credential --id <name>`), as `Authorization: Bearer <token>`.",
                 },
                 "integrationKey": {
                     "type": "http",
@@ -171,6 +185,27 @@ fn shapes() -> Vec<(&'static str, Value)> {
                             "fingerprint": string,
                         },
                     }},
+                },
+            }),
+        ),
+        (
+            "CapAlert",
+            json!({
+                "type": "string",
+                "description": "An OASIS CAP 1.2 `<alert>` document (namespace urn:oasis:names:tc:emergency:cap:1.2).",
+            }),
+        ),
+        (
+            "CapAccepted",
+            json!({
+                "type": "object",
+                "required": ["broadcastId", "action", "duplicate", "coordinator"],
+                "properties": {
+                    "broadcastId": {"type": "string", "description": "cap- and 24 hex digits, from the alert's sender and identifier (an update's or cancel's: those of the alert it references)"},
+                    "action": {"enum": ["start", "update", "cancel"]},
+                    "duplicate": {"type": "boolean"},
+                    "coordinator": string,
+                    "capIdentifier": string,
                 },
             }),
         ),
@@ -245,8 +280,11 @@ fn reference(message: &str) -> Value {
 
 /// The `{name}` parts of a route's path.
 pub(crate) fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/')
-        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+    path.split('/').filter_map(|s| {
+        s.strip_prefix('{')
+            .and_then(|s| s.split_once('}'))
+            .map(|(name, _)| name)
+    })
 }
 
 fn problem_schema() -> Value {

@@ -1,6 +1,19 @@
 //! The HTTP API's routes: one table the router is built from and the
 //! OpenAPI document is written from.
 
+/// The path axum routes `path` by: its router cannot match a parameter
+/// with a suffix (`{broadcast_id}.cap`), so such a segment is routed as the
+/// bare parameter and the handler checks the suffix.
+pub(crate) fn router_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| match (s.starts_with('{'), s.find("}.")) {
+            (true, Some(end)) => &s[..=end],
+            _ => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// One route of the API.
 pub(crate) struct Route {
     pub(crate) method: &'static str,
@@ -26,6 +39,8 @@ pub(crate) enum Security {
     IntegrationKey,
     /// The body's `routing_key`, as PagerDuty's API has it.
     RoutingKey,
+    /// A broadcast coordinator's token, `Authorization: Bearer <token>`.
+    Coordinator,
     Open,
 }
 
@@ -46,6 +61,8 @@ pub(crate) enum Operation {
     NotificationTrail,
     Alertmanager,
     PagerDuty,
+    CapBroadcast,
+    CapExport,
     OpenApi,
 }
 
@@ -58,6 +75,8 @@ impl Operation {
             Operation::NotificationTrail => "notificationTrail",
             Operation::Alertmanager => "alertmanagerWebhook",
             Operation::PagerDuty => "pagerDutyEnqueue",
+            Operation::CapBroadcast => "capBroadcast",
+            Operation::CapExport => "capExport",
             Operation::OpenApi => "openApi",
         }
     }
@@ -231,6 +250,61 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         idempotency_header: false,
         security: Security::RoutingKey,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/broadcasts/cap",
+        operation: Operation::CapBroadcast,
+        summary: "An OASIS CAP 1.2 alert from a coordinator: Alert starts a broadcast (email and call to everyone the query names: group, contact, org, role; sms=true to text too), Update updates it, Cancel cancels it",
+        request: Some(Body::Shape("CapAlert")),
+        answers: &[
+            (202, "accepted", Some(Body::Shape("CapAccepted"))),
+            (
+                200,
+                "already accepted: nothing new happens",
+                Some(Body::Shape("CapAccepted")),
+            ),
+            (
+                400,
+                "not a CAP 1.2 alert Herald broadcasts; `field` names the element",
+                None,
+            ),
+            (401, "no valid coordinator token", None),
+            (
+                404,
+                "an update or cancel of a broadcast that does not exist",
+                None,
+            ),
+            (
+                409,
+                "an update or cancel of a broadcast that has ended",
+                None,
+            ),
+            TOO_LARGE,
+            UNSUPPORTED,
+            UNAVAILABLE,
+        ],
+        idempotency_header: false,
+        security: Security::Coordinator,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/broadcasts/{broadcast_id}.cap",
+        operation: Operation::CapExport,
+        summary: "A broadcast as a CAP 1.2 alert: the alert it was started from with its latest message, or one made from its state; the note says where it stands",
+        request: None,
+        answers: &[
+            (
+                200,
+                "the alert (application/cap+xml)",
+                Some(Body::Shape("CapAlert")),
+            ),
+            (401, "no valid coordinator token", None),
+            (404, "no such broadcast", None),
+            UNAVAILABLE,
+        ],
+        idempotency_header: false,
+        security: Security::Coordinator,
     },
     Route {
         method: "GET",

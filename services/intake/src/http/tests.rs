@@ -49,6 +49,8 @@ fn the_document_lists_exactly_the_routes_the_router_is_built_from() {
         ("GET", "/v1/notifications/{notification_id}/trail"),
         ("POST", "/v1/integrations/alertmanager/{integration}"),
         ("POST", "/v2/enqueue"),
+        ("POST", "/v1/broadcasts/cap"),
+        ("GET", "/v1/broadcasts/{broadcast_id}.cap"),
         ("GET", "/openapi.json"),
     ]
     .iter()
@@ -151,6 +153,26 @@ fn an_idempotency_header_fills_or_must_match_the_body() {
     let r = agree(&mut key, "idempotency_key", Some("other".into()), "header").unwrap_err();
     assert_eq!(r.field, "idempotency_key");
     assert_eq!(key, "k");
+}
+
+#[test]
+fn a_parameter_with_a_suffix_is_routed_bare() {
+    assert_eq!(
+        routes::router_path("/v1/broadcasts/{broadcast_id}.cap"),
+        "/v1/broadcasts/{broadcast_id}"
+    );
+    assert_eq!(
+        routes::router_path("/v1/cases/{case_id}/events"),
+        "/v1/cases/{case_id}/events"
+    );
+    let d = doc();
+    let names: Vec<&str> = d["paths"]["/v1/broadcasts/{broadcast_id}.cap"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["broadcast_id"]);
 }
 
 #[test]
