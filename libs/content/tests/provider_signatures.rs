@@ -15,8 +15,8 @@ fn fixtures() -> Value {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fixtures/provider-signatures/signatures.json"
     );
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_json::from_str(&text).unwrap()
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn text(v: &Value) -> &str {
@@ -38,12 +38,13 @@ fn headers(case: &Value) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         "X-Twilio-Signature",
-        HeaderValue::from_str(text(&case["signature"])).unwrap(),
+        HeaderValue::from_str(text(&case["signature"]))
+            .unwrap_or_else(|e| panic!("{}: {e}", case["name"])),
     );
     if let Some(settings) = case["settings"].as_str() {
         h.insert(
             signature::SETTINGS_HEADER,
-            HeaderValue::from_str(settings).unwrap(),
+            HeaderValue::from_str(settings).unwrap_or_else(|e| panic!("{settings}: {e}")),
         );
     }
     h
@@ -68,7 +69,7 @@ fn body(check: &Value) -> Vec<u8> {
     match check["body"].as_str() {
         Some(json) => json.as_bytes().to_vec(),
         None => serde_urlencoded::to_string(pairs(&check["params"]))
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{}: {e}", check["params"]))
             .into_bytes(),
     }
 }
