@@ -45,6 +45,11 @@ pub struct DeliveryConfig {
     /// secret also signs status callbacks.
     pub provider_account: Option<String>,
     pub provider_token: Option<Secret>,
+    /// The secret of the shared key a provider's webhook settings sign
+    /// callbacks with instead of the token (HMAC-SHA1 or HMAC-SHA256, as
+    /// the callback's `X-Twilio-Webhooks-Signature-Settings` header says).
+    /// Unset, such callbacks are refused.
+    pub provider_signing_key: Option<Secret>,
     /// Public base URL of the status-callback endpoint given to providers.
     pub status_callback_base: Option<String>,
     /// Time limit for one attempt.
@@ -101,6 +106,7 @@ impl Default for DeliveryConfig {
             voice_from: "+15550100000".into(),
             provider_account: None,
             provider_token: None,
+            provider_signing_key: None,
             status_callback_base: None,
             attempt_timeout: Duration::from_secs(15),
             retry_schedule: [1, 5, 30, 120, 600, 1800]

@@ -36,6 +36,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
     ("delivery", "voice_url"),
     ("delivery", "provider_account"),
     ("delivery", "provider_token"),
+    ("delivery", "provider_signing_key"),
     ("delivery", "status_callback_base"),
     ("escalation", "policy_file"),
     ("escalation", "survey_secret"),
@@ -48,6 +49,7 @@ const SECRET_KEYS: &[&str] = &[
     "redis.url",
     "delivery.smtp_url",
     "delivery.provider_token",
+    "delivery.provider_signing_key",
     "broadcast.link_secret",
     "escalation.survey_secret",
 ];

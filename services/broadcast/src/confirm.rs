@@ -14,9 +14,10 @@
 //!
 //! Links carry their own signature ([`crate::link`]). Provider callbacks
 //! must also carry the provider's signature (`X-Twilio-Signature` or
-//! `X-Signature`, keyed with `delivery.provider_token`, over the public URL
-//! and the posted parameters). Anything that fails a check gets 403 and
-//! changes nothing.
+//! `X-Signature`, keyed with `delivery.provider_token` or, for a shared
+//! key, `delivery.provider_signing_key`, over the public URL with or
+//! without its port and the posted parameters: [`herald_content::signature`]).
+//! Anything that fails a check gets 403 and changes nothing.
 
 use axum::{
     Router,
@@ -26,6 +27,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use herald_content::signature;
 use herald_durable::stop::Stop;
 use herald_proto::broadcasts;
 use herald_proto::v1::{AuditStep, BroadcastState, Channel};
@@ -81,22 +83,20 @@ impl Broadcasts {
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Vec<(String, String)>, &'static str> {
-        let Some(secret) = self.provider_token.as_deref() else {
-            return Err("provider callbacks are not accepted: delivery.provider_token is not set");
+    ) -> Result<Vec<(String, String)>, String> {
+        let Some(auth_token) = self.provider_token.as_deref() else {
+            return Err(
+                "provider callbacks are not accepted: delivery.provider_token is not set".into(),
+            );
         };
-        let Some(signature) = herald_content::signature::from_headers(headers) else {
-            return Err("signature: missing (X-Twilio-Signature or X-Signature header)");
+        let secrets = signature::Secrets {
+            auth_token,
+            shared_key: self.provider_signing_key.as_deref(),
         };
-        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
         let url = self
             .signer
             .public(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        if herald_content::signature::verify(secret, &url, &params, signature) {
-            Ok(params)
-        } else {
-            Err("signature: does not match this URL and these parameters")
-        }
+        signature::check(secrets, &url, headers, body).map_err(|e| e.to_string())
     }
 }
 
@@ -251,7 +251,7 @@ async fn key_press(
 ) -> Response {
     let params = match s.provider_signed(&uri, &headers, &body) {
         Ok(p) => p,
-        Err(why) => return s.refused("key", why),
+        Err(why) => return s.refused("key", &why),
     };
     let Some(signed) = s.signed(Kind::Key, &uri) else {
         return s.refused("key", "this key-press address is not valid");
@@ -289,7 +289,7 @@ async fn sms_reply(
 ) -> Response {
     let params = match s.provider_signed(&uri, &headers, &body) {
         Ok(p) => p,
-        Err(why) => return s.refused("sms", why),
+        Err(why) => return s.refused("sms", &why),
     };
     let empty = || {
         (

@@ -81,6 +81,9 @@ pub(crate) struct Broadcasts {
     /// Verifies the providers' key-press and SMS-reply callbacks
     /// (`delivery.provider_token`, the secret the providers sign with).
     provider_token: Option<String>,
+    /// And those a provider signed with a shared key instead
+    /// (`delivery.provider_signing_key`).
+    provider_signing_key: Option<String>,
     /// Recall cycles are emergency work too.
     precedence: Precedence,
 }
@@ -135,6 +138,11 @@ pub async fn start_with_clock(
             .provider_token
             .as_ref()
             .map(|t| t.expose_secret().to_owned()),
+        provider_signing_key: cfg
+            .delivery
+            .provider_signing_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned()),
         precedence: precedence.clone(),
     };
     service.watch([

@@ -1,7 +1,9 @@
 //! Signed confirmation addresses.
 //!
 //! Each recipient gets their own confirmation link in the email, and each
-//! call its own key-press address: `<public_url>/v1/broadcast/<kind>?b=<broadcast>&r=<recipient>&s=<signature>`.
+//! call its own key-press address: `<public_url>/v1/broadcast/<kind>?b=<broadcast>&r=<recipient>&s=<signature>`,
+//! every value percent-encoded ([`herald_content::url`]), so a broadcast
+//! id with `+` or `=` in it comes back whole.
 //! The signature is an HMAC-SHA256 (keyed with `broadcast.link_secret`) over
 //! the kind, the broadcast and the recipient, cut to 128 bits, so nobody
 //! can confirm for someone else by editing the address, and a link for one
@@ -110,8 +112,7 @@ impl Signer {
         let r = recipient.to_string();
         let mut pairs: Vec<(&str, &str)> = vec![("b", broadcast_id), ("r", &r), ("s", &sig)];
         pairs.extend_from_slice(extra);
-        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        format!("{}{}?{query}", self.base, kind.path())
+        herald_content::url::with_query(&format!("{}{}", self.base, kind.path()), &pairs)
     }
 
     /// The public address the provider was given for a request that

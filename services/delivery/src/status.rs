@@ -4,9 +4,10 @@
 //! `ErrorCode`).
 //!
 //! A callback is believed only with a valid signature
-//! ([`herald_content::signature`], keyed with `delivery.provider_token`,
-//! over the public URL under `delivery.status_callback_base` and the posted
-//! parameters). Anything else gets 403 and changes nothing, so nobody can
+//! ([`herald_content::signature`], keyed with `delivery.provider_token`, or
+//! `delivery.provider_signing_key` when the provider says it signed with a
+//! shared key, over the public URL under `delivery.status_callback_base`,
+//! with or without its port, and the posted parameters). Anything else gets 403 and changes nothing, so nobody can
 //! mark a message delivered, or trigger a fallback, by posting to us.
 //!
 //! A verified status updates the send ledger, is published as a
@@ -25,6 +26,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use herald_content::signature;
 use herald_proto::{
     Message,
     v1::{AuditStep, Channel, DeliveryJob, DeliveryState, Lane},
@@ -38,7 +40,7 @@ use crate::{
 };
 
 /// Headers a provider may put its signature in.
-pub const SIGNATURE_HEADERS: [&str; 2] = herald_content::signature::HEADERS;
+pub const SIGNATURE_HEADERS: [&str; 2] = signature::HEADERS;
 
 /// A status as the provider reported it, mapped onto Herald's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,11 +134,11 @@ impl Refused {
 }
 
 /// Reads a callback posted to `/v1/status/{channel}`: the signature first
-/// (with `secret`, over the public URL under `base`), then the channel,
+/// (with `secrets`, over the public URL under `base`), then the channel,
 /// the job and the status. Nothing is looked up, so every answer a
 /// stranger's request can get before the ledger is read comes from here.
 pub fn read(
-    secret: Option<&str>,
+    secrets: Option<signature::Secrets<'_>>,
     base: Option<&str>,
     channel: &str,
     uri: &Uri,
@@ -144,27 +146,18 @@ pub fn read(
     body: &[u8],
 ) -> Result<Callback, Refused> {
     let forged = |why: &str| Refused::new(StatusCode::FORBIDDEN, why);
-    let (Some(secret), Some(base)) = (secret, base) else {
+    let (Some(secrets), Some(base)) = (secrets, base) else {
         return Err(forged(
             "status callbacks are not accepted: delivery.provider_token and delivery.status_callback_base are not both set",
         ));
     };
-    let Some(signature) = herald_content::signature::from_headers(headers) else {
-        return Err(forged(
-            "signature: missing (X-Twilio-Signature or X-Signature header)",
-        ));
-    };
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let url = format!(
         "{}{}",
         base.trim_end_matches('/'),
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
-    if !herald_content::signature::verify(secret, &url, &params, signature) {
-        return Err(forged(
-            "signature: does not match this URL and these parameters",
-        ));
-    }
+    let params =
+        signature::check(secrets, &url, headers, body).map_err(|e| forged(&e.to_string()))?;
 
     let channel = match Channel::parse(channel) {
         Some(c @ (Channel::Sms | Channel::Voice)) => c,
@@ -235,8 +228,20 @@ async fn callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let secrets = d
+        .cfg
+        .provider_token
+        .as_ref()
+        .map(|token| signature::Secrets {
+            auth_token: token.expose_secret(),
+            shared_key: d
+                .cfg
+                .provider_signing_key
+                .as_ref()
+                .map(|k| k.expose_secret()),
+        });
     let answer = read(
-        d.cfg.provider_token.as_ref().map(|t| t.expose_secret()),
+        secrets,
         d.cfg.status_callback_base.as_deref(),
         &channel,
         &uri,

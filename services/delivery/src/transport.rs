@@ -291,12 +291,7 @@ impl Transports {
         if let Some(base) = &self.callback_base {
             form.push((
                 "StatusCallback",
-                format!(
-                    "{}/v1/status/{}?job={}",
-                    base.trim_end_matches('/'),
-                    channel.name(),
-                    job.job_id
-                ),
+                status_callback(base, channel, &job.job_id),
             ));
         }
         match endpoint {
@@ -350,6 +345,20 @@ impl Transports {
             }
         }
     }
+}
+
+/// The address a provider reports a job's status to. The job id is
+/// encoded: a broadcast's may hold `+`, `=`, `:` or `@`, and a `+` read
+/// back as a space would name no job.
+fn status_callback(base: &str, channel: Channel, job_id: &str) -> String {
+    herald_content::url::with_query(
+        &format!(
+            "{}/v1/status/{}",
+            base.trim_end_matches('/'),
+            channel.name()
+        ),
+        &[("job", job_id)],
+    )
 }
 
 /// The provider's id for the message, from a JSON reply (`sid` or `id`).
@@ -424,6 +433,19 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_status_callback_names_its_job_exactly() {
+        let url = status_callback(
+            "https://h.example/",
+            Channel::Voice,
+            "drill+1=a@b:c-r0-voice-c1",
+        );
+        assert_eq!(
+            url,
+            "https://h.example/v1/status/voice?job=drill%2B1%3Da%40b%3Ac-r0-voice-c1"
+        );
     }
 
     #[test]

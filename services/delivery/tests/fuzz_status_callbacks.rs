@@ -176,7 +176,7 @@ proptest! {
         }
         let secret = configured.0.then_some(SECRET);
         let base = configured.1.then_some(BASE);
-        let answer = status::read(secret, base, &channel, &uri, &headers, &body);
+        let answer = status::read(secret.map(signature::Secrets::token), base, &channel, &uri, &headers, &body);
         let presented = SIGNATURE_HEADERS
             .iter()
             .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()));
@@ -249,7 +249,7 @@ proptest! {
         headers.insert(header, HeaderValue::from_str(&sig)?);
 
         let read = status::read(
-            Some(SECRET),
+            Some(signature::Secrets::token(SECRET)),
             Some(BASE),
             channel.name(),
             &uri,
@@ -276,7 +276,7 @@ proptest! {
         tampered.push(("Forged".into(), "1".into()));
         let tampered_body = serde_urlencoded::to_string(&tampered)?;
         let refused = status::read(
-            Some(SECRET),
+            Some(signature::Secrets::token(SECRET)),
             Some(BASE),
             channel.name(),
             &uri,
@@ -286,7 +286,7 @@ proptest! {
         prop_assert_eq!(refused.map_err(|r| r.status), Err(StatusCode::FORBIDDEN));
         let other_job: Uri = format!("/v1/status/{}?job={job}x", channel.name()).parse()?;
         let refused = status::read(
-            Some(SECRET),
+            Some(signature::Secrets::token(SECRET)),
             Some(BASE),
             channel.name(),
             &other_job,

@@ -27,20 +27,14 @@ pub fn verify(secret: &str, case_id: &str, round: u64, token: &str) -> bool {
 }
 
 /// The link a client gets. Case ids are subject tokens (letters, digits
-/// and `-_:@+=`); the few that need it are percent-encoded.
+/// and `-_:@+=`); the case is percent-encoded ([`herald_content::url`]) so
+/// that a `+` does not come back as a space.
 pub fn link(base: &str, secret: &str, case_id: &str, round: u64) -> String {
-    let mut encoded = String::with_capacity(case_id.len());
-    for b in case_id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!(
-        "{base}{sep}case={encoded}&round={round}&token={}",
-        token(secret, case_id, round)
+    let round_text = round.to_string();
+    let token = token(secret, case_id, round);
+    herald_content::url::with_query(
+        base,
+        &[("case", case_id), ("round", &round_text), ("token", &token)],
     )
 }
 
