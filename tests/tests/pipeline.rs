@@ -523,3 +523,65 @@ async fn an_undecodable_message_on_the_wire_does_not_stop_the_next_one() {
     );
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
 }
+
+/// A template with no words for a call is how the template set is
+/// written, not news about each notification: the router's log stays
+/// quiet however many notifications use it. A template whose call text
+/// cannot be rendered is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_without_call_text_logs_nothing_per_notification_but_a_broken_one_does() {
+    let work = tempfile::tempdir().expect("work dir");
+    // `bench` has SMS and email text and no voice text.
+    let templates = herald_testkit::benchkit::templates(work.path()).expect("templates");
+    std::fs::create_dir_all(templates.join("broken_call")).expect("template dir");
+    std::fs::write(
+        templates.join("broken_call/v1.toml"),
+        "approved = true\n[lang.en]\nsms = \"hello\"\nvoice = \"hello {{ undeclared }}\"\n",
+    )
+    .expect("template written");
+    let dir = templates.clone();
+    let mut sys = TestSystem::start_with(move |cfg| cfg.content.templates_dir = dir).await;
+    // The router as its own process, logging at warn as in production.
+    sys.stop("router").await;
+    let router = herald_testkit::process::ServiceProcess::spawn_with_env(
+        "router",
+        &sys.cfg_for("router"),
+        &[("RUST_LOG", "warn")],
+    );
+    // Prefers SMS; email and voice are the fallbacks.
+    sys.add_contacts(&[contact(
+        "bob",
+        Some("bob@example.org"),
+        Some("+447700900002"),
+        "sms",
+    )])
+    .await;
+    let update = |key: &str, template: &str| NotificationRequest {
+        idempotency_key: key.into(),
+        communication_type: CommunicationType::ServiceUpdate as i32,
+        recipients: vec![to_contact("bob")],
+        template_id: template.into(),
+        params: [("seq".to_string(), key.to_string())].into(),
+        requester: "crm".into(),
+        ..Default::default()
+    };
+
+    for i in 0..3 {
+        sys.notify_ok(&update(&format!("quiet-{i}"), "bench")).await;
+    }
+    sys.http.wait_for("/sms", 3, WAIT).await;
+    sys.wait_until_idle().await;
+    let log = router.log();
+    assert!(!log.contains("WARN"), "the router warned:\n{log}");
+
+    sys.notify_ok(&update("broken", "broken_call")).await;
+    sys.http.wait_for("/sms", 4, WAIT).await;
+    sys.wait_until_idle().await;
+    let log = router.log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("voice") && warnings[0].contains("broken_call"),
+        "{log}"
+    );
+}

@@ -251,13 +251,22 @@ impl Router {
                 req.template_id.as_str()
             };
             let version = if withheld { 0 } else { req.template_version };
+            // A template without text for a channel is how the template
+            // set is written, not news about this notification: the channel
+            // is simply not offered, and nothing is logged for it.
+            if self
+                .templates
+                .lacks_text(template, version, &language, channel)
+            {
+                return None;
+            }
             match self
                 .templates
                 .render(template, version, &language, channel, &vars)
             {
                 Ok(r) => Some((r, withheld)),
                 Err(e) => {
-                    warn!(channel = channel.name(), error = %e, "channel skipped: nothing to render");
+                    warn!(channel = channel.name(), error = %e, "channel skipped: the template could not be rendered");
                     None
                 }
             }
