@@ -681,6 +681,9 @@ async fn routing_is_one_audit_write_and_the_trail_still_lists_every_record() {
         .find(|r| r.step() == AuditStep::Skipped)
         .expect("dora's skip is in the trail");
     assert_eq!(gone.contact_id, "dora");
+    // Named after the notification and the recipient, as every other
+    // record of the step is: a redelivery writes the same record again.
+    assert_eq!(gone.record_id, format!("{id}-r2-gone"));
     assert!(
         gone.summary.contains("no longer in the directory"),
         "{gone:?}"
