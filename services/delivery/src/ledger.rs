@@ -32,7 +32,9 @@
 //!   SMTP `Message-ID`), so a provider that honours it drops the repeat; a
 //!   plain SMTP server will deliver it twice.
 //! * `sent` is written before JetStream is acknowledged, and kept for
-//!   `delivery.sent_ttl`, well past JetStream's redelivery horizon.
+//!   `delivery.sent_ttl`, well past JetStream's redelivery horizon. A job
+//!   already `failed` (a failure status beat the provider's answer) stays
+//!   failed, and the worker does not document the send as a success.
 //! * A provider status callback is proof the provider has the message: one
 //!   that arrives while the job is `idle` or `sending` (the worker timed out
 //!   waiting for an answer the provider did send) moves it to `sent`, or to
@@ -75,6 +77,17 @@ pub enum Peek {
         attempts: u32,
     },
     Failed,
+}
+
+/// What writing `sent` found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Recorded {
+    /// The job is `sent`: never to be sent again.
+    Sent,
+    /// A failure status from the provider settled the job first (`failed`,
+    /// its fallback or dead letter under way or published): it stays
+    /// failed, and the send is not documented as a success.
+    AlreadyFailed,
 }
 
 /// What recording a provider status did.
@@ -310,16 +323,18 @@ impl Ledger {
         })
     }
 
-    /// The provider took the message: never send this job again. `line`
-    /// joins the job's attempt history in the same step.
+    /// The provider took the message: never send this job again, unless a
+    /// failure status has already settled it (see [`Recorded`]). `line`
+    /// joins the job's attempt history in the same step either way.
     pub async fn sent(
         &self,
         job_id: &str,
         provider_id: &str,
         line: &str,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<Recorded> {
         let mut r = self.redis.clone();
-        self.sent
+        let written = self
+            .sent
             .key(self.key(job_id))
             .key(self.history_key(job_id))
             .arg(provider_id)
@@ -328,7 +343,11 @@ impl Ledger {
             .arg(line)
             .invoke_async::<i64>(&mut r)
             .await?;
-        Ok(())
+        Ok(if written == 1 {
+            Recorded::Sent
+        } else {
+            Recorded::AlreadyFailed
+        })
     }
 
     /// Failed for good, and the fallback or dead letter is published.

@@ -22,7 +22,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::{
     Delivery, channel_of,
-    ledger::{Claim, Peek},
+    ledger::{Claim, Peek, Recorded},
     retry::history_line,
     transport::{SendError, Sent},
 };
@@ -259,16 +259,31 @@ impl Delivery {
         sent: Sent,
     ) -> Disposition {
         let line = history_line(attempt, "sent", &sent.via);
-        if !self
+        match self
             .record_sent(&job.job_id, &sent.provider_id, &line)
             .await
         {
-            // Redis stayed away for half the lease. The claim stands; once
-            // its lease runs out a later delivery takes the job over and,
-            // unable to know better, sends it again under the same
-            // idempotency key: the same window as a crash after the
-            // provider answered.
-            return Disposition::Retry(self.ledger.lease());
+            Some(Recorded::Sent) => {}
+            Some(Recorded::AlreadyFailed) => {
+                // A failure status beat the provider's answer here and has
+                // settled the job: it is handed on (or being handed on by
+                // the callback), and stays failed. Documenting a success
+                // now would give the trail both.
+                record_outcome(&tracing::Span::current(), "already_failed", false);
+                info!(
+                    attempt,
+                    "the provider answered after reporting this job failed; it stays failed"
+                );
+                return Disposition::Ack;
+            }
+            None => {
+                // Redis stayed away for half the lease. The claim stands;
+                // once its lease runs out a later delivery takes the job
+                // over and, unable to know better, sends it again under
+                // the same idempotency key: the same window as a crash
+                // after the provider answered.
+                return Disposition::Retry(self.ledger.lease());
+            }
         }
         self.document_sent(job, attempt, &sent).await;
         self.metrics
@@ -292,19 +307,19 @@ impl Delivery {
 
     /// Writes `sent` to the ledger, trying again for as long as half the
     /// lease (a Redis restart), because until it is written a redelivery
-    /// would send the job again.
-    async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> bool {
+    /// would send the job again. `None` if it could not be written.
+    async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> Option<Recorded> {
         let deadline = tokio::time::Instant::now() + self.ledger.lease() / 2;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             let e = match self.ledger.sent(job_id, provider_id, line).await {
-                Ok(()) => return true,
+                Ok(recorded) => return Some(recorded),
                 Err(e) => e,
             };
             let pause = backoff.next_delay();
             if tokio::time::Instant::now() + pause >= deadline {
                 error!(error = %e, "sent but not recorded; holding the job under its lease");
-                return false;
+                return None;
             }
             warn!(error = %e, "sent but not yet recorded; trying again");
             tokio::time::sleep(pause).await;
