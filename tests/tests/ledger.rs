@@ -4,13 +4,16 @@
 
 use std::time::Duration;
 
+use herald_delivery::ledger::{Claim, Ledger};
 use herald_proto::v1::{AuditStep, Channel};
 use herald_testkit::{
     TestSystem,
     count::job_id,
     fixtures::{contact, inquiry},
     http::Reply,
+    servers::RedisServer,
 };
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -65,4 +68,114 @@ async fn a_job_the_provider_reported_failed_first_is_not_documented_as_sent() {
         "documented as sent after the provider reported it failed: {trail:#?}"
     );
     assert_eq!(sys.http.requests_to("/sms").len(), 1);
+}
+
+/// A delivery process and the send ledger in a real Redis, as delivery
+/// builds them: one owner id per process.
+async fn process_ledger(redis: &RedisServer, lease: Duration) -> Ledger {
+    let cfg = herald_config::RedisConfig {
+        url: redis.url().into(),
+        ..Default::default()
+    };
+    let conn = herald_runtime::store::connect(&cfg, &CancellationToken::new())
+        .await
+        .expect("redis");
+    Ledger::new(
+        conn,
+        "herald:",
+        &herald_proto::ids::owner_id(),
+        lease,
+        Duration::from_secs(3600),
+    )
+}
+
+/// Redis restarts just after running a claim, so its reply is lost with
+/// the connection: the job is "sending" under this very process, which
+/// sent nothing. The redelivery takes it back at once, as the same attempt
+/// and not as an interrupted one (which would say the provider may get it
+/// twice); it does not wait out the lease. Only a redelivery arriving
+/// while this process is really sending the job is told it is busy, as is
+/// any other process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_reply_was_lost_is_taken_back_at_once_by_its_own_process() {
+    let redis = RedisServer::start();
+    let lease = Duration::from_secs(600);
+    let ledger = process_ledger(&redis, lease).await;
+    let other_process = process_ledger(&redis, lease).await;
+
+    // The claim runs; the worker never learns it did, and its turn ends.
+    let first = ledger.in_flight("job-1");
+    assert_eq!(
+        ledger.claim(&first, None, None).await.expect("claim"),
+        Claim::Claimed {
+            attempt: 1,
+            interrupted: false
+        }
+    );
+    drop(first);
+
+    // The redelivery.
+    let again = ledger.in_flight("job-1");
+    assert_eq!(
+        ledger.claim(&again, None, None).await.expect("claim"),
+        Claim::Claimed {
+            attempt: 1,
+            interrupted: false
+        }
+    );
+    // Meanwhile, while it is being sent: a second redelivery here, and
+    // another process, are both refused for the rest of the lease.
+    let while_sending = ledger.in_flight("job-1");
+    assert!(matches!(
+        ledger.claim(&while_sending, None, None).await.expect("claim"),
+        Claim::Busy(wait) if wait > lease / 2
+    ));
+    drop(while_sending);
+    let elsewhere = other_process.in_flight("job-1");
+    assert!(matches!(
+        other_process.claim(&elsewhere, None, None).await.expect("claim"),
+        Claim::Busy(wait) if wait > lease / 2
+    ));
+
+    // A send the provider took but the ledger could not record keeps the
+    // job marked here: this process's own claim is not taken back as one
+    // that sent nothing.
+    again.keep_marked();
+    let after_unrecorded = ledger.in_flight("job-1");
+    assert!(matches!(
+        ledger
+            .claim(&after_unrecorded, None, None)
+            .await
+            .expect("claim"),
+        Claim::Busy(_)
+    ));
+    assert_eq!(ledger.attempts("job-1").await.expect("attempts"), 1);
+}
+
+/// A lease left by another process (one that died mid-send) is still
+/// waited out and its take-over counted as interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_processs_lease_is_waited_out_and_its_take_over_counted_as_interrupted() {
+    let redis = RedisServer::start();
+    let lease = Duration::from_millis(300);
+    let died = process_ledger(&redis, lease).await;
+    let survivor = process_ledger(&redis, lease).await;
+    let held = died.in_flight("job-2");
+    assert!(matches!(
+        died.claim(&held, None, None).await.expect("claim"),
+        Claim::Claimed { attempt: 1, .. }
+    ));
+    let here = survivor.in_flight("job-2");
+    assert!(matches!(
+        survivor.claim(&here, None, None).await.expect("claim"),
+        Claim::Busy(_)
+    ));
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(
+        survivor.claim(&here, None, None).await.expect("claim"),
+        Claim::Claimed {
+            attempt: 2,
+            interrupted: true
+        }
+    );
 }

@@ -22,7 +22,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::{
     Delivery, channel_of,
-    ledger::{Claim, Peek, Recorded},
+    ledger::{Claim, InFlight, Peek, Recorded},
     retry::history_line,
     transport::{SendError, Sent},
 };
@@ -66,8 +66,11 @@ impl Delivery {
         self.contact_limit(job, lane, channel).await?;
         let connection = self.provider_limits(job, msg, lane, channel).await?;
 
-        // 3. Claim and send.
-        let attempt = self.claim(job, lane, channel).await?;
+        // 3. Claim and send. From the claim to the end of this turn the
+        // job is marked as in flight here, so a claim this process holds
+        // is known for what it is (see `Ledger::claim`).
+        let here = self.ledger.in_flight(&job.job_id);
+        let attempt = self.claim(job, &here, lane, channel).await?;
         self.not_cancelled(job, attempt).await?;
         let result = self.send(job, lane, channel).await;
         // The provider has answered, so its connection slot goes back now,
@@ -90,7 +93,7 @@ impl Delivery {
 
         // 4. Record, retry or hand on.
         Ok(match result {
-            Ok(sent) => self.record(job, lane, channel, attempt, sent).await,
+            Ok(sent) => self.record(job, here, lane, channel, attempt, sent).await,
             Err(SendError::Transient {
                 reason,
                 retry_after,
@@ -135,7 +138,13 @@ impl Delivery {
 
     /// Step 3, the claim: this worker's attempt number, or the answer for
     /// a job another worker holds or that is already finished.
-    async fn claim(&self, job: &DeliveryJob, lane: Lane, channel: Channel) -> Step<u32> {
+    async fn claim(
+        &self,
+        job: &DeliveryJob,
+        here: &InFlight,
+        lane: Lane,
+        channel: Channel,
+    ) -> Step<u32> {
         let callbacks = self.cfg.status_callback_base.is_some()
             && self.cfg.provider_token.is_some()
             && channel != Channel::Email;
@@ -143,7 +152,7 @@ impl Delivery {
         let claim = self
             .ledger
             .claim(
-                &job.job_id,
+                here,
                 stored.as_ref().map(|(j, _)| j.as_slice()),
                 stored.as_ref().map(|(_, m)| m.as_slice()),
             )
@@ -253,6 +262,7 @@ impl Delivery {
     async fn record(
         &self,
         job: &DeliveryJob,
+        here: InFlight,
         lane: Lane,
         channel: Channel,
         attempt: u32,
@@ -281,7 +291,10 @@ impl Delivery {
                 // once its lease runs out a later delivery takes the job
                 // over and, unable to know better, sends it again under
                 // the same idempotency key: the same window as a crash
-                // after the provider answered.
+                // after the provider answered. The job stays marked as in
+                // flight here, so this process does not take its own claim
+                // back as one that sent nothing.
+                here.keep_marked();
                 return Disposition::Retry(self.ledger.lease());
             }
         }
