@@ -1,6 +1,7 @@
 //! The send ledger's promises seen from outside: what a job's trail says
-//! when the provider's report and its answer cross, and how a delivery
-//! process recognises a claim it holds itself.
+//! when the provider's report and its answer cross, how a delivery process
+//! recognises a claim it holds itself, and that a sent job is acknowledged
+//! only once its documentation is stored.
 
 use std::time::Duration;
 
@@ -178,4 +179,101 @@ async fn another_processs_lease_is_waited_out_and_its_take_over_counted_as_inter
             interrupted: true
         }
     );
+}
+
+/// A job is acknowledged only once its "sent" is documented in both the
+/// trail and the status stream. While the status stream refuses writes,
+/// the sent SMS keeps coming back, is never sent again, and is documented
+/// once the stream takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_job_is_not_acknowledged_before_its_status_is_stored() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    use herald_proto::{Message, subjects, v1::DeliveryState, v1::DeliveryStatus};
+
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact(
+        "bob",
+        Some("bob@example.org"),
+        Some("+447700900002"),
+        "sms",
+    )])
+    .await;
+    let bus = sys.bus().await;
+    let mut status = bus
+        .js
+        .get_stream(subjects::STREAM_STATUS)
+        .await
+        .expect("status stream");
+    let usual = status.info().await.expect("info").config.clone();
+    // Full, and refusing anything new.
+    let mut full = usual.clone();
+    full.max_bytes = 1;
+    full.discard = DiscardPolicy::New;
+    bus.js
+        .update_stream(full)
+        .await
+        .expect("status stream full");
+
+    let id = sys
+        .notify_ok(&inquiry("undocumented", "bob", "INQ-U"))
+        .await;
+    let job = job_id(&id, Channel::Sms);
+    sys.http.wait_for("/sms", 1, WAIT).await;
+    // The job comes back rather than being acknowledged ...
+    let mut jobs = bus
+        .js
+        .get_stream(subjects::delivery_stream(herald_proto::v1::Lane::Normal))
+        .await
+        .expect("delivery stream");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = jobs
+        .get_consumer("delivery-normal")
+        .await
+        .expect("delivery consumer");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while consumer
+        .info()
+        .await
+        .expect("info")
+        .delivered
+        .consumer_sequence
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sent job was not delivered again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(jobs.info().await.expect("info").state.messages, 1);
+    // ... and is never sent again.
+    assert_eq!(sys.http.requests_to("/sms").len(), 1);
+
+    bus.js
+        .update_stream(usual)
+        .await
+        .expect("status stream back");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = status.info().await.expect("info");
+        let mut found = false;
+        if info.state.messages > 0 {
+            let raw = status
+                .get_last_raw_message_by_subject(&subjects::delivery_status(Channel::Sms))
+                .await
+                .expect("last status");
+            let event = DeliveryStatus::decode(raw.payload).expect("a DeliveryStatus");
+            found = event.job_id == job && event.state() == DeliveryState::Sent;
+        }
+        if found {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the send was never documented in the status stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sys.wait_until_idle().await;
+    assert_eq!(jobs.info().await.expect("info").state.messages, 0);
+    assert_eq!(sys.http.requests_to("/sms").len(), 1);
 }

@@ -257,8 +257,8 @@ impl Delivery {
         result
     }
 
-    /// Step 4 for a send the provider took: in the ledger before JetStream
-    /// is acknowledged, then documented.
+    /// Step 4 for a send the provider took: in the ledger, then documented,
+    /// and JetStream acknowledged only once both are stored.
     async fn record(
         &self,
         job: &DeliveryJob,
@@ -298,12 +298,12 @@ impl Delivery {
                 return Disposition::Retry(self.ledger.lease());
             }
         }
-        self.document_sent(job, attempt, &sent).await;
+        // Counted once, when the send is in the ledger; a redelivery that
+        // only documents it again counts as a suppressed duplicate.
         self.metrics
             .deliveries
             .get_or_create(&label(lane, channel, "sent"))
             .inc();
-        record_outcome(&tracing::Span::current(), "sent", false);
         if let Some(accepted) = &job.accepted_at {
             let e2e = SystemTime::now()
                 .duration_since(herald_proto::system_time(Some(accepted)))
@@ -315,6 +315,14 @@ impl Delivery {
                 })
                 .observe(e2e.as_secs_f64());
         }
+        if !self.document_sent(job, attempt, &sent).await {
+            // Sent and in the ledger, but the trail or the status stream
+            // does not have it: not acknowledged, so the redelivery (which
+            // the ledger stops from sending) documents it again.
+            record_outcome(&tracing::Span::current(), "undocumented", false);
+            return Disposition::Retry(crate::report::UNDOCUMENTED_RETRY);
+        }
+        record_outcome(&tracing::Span::current(), "sent", false);
         Disposition::Ack
     }
 
