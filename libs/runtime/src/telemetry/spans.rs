@@ -32,11 +32,15 @@ macro_rules! span_if {
     };
 }
 
-/// Whether work entering Herald with this caller context is traced, and
-/// the context to hang it under.
-fn door(parent: Option<opentelemetry::Context>) -> (bool, Option<opentelemetry::Context>) {
-    let traced = sampling::rule()
-        .is_some_and(|rule| rule.at_door(parent.as_ref().and_then(sampling::remote).as_ref()));
+/// Whether work entering Herald with this caller `traceparent` is traced,
+/// and the context to hang it under. Nothing is parsed when nothing is
+/// exported.
+fn door(traceparent: Option<&str>) -> (bool, Option<opentelemetry::Context>) {
+    let Some(rule) = sampling::rule() else {
+        return (false, None);
+    };
+    let parent = traceparent.and_then(extract_traceparent);
+    let traced = rule.at_door(parent.as_ref().and_then(sampling::remote).as_ref());
     (traced, parent)
 }
 
@@ -55,7 +59,7 @@ fn join(span: &Span, traced: bool, parent: Option<opentelemetry::Context>) {
 /// metadata carries a `traceparent`. Handlers record `notification_id`,
 /// `case_id` and `outcome` on it.
 pub fn grpc_server_span(service: &str, method: &str, traceparent: Option<&str>) -> Span {
-    let (traced, parent) = door(traceparent.and_then(extract_traceparent));
+    let (traced, parent) = door(traceparent);
     let span = span_if!(
         traced,
         "rpc",
@@ -79,7 +83,7 @@ pub fn grpc_server_span(service: &str, method: &str, traceparent: Option<&str>) 
 /// ids and addresses in paths stay out of span names.
 pub fn http_server_span(method: &str, route: &str, headers: &axum::http::HeaderMap) -> Span {
     let tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    let (traced, parent) = door(tp.and_then(extract_traceparent));
+    let (traced, parent) = door(tp);
     let span = span_if!(
         traced,
         "http",
@@ -131,8 +135,9 @@ pub fn record_outcome(span: &Span, outcome: &str, failed: bool) {
 /// span in the trace. Handlers record `notification_id`, `case_id`,
 /// `job_id`, `channel` and `outcome` on it: identifiers, never content.
 pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::Span {
-    let parent = msg.headers.as_ref().and_then(extract_headers);
-    let traced = sampling::rule().is_some_and(|rule| {
+    let rule = sampling::rule();
+    let parent = rule.and(msg.headers.as_ref()).and_then(extract_headers);
+    let traced = rule.is_some_and(|rule| {
         let remote = parent.as_ref().and_then(sampling::remote);
         if subjects::caller_of(&msg.subject).is_some() {
             rule.at_door(remote.as_ref())
