@@ -230,3 +230,83 @@ async fn a_provider_asking_for_an_hour_of_quiet_does_not_hold_messages_past_thei
         "every SMS fell back only after {took:?}"
     );
 }
+
+/// A provider connection is busy only while the provider is being asked:
+/// once it has answered, the next message may use the connection even if
+/// writing down the first one's result is still going on. With one
+/// connection and the first job's bookkeeping held up, the second message
+/// still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_free_for_the_next_message_as_soon_as_the_provider_answers() {
+    let mut sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.sms_connections = 1;
+        // A long lease: a job whose "sent" cannot be written holds on for
+        // half of it (over 30 s) before it gives up.
+        cfg.delivery.attempt_timeout = Duration::from_secs(30);
+    })
+    .await;
+    sys.stop("delivery").await;
+    let ids = vec![
+        submit(
+            &sys.client,
+            &inquiry_to("slot-1", person(1, &[Channel::Sms])),
+            Lane::Normal,
+        )
+        .await,
+        submit(
+            &sys.client,
+            &inquiry_to("slot-2", person(2, &[Channel::Sms])),
+            Lane::Normal,
+        )
+        .await,
+    ];
+    // Each job's attempt history is made unwritable, so recording a send
+    // (which appends to it) fails and is retried until the test allows it.
+    let mut redis =
+        herald_runtime::store::connect(&sys.cfg.redis, &tokio_util::sync::CancellationToken::new())
+            .await
+            .expect("redis");
+    let keyspace = herald_proto::keyspace::DELIVERY.prefix(&sys.cfg.redis.prefix);
+    let history = |id: &str| format!("{keyspace}jobhist:{}", job_id(id, Channel::Sms));
+    for id in &ids {
+        let _: () = redis::cmd("SET")
+            .arg(history(id))
+            .arg("not a list")
+            .query_async(&mut redis)
+            .await
+            .expect("history blocked");
+    }
+    sys.start_delivery().await;
+
+    let sms = sys.http.wait_for("/sms", 2, Duration::from_secs(10)).await;
+    // Both went out while neither could be recorded yet.
+    for id in &ids {
+        let still_blocked: Option<String> = redis::cmd("GET")
+            .arg(history(id))
+            .query_async(&mut redis)
+            .await
+            .expect("readable");
+        assert_eq!(still_blocked.as_deref(), Some("not a list"));
+    }
+    assert_eq!(sms.len(), 2);
+
+    // Once the bookkeeping can be written, it is, and nothing goes twice.
+    for id in &ids {
+        let _: () = redis::cmd("DEL")
+            .arg(history(id))
+            .query_async(&mut redis)
+            .await
+            .expect("unblocked");
+    }
+    let expected = jobs(&ids, Channel::Sms);
+    for id in &ids {
+        sys.wait_for_step(
+            id,
+            herald_proto::v1::AuditStep::Sent,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    let c = count_http(&sys.http.requests_to("/sms"), &expected);
+    assert_eq!((c.arrived, c.lost, c.duplicated), (2, 0, 0), "{c:?}");
+}

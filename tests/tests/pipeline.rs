@@ -7,8 +7,8 @@ use futures::StreamExt;
 use herald_proto::{
     subjects,
     v1::{
-        AuditStep, Channel, CommunicationType, Confidentiality, ErrorCode, InlineRecipient,
-        IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_reply,
+        AuditBatch, AuditRecord, AuditStep, Channel, CommunicationType, Confidentiality, ErrorCode,
+        InlineRecipient, IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_reply,
         recipient::Target,
     },
 };
@@ -522,4 +522,177 @@ async fn an_undecodable_message_on_the_wire_does_not_stop_the_next_one() {
         "{router:?}"
     );
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
+}
+
+/// A template with no words for a call is how the template set is
+/// written, not news about each notification: the router's log stays
+/// quiet however many notifications use it. A template whose call text
+/// cannot be rendered is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_without_call_text_logs_nothing_per_notification_but_a_broken_one_does() {
+    let work = tempfile::tempdir().expect("work dir");
+    // `bench` has SMS and email text and no voice text.
+    let templates = herald_testkit::benchkit::templates(work.path()).expect("templates");
+    std::fs::create_dir_all(templates.join("broken_call")).expect("template dir");
+    std::fs::write(
+        templates.join("broken_call/v1.toml"),
+        "approved = true\n[lang.en]\nsms = \"hello\"\nvoice = \"hello {{ undeclared }}\"\n",
+    )
+    .expect("template written");
+    let dir = templates.clone();
+    let mut sys = TestSystem::start_with(move |cfg| cfg.content.templates_dir = dir).await;
+    // The router as its own process, logging at warn as in production.
+    sys.stop("router").await;
+    let router = herald_testkit::process::ServiceProcess::spawn_with_env(
+        "router",
+        &sys.cfg_for("router"),
+        &[("RUST_LOG", "warn")],
+    );
+    // Prefers SMS; email and voice are the fallbacks.
+    sys.add_contacts(&[contact(
+        "bob",
+        Some("bob@example.org"),
+        Some("+447700900002"),
+        "sms",
+    )])
+    .await;
+    let update = |key: &str, template: &str| NotificationRequest {
+        idempotency_key: key.into(),
+        communication_type: CommunicationType::ServiceUpdate as i32,
+        recipients: vec![to_contact("bob")],
+        template_id: template.into(),
+        params: [("seq".to_string(), key.to_string())].into(),
+        requester: "crm".into(),
+        ..Default::default()
+    };
+
+    for i in 0..3 {
+        sys.notify_ok(&update(&format!("quiet-{i}"), "bench")).await;
+    }
+    sys.http.wait_for("/sms", 3, WAIT).await;
+    sys.wait_until_idle().await;
+    let log = router.log();
+    assert!(!log.contains("WARN"), "the router warned:\n{log}");
+
+    sys.notify_ok(&update("broken", "broken_call")).await;
+    sys.http.wait_for("/sms", 4, WAIT).await;
+    sys.wait_until_idle().await;
+    let log = router.log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("voice") && warnings[0].contains("broken_call"),
+        "{log}"
+    );
+}
+
+/// The audit stream's messages about one notification, as written: each
+/// message is one write, holding the records of one step.
+async fn audit_writes(sys: &TestSystem, notification_id: &str) -> Vec<Vec<AuditRecord>> {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    use herald_proto::Message;
+    let bus = sys.bus().await;
+    let stream = bus
+        .js
+        .get_stream(subjects::STREAM_AUDIT)
+        .await
+        .expect("audit stream");
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subjects::audit_of_notification(notification_id),
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut batches = consumer
+        .fetch()
+        .max_messages(100)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("messages");
+    let mut writes = Vec::new();
+    while let Some(m) = batches.next().await {
+        let m = m.expect("message");
+        writes.push(
+            AuditBatch::decode(m.payload.clone())
+                .expect("an AuditBatch")
+                .records,
+        );
+    }
+    writes
+}
+
+/// Routing a notification is one step and one write to the audit stream:
+/// the routed record, one per job rendered and one per recipient who could
+/// not be reached, together. The trail still lists every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_is_one_audit_write_and_the_trail_still_lists_every_record() {
+    let mut sys = TestSystem::start().await;
+    sys.add_contacts(&[
+        contact("bob", Some("bob@example.org"), Some("+447700900002"), "sms"),
+        contact("carol", Some("carol@example.org"), None, "email"),
+        contact("dora", Some("dora@example.org"), None, "email"),
+    ])
+    .await;
+    // Dora is removed from the directory after intake accepted the
+    // notification and before the router reached it.
+    sys.stop("router").await;
+    let mut req = inquiry("one-write", "bob", "INQ-1W");
+    req.recipients = vec![to_contact("bob"), to_contact("carol"), to_contact("dora")];
+    let id = sys.notify_ok(&req).await;
+    let redis =
+        herald_runtime::store::connect(&sys.cfg.redis, &tokio_util::sync::CancellationToken::new())
+            .await
+            .expect("redis");
+    assert!(
+        herald_directory::contacts::Directory::new(redis, &sys.cfg.redis.prefix)
+            .remove("dora")
+            .await
+            .expect("removed")
+    );
+    sys.start_router().await;
+    sys.http.wait_for("/sms", 1, WAIT).await;
+    sys.smtp.wait_for(1, WAIT).await;
+    sys.wait_until_idle().await;
+
+    let by_router: Vec<Vec<AuditRecord>> = audit_writes(&sys, &id)
+        .await
+        .into_iter()
+        .filter(|w| w.iter().any(|r| r.actor == "router"))
+        .collect();
+    assert_eq!(by_router.len(), 1, "{by_router:#?}");
+    let steps: Vec<AuditStep> = by_router[0].iter().map(|r| r.step()).collect();
+    assert_eq!(
+        steps,
+        [
+            AuditStep::Routed,
+            AuditStep::Rendered,
+            AuditStep::Rendered,
+            AuditStep::Skipped
+        ]
+    );
+
+    let trail = sys.trail(&id).await;
+    let gone = trail
+        .iter()
+        .find(|r| r.step() == AuditStep::Skipped)
+        .expect("dora's skip is in the trail");
+    assert_eq!(gone.contact_id, "dora");
+    // Named after the notification and the recipient, as every other
+    // record of the step is: a redelivery writes the same record again.
+    assert_eq!(gone.record_id, format!("{id}-r2-gone"));
+    assert!(
+        gone.summary.contains("no longer in the directory"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|r| r.step() == AuditStep::Rendered)
+            .count(),
+        2
+    );
 }

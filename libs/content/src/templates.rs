@@ -278,6 +278,18 @@ impl TemplateStore {
             .map(str::to_string)
     }
 
+    /// Whether the template a request names has no text at all for
+    /// `channel` in `language` or the languages it falls back to. That is a
+    /// property of the template set, known since it was loaded, not an
+    /// event: a caller offers the channel only when there is text for it,
+    /// rather than rendering, failing and reporting it for every
+    /// notification. False when the template does not resolve, so that
+    /// [`TemplateStore::render`] reports why.
+    pub fn lacks_text(&self, id: &str, version: u32, language: &str, channel: Channel) -> bool {
+        self.resolve(id, version)
+            .is_ok_and(|t| self.pick_language(t, language, channel).is_none())
+    }
+
     /// Renders a template for one channel and language.
     pub fn render(
         &self,
@@ -405,6 +417,9 @@ email = "Bonjour {{ recipient_name }}"
             s.render("ack", 0, "en", Channel::Voice, &vars()),
             Err(TemplateError::NoText { .. })
         ));
+        assert!(s.lacks_text("ack", 0, "en", Channel::Voice));
+        assert!(!s.lacks_text("ack", 0, "fr", Channel::Sms));
+        assert!(!s.lacks_text("nope", 0, "en", Channel::Voice));
         let mut partial = vars();
         partial.remove("recipient_name");
         assert!(matches!(

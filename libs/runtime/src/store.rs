@@ -1,5 +1,6 @@
 //! Redis connections. Every service uses one multiplexed, self-reconnecting
-//! connection, so concurrent commands are pipelined on one socket.
+//! connection, so concurrent commands are pipelined on one socket, sent
+//! without delay (`TCP_NODELAY`).
 
 use std::time::Duration;
 
@@ -20,14 +21,16 @@ pub async fn connect(
     connect_as(cfg, None, shutdown).await
 }
 
-/// Connects as `service`'s own ACL user when `redis.credentials_dir` holds
-/// its password (else with the URL as it is), retrying until Redis answers
-/// or `shutdown` fires.
-pub async fn connect_as(
+/// Where and how to connect: the URL, as `service`'s own ACL user when
+/// `redis.credentials_dir` holds its password, and with `TCP_NODELAY` on.
+/// Redis traffic is request and reply, many small commands from many tasks
+/// on one multiplexed socket; with Nagle's algorithm (redis-rs's default) a
+/// command written while an earlier one is unanswered waits for that
+/// reply's acknowledgement before it leaves.
+fn connection_info(
     cfg: &RedisConfig,
     service: Option<&str>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<ConnectionManager> {
+) -> anyhow::Result<redis::ConnectionInfo> {
     use redis::IntoConnectionInfo;
     let mut info = cfg
         .url
@@ -49,6 +52,19 @@ pub async fn connect_as(
             .set_password(password.trim());
         info = info.set_redis_settings(settings);
     }
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    Ok(info.set_tcp_settings(tcp))
+}
+
+/// Connects as `service`'s own ACL user when `redis.credentials_dir` holds
+/// its password (else with the URL as it is), retrying until Redis answers
+/// or `shutdown` fires.
+pub async fn connect_as(
+    cfg: &RedisConfig,
+    service: Option<&str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ConnectionManager> {
+    let info = connection_info(cfg, service)?;
     let client = match &cfg.tls_ca_file {
         // TLS checked against the deployment's own CA.
         Some(ca) => {
@@ -84,5 +100,39 @@ pub async fn connect_as(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> RedisConfig {
+        RedisConfig {
+            url: url.to_string().into(),
+            ..RedisConfig::default()
+        }
+    }
+
+    #[test]
+    fn connections_send_each_command_at_once_without_nagle() {
+        for url in ["redis://127.0.0.1:6379/0", "rediss://redis.internal:6380"] {
+            let info = connection_info(&cfg(url), None).unwrap();
+            assert!(info.tcp_settings().nodelay(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_service_connects_as_its_own_user_with_the_password_setup_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = herald_config::redis_password_path(dir.path(), "router");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let mut c = cfg("redis://127.0.0.1:6379/0");
+        c.credentials_dir = Some(dir.path().to_path_buf());
+        let info = connection_info(&c, Some("router")).unwrap();
+        assert_eq!(info.redis_settings().username(), Some("router"));
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert!(info.tcp_settings().nodelay());
     }
 }

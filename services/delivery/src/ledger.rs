@@ -23,16 +23,22 @@
 //!   a send was really tried, not when JetStream redelivers for other
 //!   reasons. A job that is `sent` or `failed` is acknowledged without
 //!   sending.
-//! * `sending` is a lease. If its holder dies, the lease runs out and the
-//!   next delivery of the job takes over; that take-over is reported as
-//!   *interrupted*, because the dead worker may or may not have reached the
-//!   provider. This is the one window no ledger can close: the provider
-//!   accepted the message but the worker died before writing `sent`. The
-//!   repeat carries the same idempotency key (`Idempotency-Key` header,
-//!   SMTP `Message-ID`), so a provider that honours it drops the repeat; a
-//!   plain SMTP server will deliver it twice.
+//! * `sending` is a lease, held by a process (its owner id). A redelivery
+//!   of a job that process holds but is not working on (the reply to its
+//!   claim was lost with a Redis restart) is taken back at once, not
+//!   counted as interrupted: nothing was sent. If its holder dies, the
+//!   lease runs out and the next delivery of the job takes over; that
+//!   take-over is reported as *interrupted*, because the dead worker may
+//!   or may not have reached the provider. This is the one window no
+//!   ledger can close: the provider accepted the message but the worker
+//!   died before writing `sent`. The repeat carries the same idempotency
+//!   key (`Idempotency-Key` header, SMTP `Message-ID`), so a provider that
+//!   honours it drops the repeat; a plain SMTP server will deliver it
+//!   twice.
 //! * `sent` is written before JetStream is acknowledged, and kept for
-//!   `delivery.sent_ttl`, well past JetStream's redelivery horizon.
+//!   `delivery.sent_ttl`, well past JetStream's redelivery horizon. A job
+//!   already `failed` (a failure status beat the provider's answer) stays
+//!   failed, and the worker does not document the send as a success.
 //! * A provider status callback is proof the provider has the message: one
 //!   that arrives while the job is `idle` or `sending` (the worker timed out
 //!   waiting for an answer the provider did send) moves it to `sent`, or to
@@ -46,7 +52,11 @@
 //! Each attempt also appends a line to `<delivery keyspace>jobhist:<job_id>`, the
 //! history a dead letter carries.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use redis::{Script, aio::ConnectionManager};
 
@@ -77,6 +87,17 @@ pub enum Peek {
     Failed,
 }
 
+/// What writing `sent` found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Recorded {
+    /// The job is `sent`: never to be sent again.
+    Sent,
+    /// A failure status from the provider settled the job first (`failed`,
+    /// its fallback or dead letter under way or published): it stays
+    /// failed, and the send is not documented as a success.
+    AlreadyFailed,
+}
+
 /// What recording a provider status did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusOutcome {
@@ -104,11 +125,46 @@ pub enum HandOn {
     Lost,
 }
 
+/// A job this process is working on, from before its claim to the end of
+/// its turn: what lets the process tell its own claim whose reply was lost
+/// (Redis went away after running the claim) from a redelivery of a job
+/// one of its tasks is sending right now. See [`Ledger::in_flight`].
+pub struct InFlight {
+    set: Arc<Mutex<HashSet<String>>>,
+    job_id: String,
+    /// This handle put the job in the set: no other task of this process
+    /// was working on it.
+    sole: bool,
+}
+
+impl InFlight {
+    /// Leaves the job marked as in flight after this turn, for a send the
+    /// provider took but the ledger could not record: the claim this
+    /// process still holds is then treated like anyone else's, and taking
+    /// it over once its lease runs out counts as interrupted, because the
+    /// provider may indeed get the message twice.
+    pub fn keep_marked(mut self) {
+        self.sole = false;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.sole {
+            let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+            set.remove(&self.job_id);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Ledger {
     redis: ConnectionManager,
     prefix: String,
     owner: String,
+    /// Jobs this process is working on (shared by every clone, so by every
+    /// worker task of the process; the owner id is per process too).
+    in_flight: Arc<Mutex<HashSet<String>>>,
     lease: Duration,
     keep: Duration,
     claim: Script,
@@ -118,24 +174,42 @@ pub struct Ledger {
 }
 
 /// KEYS[1] job hash. ARGV: owner, lease ms, keep s, job bytes ("" to skip),
-/// meta bytes ("" to skip).
+/// meta bytes ("" to skip), whether the owner is not working on the job
+/// now ("1": a claim it holds is one whose reply it lost).
+///
+/// A claim held by the same owner that is not working on the job is taken
+/// back at once and is not an interruption: that owner sent nothing under
+/// it. Its attempt is the one that claim counted, not a new one.
 const CLAIM: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', KEYS[1], 'state')
 local interrupted = '0'
+local retake = false
 if state == 'sending' then
-  local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline') or '0')
-  if deadline > now then
-    return {'busy', tostring(deadline - now), '0'}
+  if ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+    retake = true
+  else
+    local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline') or '0')
+    if deadline > now then
+      return {'busy', tostring(deadline - now), '0'}
+    end
+    interrupted = '1'
   end
-  interrupted = '1'
 elseif state == 'sent' then
   return {'sent', redis.call('HGET', KEYS[1], 'provider_id') or '', '0'}
 elseif state == 'failed' then
   return {'failed', '', '0'}
 end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempt
+if retake then
+  attempt = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+  if attempt < 1 then
+    attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  end
+else
+  attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+end
 redis.call('HSET', KEYS[1], 'state', 'sending', 'owner', ARGV[1], 'deadline', tostring(now + tonumber(ARGV[2])))
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'job', ARGV[4])
@@ -223,6 +297,7 @@ impl Ledger {
             redis,
             prefix: herald_proto::keyspace::DELIVERY.prefix(prefix),
             owner: owner.to_string(),
+            in_flight: Arc::default(),
             lease,
             keep,
             claim: Script::new(CLAIM),
@@ -279,24 +354,46 @@ impl Ledger {
         Ok(n.unwrap_or(0))
     }
 
-    /// Takes the job for one attempt. When status callbacks may come back
-    /// for it, the job is stored with it (`job`, needed to fall back) with
-    /// its identifiers (`meta`, needed to document the status).
+    /// Marks `job_id` as being worked on by this process for as long as
+    /// the handle lives; a worker takes it before claiming the job and
+    /// keeps it to the end of its turn.
+    pub fn in_flight(&self, job_id: &str) -> InFlight {
+        let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let sole = set.insert(job_id.to_string());
+        InFlight {
+            set: self.in_flight.clone(),
+            job_id: job_id.to_string(),
+            sole,
+        }
+    }
+
+    /// Takes the job named by `here` for one attempt. When status callbacks
+    /// may come back for it, the job is stored with it (`job`, needed to
+    /// fall back) with its identifiers (`meta`, needed to document the
+    /// status).
+    ///
+    /// A claim this process already holds is its own: when no other task
+    /// here is working on the job, the claim ran but its reply was lost
+    /// (Redis restarted with the answer on the wire), nothing was sent, and
+    /// the job is taken back at once, not refused as busy until the lease
+    /// runs out and then counted as interrupted. When another task here is
+    /// sending it (a redelivery while in flight), it is busy as for anyone.
     pub async fn claim(
         &self,
-        job_id: &str,
+        here: &InFlight,
         job: Option<&[u8]>,
         meta: Option<&[u8]>,
     ) -> redis::RedisResult<Claim> {
         let mut r = self.redis.clone();
         let (state, detail, attempt): (String, String, String) = self
             .claim
-            .key(self.key(job_id))
+            .key(self.key(&here.job_id))
             .arg(&self.owner)
             .arg(self.lease.as_millis() as u64)
             .arg(self.keep_secs())
             .arg(job.unwrap_or_default())
             .arg(meta.unwrap_or_default())
+            .arg(if here.sole { "1" } else { "0" })
             .invoke_async(&mut r)
             .await?;
         Ok(match state.as_str() {
@@ -310,16 +407,18 @@ impl Ledger {
         })
     }
 
-    /// The provider took the message: never send this job again. `line`
-    /// joins the job's attempt history in the same step.
+    /// The provider took the message: never send this job again, unless a
+    /// failure status has already settled it (see [`Recorded`]). `line`
+    /// joins the job's attempt history in the same step either way.
     pub async fn sent(
         &self,
         job_id: &str,
         provider_id: &str,
         line: &str,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<Recorded> {
         let mut r = self.redis.clone();
-        self.sent
+        let written = self
+            .sent
             .key(self.key(job_id))
             .key(self.history_key(job_id))
             .arg(provider_id)
@@ -328,7 +427,11 @@ impl Ledger {
             .arg(line)
             .invoke_async::<i64>(&mut r)
             .await?;
-        Ok(())
+        Ok(if written == 1 {
+            Recorded::Sent
+        } else {
+            Recorded::AlreadyFailed
+        })
     }
 
     /// Failed for good, and the fallback or dead letter is published.

@@ -11,7 +11,8 @@
 //!    a long one returns the job to JetStream with that delay;
 //! 3. the job is claimed in the ledger, sent within `attempt_timeout`
 //!    ([`transport`] classifies every failure, in one place), and recorded
-//!    as sent before JetStream is acknowledged;
+//!    as sent, in the ledger, the trail and the status stream, before
+//!    JetStream is acknowledged;
 //! 4. a transient failure goes back to JetStream with a delay from the
 //!    retry schedule (or the provider's `Retry-After`, whichever is
 //!    longer); a permanent one, or one that outlives the schedule or

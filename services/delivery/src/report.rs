@@ -16,10 +16,16 @@ use tracing::{info, warn};
 
 use crate::{Delivery, channel_of, transport::Sent};
 
+/// How soon a sent job whose documentation was not stored comes back to be
+/// documented again.
+pub(crate) const UNDOCUMENTED_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Delivery {
     /// A redelivered job the ledger says was sent: acknowledge it without
     /// sending. The first time may have stopped before documenting the
-    /// send; documenting again is harmless (same record ids).
+    /// send; documenting again is harmless (same record ids). It is
+    /// acknowledged only once that documentation is stored, and otherwise
+    /// comes back to be documented again, never sent again.
     pub(crate) async fn already_sent(
         &self,
         job: &DeliveryJob,
@@ -34,22 +40,29 @@ impl Delivery {
             })
             .inc();
         info!("already sent; acknowledged without sending again");
-        self.document_sent(
-            job,
-            attempt,
-            &Sent {
-                provider_id,
-                via: String::new(),
-            },
-        )
-        .await;
-        Disposition::Ack
+        let documented = self
+            .document_sent(
+                job,
+                attempt,
+                &Sent {
+                    provider_id,
+                    via: String::new(),
+                },
+            )
+            .await;
+        if documented {
+            Disposition::Ack
+        } else {
+            Disposition::Retry(UNDOCUMENTED_RETRY)
+        }
     }
 
     /// The audit entry and `Sent` status event of a send, both published
-    /// before either acknowledgement is awaited. A failure is only logged:
-    /// the send is already in the ledger and cannot be taken back.
-    pub(crate) async fn document_sent(&self, job: &DeliveryJob, attempt: u32, sent: &Sent) {
+    /// before either acknowledgement is awaited. True once both are
+    /// stored. The send is already in the ledger and cannot be taken back,
+    /// so a job whose documentation failed is not acknowledged: its
+    /// redelivery finds it sent and documents it again ([`Self::already_sent`]).
+    pub(crate) async fn document_sent(&self, job: &DeliveryJob, attempt: u32, sent: &Sent) -> bool {
         let channel = channel_of(job);
         let on_attempt = if attempt > 0 {
             format!(" on attempt {attempt}")
@@ -81,16 +94,22 @@ impl Delivery {
                 Some(&format!("{}-sent", job.job_id)),
             )
             .await;
+        let mut stored = true;
         for ack in [audit, status] {
             match ack {
                 Ok(a) => {
                     if let Err(e) = bus::confirm(subjects::delivery_statuses(), a).await {
-                        warn!(error = %e, "status or audit of a send not confirmed");
+                        warn!(error = %e, "status or audit of a send not confirmed; documenting it again later");
+                        stored = false;
                     }
                 }
-                Err(e) => warn!(error = %e, "status or audit of a send not published"),
+                Err(e) => {
+                    warn!(error = %e, "status or audit of a send not published; documenting it again later");
+                    stored = false;
+                }
             }
         }
+        stored
     }
 
     /// An audit entry about `job`; `record_id` makes a repeat of the same

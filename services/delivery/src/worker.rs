@@ -22,7 +22,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::{
     Delivery, channel_of,
-    ledger::{Claim, Peek},
+    ledger::{Claim, InFlight, Peek, Recorded},
     retry::history_line,
     transport::{SendError, Sent},
 };
@@ -66,8 +66,11 @@ impl Delivery {
         self.contact_limit(job, lane, channel).await?;
         let connection = self.provider_limits(job, msg, lane, channel).await?;
 
-        // 3. Claim and send.
-        let attempt = self.claim(job, lane, channel).await?;
+        // 3. Claim and send. From the claim to the end of this turn the
+        // job is marked as in flight here, so a claim this process holds
+        // is known for what it is (see `Ledger::claim`).
+        let here = self.ledger.in_flight(&job.job_id);
+        let attempt = self.claim(job, &here, lane, channel).await?;
         self.not_cancelled(job, attempt).await?;
         let result = self.send(job, lane, channel).await;
         // The provider has answered, so its connection slot goes back now,
@@ -90,7 +93,7 @@ impl Delivery {
 
         // 4. Record, retry or hand on.
         Ok(match result {
-            Ok(sent) => self.record(job, lane, channel, attempt, sent).await,
+            Ok(sent) => self.record(job, here, lane, channel, attempt, sent).await,
             Err(SendError::Transient {
                 reason,
                 retry_after,
@@ -135,7 +138,13 @@ impl Delivery {
 
     /// Step 3, the claim: this worker's attempt number, or the answer for
     /// a job another worker holds or that is already finished.
-    async fn claim(&self, job: &DeliveryJob, lane: Lane, channel: Channel) -> Step<u32> {
+    async fn claim(
+        &self,
+        job: &DeliveryJob,
+        here: &InFlight,
+        lane: Lane,
+        channel: Channel,
+    ) -> Step<u32> {
         let callbacks = self.cfg.status_callback_base.is_some()
             && self.cfg.provider_token.is_some()
             && channel != Channel::Email;
@@ -143,7 +152,7 @@ impl Delivery {
         let claim = self
             .ledger
             .claim(
-                &job.job_id,
+                here,
                 stored.as_ref().map(|(j, _)| j.as_slice()),
                 stored.as_ref().map(|(_, m)| m.as_slice()),
             )
@@ -248,34 +257,53 @@ impl Delivery {
         result
     }
 
-    /// Step 4 for a send the provider took: in the ledger before JetStream
-    /// is acknowledged, then documented.
+    /// Step 4 for a send the provider took: in the ledger, then documented,
+    /// and JetStream acknowledged only once both are stored.
     async fn record(
         &self,
         job: &DeliveryJob,
+        here: InFlight,
         lane: Lane,
         channel: Channel,
         attempt: u32,
         sent: Sent,
     ) -> Disposition {
         let line = history_line(attempt, "sent", &sent.via);
-        if !self
+        match self
             .record_sent(&job.job_id, &sent.provider_id, &line)
             .await
         {
-            // Redis stayed away for half the lease. The claim stands; once
-            // its lease runs out a later delivery takes the job over and,
-            // unable to know better, sends it again under the same
-            // idempotency key: the same window as a crash after the
-            // provider answered.
-            return Disposition::Retry(self.ledger.lease());
+            Some(Recorded::Sent) => {}
+            Some(Recorded::AlreadyFailed) => {
+                // A failure status beat the provider's answer here and has
+                // settled the job: it is handed on (or being handed on by
+                // the callback), and stays failed. Documenting a success
+                // now would give the trail both.
+                record_outcome(&tracing::Span::current(), "already_failed", false);
+                info!(
+                    attempt,
+                    "the provider answered after reporting this job failed; it stays failed"
+                );
+                return Disposition::Ack;
+            }
+            None => {
+                // Redis stayed away for half the lease. The claim stands;
+                // once its lease runs out a later delivery takes the job
+                // over and, unable to know better, sends it again under
+                // the same idempotency key: the same window as a crash
+                // after the provider answered. The job stays marked as in
+                // flight here, so this process does not take its own claim
+                // back as one that sent nothing.
+                here.keep_marked();
+                return Disposition::Retry(self.ledger.lease());
+            }
         }
-        self.document_sent(job, attempt, &sent).await;
+        // Counted once, when the send is in the ledger; a redelivery that
+        // only documents it again counts as a suppressed duplicate.
         self.metrics
             .deliveries
             .get_or_create(&label(lane, channel, "sent"))
             .inc();
-        record_outcome(&tracing::Span::current(), "sent", false);
         if let Some(accepted) = &job.accepted_at {
             let e2e = SystemTime::now()
                 .duration_since(herald_proto::system_time(Some(accepted)))
@@ -287,24 +315,32 @@ impl Delivery {
                 })
                 .observe(e2e.as_secs_f64());
         }
+        if !self.document_sent(job, attempt, &sent).await {
+            // Sent and in the ledger, but the trail or the status stream
+            // does not have it: not acknowledged, so the redelivery (which
+            // the ledger stops from sending) documents it again.
+            record_outcome(&tracing::Span::current(), "undocumented", false);
+            return Disposition::Retry(crate::report::UNDOCUMENTED_RETRY);
+        }
+        record_outcome(&tracing::Span::current(), "sent", false);
         Disposition::Ack
     }
 
     /// Writes `sent` to the ledger, trying again for as long as half the
     /// lease (a Redis restart), because until it is written a redelivery
-    /// would send the job again.
-    async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> bool {
+    /// would send the job again. `None` if it could not be written.
+    async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> Option<Recorded> {
         let deadline = tokio::time::Instant::now() + self.ledger.lease() / 2;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             let e = match self.ledger.sent(job_id, provider_id, line).await {
-                Ok(()) => return true,
+                Ok(recorded) => return Some(recorded),
                 Err(e) => e,
             };
             let pause = backoff.next_delay();
             if tokio::time::Instant::now() + pause >= deadline {
                 error!(error = %e, "sent but not recorded; holding the job under its lease");
-                return false;
+                return None;
             }
             warn!(error = %e, "sent but not yet recorded; trying again");
             tokio::time::sleep(pause).await;

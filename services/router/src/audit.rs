@@ -102,6 +102,9 @@ pub(crate) fn skipped(
 }
 
 /// A recipient whose contact was deleted from the directory since intake.
+/// Its id is derived like the others', so routing the notification again
+/// after a redelivery writes the same record, which the audit stream
+/// drops, not a second one.
 pub(crate) fn contact_gone(
     notification_id: &str,
     req: &NotificationRequest,
@@ -114,6 +117,7 @@ pub(crate) fn contact_gone(
         case_id: req.case_id.clone(),
         contact_id: id.to_string(),
         lane,
+        record_id: Some(format!("{notification_id}-r{index}-gone")),
         ..Entry::new(
             AuditStep::Skipped,
             format!("recipient {index}: contact {id} no longer in the directory"),

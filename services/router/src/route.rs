@@ -1,7 +1,8 @@
 //! The routing step: one accepted notification in, its delivery jobs out.
 //! Recipients are resolved, channels planned and the template rendered for
-//! each; the jobs and their audit entries are then published together and
-//! the notification is acknowledged only once every one is confirmed.
+//! each; the jobs and the step's audit records (one write) are then
+//! published together and the notification is acknowledged only once every
+//! one is confirmed.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -16,6 +17,7 @@ use herald_proto::{
     },
 };
 use herald_runtime::{
+    audit::Entry,
     bus::{self, Disposition},
     metrics::{ChannelOutcome, LaneLabel, ReasonLabel},
     retry::Backoff,
@@ -68,7 +70,7 @@ impl Router {
         let Some(req) = &n.request else {
             anyhow::bail!("notification without a request");
         };
-        let people = self.resolve(req, &n.notification_id, lane).await?;
+        let (people, gone) = self.resolve(req, &n.notification_id, lane).await?;
         let mut jobs = Vec::new();
         let mut audits = Vec::new();
         let mut skipped = 0usize;
@@ -101,17 +103,17 @@ impl Router {
             }
         }
         audits.insert(0, audit::routed(n, req, lane, &jobs, people.len(), skipped));
+        audits.extend(gone);
 
         // Publish everything, then wait for every confirmation: any failure
         // leaves the notification unacked, and the retry republishes the same
-        // ids, which JetStream drops.
-        let mut pending = Vec::new();
-        for entry in audits {
-            pending.push((
-                subjects::audit_all().to_string(),
-                self.auditor.record(entry).await?,
-            ));
-        }
+        // ids, which JetStream drops. The step's records (routed, one per
+        // job rendered, one per recipient skipped or gone) are one write,
+        // named after the routed record, so a retry's batch is dropped too.
+        let mut pending = vec![(
+            subjects::audit_all().to_string(),
+            self.auditor.record_all(audits).await?,
+        )];
         for job in &jobs {
             let channel = Channel::try_from(job.channel).unwrap_or_default();
             let subject = subjects::delivery_job(lane, channel);
@@ -150,14 +152,15 @@ impl Router {
         Ok(())
     }
 
-    /// Looks up every recipient. A contact deleted since intake is skipped
-    /// and documented, not retried.
+    /// Looks up every recipient. A contact deleted since intake is skipped,
+    /// not retried; the entries documenting them are returned beside the
+    /// people found, to be written with the rest of the step.
     async fn resolve(
         &self,
         req: &NotificationRequest,
         notification_id: &str,
         lane: Lane,
-    ) -> anyhow::Result<Vec<Person>> {
+    ) -> anyhow::Result<(Vec<Person>, Vec<Entry>)> {
         let ids: Vec<String> = req
             .recipients
             .iter()
@@ -168,14 +171,13 @@ impl Router {
             .collect();
         let mut found = self.directory.get_many(&ids).await?.into_iter();
         let mut people = Vec::new();
+        let mut gone = Vec::new();
         for (index, r) in req.recipients.iter().enumerate() {
             let contact = match &r.target {
                 Some(Target::ContactId(id)) => match found.next().flatten() {
                     Some(c) => c,
                     None => {
-                        self.auditor
-                            .record(audit::contact_gone(notification_id, req, id, index, lane))
-                            .await?;
+                        gone.push(audit::contact_gone(notification_id, req, id, index, lane));
                         continue;
                     }
                 },
@@ -208,7 +210,7 @@ impl Router {
             };
             people.push(Person { contact, index });
         }
-        Ok(people)
+        Ok((people, gone))
     }
 
     /// The jobs for one recipient, with their fallbacks rendered.
@@ -251,13 +253,22 @@ impl Router {
                 req.template_id.as_str()
             };
             let version = if withheld { 0 } else { req.template_version };
+            // A template without text for a channel is how the template
+            // set is written, not news about this notification: the channel
+            // is simply not offered, and nothing is logged for it.
+            if self
+                .templates
+                .lacks_text(template, version, &language, channel)
+            {
+                return None;
+            }
             match self
                 .templates
                 .render(template, version, &language, channel, &vars)
             {
                 Ok(r) => Some((r, withheld)),
                 Err(e) => {
-                    warn!(channel = channel.name(), error = %e, "channel skipped: nothing to render");
+                    warn!(channel = channel.name(), error = %e, "channel skipped: the template could not be rendered");
                     None
                 }
             }

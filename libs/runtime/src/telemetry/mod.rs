@@ -16,6 +16,10 @@
 //!   store [`current_traceparent`] beside the state when the work starts and
 //!   hand it to [`adopt_traceparent`] on the span that resumes it.
 //!
+//! Spans are built only for work that is traced: with no exporter
+//! configured, none; with one, the work its sampler keeps, decided before
+//! the first span of it is opened ([`sampling`]).
+//!
 //! Personal data never leaves the process in telemetry: every log line and
 //! every exported span attribute, event and status passes through
 //! [`crate::pii::scrub`] on its way out, on top of code that records only
@@ -24,10 +28,15 @@
 mod export;
 mod logs;
 mod propagate;
+pub mod sampling;
 pub mod spans;
 
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::{
     EnvFilter, Layer,
@@ -48,6 +57,7 @@ pub use spans::{grpc_server_span, http_server_span, provider_span, record_outcom
 
 use export::ScrubbingExporter;
 use logs::{ScrubbingWriter, WithTraceId};
+use sampling::{Sampling, SamplingLayer};
 
 /// Flushes spans still buffered for export when dropped; keep it alive for
 /// the life of the process.
@@ -91,27 +101,59 @@ where
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
 
-    // Spans always get real trace ids (so logs can carry them); they are
-    // exported only when an OTLP endpoint is configured. The sampler and
-    // the batch settings come from OTEL_TRACES_SAMPLER and OTEL_BSP_*.
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    let plan = ExportPlan::from_env(|k| std::env::var(k).ok());
-    if let ExportPlan::Otlp { warning } = &plan {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()?;
-        builder = builder.with_batch_exporter(ScrubbingExporter { inner: exporter });
-        if let Some(w) = warning {
-            eprintln!("{service}: {w}");
+    // Spans are built only when they are exported, and then only for
+    // sampled work: the sampling rule (OTEL_TRACES_SAMPLER and its ARG)
+    // is applied by the span constructors before a span exists (see
+    // `sampling`), so the SDK keeps everything it is handed. The batch
+    // settings come from OTEL_BSP_*.
+    let tracing = match ExportPlan::from_env(|k| std::env::var(k).ok()) {
+        ExportPlan::None => None,
+        ExportPlan::Otlp { warning } => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?;
+            let provider = SdkTracerProvider::builder()
+                .with_resource(resource)
+                .with_sampler(Sampler::AlwaysOn)
+                .with_batch_exporter(ScrubbingExporter { inner: exporter })
+                .build();
+            let (rule, unknown) = Sampling::from_env(|k| std::env::var(k).ok());
+            for w in warning.iter().chain(unknown.iter()) {
+                eprintln!("{service}: {w}");
+            }
+            global::set_tracer_provider(provider.clone());
+            Some((provider, rule))
         }
-    }
-    let provider = builder.build();
-    let tracer = provider.tracer("herald");
-    global::set_tracer_provider(provider.clone());
+    };
+    let subscriber = subscriber(
+        tracing
+            .as_ref()
+            .map(|(provider, rule)| (provider.tracer("herald"), *rule)),
+        cfg,
+        writer,
+    );
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(TelemetryGuard {
+        provider: tracing.map(|(provider, _)| provider),
+    })
+}
 
-    // The log level filters log lines only. Spans are always recorded at
-    // info level, so a quiet log (RUST_LOG=warn) still yields whole traces
-    // and trace ids.
+/// The subscriber every service runs under: log lines filtered by the log
+/// level, and, when `tracing` names a tracer, the spans of sampled work
+/// handed to it under `rule`. Without a tracer no OpenTelemetry layer is
+/// installed, so spans cost what a log line's context costs and nothing
+/// more.
+pub(crate) fn subscriber<W>(
+    tracing: Option<(opentelemetry_sdk::trace::Tracer, Sampling)>,
+    cfg: &TelemetryConfig,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    // The log level filters log lines only. Sampled spans are recorded at
+    // info level whatever it is, so a quiet log (RUST_LOG=warn) still
+    // yields whole traces and trace ids.
     let log_filter = || {
         EnvFilter::try_from_default_env()
             .or_else(|_| EnvFilter::try_new(&cfg.log_level))
@@ -141,33 +183,35 @@ where
             .with_filter(log_filter())
             .boxed(),
     };
+    let (tracer, rule) = tracing.unzip();
     // Entering and leaving spans happens at every poll of every traced
     // future: keep it cheap. No busy/idle timing, thread or source-location
     // attributes, and no OpenTelemetry context made current on entry (the
     // few places that need a span's context ask the span for it).
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_location(false)
-        .with_context_activation(false)
-        .with_filter(span_filter());
-    let subscriber = tracing_subscriber::registry()
+    let otel_layer = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_context_activation(false)
+            .with_filter(span_filter())
+    });
+    tracing_subscriber::registry()
+        .with(rule.map(SamplingLayer))
         .with(otel_layer)
-        .with(fmt_layer);
-    let _ = tracing::subscriber::set_global_default(subscriber);
-    Ok(TelemetryGuard {
-        provider: Some(provider),
-    })
+        .with(fmt_layer)
 }
 
-/// What becomes part of a trace: info-level spans and events, except those
-/// of the libraries under us (HTTP/2, gRPC, the exporter itself), which are
+/// What becomes part of a trace: info-level spans and events, except spans
+/// of work that is not sampled (opened under [`sampling::UNTRACED`]) and
+/// those of the libraries under us (HTTP/2, gRPC, the exporter itself), which are
 /// not part of a notification's story; exporting the exporter's own spans
 /// would feed on itself.
 fn span_filter() -> Targets {
     Targets::new()
         .with_default(LevelFilter::INFO)
+        .with_target(sampling::UNTRACED, LevelFilter::OFF)
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("hyper_util", LevelFilter::OFF)
@@ -178,3 +222,6 @@ fn span_filter() -> Targets {
         .with_target("opentelemetry_sdk", LevelFilter::OFF)
         .with_target("opentelemetry_otlp", LevelFilter::OFF)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,13 @@
 //! The W3C trace context carried across every hop: NATS headers, gRPC and
 //! HTTP `traceparent`, and a `traceparent` stored beside work that resumes
 //! later.
+//!
+//! Only a sampled trace is propagated: a message, call or stored clock from
+//! work that is not traced carries no `traceparent`, which is how the next
+//! service knows not to trace it either (see [`super::sampling`]).
 
 use opentelemetry::{
-    global,
+    Context,
     propagation::{Extractor, Injector, TextMapPropagator},
     trace::TraceContextExt,
 };
@@ -16,16 +20,35 @@ pub fn inject(headers: &mut async_nats::HeaderMap) {
     inject_from(&Span::current(), headers);
 }
 
-/// Puts `span`'s W3C trace context into outgoing NATS headers.
+/// Puts `span`'s W3C trace context into outgoing NATS headers, when it is
+/// part of a sampled trace; otherwise the headers stay as they are.
 pub fn inject_from(span: &Span, headers: &mut async_nats::HeaderMap) {
+    if !super::sampling::is_traced(span) {
+        return;
+    }
     let cx = span.context();
-    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
+/// The trace context named in incoming NATS headers, if they name one.
+pub(super) fn extract_headers(headers: &async_nats::HeaderMap) -> Option<Context> {
+    headers.get("traceparent")?;
+    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The trace context named by a `traceparent` received outside NATS.
+pub(super) fn extract_traceparent(traceparent: &str) -> Option<Context> {
+    let mut carrier = std::collections::HashMap::new();
+    carrier.insert("traceparent".to_string(), traceparent.to_string());
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    cx.span().span_context().is_valid().then_some(cx)
 }
 
 /// Makes `span` a child of the trace named in incoming NATS headers.
 pub fn adopt(span: &Span, headers: Option<&async_nats::HeaderMap>) {
     if let Some(h) = headers {
-        let cx = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h)));
+        let cx = TraceContextPropagator::new().extract(&HeaderExtractor(h));
         if cx.span().span_context().is_valid() {
             let _ = span.set_parent(cx);
         }
@@ -55,8 +78,11 @@ pub fn current_traceparent() -> Option<String> {
     traceparent_of(&Span::current())
 }
 
-/// The W3C `traceparent` of `span`.
+/// The W3C `traceparent` of `span`, when it is part of a sampled trace.
 pub fn traceparent_of(span: &Span) -> Option<String> {
+    if !super::sampling::is_traced(span) {
+        return None;
+    }
     let cx = span.context();
     let mut carrier = std::collections::HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);

@@ -3,19 +3,65 @@
 //! spans for gRPC and HTTP calls, client spans around provider calls, and
 //! how an outcome is recorded on them. They carry identifiers, channels and
 //! outcomes, never content.
+//!
+//! Each constructor first asks [`super::sampling`] whether the work is
+//! traced and opens the span untraced when it is not, so an unsampled
+//! notification (or every notification, with no exporter) costs the
+//! OpenTelemetry layer nothing.
 
 use std::future::Future;
 
 use herald_proto::subjects;
 use tracing::{Instrument, Span};
 
-use super::propagate::{adopt, adopt_traceparent};
+use super::{
+    propagate::{extract_headers, extract_traceparent, record_trace_id},
+    sampling::{self, UNTRACED},
+};
+
+/// `tracing::info_span!` with the span's target chosen by `traced`: the
+/// usual one when it is traced, [`UNTRACED`] when not. (A span's target is
+/// fixed at its call site, hence two of them.)
+macro_rules! span_if {
+    ($traced:expr, $($span:tt)+) => {
+        if $traced {
+            tracing::info_span!($($span)+)
+        } else {
+            tracing::info_span!(target: UNTRACED, $($span)+)
+        }
+    };
+}
+
+/// Whether work entering Herald with this caller `traceparent` is traced,
+/// and the context to hang it under. Nothing is parsed when nothing is
+/// exported.
+fn door(traceparent: Option<&str>) -> (bool, Option<opentelemetry::Context>) {
+    let Some(rule) = sampling::rule() else {
+        return (false, None);
+    };
+    let parent = traceparent.and_then(extract_traceparent);
+    let traced = rule.at_door(parent.as_ref().and_then(sampling::remote).as_ref());
+    (traced, parent)
+}
+
+/// Makes a traced `span` the child of `parent` and records its trace id.
+fn join(span: &Span, traced: bool, parent: Option<opentelemetry::Context>) {
+    if !traced {
+        return;
+    }
+    if let Some(cx) = parent {
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(span, cx);
+    }
+    record_trace_id(span);
+}
 
 /// A server span for one gRPC call, joined to the caller's trace when its
 /// metadata carries a `traceparent`. Handlers record `notification_id`,
 /// `case_id` and `outcome` on it.
 pub fn grpc_server_span(service: &str, method: &str, traceparent: Option<&str>) -> Span {
-    let span = tracing::info_span!(
+    let (traced, parent) = door(traceparent);
+    let span = span_if!(
+        traced,
         "rpc",
         otel.name = format!("{service}/{method}"),
         otel.kind = "server",
@@ -27,7 +73,7 @@ pub fn grpc_server_span(service: &str, method: &str, traceparent: Option<&str>) 
         outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    adopt_traceparent(&span, traceparent);
+    join(&span, traced, parent);
     span
 }
 
@@ -36,7 +82,10 @@ pub fn grpc_server_span(service: &str, method: &str, traceparent: Option<&str>) 
 /// a `traceparent`. `route` is the route template, never the raw path, so
 /// ids and addresses in paths stay out of span names.
 pub fn http_server_span(method: &str, route: &str, headers: &axum::http::HeaderMap) -> Span {
-    let span = tracing::info_span!(
+    let tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let (traced, parent) = door(tp);
+    let span = span_if!(
+        traced,
         "http",
         otel.name = format!("{method} {route}"),
         otel.kind = "server",
@@ -49,15 +98,15 @@ pub fn http_server_span(method: &str, route: &str, headers: &axum::http::HeaderM
         outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    let tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    adopt_traceparent(&span, tp);
+    join(&span, traced, parent);
     span
 }
 
 /// A client span around one call to a provider (SMTP server, SMS or voice
 /// webhook). The `traceparent` sent to an HTTP provider names this span.
 pub fn provider_span(channel: &str) -> Span {
-    tracing::info_span!(
+    span_if!(
+        sampling::current_is_traced(),
         "provider",
         otel.name = format!("provider send {channel}"),
         otel.kind = "client",
@@ -79,13 +128,26 @@ pub fn record_outcome(span: &Span, outcome: &str, failed: bool) {
 
 /// A consumer span for handling one message, the child of the producer
 /// span that published it, with the OpenTelemetry messaging attributes.
+/// A message from a caller is a door into Herald (see [`sampling`]); any
+/// other is traced when its publisher traced it.
 /// For a JetStream message it also names the durable consumer and which
 /// delivery this is (`attempt`, 1 on the first), so each retry is its own
 /// span in the trace. Handlers record `notification_id`, `case_id`,
 /// `job_id`, `channel` and `outcome` on it: identifiers, never content.
 pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::Span {
+    let rule = sampling::rule();
+    let parent = rule.and(msg.headers.as_ref()).and_then(extract_headers);
+    let traced = rule.is_some_and(|rule| {
+        let remote = parent.as_ref().and_then(sampling::remote);
+        if subjects::caller_of(&msg.subject).is_some() {
+            rule.at_door(remote.as_ref())
+        } else {
+            rule.between_services(remote.as_ref())
+        }
+    });
     let ack = msg.reply.as_deref().and_then(jetstream_ack_info);
-    let span = tracing::info_span!(
+    let span = span_if!(
+        traced,
         "process",
         otel.name = name,
         otel.kind = "consumer",
@@ -109,7 +171,7 @@ pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::S
         outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    adopt(&span, msg.headers.as_ref());
+    join(&span, traced, parent);
     span
 }
 
@@ -117,7 +179,8 @@ pub fn process_span(name: &'static str, msg: &async_nats::Message) -> tracing::S
 /// that span names stay few while the attribute keeps the exact subject.
 pub fn publish_span(subject: &str, msg_id: Option<&str>) -> tracing::Span {
     let template = subjects::destination_template(subject);
-    tracing::info_span!(
+    span_if!(
+        sampling::current_is_traced(),
         "publish",
         otel.name = format!("publish {template}"),
         otel.kind = "producer",
