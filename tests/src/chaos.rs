@@ -29,7 +29,7 @@ use std::{
 };
 
 use herald_config::Config;
-use herald_proto::v1::{Channel, NotificationRequest};
+use herald_proto::v1::{AuditStep, Channel, NotificationRequest};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
@@ -108,6 +108,8 @@ pub struct Outcome {
     pub striking: Duration,
     /// From bringing the broken part back to the last message arriving.
     pub recovered: Duration,
+    /// Every notification id intake accepted.
+    pub ids: Vec<String>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -123,6 +125,31 @@ impl Outcome {
             absorbed: s.absorbed + e.absorbed,
             unexpected: s.unexpected + e.unexpected,
         }
+    }
+
+    /// How many accepted notifications lack their "accepted" record, and
+    /// how many lack a "sent" record, in the trail (read whole, once).
+    pub async fn trail_gaps(&self) -> (usize, usize) {
+        let all = herald_runtime::audit::read_trail(&self.sys.bus().await, "herald.v1.audit.>")
+            .await
+            .expect("the audit stream reads");
+        let with = |step: AuditStep| -> HashSet<&str> {
+            all.iter()
+                .filter(|r| r.step() == step)
+                .map(|r| r.notification_id.as_str())
+                .collect()
+        };
+        let (accepted, sent) = (with(AuditStep::Accepted), with(AuditStep::Sent));
+        (
+            self.ids
+                .iter()
+                .filter(|id| !accepted.contains(id.as_str()))
+                .count(),
+            self.ids
+                .iter()
+                .filter(|id| !sent.contains(id.as_str()))
+                .count(),
+        )
     }
 
     /// The HTTP address of the delivery process the fault struck.
@@ -213,6 +240,7 @@ pub async fn run(scenario: Scenario) -> Outcome {
         at_fault,
         striking,
         recovered: done.saturating_duration_since(back),
+        ids,
         _serial: serial,
     }
 }

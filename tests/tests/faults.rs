@@ -199,6 +199,12 @@ async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
         "{e:?}"
     );
     assert!(s.absorbed <= cfg.delivery.sms_connections, "{s:?}");
+    let (no_accepted, no_sent) = run.trail_gaps().await;
+    assert_eq!(
+        (no_accepted, no_sent),
+        (0, 0),
+        "notifications missing accepted / sent records"
+    );
     row(
         "delivery SIGKILLed mid-run, restarted after 0.5 s",
         run.both().expected,
@@ -207,7 +213,8 @@ async fn delivery_killed_with_sigkill_mid_run_and_restarted_loses_nothing() {
         &format!(
             "killed after {} sends; {takeovers} interrupted attempts taken over; \
              SMS (provider honours Idempotency-Key): 0 delivered twice, {} raw repeats absorbed; \
-             email (plain SMTP): {} delivered twice; {suppressed} redeliveries suppressed by the ledger",
+             email (plain SMTP): {} delivered twice; {suppressed} redeliveries suppressed by the ledger; \
+             every notification has its accepted and sent records",
             run.at_fault, s.absorbed, e.duplicated
         ),
     );
@@ -278,13 +285,21 @@ async fn nats_server_restarted_mid_run_loses_nothing_and_sends_nothing_twice() {
         "sms {s:?} email {e:?}"
     );
     assert_eq!((s.unexpected, e.unexpected), (0, 0));
+    // Every notification documented: accepted (intake answers "accepted"
+    // only once the record is stored) and sent.
+    let (no_accepted, no_sent) = run.trail_gaps().await;
+    assert_eq!(
+        (no_accepted, no_sent),
+        (0, 0),
+        "notifications missing accepted / sent records"
+    );
     row(
         "nats-server killed mid-run, restarted after 1 s",
         run.both().expected,
         &run.both(),
         Some(run.recovered),
         &format!(
-            "killed after {} sends; raw wire counts, no idempotency help",
+            "killed after {} sends; raw wire counts, no idempotency help; every notification has its accepted and sent records",
             run.at_fault
         ),
     );

@@ -696,3 +696,57 @@ async fn routing_is_one_audit_write_and_the_trail_still_lists_every_record() {
         2
     );
 }
+
+/// "Accepted" is never answered without its record in the trail. While the
+/// audit stream refuses writes, a request is answered "unavailable" (its
+/// notification may go out: it was stored); the caller's retry with the
+/// same key, once the stream takes writes, is answered with the same id,
+/// and the trail then holds exactly one "accepted" record. The email goes
+/// out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_is_answered_only_once_its_trail_record_is_stored() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[contact("ivy", Some("ivy@example.org"), None, "email")])
+        .await;
+    let bus = sys.bus().await;
+    let mut audit = bus
+        .js
+        .get_stream(subjects::STREAM_AUDIT)
+        .await
+        .expect("audit stream");
+    let usual = audit.info().await.expect("info").config.clone();
+    let mut full = usual.clone();
+    full.max_bytes = 1;
+    full.discard = DiscardPolicy::New;
+    bus.js.update_stream(full).await.expect("audit stream full");
+
+    let req = inquiry("undocumented-accept", "ivy", "INQ-AUD");
+    let (code, _, message) = rejected(sys.notify(&req).await);
+    assert_eq!(code, ErrorCode::Unavailable, "{message}");
+
+    bus.js
+        .update_stream(usual)
+        .await
+        .expect("audit stream back");
+    let id = match sys.notify(&req).await.result {
+        Some(intake_reply::Result::Accepted(a)) => a.notification_id,
+        other => panic!("the retry was not accepted: {other:?}"),
+    };
+    sys.wait_for_step(&id, AuditStep::Sent, WAIT).await;
+    // A third try changes nothing either.
+    let again = sys.notify(&req).await;
+    assert!(
+        matches!(again.result, Some(intake_reply::Result::Accepted(ref a)) if a.notification_id == id)
+    );
+    sys.wait_until_idle().await;
+    let accepted = sys
+        .trail(&id)
+        .await
+        .iter()
+        .filter(|r| r.step() == AuditStep::Accepted)
+        .count();
+    assert_eq!(accepted, 1);
+    assert_eq!(sys.smtp.count(), 1, "sent once");
+}

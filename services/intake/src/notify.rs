@@ -184,6 +184,9 @@ impl Intake {
             responsible_staff: req.responsible_staff.clone(),
             lane,
             caller: caller.to_string(),
+            // One "accepted" per notification however often a retry of an
+            // unfinished request writes it (the stream drops the repeat).
+            record_id: Some(format!("{id}-accepted")),
             ..Entry::new(
                 AuditStep::Accepted,
                 format!(
@@ -198,12 +201,11 @@ impl Intake {
         .attr("priority", Priority::name_of(req.priority));
 
         // The audit record goes first on the same connection, so the trail
-        // starts with "accepted" before the router can add to it.
-        let audit_ack = if duplicate {
-            None
-        } else {
-            Some(self.auditor.record(audit).await)
-        };
+        // starts with "accepted" before the router can add to it. A retry
+        // of a request whose first attempt did not finish (`duplicate`
+        // here) writes it too: that attempt may have stored the
+        // notification but not its record.
+        let audit_ack = self.auditor.record(audit).await;
         if req.communication_type == CommunicationType::DataBreach as i32
             && let Err(e) = self.broadcasts.breach_protocol(&id, &req, caller).await
         {
@@ -222,16 +224,19 @@ impl Intake {
             error!(error = %e, "notification not stored");
             return self.refused(lane, unavailable());
         }
-        match audit_ack {
-            Some(Ok(ack)) => {
-                if let Err(e) =
-                    herald_runtime::bus::confirm(subjects::audit_all().into(), ack).await
-                {
-                    error!(error = %e, "audit record for acceptance not confirmed");
-                }
-            }
-            Some(Err(e)) => error!(error = %e, "audit record for acceptance not written"),
-            None => {}
+        // "Accepted" is answered only with its record in the trail. The
+        // notification is stored and goes out either way; the caller, told
+        // to retry, comes back with the same key and the record is written
+        // then, under the same id.
+        let documented = match audit_ack {
+            Ok(ack) => herald_runtime::bus::confirm(subjects::audit_all().into(), ack)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = documented {
+            error!(error = %e, "notification stored but its accepted record is not");
+            return self.refused(lane, unavailable());
         }
         // Marking the key done saves a retry a republish; it is not needed
         // for correctness (a pending key republishes under the same id,
