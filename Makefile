@@ -25,6 +25,7 @@ fuzz:
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-testkit --bin herald-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench -- --shipped-defaults 1 $(BENCH_ARGS)
 	$(CARGO) run --release -p herald-testkit --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
 	$(CARGO) run --release -p herald-testkit --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
 

@@ -192,10 +192,15 @@ async fn http_ok(url: &str) -> std::io::Result<bool> {
 /// An ordinary notification to a contact who prefers SMS, whose text is
 /// its sequence number.
 pub fn request(phase: &str, seq: usize) -> NotificationRequest {
+    request_among(phase, seq, 1000)
+}
+
+/// The same, to one of `contacts` contacts (see [`sms_contacts_n`]).
+pub fn request_among(phase: &str, seq: usize, contacts: usize) -> NotificationRequest {
     NotificationRequest {
         idempotency_key: format!("bench-{phase}-{seq}"),
         communication_type: CommunicationType::ServiceUpdate as i32,
-        recipients: vec![to_contact(&format!("c{}", seq % 1000))],
+        recipients: vec![to_contact(&format!("c{}", seq % contacts.max(1)))],
         template_id: "bench".into(),
         params: [("seq".to_string(), seq.to_string())].into(),
         requester: "bench".into(),
@@ -205,7 +210,13 @@ pub fn request(phase: &str, seq: usize) -> NotificationRequest {
 
 /// The 1000 contacts `request` sends to.
 pub fn sms_contacts() -> Vec<Contact> {
-    (0..1000)
+    sms_contacts_n(1000)
+}
+
+/// `n` contacts who prefer SMS (at most 100,000: the numbers have five
+/// digits to spare).
+pub fn sms_contacts_n(n: usize) -> Vec<Contact> {
+    (0..n.min(100_000))
         .map(|i| {
             let mut c = contact(
                 &format!("c{i}"),

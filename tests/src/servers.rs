@@ -218,6 +218,21 @@ impl NatsServer {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Messages JetStream has stored, per stream, since the streams were
+    /// made: each stream's last sequence (work-queue streams delete what is
+    /// consumed, so their message count says nothing of what was written).
+    pub async fn stored_messages(&self) -> std::collections::BTreeMap<String, u64> {
+        use futures::StreamExt;
+        let js = async_nats::jetstream::new(self.admin().await);
+        let mut streams = js.streams();
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(info) = streams.next().await {
+            let info = info.expect("stream info");
+            out.insert(info.config.name.clone(), info.state.last_sequence);
+        }
+        out
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -373,6 +388,29 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Commands the server has run since it started, by name, as
+    /// `INFO commandstats` counts them (a Lua script's own `redis.call`s
+    /// are counted under their commands, beside the `evalsha`).
+    pub fn command_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut c = client.get_connection().expect("redis connection");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut c)
+            .expect("INFO commandstats");
+        info.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect()
     }
 
     /// Resident memory of the server process, in bytes, as Redis reports it.

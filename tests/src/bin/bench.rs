@@ -29,14 +29,18 @@ use herald_config::Config;
 use herald_proto::Message;
 use herald_testkit::{
     benchkit::{
-        Arrivals, cpu_seconds, percentile, request, sink, sms_contacts, spawn, submit, wait_ready,
-        warm_up, yes,
+        Arrivals, cpu_seconds, percentile, request_among, sink, sms_contacts_n, spawn, submit,
+        wait_ready, warm_up, yes,
     },
     servers::{NatsServer, RedisServer},
 };
 use tokio::sync::Semaphore;
 
 struct Args {
+    /// Run as users do: the per-person window and status callbacks on,
+    /// and so a contact per notification (the window allows a person 5
+    /// SMS per 15 minutes).
+    shipped: bool,
     peak_count: usize,
     latency_secs: u64,
     in_flight: usize,
@@ -45,22 +49,26 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        shipped: false,
         peak_count: 60_000,
         latency_secs: 10,
         in_flight: 1024,
         baseline_count: 200_000,
     };
     let mut latency_secs = a.latency_secs as usize;
+    let mut shipped = 0usize;
     herald_testkit::benchkit::numeric_args(
         &mut [
             ("--count", &mut a.peak_count),
             ("--latency-secs", &mut latency_secs),
             ("--in-flight", &mut a.in_flight),
             ("--baseline-count", &mut a.baseline_count),
+            ("--shipped-defaults", &mut shipped),
         ],
-        "herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N]",
+        "herald-bench [--count N] [--latency-secs S] [--in-flight K] [--baseline-count N] [--shipped-defaults 0|1]",
     );
     a.latency_secs = latency_secs as u64;
+    a.shipped = shipped != 0;
     a
 }
 
@@ -132,6 +140,35 @@ async fn baseline(nats: &NatsServer, size: usize, n: usize) -> f64 {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What each counter gained between two readings (a counter missing
+/// before started at zero).
+fn deltas(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    out.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+    out
+}
+
+fn print_per(what: &str, counts: &[(String, u64)], n: usize) {
+    let total: u64 = counts.iter().map(|(_, c)| c).sum();
+    let per = |c: u64| c as f64 / n.max(1) as f64;
+    println!("  {what:<26} {:>6.2}", per(total));
+    for (name, c) in counts {
+        println!("    {name:<24} {:>6.2}", per(*c));
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args();
@@ -172,9 +209,28 @@ async fn main() -> anyhow::Result<()> {
     cfg.delivery.sms_url = Some(format!("http://{sink_addr}/sms"));
     cfg.delivery.outbox_dir = work.path().join("outbox");
     cfg.telemetry.log_level = "warn".into();
-    // The bench measures the pipeline, not the per-person windows: with
-    // them, its 1000 contacts could take only 5 SMS each per 15 minutes.
-    cfg.delivery.contact_max_sms = 0;
+    let contacts = if a.shipped {
+        // As shipped: the per-person window on, so a contact per
+        // notification, and status callbacks on, so every SMS job is kept
+        // for the provider's report (which this sink does not send).
+        cfg.delivery.status_callback_base = Some(format!("http://{}", cfg.delivery.http_addr));
+        cfg.delivery.provider_account = Some("AC-bench".into());
+        cfg.delivery.provider_token = Some("bench-provider-token".into());
+        100_000
+    } else {
+        // The pipeline alone, without the per-person windows: with them,
+        // 1000 contacts could take only 5 SMS each per 15 minutes.
+        cfg.delivery.contact_max_sms = 0;
+        1000
+    };
+    println!(
+        "row: {}",
+        if a.shipped {
+            "as shipped (per-person window and status callbacks on, 100,000 contacts)"
+        } else {
+            "pipeline only (per-person window off, no status callbacks, 1,000 contacts)"
+        }
+    );
     let config_file = work.path().join("herald.toml");
     std::fs::write(&config_file, toml::to_string(&cfg)?)?;
     nats.provision(&cfg.nats).await;
@@ -184,11 +240,12 @@ async fn main() -> anyhow::Result<()> {
         herald_runtime::store::connect(&cfg.redis, &Default::default()).await?,
         &cfg.redis.prefix,
     );
-    let contacts = sms_contacts();
-    directory.put_all(&contacts).await?;
+    directory.put_all(&sms_contacts_n(contacts)).await?;
 
     // 1. Baseline, before the services exist, on the same server.
-    let size = request("peak", a.peak_count).encode_to_vec().len();
+    let size = request_among("peak", a.peak_count, contacts)
+        .encode_to_vec()
+        .len();
     let base = baseline(&nats, size, a.baseline_count).await;
     println!("baseline: raw JetStream publish+consume of {size}-byte messages: {base:.0} msg/s");
 
@@ -221,6 +278,8 @@ async fn main() -> anyhow::Result<()> {
     pids.push(("redis-server", redis.pid().unwrap_or(0)));
     pids.push(("bench (load + sink)", std::process::id()));
     let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+    let stored_before = nats.stored_messages().await;
+    let commands_before = redis.command_counts();
     let slots = Arc::new(Semaphore::new(a.in_flight));
     let before = arrivals.count.load(Ordering::Relaxed);
     let t0 = start.elapsed();
@@ -229,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
     for seq in 0..a.peak_count {
         let permit = slots.clone().acquire_owned().await?;
         let client = client.clone();
-        let payload = bytes::Bytes::from(request("peak", seq).encode_to_vec());
+        let payload = bytes::Bytes::from(request_among("peak", seq, contacts).encode_to_vec());
         tasks.push(tokio::spawn(async move {
             let ok = submit(&client, payload).await;
             drop(permit);
@@ -260,6 +319,8 @@ async fn main() -> anyhow::Result<()> {
         .zip(&cpu_before)
         .map(|((name, pid), before)| (*name, cpu_seconds(*pid) - before))
         .collect();
+    let stored = deltas(&stored_before, &nats.stored_messages().await);
+    let commands = deltas(&commands_before, &redis.command_counts());
     let peak = arrived as f64 / elapsed.as_secs_f64();
     println!(
         "peak: {arrived}/{} notifications intake→HTTP sink in {:.2}s = {peak:.0}/s (all accepted after {:.2}s; {refused} refused)",
@@ -284,7 +345,8 @@ async fn main() -> anyhow::Result<()> {
         }
         *slot = start.elapsed().as_nanos() as u64;
         let client = client.clone();
-        let payload = bytes::Bytes::from(request("latency", base_seq + i).encode_to_vec());
+        let payload =
+            bytes::Bytes::from(request_among("latency", base_seq + i, contacts).encode_to_vec());
         handles.push(tokio::spawn(async move { submit(&client, payload).await }));
     }
     for h in handles {
@@ -338,6 +400,11 @@ async fn main() -> anyhow::Result<()> {
         2.0 * arrived as f64 / total_cpu
     );
 
+    println!();
+    println!("Counted by the servers during the peak phase, per notification:");
+    print_per("JetStream stored messages", &stored, arrived);
+    print_per("Redis commands", &commands, arrived);
+
     let ratio = peak / base;
     println!();
     println!("| figure | value | target | met |");
@@ -352,11 +419,16 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| raw JetStream baseline (same run, {size} B) | {base:.0}/s | | |");
     println!(
-        "| ratio to baseline | {ratio:.3} | ≥ 0.30 | {} |",
-        yes(all_peak && ratio >= 0.30)
+        "| ratio to baseline | {ratio:.3} | ≥ 0.15 (0.30 the horizon) | {} |",
+        yes(all_peak && ratio >= 0.15)
+    );
+    let per_notification = total_cpu / arrived.max(1) as f64 * 1e6;
+    println!(
+        "| CPU per notification, every process | {per_notification:.0} µs | ≤ 220 µs | {} |",
+        yes(all_peak && per_notification <= 220.0)
     );
     println!(
-        "| p50 / p99 intake→sink at {rate:.0}/s | {:.1} / {:.1} ms{} | p99 < 50 ms | {} |",
+        "| p50 / p99 intake→sink at {rate:.0}/s | {:.1} / {:.1} ms{} | p50 < 10 ms, p99 < 50 ms | {} |",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
         if all_latency {
@@ -364,7 +436,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             format!(" ({} of {n} arrived)", lat.len())
         },
-        yes(all_latency && p99 < Duration::from_millis(50))
+        yes(all_latency && p50 < Duration::from_millis(10) && p99 < Duration::from_millis(50))
     );
     for (name, kb) in &peak_rss {
         println!(
