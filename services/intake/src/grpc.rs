@@ -332,22 +332,10 @@ async fn follow_readiness(reporter: HealthReporter, health: Health, shutdown: Ca
 
 #[cfg(test)]
 mod tests {
-    use herald_config::SystemKeys;
-    use herald_directory::credentials::sha256_hex;
-
     use super::*;
 
     fn check(systems: &[(&str, &[&str])]) -> KeyCheck {
-        let cfg = IntakeConfig {
-            api_keys: systems
-                .iter()
-                .map(|(system, keys)| SystemKeys {
-                    system: system.to_string(),
-                    key_sha256: keys.iter().map(|k| sha256_hex(k)).collect(),
-                })
-                .collect(),
-            ..IntakeConfig::default()
-        };
+        let cfg = crate::keys::tests::config(systems);
         KeyCheck::new(&cfg, Family::default())
     }
 

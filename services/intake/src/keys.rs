@@ -61,14 +61,15 @@ pub(crate) fn bearer(value: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use herald_config::SystemKeys;
     use herald_directory::credentials::sha256_hex;
 
     use super::*;
 
-    pub(crate) fn keys(systems: &[(&str, &[&str])]) -> ApiKeys {
-        let cfg = IntakeConfig {
+    /// A configuration admitting each system with the hashes of its keys.
+    pub(crate) fn config(systems: &[(&str, &[&str])]) -> IntakeConfig {
+        IntakeConfig {
             api_keys: systems
                 .iter()
                 .map(|(system, keys)| SystemKeys {
@@ -77,8 +78,11 @@ mod tests {
                 })
                 .collect(),
             ..IntakeConfig::default()
-        };
-        ApiKeys::new(&cfg)
+        }
+    }
+
+    fn keys(systems: &[(&str, &[&str])]) -> ApiKeys {
+        ApiKeys::new(&config(systems))
     }
 
     fn of(keys: &ApiKeys, value: &str) -> Result<String, &'static str> {

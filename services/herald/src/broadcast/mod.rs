@@ -240,6 +240,12 @@ async fn start(cfg: &Config, args: StartArgs) -> Result<(), Failure> {
     if let Err(why) = broadcasts::check_id(&req.broadcast_id) {
         return Err(usage(format!("broadcast id {:?} {why}", req.broadcast_id)));
     }
+    send_start(cfg, &args, req).await
+}
+
+/// Asks (unless `--yes`), starts the broadcast and follows it (unless
+/// `--detach`).
+async fn send_start(cfg: &Config, args: &StartArgs, req: StartBroadcast) -> Result<(), Failure> {
     if !args.yes && !confirm_on_terminal(&describe(&req))? {
         println!("not sent");
         return Ok(());
@@ -267,21 +273,8 @@ async fn start_cap(cfg: &Config, args: &StartArgs, path: &PathBuf) -> Result<(),
     };
     let command = herald_cap::command(&alert, &xml, &args.credential.token(), audience, args.sms)
         .map_err(bad)?;
-    let id = alert.broadcast_id();
     match command {
-        herald_cap::Command::Start(req) => {
-            if !args.yes && !confirm_on_terminal(&describe(&req))? {
-                println!("not sent");
-                return Ok(());
-            }
-            let reply: BroadcastReply =
-                crate::send::ask_intake(cfg, subjects::BROADCAST_START, &req).await?;
-            accepted(reply, "started")?;
-            if args.detach {
-                return Ok(());
-            }
-            follow(cfg, &id, &args.credential.token()).await
-        }
+        herald_cap::Command::Start(req) => send_start(cfg, args, req).await,
         herald_cap::Command::Update(req) => {
             let reply: BroadcastReply =
                 crate::send::ask_intake(cfg, subjects::BROADCAST_UPDATE, &req).await?;

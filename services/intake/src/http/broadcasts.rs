@@ -80,26 +80,18 @@ pub(super) async fn submit(
     let span = http_server_span("POST", "/v1/broadcasts/cap", &headers);
     async move {
         let credential = token(&headers)?;
-        if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-            let essence = ct
-                .to_str()
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if !matches!(
+        if let Some(essence) = super::media_type(&headers)
+            && !matches!(
                 essence.as_str(),
                 "application/cap+xml" | "application/xml" | "text/xml"
-            ) {
-                return Err(Problem::of(&reject(
-                    ErrorCode::Undecodable,
-                    "content-type",
-                    "must be application/cap+xml (or application/xml)",
-                ))
-                .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
-            }
+            )
+        {
+            return Err(Problem::of(&reject(
+                ErrorCode::Undecodable,
+                "content-type",
+                "must be application/cap+xml (or application/xml)",
+            ))
+            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
         }
         let (audience, sms) = audience(query.as_deref())?;
         let limit = api.max_payload.saturating_mul(4);

@@ -127,22 +127,15 @@ impl Api {
 
     /// The JSON body, refused when it is another media type or too long.
     async fn body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Rejected> {
-        if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-            let essence = ct
-                .to_str()
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if essence != "application/json" && !essence.ends_with("+json") {
-                return Err(reject(
-                    ErrorCode::Undecodable,
-                    "content-type",
-                    "must be application/json",
-                ));
-            }
+        if let Some(essence) = media_type(headers)
+            && essence != "application/json"
+            && !essence.ends_with("+json")
+        {
+            return Err(reject(
+                ErrorCode::Undecodable,
+                "content-type",
+                "must be application/json",
+            ));
         }
         let limit = self.max_payload.saturating_mul(4);
         axum::body::to_bytes(body, limit).await.map_err(|_| {
@@ -214,6 +207,21 @@ impl Api {
             }
         }
     }
+}
+
+/// The body's media type without its parameters, in lower case; `None`
+/// when the request names none.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?;
+    Some(
+        ct.to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The `Idempotency-Key` header, as a plain token or as the quoted string
