@@ -471,12 +471,20 @@ async fn main() -> anyhow::Result<()> {
         ms(flood.p99()),
         yes(ratio <= 2.0)
     );
+    // 2 s for a thousand people, 5 s for ten thousand: the targets the
+    // emergency lane is held to.
+    let bound = if a.recipients > 1000 {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(2)
+    };
     println!(
-        "| last of the {} recipients | {:.1} ms | {:.1} ms | ≤ 2000 ms | {} |",
+        "| last of the {} recipients | {:.1} ms | {:.1} ms | ≤ {} ms | {} |",
         a.recipients,
         ms(idle.last()),
         ms(flood.last()),
-        yes(flood.last() <= Duration::from_secs(2))
+        bound.as_millis(),
+        yes(flood.last() <= bound)
     );
     println!(
         "| p99 ratio flood / idle | | {ratio:.2} | ≤ 2.00 | {} |",
