@@ -277,3 +277,43 @@ async fn a_sent_job_is_not_acknowledged_before_its_status_is_stored() {
     assert_eq!(jobs.info().await.expect("info").state.messages, 0);
     assert_eq!(sys.http.requests_to("/sms").len(), 1);
 }
+
+/// The attempt history is read only by a dead letter, which a sent job can
+/// get only from a provider's failure report. A sent email (no report will
+/// come) leaves no history behind; a sent SMS whose provider reports back
+/// keeps the line that says how it went out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_no_report_can_follow_writes_no_attempt_history() {
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.delivery.status_callback_base = Some("https://herald.test/cb".into());
+        cfg.delivery.provider_token = Some("provider-signing-secret".into());
+    })
+    .await;
+    sys.add_contacts(&[
+        contact("ivy", Some("ivy@example.org"), None, "email"),
+        contact("bob", Some("bob@example.org"), Some("+447700900002"), "sms"),
+    ])
+    .await;
+    let mail = sys.notify_ok(&inquiry("hist-email", "ivy", "INQ-H1")).await;
+    let sms = sys.notify_ok(&inquiry("hist-sms", "bob", "INQ-H2")).await;
+    sys.wait_for_step(&mail, AuditStep::Sent, WAIT).await;
+    sys.wait_for_step(&sms, AuditStep::Sent, WAIT).await;
+    let redis = herald_runtime::store::connect(&sys.cfg.redis, &CancellationToken::new())
+        .await
+        .expect("redis");
+    let keyspace = herald_proto::keyspace::DELIVERY.prefix(&sys.cfg.redis.prefix);
+    let lines = |id: String| {
+        let key = format!("{keyspace}jobhist:{id}");
+        let mut r = redis.clone();
+        async move {
+            let n: usize = redis::cmd("LLEN")
+                .arg(key)
+                .query_async(&mut r)
+                .await
+                .expect("LLEN");
+            n
+        }
+    };
+    assert_eq!(lines(job_id(&mail, Channel::Email)).await, 0);
+    assert_eq!(lines(job_id(&sms, Channel::Sms)).await, 1);
+}

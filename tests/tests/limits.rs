@@ -243,6 +243,10 @@ async fn a_connection_is_free_for_the_next_message_as_soon_as_the_provider_answe
         // A long lease: a job whose "sent" cannot be written holds on for
         // half of it (over 30 s) before it gives up.
         cfg.delivery.attempt_timeout = Duration::from_secs(30);
+        // Status callbacks on: a sent SMS then adds a line to its attempt
+        // history, which is what the test blocks.
+        cfg.delivery.status_callback_base = Some("https://herald.test/cb".into());
+        cfg.delivery.provider_token = Some("provider-signing-secret".into());
     })
     .await;
     sys.stop("delivery").await;

@@ -236,8 +236,10 @@ return 0
 /// attempt's line in the history. KEYS: job hash, history list. ARGV:
 /// provider id, now ms, keep s, history line.
 const SENT: &str = r#"
-redis.call('RPUSH', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
 if redis.call('HGET', KEYS[1], 'state') == 'failed' then
   return 0
 end
@@ -408,13 +410,15 @@ impl Ledger {
     }
 
     /// The provider took the message: never send this job again, unless a
-    /// failure status has already settled it (see [`Recorded`]). `line`
-    /// joins the job's attempt history in the same step either way.
+    /// failure status has already settled it (see [`Recorded`]). `line`,
+    /// if any, joins the job's attempt history in the same step: only a
+    /// dead letter reads the history, so a send no failure report can
+    /// follow (no status callback will come) writes none.
     pub async fn sent(
         &self,
         job_id: &str,
         provider_id: &str,
-        line: &str,
+        line: Option<&str>,
     ) -> redis::RedisResult<Recorded> {
         let mut r = self.redis.clone();
         let written = self
@@ -424,7 +428,7 @@ impl Ledger {
             .arg(provider_id)
             .arg(now_ms())
             .arg(self.keep_secs())
-            .arg(line)
+            .arg(line.unwrap_or_default())
             .invoke_async::<i64>(&mut r)
             .await?;
         Ok(if written == 1 {

@@ -136,6 +136,15 @@ impl Delivery {
         }
     }
 
+    /// Whether the provider reports on this channel's sends (status
+    /// callbacks): then a job is kept with its claim, and a sent one may
+    /// still fail and be handed on.
+    fn reports_come(&self, channel: Channel) -> bool {
+        self.cfg.status_callback_base.is_some()
+            && self.cfg.provider_token.is_some()
+            && channel != Channel::Email
+    }
+
     /// Step 3, the claim: this worker's attempt number, or the answer for
     /// a job another worker holds or that is already finished.
     async fn claim(
@@ -145,9 +154,7 @@ impl Delivery {
         lane: Lane,
         channel: Channel,
     ) -> Step<u32> {
-        let callbacks = self.cfg.status_callback_base.is_some()
-            && self.cfg.provider_token.is_some()
-            && channel != Channel::Email;
+        let callbacks = self.reports_come(channel);
         let stored = callbacks.then(|| (job.encode_to_vec(), meta_of(job).encode_to_vec()));
         let claim = self
             .ledger
@@ -268,9 +275,13 @@ impl Delivery {
         attempt: u32,
         sent: Sent,
     ) -> Disposition {
-        let line = history_line(attempt, "sent", &sent.via);
+        // The history is read only by a dead letter, which a sent job gets
+        // only from a failure status: without one to come, no line.
+        let line = self
+            .reports_come(channel)
+            .then(|| history_line(attempt, "sent", &sent.via));
         match self
-            .record_sent(&job.job_id, &sent.provider_id, &line)
+            .record_sent(&job.job_id, &sent.provider_id, line.as_deref())
             .await
         {
             Some(Recorded::Sent) => {}
@@ -329,7 +340,12 @@ impl Delivery {
     /// Writes `sent` to the ledger, trying again for as long as half the
     /// lease (a Redis restart), because until it is written a redelivery
     /// would send the job again. `None` if it could not be written.
-    async fn record_sent(&self, job_id: &str, provider_id: &str, line: &str) -> Option<Recorded> {
+    async fn record_sent(
+        &self,
+        job_id: &str,
+        provider_id: &str,
+        line: Option<&str>,
+    ) -> Option<Recorded> {
         let deadline = tokio::time::Instant::now() + self.ledger.lease() / 2;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
