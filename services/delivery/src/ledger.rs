@@ -49,8 +49,10 @@
 //!   once. The job itself (`job`, encoded) is kept while callbacks can still
 //!   come, and dropped once a final status arrives.
 //!
-//! Each attempt also appends a line to `<delivery keyspace>jobhist:<job_id>`, the
-//! history a dead letter carries.
+//! Each failed attempt also appends a line to `<delivery keyspace>jobhist:<job_id>`,
+//! the history a dead letter carries, and so does a send a provider's
+//! failure report may still follow (status callbacks on); a send nothing
+//! can follow writes none, since nothing would read it.
 
 use std::{
     collections::HashSet,
