@@ -79,7 +79,19 @@ impl Auditor {
     /// written once, and JetStream drops a repeat of it (same first record
     /// id) inside its duplicate window.
     pub async fn record_all(&self, entries: Vec<Entry>) -> Result<PublishAckFuture, PublishError> {
-        let records: Vec<AuditRecord> = entries.into_iter().map(|e| self.build(e)).collect();
+        self.record_after(Vec::new(), entries).await
+    }
+
+    /// The same, after `earlier`: records another service built and handed
+    /// on for this step to write (intake's "accepted", which travels with
+    /// the notification to the router).
+    pub async fn record_after(
+        &self,
+        earlier: Vec<AuditRecord>,
+        entries: Vec<Entry>,
+    ) -> Result<PublishAckFuture, PublishError> {
+        let mut records = earlier;
+        records.extend(entries.into_iter().map(|e| self.build(e)));
         let Some(first) = records.first() else {
             return Err(PublishError {
                 subject: subjects::audit_all().into(),
@@ -99,7 +111,8 @@ impl Auditor {
             .await
     }
 
-    fn build(&self, entry: Entry) -> AuditRecord {
+    /// The record `entry` makes, stamped now with this auditor's actor.
+    pub fn build(&self, entry: Entry) -> AuditRecord {
         AuditRecord {
             record_id: entry.record_id.unwrap_or_else(herald_proto::ids::record_id),
             notification_id: entry.notification_id,

@@ -171,21 +171,14 @@ impl Intake {
         };
         span.record("notification_id", id.as_str());
 
-        let accepted_at = herald_proto::now();
-        let record = AcceptedNotification {
-            notification_id: id.clone(),
-            request: Some(req.clone()),
-            accepted_at: Some(accepted_at),
-            lane: lane as i32,
-        };
         let audit = Entry {
             notification_id: id.clone(),
             case_id: req.case_id.clone(),
             responsible_staff: req.responsible_staff.clone(),
             lane,
             caller: caller.to_string(),
-            // One "accepted" per notification however often a retry of an
-            // unfinished request writes it (the stream drops the repeat).
+            // One "accepted" per notification, however often a retry of
+            // an unfinished request stores the notification again.
             record_id: Some(format!("{id}-accepted")),
             ..Entry::new(
                 AuditStep::Accepted,
@@ -199,13 +192,16 @@ impl Intake {
         }
         .attr("requester", &req.requester)
         .attr("priority", Priority::name_of(req.priority));
-
-        // The audit record goes first on the same connection, so the trail
-        // starts with "accepted" before the router can add to it. A retry
-        // of a request whose first attempt did not finish (`duplicate`
-        // here) writes it too: that attempt may have stored the
-        // notification but not its record.
-        let audit_ack = self.auditor.record(audit).await;
+        // The "accepted" record is stored with the notification, in the
+        // same write, so "accepted" is never answered without it; the
+        // router writes it to the trail as the first record of its step.
+        let record = AcceptedNotification {
+            notification_id: id.clone(),
+            request: Some(req.clone()),
+            accepted_at: Some(herald_proto::now()),
+            lane: lane as i32,
+            accepted: Some(self.auditor.build(audit)),
+        };
         if req.communication_type == CommunicationType::DataBreach as i32
             && let Err(e) = self.broadcasts.breach_protocol(&id, &req, caller).await
         {
@@ -222,20 +218,6 @@ impl Intake {
             .await;
         if let Err(e) = stored {
             error!(error = %e, "notification not stored");
-            return self.refused(lane, unavailable());
-        }
-        // "Accepted" is answered only with its record in the trail. The
-        // notification is stored and goes out either way; the caller, told
-        // to retry, comes back with the same key and the record is written
-        // then, under the same id.
-        let documented = match audit_ack {
-            Ok(ack) => herald_runtime::bus::confirm(subjects::audit_all().into(), ack)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = documented {
-            error!(error = %e, "notification stored but its accepted record is not");
             return self.refused(lane, unavailable());
         }
         // Marking the key done saves a retry a republish; it is not needed

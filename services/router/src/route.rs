@@ -107,12 +107,17 @@ impl Router {
 
         // Publish everything, then wait for every confirmation: any failure
         // leaves the notification unacked, and the retry republishes the same
-        // ids, which JetStream drops. The step's records (routed, one per
-        // job rendered, one per recipient skipped or gone) are one write,
-        // named after the routed record, so a retry's batch is dropped too.
+        // ids, which JetStream drops. The step's records (accepted, routed,
+        // one per job rendered, one per recipient skipped or gone) are one
+        // write, named after its first record, so a retry's batch is
+        // dropped too.
+        // Intake's "accepted" record came with the notification and leads
+        // the batch, so the trail starts with it.
         let mut pending = vec![(
             subjects::audit_all().to_string(),
-            self.auditor.record_all(audits).await?,
+            self.auditor
+                .record_after(n.accepted.iter().cloned().collect(), audits)
+                .await?,
         )];
         for job in &jobs {
             let channel = Channel::try_from(job.channel).unwrap_or_default();
