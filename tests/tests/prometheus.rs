@@ -82,21 +82,10 @@ impl Prometheus {
 
     /// The value of an instant query's single sample, if it has one.
     async fn query(&self, promql: &str) -> Option<f64> {
-        let q: String = url_encode(promql);
+        let q = herald_content::url::encode(promql);
         let v = self.get(&format!("/api/v1/query?query={q}")).await?;
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

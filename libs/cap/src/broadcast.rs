@@ -99,7 +99,7 @@ pub fn command(
             let reason = if alert.note.is_empty() {
                 format!("CAP Cancel {} from {}", alert.identifier, alert.sender)
             } else {
-                crate_clip(&alert.note, 200)
+                clip(&alert.note, 200)
             };
             Ok(Command::Cancel(CancelBroadcast {
                 broadcast_id,
@@ -206,14 +206,15 @@ fn message(info: &Info, exercise: bool) -> BroadcastMessage {
     };
     BroadcastMessage {
         language: info.language.clone(),
-        subject: crate_clip(&subject, 200),
+        subject: clip(&subject, 200),
         body: body.join("\n\n"),
-        speak: crate_clip(&speak, 1000),
+        speak: clip(&speak, 1000),
         sms: String::new(),
     }
 }
 
-fn crate_clip(text: &str, max: usize) -> String {
+/// At most `max` characters of `text`, on one line.
+fn clip(text: &str, max: usize) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() <= max {
         return line;
