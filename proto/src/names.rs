@@ -67,6 +67,7 @@ names!(AuditStep {
     Confirmed => "confirmed",
     Replayed => "replayed",
     Cancelled => "cancelled",
+    ReplyReceived => "reply_received",
 });
 
 names!(Channel {

@@ -27,6 +27,21 @@ pub const DELIVERY_STOP: &str = "herald.v1.delivery.stop";
 pub const STREAM_STOPS: &str = "HERALD_STOPS";
 pub const DELIVERY_STOPS: &str = "herald.v1.delivery.stops";
 
+/// What people send back (`InboundMessage`), stored by delivery once per
+/// message and read by every service a reply may be for: limits retention,
+/// so the broadcast and escalation services each read all of it.
+pub const STREAM_INBOUND: &str = "HERALD_INBOUND";
+
+/// `herald.v1.inbound.<channel>`: one person's reply on that channel.
+pub fn inbound(channel: Channel) -> String {
+    format!("herald.v1.inbound.{}", channel.name())
+}
+
+/// Every inbound message.
+pub fn inbound_all() -> &'static str {
+    "herald.v1.inbound.>"
+}
+
 /// Request/reply: a `DirectoryRequest` in, a `DirectoryReply` out. Intake
 /// keeps the contact directory; the command line imports and reads it
 /// here.
@@ -356,7 +371,7 @@ pub struct StreamOwner {
 }
 
 /// Every stream Herald declares, each once.
-pub const STREAMS: [StreamOwner; 10] = [
+pub const STREAMS: [StreamOwner; 11] = [
     StreamOwner {
         stream: STREAM_NOTIFY,
         owner: "intake",
@@ -392,6 +407,12 @@ pub const STREAMS: [StreamOwner; 10] = [
         owner: "delivery",
         writers: &["delivery"],
         readers: &["broadcast"],
+    },
+    StreamOwner {
+        stream: STREAM_INBOUND,
+        owner: "delivery",
+        writers: &["delivery"],
+        readers: &["broadcast", "escalation"],
     },
     StreamOwner {
         stream: STREAM_BROADCAST,

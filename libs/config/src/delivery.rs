@@ -51,7 +51,13 @@ pub struct DeliveryConfig {
     /// Unset, such callbacks are refused.
     pub provider_signing_key: Option<Secret>,
     /// Public base URL of the status-callback endpoint given to providers.
+    /// The SMS provider's inbound-message webhook is `<this>/v1/inbound/sms`.
     pub status_callback_base: Option<String>,
+    /// Signs the inbound-email webhook (`POST /v1/inbound/email`, the
+    /// inbound-parse shape mail services post: `timestamp`, `token` and
+    /// `signature`, an HMAC-SHA256 in hex over timestamp and token).
+    /// Unset, inbound email is refused.
+    pub inbound_email_signing_key: Option<Secret>,
     /// Time limit for one attempt.
     #[serde(with = "humantime_serde")]
     pub attempt_timeout: Duration,
@@ -108,6 +114,7 @@ impl Default for DeliveryConfig {
             provider_token: None,
             provider_signing_key: None,
             status_callback_base: None,
+            inbound_email_signing_key: None,
             attempt_timeout: Duration::from_secs(15),
             retry_schedule: [1, 5, 30, 120, 600, 1800]
                 .into_iter()

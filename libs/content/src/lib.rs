@@ -3,6 +3,7 @@
 //! reads out, the signatures on provider webhooks and on the links Herald
 //! hands out, and the encoding of every value those links carry.
 
+pub mod mailhook;
 pub mod routing;
 pub mod signature;
 pub mod templates;

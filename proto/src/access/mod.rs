@@ -322,6 +322,8 @@ fn service(name: &str, p: &mut Permissions) {
                 .looks_at(subjects::STREAM_DLQ)
                 .subscribe(subjects::DELIVERY_STOP)
                 .publish(subjects::delivery_statuses())
+                .publish(subjects::inbound_all())
+                .looks_at(subjects::STREAM_INBOUND)
                 .publish(subjects::dlq_jobs());
             p.responds = true;
         }
@@ -332,8 +334,14 @@ fn service(name: &str, p: &mut Permissions) {
             p.responds = true;
         }
         "escalation" => {
+            // Acknowledgements and replies people send back become case
+            // events, through intake like anyone else's.
             p.consumes(subjects::STREAM_CASES)
-                .asks_as("escalation", &[subjects::INTAKE_NOTIFY])
+                .consumes(subjects::STREAM_INBOUND)
+                .asks_as(
+                    "escalation",
+                    &[subjects::INTAKE_NOTIFY, subjects::INTAKE_CASE],
+                )
                 .subscribe(subjects::ESCALATION_QUERY);
             stops(p);
             p.responds = true;
@@ -341,6 +349,7 @@ fn service(name: &str, p: &mut Permissions) {
         "broadcast" => {
             p.consumes(subjects::STREAM_BROADCAST)
                 .consumes(subjects::STREAM_STATUS)
+                .consumes(subjects::STREAM_INBOUND)
                 .publish(subjects::delivery_jobs(Lane::Emergency))
                 .subscribe(subjects::BROADCAST_STATUS);
             stops(p);

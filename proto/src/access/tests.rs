@@ -97,6 +97,7 @@ fn every_stream_writer_in_the_owner_table_may_publish_to_it() {
             subjects::STREAM_STOPS => subjects::DELIVERY_STOPS.into(),
             subjects::STREAM_STATUS => subjects::delivery_status(Channel::Sms),
             subjects::STREAM_BROADCAST => subjects::BROADCAST_COMMANDS.into(),
+            subjects::STREAM_INBOUND => subjects::inbound(Channel::Sms),
             subjects::STREAM_CASES => subjects::case_event("C-1"),
             subjects::STREAM_AUDIT => subjects::audit("C-1", "n-1"),
             subjects::STREAM_DLQ => subjects::dlq_message("router"),

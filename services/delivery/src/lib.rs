@@ -30,6 +30,7 @@
 
 pub mod cancel;
 mod handoff;
+pub mod inbound;
 pub mod ledger;
 pub mod limits;
 mod metrics;
@@ -69,6 +70,8 @@ struct Delivery {
     ledger: Ledger,
     limits: Limits,
     cancellations: Cancellations,
+    /// What replies may answer (`inbound.rs`).
+    replies: inbound::Replies,
     transports: Arc<Transports>,
     auditor: Auditor,
     cfg: Arc<DeliveryConfig>,
@@ -111,6 +114,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             cfg.delivery.sent_ttl,
         ),
         cancellations: Cancellations::new(redis.clone(), &cfg.redis.prefix),
+        replies: inbound::Replies::new(redis.clone(), &cfg.redis.prefix, cfg.delivery.sent_ttl),
         limits: Limits::new(redis, &cfg.redis.prefix, &cfg.delivery),
         transports: Arc::new(transports),
         auditor: Auditor::new(service.bus.clone(), "delivery"),
@@ -154,7 +158,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let cancellations = cancellations.clone();
         async move { stop::from_stream(&cancellations, msg).await }
     });
-    service.public_routes(cfg.delivery.public(), status::routes(delivery.clone()));
+    service.public_routes(
+        cfg.delivery.public(),
+        status::routes(delivery.clone()).merge(inbound::routes(delivery.clone())),
+    );
     for lane in Lane::ALL {
         let durable = format!("delivery-{}", lane.name());
         service.watch([Queue::consumer(subjects::delivery_stream(lane), &durable)]);

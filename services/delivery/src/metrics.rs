@@ -4,11 +4,21 @@
 
 use herald_runtime::metrics::{ChannelOutcome, LaneLabel, ReasonLabel};
 use prometheus_client::{
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
 
+/// An inbound message's channel and what became of it (matched,
+/// unmatched, rejected: bad signature, invalid).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct InboundLabel {
+    pub(crate) channel: String,
+    pub(crate) outcome: String,
+}
+
 pub(crate) struct Metrics {
+    pub(crate) inbound: Family<InboundLabel, Counter>,
     pub(crate) deliveries: Family<ChannelOutcome, Counter>,
     pub(crate) retries: Family<ChannelOutcome, Counter>,
     pub(crate) suppressed: Family<LaneLabel, Counter>,
@@ -22,6 +32,7 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics {
+            inbound: Family::default(),
             deliveries: Family::default(),
             retries: Family::default(),
             suppressed: Family::default(),
@@ -60,6 +71,11 @@ impl Metrics {
             "delivery_status_callbacks",
             "Provider status callbacks, by channel and reported state (rejected: bad signature)",
             m.callbacks.clone(),
+        );
+        registry.register(
+            "delivery_inbound_messages",
+            "Replies people sent (SMS, email), by channel and outcome (matched to what Herald sent, unmatched, rejected: bad signature, invalid)",
+            m.inbound.clone(),
         );
         registry.register(
             "delivery_end_to_end_seconds",

@@ -95,6 +95,12 @@ impl Delivery {
             )
             .await;
         let mut stored = true;
+        // A reply to it must find it: remembered before the job is
+        // acknowledged, as the rest of its documentation is.
+        if let Err(e) = self.replies.remember(job).await {
+            warn!(error = %e, "what a reply to this send answers not stored; documenting it again later");
+            stored = false;
+        }
         for ack in [audit, status] {
             match ack {
                 Ok(a) => {

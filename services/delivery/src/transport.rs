@@ -253,7 +253,7 @@ impl Transports {
             .parse()
             .map_err(|e| SendError::permanent(format!("recipient address: {e}")))?;
         let name = (!job.recipient_name.is_empty()).then(|| job.recipient_name.clone());
-        let message_id = format!("<{}@herald>", job.job_id);
+        let message_id = crate::inbound::message_id(&job.job_id);
         let message = Message::builder()
             .from(self.from_email.clone())
             .to(Mailbox::new(name, to))

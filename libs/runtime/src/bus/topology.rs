@@ -116,6 +116,14 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
         RetentionPolicy::Limits,
         Duration::from_secs(14 * 24 * 3600),
     ));
+    // People's replies hold what they wrote: kept as long as the statuses,
+    // long enough for a service that was down to read them.
+    out.push(base(
+        subjects::STREAM_INBOUND,
+        vec![subjects::inbound_all().to_string()],
+        RetentionPolicy::Limits,
+        Duration::from_secs(14 * 24 * 3600),
+    ));
     out.push(base(
         subjects::STREAM_AUDIT,
         vec![subjects::audit_all().to_string()],
