@@ -10,7 +10,9 @@
 //!   machine presses none.
 //! * `POST /v1/broadcast/sms`: the SMS provider reports a reply (`From`,
 //!   `Body`); YES (or OUI, SI, JA, 1, OK, Y) confirms every running
-//!   broadcast that texted that number.
+//!   broadcast that texted that number. The same replies posted to
+//!   delivery's inbound webhook (one URL for every reply to a number)
+//!   reach this service through `HERALD_INBOUND` and confirm the same way.
 //!
 //! Links carry their own signature ([`crate::link`]). Provider callbacks
 //! must also carry the provider's signature (`X-Twilio-Signature` or
@@ -29,9 +31,11 @@ use axum::{
 };
 use herald_content::signature;
 use herald_durable::stop::Stop;
+use herald_proto::Message;
 use herald_proto::broadcasts;
-use herald_proto::v1::{AuditStep, BroadcastState, Channel};
+use herald_proto::v1::{AuditStep, BroadcastState, Channel, InboundMessage};
 use herald_runtime::audit::Entry;
+use herald_runtime::bus::Disposition;
 use tracing::{error, info, warn};
 
 use crate::{
@@ -302,27 +306,54 @@ async fn sms_reply(
     let (Some(from), Some(text)) = (field(&params, "From"), field(&params, "Body")) else {
         return (StatusCode::BAD_REQUEST, "From and Body are required\n").into_response();
     };
-    let word = text.trim().trim_end_matches(['.', '!']).to_uppercase();
-    if !AFFIRMATIVE.contains(&word.as_str()) {
-        return empty();
-    }
-    let running = match s.store.by_phone(from).await {
-        Ok(r) => r,
+    match s.confirm_by_sms(from, text).await {
+        Ok(_) => empty(),
         Err(e) => {
-            error!(error = %e, "broadcasts of a number unreadable");
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
-        }
-    };
-    for (broadcast_id, recipient) in running {
-        if let Err(e) = s
-            .confirm(&broadcast_id, recipient, Channel::Sms, "SMS reply")
-            .await
-        {
             error!(error = %e, "confirmation not recorded; the provider will repeat it");
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response()
         }
     }
-    empty()
+}
+
+/// Whether a text says yes.
+pub(crate) fn affirmative(text: &str) -> bool {
+    let word = text.trim().trim_end_matches(['.', '!']).to_uppercase();
+    AFFIRMATIVE.contains(&word.as_str())
+}
+
+impl Broadcasts {
+    /// A text from `from`: a yes confirms every running broadcast that
+    /// texted that number. Returns how many it confirmed.
+    pub(crate) async fn confirm_by_sms(&self, from: &str, text: &str) -> anyhow::Result<usize> {
+        if !affirmative(text) {
+            return Ok(0);
+        }
+        let running = self.store.by_phone(from).await?;
+        for (broadcast_id, recipient) in &running {
+            self.confirm(broadcast_id, *recipient, Channel::Sms, "SMS reply")
+                .await?;
+        }
+        Ok(running.len())
+    }
+
+    /// A reply delivery stored (`HERALD_INBOUND`): SMS replies confirm
+    /// as they do when posted here directly.
+    pub(crate) async fn inbound(&self, msg: async_nats::jetstream::Message) -> Disposition {
+        let Ok(m) = InboundMessage::decode(msg.payload.clone()) else {
+            error!(subject = %msg.subject, "undecodable inbound message dropped");
+            return Disposition::Reject;
+        };
+        if m.channel != Channel::Sms as i32 {
+            return Disposition::Ack;
+        }
+        match self.confirm_by_sms(&m.from, &m.text).await {
+            Ok(_) => Disposition::Ack,
+            Err(e) => {
+                error!(error = %e, "confirmation by SMS not recorded yet; trying again");
+                Disposition::Retry(std::time::Duration::from_secs(2))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -331,9 +362,10 @@ mod tests {
 
     #[test]
     fn replies_that_confirm() {
-        for w in ["YES", "Y", "OUI", "SÍ", "1"] {
-            assert!(AFFIRMATIVE.contains(&w));
+        for w in ["YES", "Y", "OUI", "SÍ", "1", " yes. ", "Oui!"] {
+            assert!(affirmative(w), "{w}");
         }
-        assert!(!AFFIRMATIVE.contains(&"NO"));
+        assert!(!affirmative("NO"));
+        assert!(!affirmative("ACK 4821"));
     }
 }

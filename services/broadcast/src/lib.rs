@@ -49,7 +49,7 @@ use herald_durable::timers::{self, RunOptions, Timers};
 use herald_proto::broadcasts;
 use herald_proto::{
     Message, subjects,
-    v1::{AuditStep, Lane},
+    v1::{AuditStep, Channel, Lane},
 };
 use herald_runtime::{
     audit::{Auditor, Entry},
@@ -148,6 +148,7 @@ pub async fn start_with_clock(
     service.watch([
         Queue::consumer(subjects::STREAM_BROADCAST, COMMANDS),
         Queue::consumer(subjects::STREAM_STATUS, STATUSES),
+        Queue::consumer(subjects::STREAM_INBOUND, INBOUND),
     ]);
     service.public_routes(cfg.broadcast.public(), confirm::routes(broadcasts.clone()));
     let commands = ConsumerSpec {
@@ -187,6 +188,21 @@ pub async fn start_with_clock(
             async move { b.status_event(msg).await }
         },
     );
+    let inbound = ConsumerSpec {
+        stream: subjects::STREAM_INBOUND.into(),
+        durable: INBOUND.into(),
+        filter: subjects::inbound(Channel::Sms),
+        concurrency: cfg.broadcast.concurrency,
+        ack_wait: cfg.nats.ack_wait,
+        max_deliver: -1,
+    };
+    let b = broadcasts.clone();
+    // Confirmations are what stops the calls: they do not wait behind
+    // the broadcast's own sends.
+    service.consume(inbound, Gate::None, Duration::from_secs(10), move |msg| {
+        let b = b.clone();
+        async move { b.inbound(msg).await }
+    });
     let b = broadcasts.clone();
     let timer_options = RunOptions {
         batch: 100,
@@ -219,10 +235,11 @@ pub async fn start_with_clock(
     service.start(&cfg.broadcast.http_addr).await
 }
 
-/// The durable consumers of broadcast commands and of the status events
-/// of broadcast jobs.
+/// The durable consumers of broadcast commands, of the status events of
+/// broadcast jobs and of people's SMS replies.
 const COMMANDS: &str = "broadcast-commands";
 const STATUSES: &str = "broadcast-statuses";
+const INBOUND: &str = "broadcast-inbound";
 
 /// The trail of a broadcast: every record is under its id, on the
 /// emergency lane.

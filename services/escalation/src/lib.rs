@@ -33,6 +33,8 @@
 //! `herald.v1.escalation.query` answers with a case's escalation state for
 //! `herald case show`.
 
+pub mod ack;
+pub mod inbound;
 pub mod machine;
 pub mod policy;
 pub mod state;
@@ -52,9 +54,11 @@ use herald_config::Config;
 use herald_directory::contacts::Directory;
 use herald_durable::timers::{self, RunOptions};
 use herald_proto::subjects;
+use std::time::Duration;
+
 use herald_runtime::{
     audit::Auditor,
-    bus::Bus,
+    bus::{Bus, ConsumerSpec, Gate},
     clock::{Clock, SystemClock},
     metrics::Queue,
 };
@@ -62,13 +66,22 @@ use herald_runtime::{serve::ServeOptions, service::ServiceBuilder};
 use metrics::EscalationMetrics;
 use tokio_util::sync::CancellationToken;
 
-use crate::{policy::Policies, state::Store};
+use crate::{
+    ack::{Acks, Links},
+    policy::Policies,
+    state::Store,
+};
 
 /// Templates the service sends (shipped in `config/templates`).
 pub const STAFF_ALERT: &str = "escalation_alert";
 pub const CLIENT_NOTICE: &str = "escalation_notice";
 pub const SURVEY: &str = "follow_up_survey";
 pub const SURVEY_REMINDER: &str = "survey_reminder";
+pub const CLIENT_REPLY: &str = "client_reply";
+pub const ACK_REPLY: &str = "acknowledgement_reply";
+
+/// The durable consumer of people's answers (`HERALD_INBOUND`).
+const INBOUND: &str = "escalation-inbound";
 
 /// Everything the consumers, the timer loop and the query handler share.
 #[derive(Clone)]
@@ -82,6 +95,12 @@ struct Escalator {
     clock: Arc<dyn Clock>,
     survey_url: String,
     survey_secret: Arc<str>,
+    /// Acknowledgement links, key presses and codes (`ack.rs`).
+    acks: Acks,
+    /// What the voice provider signs key presses with
+    /// (`delivery.provider_token`, `delivery.provider_signing_key`).
+    provider_token: Option<String>,
+    provider_signing_key: Option<String>,
 }
 
 pub use herald_runtime::service::Running;
@@ -120,11 +139,43 @@ pub async fn start_with_clock(
         clock,
         survey_url: cfg.escalation.survey_url.clone(),
         survey_secret: secret.expose_secret().into(),
+        acks: Acks::new(
+            redis.clone(),
+            &cfg.redis.prefix,
+            Links::new(secret.expose_secret(), &cfg.escalation.public_url),
+            cfg.escalation.ack_code_ttl,
+        ),
+        provider_token: cfg
+            .delivery
+            .provider_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        provider_signing_key: cfg
+            .delivery
+            .provider_signing_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned()),
     };
     service.watch(
         (0..subjects::CASE_PARTITIONS)
             .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("escalation-{p}"))),
     );
+    service.watch([Queue::consumer(subjects::STREAM_INBOUND, INBOUND)]);
+    service.public_routes(cfg.escalation.public(), ack::routes(esc.clone()));
+    // People's answers: acknowledgement codes and clients' replies.
+    let inbound = ConsumerSpec {
+        stream: subjects::STREAM_INBOUND.into(),
+        durable: INBOUND.into(),
+        filter: subjects::inbound_all().into(),
+        concurrency: 16,
+        ack_wait: cfg.nats.ack_wait.max(Duration::from_secs(30)),
+        max_deliver: -1,
+    };
+    let e = esc.clone();
+    service.consume(inbound, Gate::None, Duration::from_secs(10), move |msg| {
+        let e = e.clone();
+        async move { e.on_inbound(msg).await }
+    });
     // Lifecycle events and breaches of a partition, in stream order.
     let e = esc.clone();
     service.consume_case_partitions(
@@ -168,7 +219,14 @@ pub async fn start_with_clock(
 fn check_templates(cfg: &Config) -> anyhow::Result<()> {
     let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)
         .map_err(|p| anyhow::anyhow!("templates:\n  {}", p.join("\n  ")))?;
-    for id in [STAFF_ALERT, CLIENT_NOTICE, SURVEY, SURVEY_REMINDER] {
+    for id in [
+        STAFF_ALERT,
+        CLIENT_NOTICE,
+        SURVEY,
+        SURVEY_REMINDER,
+        CLIENT_REPLY,
+        ACK_REPLY,
+    ] {
         store
             .resolve(id, 0)
             .map_err(|e| anyhow::anyhow!("the escalation service sends template {id}: {e}"))?;

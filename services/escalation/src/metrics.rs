@@ -16,10 +16,34 @@ pub struct EscalationLabel {
     pub trigger: String,
 }
 
-/// Steps up an escalation chain, for the service that walks it.
+/// How an acknowledgement from a page came and what became of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AckLabel {
+    /// `link`, `key` or `sms`.
+    pub via: String,
+    /// `acknowledged`, `already`, `over` (the escalation had ended),
+    /// `unknown_code`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+/// Steps up an escalation chain, for the service that walks it, and what
+/// people answered from their pages.
 #[derive(Clone, Default)]
 pub struct EscalationMetrics {
     pub escalations: Family<EscalationLabel, Counter>,
+    pub acks: Family<AckLabel, Counter>,
+    pub ack_refused: Family<EndpointLabel, Counter>,
+    pub replies: Family<ChannelLabel, Counter>,
 }
 
 impl EscalationMetrics {
@@ -29,6 +53,21 @@ impl EscalationMetrics {
             "escalations",
             "Escalations, by the level reached",
             m.escalations.clone(),
+        );
+        registry.register(
+            "escalation_acknowledgements",
+            "Acknowledgements from an escalation alert (link, key press, SMS code), by outcome",
+            m.acks.clone(),
+        );
+        registry.register(
+            "escalation_acknowledgements_refused",
+            "Acknowledgement requests refused: a forged link or key press, or a provider signature that does not hold",
+            m.ack_refused.clone(),
+        );
+        registry.register(
+            "escalation_client_replies",
+            "Clients' replies to messages about their case, by channel",
+            m.replies.clone(),
         );
         m
     }

@@ -19,8 +19,12 @@ use herald_runtime::audit::Entry;
 use tracing::{info, warn};
 
 use crate::{
-    CLIENT_NOTICE, Escalator, STAFF_ALERT, SURVEY, SURVEY_REMINDER, machine::Escalation,
-    policy::Target, state::CaseState, survey,
+    CLIENT_NOTICE, Escalator, STAFF_ALERT, SURVEY, SURVEY_REMINDER,
+    ack::{Kind, Page},
+    machine::Escalation,
+    policy::Target,
+    state::CaseState,
+    survey,
 };
 
 /// How long to wait for intake to answer a notification request.
@@ -90,6 +94,34 @@ impl Escalator {
         let mut notified = Vec::new();
         let mut problems = Vec::new();
         for c in &staff {
+            // Each target can acknowledge from the alert itself (`ack.rs`).
+            let page = Page {
+                case_id: case_id.to_string(),
+                seq: esc.seq,
+                contact_id: c.id.clone(),
+            };
+            let mut params = BTreeMap::from([
+                ("reference".to_string(), reference.clone()),
+                ("level".to_string(), level.title()),
+                ("reason".to_string(), trigger_words(&esc.trigger)),
+                ("round".to_string(), (round + 1).to_string()),
+                (
+                    "ack_url".to_string(),
+                    self.acks.links.url(Kind::Link, &page),
+                ),
+            ]);
+            if let Some(phone) = &c.phone {
+                let now = herald_runtime::clock::millis(self.clock.now());
+                match self.acks.code(phone, &page, now).await? {
+                    Some(code) => {
+                        params.insert("ack_code".into(), code);
+                    }
+                    None => warn!(
+                        case_id,
+                        "every acknowledgement code for this number is in use; the SMS carries none"
+                    ),
+                }
+            }
             let req = NotificationRequest {
                 idempotency_key: format!(
                     "esc:{case_id}:{}:{level_index}:{round}:{}",
@@ -99,16 +131,12 @@ impl Escalator {
                 priority: st.priority,
                 recipients: vec![contact_recipient(&c.id)],
                 template_id: STAFF_ALERT.into(),
-                params: BTreeMap::from([
-                    ("reference".to_string(), reference.clone()),
-                    ("level".to_string(), level.title()),
-                    ("reason".to_string(), trigger_words(&esc.trigger)),
-                    ("round".to_string(), (round + 1).to_string()),
-                ]),
+                params,
                 case_id: case_id.to_string(),
                 requester: "escalation".into(),
                 responsible_staff: st.staff.clone(),
                 cancel_keys: vec![key.clone()],
+                key_press_url: self.acks.links.url(Kind::Key, &page),
                 ..Default::default()
             };
             match self.submit(&req).await? {
@@ -247,7 +275,10 @@ impl Escalator {
     /// Sends a request to intake. The outer error is "try again" (intake
     /// unreachable or unavailable); the inner one a refusal that will not
     /// change.
-    async fn submit(&self, req: &NotificationRequest) -> anyhow::Result<Result<String, Rejected>> {
+    pub(crate) async fn submit(
+        &self,
+        req: &NotificationRequest,
+    ) -> anyhow::Result<Result<String, Rejected>> {
         let reply = tokio::time::timeout(
             INTAKE_TIMEOUT,
             self.bus.client.request(

@@ -303,6 +303,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         responsible_staff: f.responsible_staff.unwrap_or_default(),
         language: f.language.unwrap_or_default(),
         cancel_keys: f.cancel_keys,
+        key_press_url: String::new(),
     })
 }
 

@@ -195,12 +195,27 @@ impl Intake {
         // The "accepted" record is stored with the notification, in the
         // same write, so "accepted" is never answered without it; the
         // router writes it to the trail as the first record of its step.
+        // The client of a case who wrote back is answered on the channel
+        // they used. Only a remembered preference is lost if Redis cannot
+        // say: the notification goes on the usual channels.
+        let answer_on = if req.case_id.is_empty() {
+            None
+        } else {
+            self.cases
+                .answer_on(&req.case_id)
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "the client's last channel unreadable; usual channels used");
+                    None
+                })
+        };
         let record = AcceptedNotification {
             notification_id: id.clone(),
             request: Some(req.clone()),
             accepted_at: Some(herald_proto::now()),
             lane: lane as i32,
             accepted: Some(self.auditor.build(audit)),
+            answer_on,
         };
         if req.communication_type == CommunicationType::DataBreach as i32
             && let Err(e) = self.broadcasts.breach_protocol(&id, &req, caller).await

@@ -175,6 +175,20 @@ pub fn check(
             return Err(reject(E::InvalidArgument, format!("cancel_keys[{i}]"), why));
         }
     }
+    if !req.key_press_url.is_empty() {
+        let url = &req.key_press_url;
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !scheme_ok
+            || url.len() > 2048
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(reject(
+                E::InvalidArgument,
+                "key_press_url",
+                "must be an http or https URL of at most 2048 characters, without spaces",
+            ));
+        }
+    }
     for (field, value) in [
         ("requester", &req.requester),
         ("responsible_staff", &req.responsible_staff),
@@ -461,6 +475,19 @@ mod tests {
         let mut r = good();
         r.case_id = "a.b".into();
         assert_eq!(field_of(r), (ErrorCode::InvalidArgument, "case_id".into()));
+
+        for bad in ["ftp://h/k", "javascript:alert(1)", "https://h/k?a b"] {
+            let mut r = good();
+            r.key_press_url = bad.into();
+            assert_eq!(
+                field_of(r),
+                (ErrorCode::InvalidArgument, "key_press_url".into()),
+                "{bad}"
+            );
+        }
+        let mut r = good();
+        r.key_press_url = "https://h.example/v1/escalation/key?case=C-1".into();
+        assert!(run(r).is_ok());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use herald_proto::{
     Message, subjects,
     v1::{
         Audience, BroadcastMessage, CancelBroadcast, CancelRequest, CaseChannel, CaseDetails,
-        CaseEvent, CaseEventKind, CommunicationType, Confidentiality, ContactList,
+        CaseEvent, CaseEventKind, ClientReply, CommunicationType, Confidentiality, ContactList,
         DirectoryRequest, ErrorCode, Feedback, GroupList, InlineRecipient, NotificationRequest,
         Priority, Recipient, Rejected, Severity, StartBroadcast, UpdateBroadcast,
         broadcast_command::Command, directory_request::Op, recipient::Target,
@@ -432,12 +432,16 @@ fn notification_request() -> BoxedStrategy<NotificationRequest> {
                     many_names(30, 40),
                 ],
             ),
+            mostly(
+                Just(String::new()),
+                prop_oneof![Just("https://h.example/k?c=1".to_string()), text()],
+            ),
         ),
     )
         .prop_map(
             |(
                 (key, ctype, priority, confidentiality, recipients, (template_id, params), version),
-                (overrides, case_id, requester, staff, language, cancel_keys),
+                (overrides, case_id, requester, staff, language, cancel_keys, key_press_url),
             )| NotificationRequest {
                 idempotency_key: key,
                 communication_type: ctype,
@@ -453,6 +457,7 @@ fn notification_request() -> BoxedStrategy<NotificationRequest> {
                 responsible_staff: staff,
                 language,
                 cancel_keys,
+                key_press_url,
             },
         )
         .boxed()
@@ -557,18 +562,31 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                 details,
                 feedback,
                 mostly("[ -~]{0,40}", prop_oneof![text(), long(495, 505)]),
+                mostly(
+                    Just(None),
+                    option::of((enum_value(4), text(), text()).prop_map(
+                        |(channel, contact_id, message_id)| ClientReply {
+                            channel,
+                            contact_id,
+                            message_id,
+                        },
+                    )),
+                ),
             )
         })
         .prop_map(
-            |(event_id, case_id, kind, occurred_at, actor, details, feedback, reason)| CaseEvent {
-                event_id,
-                case_id,
-                kind,
-                occurred_at,
-                actor,
-                details,
-                feedback,
-                reason,
+            |(event_id, case_id, kind, occurred_at, actor, details, feedback, reason, reply)| {
+                CaseEvent {
+                    event_id,
+                    case_id,
+                    kind,
+                    occurred_at,
+                    actor,
+                    details,
+                    feedback,
+                    reason,
+                    reply,
+                }
             },
         )
         .boxed()

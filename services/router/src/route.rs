@@ -234,7 +234,23 @@ impl Router {
         let t = req.communication_type();
         let p = req.priority();
         let c = req.confidentiality();
-        let decision = self.rules.decide(t, p, c, &overrides, &person.contact);
+        // A client who wrote back about the case is answered on the
+        // channel they used, first among those the rules allow.
+        let answered;
+        let who = match &n.answer_on {
+            Some(a) if !a.contact_id.is_empty() && a.contact_id == person.contact.id => {
+                let mut contact = person.contact.clone();
+                contact.preferred_channel = Channel::try_from(a.channel)
+                    .ok()
+                    .filter(|c| *c != Channel::Unspecified)
+                    .map(|c| c.name().to_string())
+                    .or(contact.preferred_channel);
+                answered = contact;
+                &answered
+            }
+            _ => &person.contact,
+        };
+        let decision = self.rules.decide(t, p, c, &overrides, who);
         let language = if req.language.is_empty() {
             person.contact.language.clone()
         } else {
@@ -344,6 +360,11 @@ impl Router {
                 fallback_of: String::new(),
                 communication_type: req.communication_type,
                 cancel_keys: req.cancel_keys.clone(),
+                key_press_url: if channel == Channel::Voice {
+                    req.key_press_url.clone()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             })
             .collect())

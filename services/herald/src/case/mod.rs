@@ -206,6 +206,7 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
         details,
         feedback,
         reason: args.reason.clone().unwrap_or_default(),
+        reply: None,
     };
     let reply: CaseReply = crate::send::ask_intake(cfg, subjects::INTAKE_CASE, &ev).await?;
     match reply.result {

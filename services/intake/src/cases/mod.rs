@@ -32,7 +32,7 @@ use herald_proto::{
     subjects,
     v1::{
         AcceptedCaseEvent, AuditStep, CaseAccepted, CaseChannel, CaseEvent, CaseEventKind,
-        CaseReply, ErrorCode, Lane, Priority, Rejected, case_reply,
+        CaseReply, Channel, ErrorCode, Lane, Priority, Rejected, case_reply,
     },
 };
 use herald_runtime::{audit::Entry, metrics::ReasonLabel};
@@ -209,6 +209,19 @@ impl Intake {
             }
         }
 
+        if kind == CaseEventKind::ClientReplied
+            && let Some(reply) = &ev.reply
+            && let Ok(channel @ (Channel::Email | Channel::Sms | Channel::Voice)) =
+                Channel::try_from(reply.channel)
+            && !reply.contact_id.is_empty()
+            && let Err(e) = self
+                .cases
+                .set_answer(&ev.case_id, &reply.contact_id, channel)
+                .await
+        {
+            error!(error = %e, "the client's channel not remembered");
+            return self.case_refused(unavailable());
+        }
         if ev.occurred_at.is_none() {
             // Fixed once, so that a retry stores the same instant: the
             // fingerprint was taken before.

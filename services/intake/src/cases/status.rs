@@ -2,7 +2,7 @@
 //! events make sense in each: an acknowledgement of a case never opened,
 //! or a reopening of one that is open, is refused before it is stored.
 
-use herald_proto::v1::{CaseEventKind, ErrorCode, Rejected};
+use herald_proto::v1::{AnswerOn, CaseEventKind, Channel, ErrorCode, Rejected};
 use redis::AsyncCommands;
 
 use super::Cases;
@@ -39,6 +39,45 @@ impl Cases {
         };
         let mut r = self.redis.clone();
         r.set(self.status_key(case_id), value).await
+    }
+}
+
+/// How long the channel a client last wrote on is remembered.
+const ANSWER_TTL_SECS: u64 = 180 * 24 * 3600;
+
+impl Cases {
+    fn answer_key(&self, case_id: &str) -> String {
+        format!("{}answer:{case_id}", self.prefix)
+    }
+
+    /// Remembers that the case's client, `contact_id`, last wrote on
+    /// `channel` (SOP 001 §4.2: answer on the channel the client used).
+    pub(super) async fn set_answer(
+        &self,
+        case_id: &str,
+        contact_id: &str,
+        channel: Channel,
+    ) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        r.set_ex(
+            self.answer_key(case_id),
+            format!("{}\t{contact_id}", channel.name()),
+            ANSWER_TTL_SECS,
+        )
+        .await
+    }
+
+    /// The channel to answer the case's client on, if they wrote.
+    pub(crate) async fn answer_on(&self, case_id: &str) -> redis::RedisResult<Option<AnswerOn>> {
+        let mut r = self.redis.clone();
+        let v: Option<String> = r.get(self.answer_key(case_id)).await?;
+        Ok(v.and_then(|v| {
+            let (channel, contact) = v.split_once('\t')?;
+            Some(AnswerOn {
+                contact_id: contact.to_string(),
+                channel: Channel::parse(channel)? as i32,
+            })
+        }))
     }
 }
 
