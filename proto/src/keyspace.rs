@@ -37,14 +37,14 @@ pub const INTAKE: Keyspace = Keyspace {
     name: "intake",
     owner: "intake",
     readers: &[],
-    holds: "idempotency keys, whether each case is open, broadcast start claims, the case each integration's alert has",
+    holds: "idempotency keys, whether each case is open and the channel its client last wrote on, broadcast start claims, the case each integration's alert has",
 };
 
 pub const DELIVERY: Keyspace = Keyspace {
     name: "delivery",
     owner: "delivery",
     readers: &[],
-    holds: "the send ledger and attempt history, provider pacing and pauses, per-person windows, cancel keys",
+    holds: "the send ledger and attempt history, provider pacing and pauses, per-person windows, cancel keys, what a reply to each address may answer",
 };
 
 pub const BROADCAST: Keyspace = Keyspace {
@@ -65,7 +65,7 @@ pub const ESCALATION: Keyspace = Keyspace {
     name: "escalation",
     owner: "escalation",
     readers: &[],
-    holds: "each case's escalation and follow-up, and their timers",
+    holds: "each case's escalation and follow-up, and their timers; the acknowledgement codes sent to each number",
 };
 
 /// Every keyspace, each once.
