@@ -95,3 +95,47 @@ pub async fn serve(
     };
     Ok((bound, task))
 }
+
+/// The small HTML page a link in a message opens: a title, a sentence and,
+/// with `button`, a form that posts back to the same address (opening a
+/// link must change nothing, since mail scanners open links before people
+/// do). Every text is escaped.
+pub fn link_page(
+    code: axum::http::StatusCode,
+    title: &str,
+    text: &str,
+    button: Option<&str>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let escape = herald_content::twiml::xml_escape;
+    let form = button
+        .map(|label| {
+            format!(
+                "<form method=\"post\"><button type=\"submit\">{}</button></form>",
+                escape(label)
+            )
+        })
+        .unwrap_or_default();
+    let (title, text) = (escape(title), escape(text));
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{text}</p>{form}</body></html>\n"
+    );
+    (
+        code,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
+}
+
+/// A TwiML answer to a voice provider's callback, read out to the caller.
+pub fn say(twiml: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/xml")],
+        twiml,
+    )
+        .into_response()
+}

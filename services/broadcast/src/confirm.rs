@@ -166,30 +166,11 @@ impl Broadcasts {
 }
 
 fn page(code: StatusCode, title: &str, text: &str, button: bool) -> Response {
-    let form = if button {
-        "<form method=\"post\"><button type=\"submit\">Confirm receipt</button></form>"
-    } else {
-        ""
-    };
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{text}</p>{form}</body></html>\n"
-    );
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response()
+    herald_runtime::public::link_page(code, title, text, button.then_some("Confirm receipt"))
 }
 
 fn twiml(text: &str) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml")],
-        herald_content::twiml::say(text, ""),
-    )
-        .into_response()
+    herald_runtime::public::say(herald_content::twiml::say(text, ""))
 }
 
 async fn link_page(State(s): State<Broadcasts>, uri: Uri) -> Response {

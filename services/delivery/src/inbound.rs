@@ -238,24 +238,14 @@ fn field<'a>(pairs: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
 }
 
 async fn sms(State(d): State<Delivery>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let (Some(token), Some(base)) = (
-        d.cfg.provider_token.as_ref(),
-        d.cfg.status_callback_base.as_deref(),
-    ) else {
+    let (Some(secrets), Some(base)) = (d.provider_secrets(), d.cfg.status_callback_base.as_deref())
+    else {
         return refused(
             &d,
             Channel::Sms,
             StatusCode::FORBIDDEN,
             "inbound SMS is not accepted: delivery.provider_token and delivery.status_callback_base are not both set",
         );
-    };
-    let secrets = signature::Secrets {
-        auth_token: token.expose_secret(),
-        shared_key: d
-            .cfg
-            .provider_signing_key
-            .as_ref()
-            .map(|k| k.expose_secret()),
     };
     let url = format!(
         "{}{}",

@@ -95,6 +95,23 @@ pub fn parse_status(channel: Channel, value: &str) -> Option<Reported> {
     })
 }
 
+impl Delivery {
+    /// What the provider signs its callbacks with, if it is configured.
+    pub(crate) fn provider_secrets(&self) -> Option<signature::Secrets<'_>> {
+        self.cfg
+            .provider_token
+            .as_ref()
+            .map(|token| signature::Secrets {
+                auth_token: token.expose_secret(),
+                shared_key: self
+                    .cfg
+                    .provider_signing_key
+                    .as_ref()
+                    .map(|k| k.expose_secret()),
+            })
+    }
+}
+
 /// The callback routes, mounted on delivery's health port.
 pub(crate) fn routes(delivery: Delivery) -> Router {
     Router::new()
@@ -228,20 +245,8 @@ async fn callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let secrets = d
-        .cfg
-        .provider_token
-        .as_ref()
-        .map(|token| signature::Secrets {
-            auth_token: token.expose_secret(),
-            shared_key: d
-                .cfg
-                .provider_signing_key
-                .as_ref()
-                .map(|k| k.expose_secret()),
-        });
     let answer = read(
-        secrets,
+        d.provider_secrets(),
         d.cfg.status_callback_base.as_deref(),
         &channel,
         &uri,

@@ -31,7 +31,7 @@ use axum::{
     Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri, header},
+    http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -412,34 +412,11 @@ pub(crate) fn routes(esc: Escalator) -> Router {
 }
 
 fn page(code: StatusCode, title: &str, text: &str, button: bool) -> Response {
-    let form = if button {
-        "<form method=\"post\"><button type=\"submit\">Acknowledge</button></form>"
-    } else {
-        ""
-    };
-    let (title, text) = (
-        herald_content::twiml::xml_escape(title),
-        herald_content::twiml::xml_escape(text),
-    );
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{text}</p>{form}</body></html>\n"
-    );
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response()
+    herald_runtime::public::link_page(code, title, text, button.then_some("Acknowledge"))
 }
 
 fn twiml(text: &str) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml")],
-        herald_content::twiml::say(text, ""),
-    )
-        .into_response()
+    herald_runtime::public::say(herald_content::twiml::say(text, ""))
 }
 
 /// The words for an outcome, as the person who acknowledged reads them.
