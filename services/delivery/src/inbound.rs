@@ -109,13 +109,17 @@ impl Replies {
         format!("{}thread:{job_id}", self.prefix)
     }
 
-    /// Whether a reply to `job` could be about anything: only messages
-    /// about a case or a broadcast, by SMS or email, are remembered.
+    /// Whether a reply to `job` could be about anything: emails about a
+    /// case, and texts about a case or a broadcast (a broadcast is
+    /// confirmed by text, and a text to a number after a case's message
+    /// must not be taken for a reply to the case). Broadcast emails are
+    /// confirmed by their link; nothing reads a reply to one.
     pub fn answerable(job: &DeliveryJob) -> bool {
-        matches!(
-            Channel::try_from(job.channel).unwrap_or_default(),
-            Channel::Email | Channel::Sms
-        ) && (!job.case_id.is_empty() || !job.broadcast_id.is_empty())
+        match Channel::try_from(job.channel).unwrap_or_default() {
+            Channel::Email => !job.case_id.is_empty(),
+            Channel::Sms => !job.case_id.is_empty() || !job.broadcast_id.is_empty(),
+            _ => false,
+        }
     }
 
     /// Remembers a sent job a reply may answer. Repeating it is harmless.
@@ -444,6 +448,22 @@ mod tests {
         );
         assert!(referenced_jobs("<abc@mail.example>", "").is_empty());
         assert_eq!(message_id("n-1:0:email"), "<n-1:0:email@herald>");
+    }
+
+    #[test]
+    fn only_sends_a_reply_can_answer_are_remembered() {
+        let job = |channel: Channel, case: &str, broadcast: &str| DeliveryJob {
+            channel: channel as i32,
+            case_id: case.into(),
+            broadcast_id: broadcast.into(),
+            ..Default::default()
+        };
+        assert!(Replies::answerable(&job(Channel::Email, "C-1", "")));
+        assert!(Replies::answerable(&job(Channel::Sms, "C-1", "")));
+        assert!(Replies::answerable(&job(Channel::Sms, "", "fire-b")));
+        assert!(!Replies::answerable(&job(Channel::Email, "", "fire-b")));
+        assert!(!Replies::answerable(&job(Channel::Voice, "C-1", "")));
+        assert!(!Replies::answerable(&job(Channel::Email, "", "")));
     }
 
     #[test]

@@ -103,6 +103,7 @@ const NOTIFY_FIELDS: &[&str] = &[
     "case_id",
     "requester",
     "responsible_staff",
+    "key_press_url",
     "language",
     "cancel_keys",
 ];
@@ -115,6 +116,7 @@ const CASE_FIELDS: &[&str] = &[
     "details",
     "feedback",
     "reason",
+    "reply",
 ];
 const START_FIELDS: &[&str] = &[
     "broadcast_id",

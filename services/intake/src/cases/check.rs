@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use herald_proto::{
     Message, subjects,
-    v1::{CaseChannel, CaseDetails, CaseEvent, CaseEventKind, ErrorCode, Priority, Rejected},
+    v1::{
+        CaseChannel, CaseDetails, CaseEvent, CaseEventKind, Channel, ErrorCode, Priority, Rejected,
+    },
 };
 
 use crate::validate::reject;
@@ -100,6 +102,45 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
                 E::InvalidArgument,
                 "occurred_at",
                 "is in the future (more than 5 minutes ahead of Herald's clock)",
+            ));
+        }
+    }
+    if let Some(reply) = &ev.reply {
+        if kind != CaseEventKind::ClientReplied {
+            return Err(reject(
+                E::InvalidArgument,
+                "reply",
+                "is only for client_replied events",
+            ));
+        }
+        if !matches!(
+            Channel::try_from(reply.channel),
+            Ok(Channel::Email | Channel::Sms | Channel::Voice)
+        ) {
+            return Err(reject(
+                E::InvalidArgument,
+                "reply.channel",
+                "must be email, sms or voice",
+            ));
+        }
+        if reply.contact_id.is_empty()
+            || reply.contact_id.len() > 128
+            || reply
+                .contact_id
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(reject(
+                E::InvalidArgument,
+                "reply.contact_id",
+                "must be the client's contact id (1-128 characters, no spaces)",
+            ));
+        }
+        if reply.message_id.len() > 1000 {
+            return Err(reject(
+                E::InvalidArgument,
+                "reply.message_id",
+                "is longer than 1000 characters",
             ));
         }
     }
@@ -278,6 +319,7 @@ fn check_detail_fields(d: &CaseDetails) -> Result<(), Rejected> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_proto::v1::ClientReply;
     use herald_proto::v1::Feedback;
 
     fn opened() -> CaseEvent {
@@ -318,6 +360,36 @@ mod tests {
             "occurred_at"
         );
         assert_eq!(field_of(with(&|e| e.details = None)), "details");
+        let reply = |channel: Channel, contact: &str| {
+            Some(ClientReply {
+                channel: channel as i32,
+                contact_id: contact.into(),
+                message_id: "sms:SM1".into(),
+            })
+        };
+        assert_eq!(
+            field_of(with(&|e| e.reply = reply(Channel::Sms, "client-1"))),
+            "reply",
+            "a reply belongs to client_replied only"
+        );
+        let replied = |f: &dyn Fn(&mut CaseEvent)| {
+            let mut e = opened();
+            e.kind = CaseEventKind::ClientReplied as i32;
+            e.details = None;
+            f(&mut e);
+            check(e, now)
+        };
+        assert!(replied(&|e| e.reply = reply(Channel::Sms, "client-1")).is_ok());
+        assert_eq!(
+            field_of(replied(
+                &|e| e.reply = reply(Channel::Unspecified, "client-1")
+            )),
+            "reply.channel"
+        );
+        assert_eq!(
+            field_of(replied(&|e| e.reply = reply(Channel::Email, "a b"))),
+            "reply.contact_id"
+        );
         assert_eq!(
             field_of(with(&|e| e.details.as_mut().unwrap().channel = 0)),
             "details.channel"
