@@ -86,6 +86,8 @@ export HERALD_ROUTER_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_INTAKE_HTTP_A
 export HERALD_DELIVERY_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ROUTER_HTTP_ADDR##*:} + 1 )))"
 export HERALD_SLA_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_DELIVERY_HTTP_ADDR##*:} + 1 )))"
 export HERALD_ESCALATION_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_SLA_HTTP_ADDR##*:} + 1 )))"
+# Where the acknowledgement links of escalation alerts lead.
+export HERALD_ESCALATION_PUBLIC_URL="http://$HERALD_ESCALATION_HTTP_ADDR"
 # Survey links are signed with a secret made once for this checkout and
 # kept in run/ (so links stay valid across runs); never printed.
 if [ -z "${HERALD_ESCALATION_SURVEY_SECRET:-}" ]; then
