@@ -237,6 +237,11 @@ return 0
 /// `sent`, unless a failure status has already settled the job, and the
 /// attempt's line in the history. KEYS: job hash, history list. ARGV:
 /// provider id, now ms, keep s, history line.
+///
+/// Two commands on the hot path: the claim, a lease ago at most, already
+/// set the hash to live `keep`, and `owner` and `deadline` mean nothing
+/// once the state is `sent` (only a `sending` job's are read), so neither
+/// is touched again.
 const SENT: &str = r#"
 if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[4])
@@ -246,8 +251,6 @@ if redis.call('HGET', KEYS[1], 'state') == 'failed' then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', 'sent', 'provider_id', ARGV[1], 'sent_at', ARGV[2])
-redis.call('HDEL', KEYS[1], 'owner', 'deadline')
-redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 "#;
 
