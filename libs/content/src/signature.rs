@@ -84,6 +84,58 @@ impl<'a> Secrets<'a> {
     }
 }
 
+/// The provider's secrets as a service that takes its callbacks keeps
+/// them, read once from `[delivery]` (which holds them for every service).
+#[derive(Clone, Default)]
+pub struct ProviderKeys {
+    auth_token: Option<String>,
+    shared_key: Option<String>,
+}
+
+impl ProviderKeys {
+    pub fn from_config(cfg: &herald_config::DeliveryConfig) -> ProviderKeys {
+        ProviderKeys {
+            auth_token: cfg
+                .provider_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            shared_key: cfg
+                .provider_signing_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
+        }
+    }
+
+    /// [`check`] with these secrets: the parameters the signature covers,
+    /// or why the callback is not believed (also when no token is set).
+    pub fn check(
+        &self,
+        url: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, String> {
+        let Some(auth_token) = self.auth_token.as_deref() else {
+            return Err(
+                "provider callbacks are not accepted: delivery.provider_token is not set".into(),
+            );
+        };
+        let secrets = Secrets {
+            auth_token,
+            shared_key: self.shared_key.as_deref(),
+        };
+        check(secrets, url, headers, body).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Debug for ProviderKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKeys")
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<secret>"))
+            .field("shared_key", &self.shared_key.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
+}
+
 /// Why a callback is not believed; each names what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {

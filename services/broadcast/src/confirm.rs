@@ -29,7 +29,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use herald_content::signature;
+
 use herald_durable::stop::Stop;
 use herald_proto::Message;
 use herald_proto::broadcasts;
@@ -88,19 +88,10 @@ impl Broadcasts {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Vec<(String, String)>, String> {
-        let Some(auth_token) = self.provider_token.as_deref() else {
-            return Err(
-                "provider callbacks are not accepted: delivery.provider_token is not set".into(),
-            );
-        };
-        let secrets = signature::Secrets {
-            auth_token,
-            shared_key: self.provider_signing_key.as_deref(),
-        };
         let url = self
             .signer
             .public(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        signature::check(secrets, &url, headers, body).map_err(|e| e.to_string())
+        self.provider_keys.check(&url, headers, body)
     }
 }
 

@@ -79,11 +79,9 @@ pub(crate) struct Broadcasts {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     /// Verifies the providers' key-press and SMS-reply callbacks
-    /// (`delivery.provider_token`, the secret the providers sign with).
-    provider_token: Option<String>,
-    /// And those a provider signed with a shared key instead
-    /// (`delivery.provider_signing_key`).
-    provider_signing_key: Option<String>,
+    /// (`delivery.provider_token`, or `delivery.provider_signing_key` for
+    /// those signed with a shared key).
+    provider_keys: herald_content::signature::ProviderKeys,
     /// Recall cycles are emergency work too.
     precedence: Precedence,
 }
@@ -133,16 +131,7 @@ pub async fn start_with_clock(
         cfg: Arc::new(cfg.broadcast.clone()),
         clock: clock.clone(),
         metrics: Arc::new(Metrics::register(&mut service.registry)),
-        provider_token: cfg
-            .delivery
-            .provider_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned()),
-        provider_signing_key: cfg
-            .delivery
-            .provider_signing_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned()),
+        provider_keys: herald_content::signature::ProviderKeys::from_config(&cfg.delivery),
         precedence: precedence.clone(),
     };
     service.watch([

@@ -35,7 +35,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use herald_content::{signature, token};
+use herald_content::token;
 use herald_proto::{
     Message, subjects,
     v1::{CaseEvent, CaseEventKind, CaseReply, ErrorCode, case_reply},
@@ -389,18 +389,11 @@ impl Escalator {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Vec<(String, String)>, String> {
-        let Some(auth_token) = self.provider_token.as_deref() else {
-            return Err("key presses are not accepted: delivery.provider_token is not set".into());
-        };
-        let secrets = signature::Secrets {
-            auth_token,
-            shared_key: self.provider_signing_key.as_deref(),
-        };
         let url = self
             .acks
             .links
             .public(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        signature::check(secrets, &url, headers, body).map_err(|e| e.to_string())
+        self.provider_keys.check(&url, headers, body)
     }
 }
 

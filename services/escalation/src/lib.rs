@@ -99,8 +99,7 @@ struct Escalator {
     acks: Acks,
     /// What the voice provider signs key presses with
     /// (`delivery.provider_token`, `delivery.provider_signing_key`).
-    provider_token: Option<String>,
-    provider_signing_key: Option<String>,
+    provider_keys: herald_content::signature::ProviderKeys,
 }
 
 pub use herald_runtime::service::Running;
@@ -145,16 +144,7 @@ pub async fn start_with_clock(
             Links::new(secret.expose_secret(), &cfg.escalation.public_url),
             cfg.escalation.ack_code_ttl,
         ),
-        provider_token: cfg
-            .delivery
-            .provider_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned()),
-        provider_signing_key: cfg
-            .delivery
-            .provider_signing_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned()),
+        provider_keys: herald_content::signature::ProviderKeys::from_config(&cfg.delivery),
     };
     service.watch(
         (0..subjects::CASE_PARTITIONS)
