@@ -292,7 +292,11 @@ impl Escalator {
         match &st.current {
             Some(esc) if esc.seq == page.seq => match esc.status {
                 Status::Active | Status::Exhausted => {}
-                Status::Stopped if esc.stopped_by.contains(&page.contact_id) => {
+                Status::Stopped
+                    if esc
+                        .stopped_by
+                        .ends_with(&format!("contact:{}", page.contact_id)) =>
+                {
                     return Ok(Acked::Already { reference });
                 }
                 Status::Stopped => {

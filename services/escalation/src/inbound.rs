@@ -68,8 +68,9 @@ pub fn command(text: &str) -> Command {
 /// A short id of a message for event and record ids (which hold no
 /// personal data, and a Message-ID may).
 fn short_id(message_id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(message_id.as_bytes())[..12])
+    let mut id = herald_directory::credentials::sha256_hex(message_id);
+    id.truncate(24);
+    id
 }
 
 impl Escalator {
