@@ -252,7 +252,13 @@ pub async fn delivery_process(sys: &mut TestSystem) -> (ServiceProcess, SocketAd
     let mut cfg = sys.cfg_for("delivery");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     cfg.delivery.http_addr = addr.to_string();
-    let p = ServiceProcess::spawn("delivery", &cfg);
+    // Shutdown, draining and take-overs are logged at info: what a fault
+    // test shows when its timing is off.
+    let p = ServiceProcess::spawn_with_env(
+        "delivery",
+        &cfg,
+        &[("RUST_LOG", "warn,herald_runtime=info,herald_delivery=info")],
+    );
     scrape::wait_readyz(addr, 200, Duration::from_secs(30)).await;
     (p, addr)
 }

@@ -247,8 +247,12 @@ async fn delivery_stopped_with_sigterm_mid_run_finishes_its_sends_and_loses_noth
     assert_eq!(takeovers, 0);
     assert!(
         run.striking < run.sys.cfg.delivery.attempt_timeout + Duration::from_secs(5),
-        "stopping took {:?}",
-        run.striking
+        "stopping took {:?}; delivery's log:\n{}",
+        run.striking,
+        run.delivery
+            .as_ref()
+            .map(|(p, _)| p.log())
+            .unwrap_or_default()
     );
     row(
         "delivery stopped with SIGTERM mid-run, restarted",

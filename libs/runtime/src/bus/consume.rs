@@ -137,14 +137,14 @@ where
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => {
-                    return_unstarted(&mut messages, &spec.durable).await;
+                    return_unstarted(&mut messages, &spec).await;
                     break 'outer;
                 }
                 p = slots.clone().acquire_owned() => p?,
             };
             let next = tokio::select! {
                 _ = shutdown.cancelled() => {
-                    return_unstarted(&mut messages, &spec.durable).await;
+                    return_unstarted(&mut messages, &spec).await;
                     break 'outer;
                 }
                 m = messages.next() => m,
@@ -160,7 +160,7 @@ where
                         tokio::select! {
                             _ = shutdown.cancelled() => {
                                 let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                                return_unstarted(&mut messages, &spec.durable).await;
+                                return_unstarted(&mut messages, &spec).await;
                                 break 'outer;
                             }
                             _ = priority.normal_may_proceed() => {}
@@ -201,20 +201,49 @@ where
 /// On shutdown: gives back the messages the server has already handed this
 /// consumer but no handler has started, so another instance can take them
 /// in about a second instead of after `ack_wait`.
-async fn return_unstarted(messages: &mut pull::Stream, durable: &str) {
-    let mut returned = 0;
-    while let Ok(Some(Ok(msg))) =
-        tokio::time::timeout(Duration::from_millis(50), messages.next()).await
-    {
+///
+/// The pull stream keeps asking for more while this runs, and the server
+/// answers from the backlog and with the very messages given back, so the
+/// return is bounded: no more than the server can have outstanding with
+/// this consumer (`max_ack_pending`), no message twice, and within
+/// [`RETURN_WITHIN`]. What is left is redelivered after `ack_wait`, as after
+/// a crash.
+async fn return_unstarted(messages: &mut pull::Stream, spec: &ConsumerSpec) {
+    let outstanding = max_ack_pending(spec) as usize;
+    let deadline = tokio::time::Instant::now() + RETURN_WITHIN;
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < outstanding {
+        let next = tokio::time::timeout(Duration::from_millis(50), messages.next());
+        let msg = match tokio::time::timeout_at(deadline, next).await {
+            Ok(Ok(Some(Ok(msg)))) => msg,
+            _ => break,
+        };
+        let repeat = msg.info().is_ok_and(|i| !seen.insert(i.stream_sequence));
+        if repeat {
+            // Given back already and handed out again: everything
+            // outstanding has gone round once.
+            break;
+        }
         // A short delay, so the server does not hand it straight back to
         // this consumer while it is still draining.
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
             .await;
-        returned += 1;
     }
-    if returned > 0 {
-        info!(consumer = %durable, returned, "returned unstarted messages on shutdown");
+    if !seen.is_empty() {
+        info!(consumer = %spec.durable, returned = seen.len(), "returned unstarted messages on shutdown");
+    }
+}
+
+/// The longest a stopping consumer spends giving back unstarted messages.
+const RETURN_WITHIN: Duration = Duration::from_secs(2);
+
+/// How many messages the server lets this consumer hold unacknowledged.
+fn max_ack_pending(spec: &ConsumerSpec) -> i64 {
+    if spec.concurrency == 1 {
+        1
+    } else {
+        (spec.concurrency * 4).max(1024) as i64
     }
 }
 
@@ -230,11 +259,7 @@ pub async fn bind_consumer(
         ack_policy: AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
         max_deliver: spec.max_deliver,
-        max_ack_pending: if spec.concurrency == 1 {
-            1
-        } else {
-            (spec.concurrency * 4).max(1024) as i64
-        },
+        max_ack_pending: max_ack_pending(spec),
         ..Default::default()
     };
     Ok(stream.get_or_create_consumer(&spec.durable, config).await?)
