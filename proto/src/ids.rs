@@ -7,6 +7,13 @@ pub fn notification_id() -> String {
     format!("ntf_{}", ulid::Ulid::new())
 }
 
+/// When a notification id was minted, read from its ULID; `None` for an
+/// id that is not one Herald made.
+pub fn made_at(notification_id: &str) -> Option<std::time::SystemTime> {
+    let ulid = notification_id.strip_prefix("ntf_")?;
+    Some(ulid::Ulid::from_string(ulid).ok()?.datetime())
+}
+
 pub fn record_id() -> String {
     format!("aud_{}", ulid::Ulid::new())
 }
@@ -31,4 +38,18 @@ pub fn job_id(notification_id: &str, recipient_index: usize, channel: Channel) -
 /// restarted process never takes over what its earlier self held.
 pub fn owner_id() -> String {
     format!("{}-{}", std::process::id(), ulid::Ulid::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_id_tells_when_it_was_made() {
+        let before = std::time::SystemTime::now() - std::time::Duration::from_millis(1);
+        let made = made_at(&notification_id()).expect("a Herald id");
+        assert!(made >= before && made <= std::time::SystemTime::now());
+        assert_eq!(made_at("ntf_not-a-ulid"), None);
+        assert_eq!(made_at("BC-2026-1"), None);
+    }
 }

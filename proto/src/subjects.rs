@@ -126,8 +126,13 @@ pub const STREAM_STATUS: &str = "HERALD_STATUS";
 const STATUS_PREFIX: &str = "herald.v1.delivery.status";
 
 /// The audit trail (`AuditRecord`), all in one stream. A record's subject
-/// names its case and its notification (`_` where there is none), so one
-/// filter reads a notification's trail and another a whole case's.
+/// names the bucket of its case and the bucket of its notification
+/// (`herald.v1.audit.<case bucket>.<notification bucket>`, `_` where there
+/// is none), so one filter reads a notification's trail and another a
+/// whole case's, after dropping the other ids that share the bucket
+/// ([`Trail`]). The subjects are bounded (at most 257 × 257 of them), so
+/// nats-server keeps no per-notification subject state for the years the
+/// trail is kept.
 pub const STREAM_AUDIT: &str = "HERALD_AUDIT";
 const AUDIT_PREFIX: &str = "herald.v1.audit";
 /// Stands for "no case" or "no notification" in an audit subject.
@@ -230,28 +235,86 @@ pub fn broadcast_delivery_statuses() -> String {
 
 /// Subject of one audit record.
 pub fn audit(case_id: &str, notification_id: &str) -> String {
-    let or_none = |s: &str| {
-        if s.is_empty() {
-            AUDIT_NONE.to_string()
-        } else {
-            s.to_string()
-        }
-    };
     format!(
         "{AUDIT_PREFIX}.{}.{}",
-        or_none(case_id),
-        or_none(notification_id)
+        audit_bucket(case_id),
+        audit_bucket(notification_id)
     )
 }
 
-/// Filter for one notification's trail.
-pub fn audit_of_notification(notification_id: &str) -> String {
-    format!("{AUDIT_PREFIX}.*.{notification_id}")
+/// The bucket an id's audit records are filed under: two hex digits of the
+/// id's 32-bit FNV-1a hash, or `_` for none. Stored subjects depend on it,
+/// so it never changes.
+pub fn audit_bucket(id: &str) -> String {
+    if id.is_empty() {
+        return AUDIT_NONE.to_string();
+    }
+    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{:02x}", hash & 0xff)
 }
 
-/// Filter for a whole case's trail, notifications included.
-pub fn audit_of_case(case_id: &str) -> String {
-    format!("{AUDIT_PREFIX}.{case_id}.*")
+/// Which records a trail holds, and the filter that finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trail {
+    /// Subject filter on [`STREAM_AUDIT`]: the id's bucket.
+    pub filter: String,
+    pub of: TrailOf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrailOf {
+    Notification(String),
+    Case(String),
+    /// Every record of every notification and case.
+    Everything,
+}
+
+impl Trail {
+    /// Whether `record` belongs to this trail, not to another id of the
+    /// same bucket.
+    pub fn holds(&self, record: &crate::v1::AuditRecord) -> bool {
+        match &self.of {
+            TrailOf::Notification(id) => record.notification_id == *id,
+            TrailOf::Case(id) => record.case_id == *id,
+            TrailOf::Everything => true,
+        }
+    }
+
+    /// No record of this trail was written before this moment, as far as
+    /// the id can tell (a notification id carries the time it was made):
+    /// a reader may start there rather than at the stream's first message.
+    pub fn not_before(&self) -> Option<std::time::SystemTime> {
+        match &self.of {
+            TrailOf::Notification(id) => crate::ids::made_at(id),
+            TrailOf::Case(_) | TrailOf::Everything => None,
+        }
+    }
+}
+
+/// One notification's trail.
+pub fn audit_of_notification(notification_id: &str) -> Trail {
+    Trail {
+        filter: format!("{AUDIT_PREFIX}.*.{}", audit_bucket(notification_id)),
+        of: TrailOf::Notification(notification_id.to_string()),
+    }
+}
+
+/// A whole case's trail, notifications included.
+pub fn audit_of_case(case_id: &str) -> Trail {
+    Trail {
+        filter: format!("{AUDIT_PREFIX}.{}.*", audit_bucket(case_id)),
+        of: TrailOf::Case(case_id.to_string()),
+    }
+}
+
+/// The whole trail, every notification and case.
+pub fn audit_everything() -> Trail {
+    Trail {
+        filter: audit_all().to_string(),
+        of: TrailOf::Everything,
+    }
 }
 
 pub fn audit_all() -> &'static str {
@@ -448,11 +511,11 @@ pub const STREAMS: [StreamOwner; 11] = [
 ];
 
 /// The low-cardinality form of a subject: audit subjects carry case and
-/// notification ids, every other Herald subject is already a fixed name.
+/// notification buckets, every other Herald subject is already a fixed name.
 pub fn destination_template(subject: &str) -> &str {
     const AUDIT: &str = "herald.v1.audit.";
     if subject.starts_with(AUDIT) {
-        "herald.v1.audit.{case}.{notification}"
+        "herald.v1.audit.{case bucket}.{notification bucket}"
     } else {
         match parse_case_subject(subject) {
             Some(CaseSubject::Event(_)) => "herald.v1.case.{partition}.{case}.event",
@@ -513,11 +576,54 @@ mod tests {
 
     #[test]
     fn audit_subjects_filter_by_notification_and_by_case() {
-        assert_eq!(audit("", "ntf_1"), "herald.v1.audit._.ntf_1");
-        assert_eq!(audit("C-9", "ntf_1"), "herald.v1.audit.C-9.ntf_1");
-        assert_eq!(audit("C-9", ""), "herald.v1.audit.C-9._");
-        assert_eq!(audit_of_notification("ntf_1"), "herald.v1.audit.*.ntf_1");
-        assert_eq!(audit_of_case("C-9"), "herald.v1.audit.C-9.*");
+        // Stored subjects depend on these buckets: they must never move.
+        assert_eq!(audit_bucket("ntf_1"), "a7");
+        assert_eq!(audit_bucket("C-9"), "dc");
+        assert_eq!(audit("", "ntf_1"), "herald.v1.audit._.a7");
+        assert_eq!(audit("C-9", "ntf_1"), "herald.v1.audit.dc.a7");
+        assert_eq!(audit("C-9", ""), "herald.v1.audit.dc._");
+        assert_eq!(
+            audit_of_notification("ntf_1").filter,
+            "herald.v1.audit.*.a7"
+        );
+        assert_eq!(audit_of_case("C-9").filter, "herald.v1.audit.dc.*");
+    }
+
+    #[test]
+    fn a_trail_keeps_its_own_records_of_a_shared_bucket() {
+        use crate::v1::AuditRecord;
+        // Two ids in one bucket: each trail keeps only its own.
+        let (a, b) = (0..)
+            .map(|i| format!("ntf_{i}"))
+            .try_fold(std::collections::HashMap::new(), |mut seen, id| match seen
+                .insert(audit_bucket(&id), id.clone())
+            {
+                Some(other) => Err((other, id)),
+                None => Ok(seen),
+            })
+            .unwrap_err();
+        assert_eq!(audit("", &a), audit("", &b));
+        let of = |id: &str, case: &str| AuditRecord {
+            notification_id: id.into(),
+            case_id: case.into(),
+            ..Default::default()
+        };
+        let trail = audit_of_notification(&a);
+        assert!(trail.holds(&of(&a, "")) && !trail.holds(&of(&b, "")));
+        let case = audit_of_case("C-9");
+        assert!(case.holds(&of(&a, "C-9")) && !case.holds(&of(&a, "C-10")));
+    }
+
+    #[test]
+    fn audit_subjects_are_bounded_whatever_the_ids() {
+        let subjects: std::collections::HashSet<String> = (0..20_000)
+            .map(|i| audit(&format!("C-{}", i % 700), &format!("ntf_{i}")))
+            .collect();
+        assert!(subjects.len() <= 257 * 257, "{}", subjects.len());
+        let buckets: std::collections::HashSet<String> = (0..20_000)
+            .map(|i| audit_bucket(&format!("ntf_{i}")))
+            .collect();
+        assert_eq!(buckets.len(), 256, "every bucket used");
     }
 
     #[test]
@@ -565,8 +671,8 @@ mod tests {
     #[test]
     fn span_names_stay_few_while_audit_subjects_carry_ids() {
         assert_eq!(
-            destination_template("herald.v1.audit.CASE-1.ntf_01"),
-            "herald.v1.audit.{case}.{notification}"
+            destination_template("herald.v1.audit.dc.a7"),
+            "herald.v1.audit.{case bucket}.{notification bucket}"
         );
         assert_eq!(
             destination_template("herald.v1.delivery.job.email"),

@@ -130,9 +130,12 @@ impl Outcome {
     /// How many accepted notifications lack their "accepted" record, and
     /// how many lack a "sent" record, in the trail (read whole, once).
     pub async fn trail_gaps(&self) -> (usize, usize) {
-        let all = herald_runtime::audit::read_trail(&self.sys.bus().await, "herald.v1.audit.>")
-            .await
-            .expect("the audit stream reads");
+        let all = herald_runtime::audit::read_trail(
+            &self.sys.bus().await,
+            &herald_proto::subjects::audit_everything(),
+        )
+        .await
+        .expect("the audit stream reads");
         let with = |step: AuditStep| -> HashSet<&str> {
             all.iter()
                 .filter(|r| r.step() == step)

@@ -233,6 +233,20 @@ impl NatsServer {
         out
     }
 
+    /// Distinct subjects each stream holds messages on: what nats-server
+    /// keeps per-subject state for.
+    pub async fn subject_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        use futures::StreamExt;
+        let js = async_nats::jetstream::new(self.admin().await);
+        let mut streams = js.streams();
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(info) = streams.next().await {
+            let info = info.expect("stream info");
+            out.insert(info.config.name.clone(), info.state.subjects_count);
+        }
+        out
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

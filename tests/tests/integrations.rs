@@ -74,9 +74,12 @@ fn base(sys: &TestSystem) -> String {
 
 /// Every record of the cases `integration` opened, by case.
 async fn cases_of(sys: &TestSystem, integration: &str) -> Vec<(String, Vec<AuditRecord>)> {
-    let all = herald_runtime::audit::read_trail(&sys.bus().await, "herald.v1.audit.>")
-        .await
-        .expect("the trail reads");
+    let all = herald_runtime::audit::read_trail(
+        &sys.bus().await,
+        &herald_proto::subjects::audit_everything(),
+    )
+    .await
+    .expect("the trail reads");
     let prefix = format!("inc-{integration}-");
     let mut cases: Vec<String> = all
         .iter()

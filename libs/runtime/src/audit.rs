@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_nats::jetstream::context::PublishAckFuture;
 use herald_proto::{
     subjects,
-    v1::{AuditBatch, AuditRecord, AuditStep, Channel, Lane},
+    v1::{AuditBatch, AuditRecord, AuditStep, Channel, DeliveryStatus, Lane},
 };
 
 use crate::bus::{Bus, PublishError};
@@ -44,6 +44,8 @@ pub struct Entry {
     /// A deterministic id, for steps that may be repeated after a crash: the
     /// audit stream then keeps one record, not two.
     pub record_id: Option<String>,
+    /// The delivery status this step is (`AuditRecord.status`).
+    pub status: Option<DeliveryStatus>,
 }
 
 impl Entry {
@@ -128,6 +130,7 @@ impl Auditor {
             lane: entry.lane as i32,
             attributes: entry.attributes.into_iter().collect(),
             caller: entry.caller,
+            status: entry.status,
         }
     }
 
@@ -138,19 +141,34 @@ impl Auditor {
     }
 }
 
-/// Reads a trail in the order it was written. `filter` is
-/// [`subjects::audit_of_notification`] or [`subjects::audit_of_case`].
-pub async fn read_trail(bus: &Bus, filter: &str) -> anyhow::Result<Vec<AuditRecord>> {
+/// Reads a trail ([`subjects::audit_of_notification`] or
+/// [`subjects::audit_of_case`]) in the order it was written: the messages
+/// of its bucket, from the earliest moment the trail can have begun, less
+/// the records of other ids that share the bucket.
+pub async fn read_trail(bus: &Bus, trail: &subjects::Trail) -> anyhow::Result<Vec<AuditRecord>> {
     use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
     use futures::StreamExt;
     use prost::Message;
 
+    // Clocks of the machine that minted the id and of nats-server may
+    // differ; a margin keeps a record stored "before" the id from being
+    // skipped.
+    const CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+    let deliver_policy = match trail
+        .not_before()
+        .and_then(|t| t.checked_sub(CLOCK_MARGIN))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| time::OffsetDateTime::from_unix_timestamp_nanos(d.as_nanos() as i128).ok())
+    {
+        Some(start_time) => DeliverPolicy::ByStartTime { start_time },
+        None => DeliverPolicy::All,
+    };
     let stream = bus.js.get_stream(subjects::STREAM_AUDIT).await?;
     let mut consumer = stream
         .create_consumer(pull::Config {
-            filter_subject: filter.to_string(),
+            filter_subject: trail.filter.clone(),
             ack_policy: AckPolicy::None,
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy,
             inactive_threshold: std::time::Duration::from_secs(10),
             ..Default::default()
         })
@@ -169,7 +187,12 @@ pub async fn read_trail(bus: &Bus, filter: &str) -> anyhow::Result<Vec<AuditReco
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| anyhow::anyhow!("reading the trail: {e}"))?;
             read += 1;
-            out.extend(AuditBatch::decode(m.payload.clone())?.records);
+            out.extend(
+                AuditBatch::decode(m.payload.clone())?
+                    .records
+                    .into_iter()
+                    .filter(|r| trail.holds(r)),
+            );
         }
         if read == before {
             break;

@@ -28,13 +28,13 @@ pub async fn run(cfg: &Config, args: TrailArgs) -> Result<(), Failure> {
             message: format!("{:?} is not an id (letters, digits, - _ : @ + =)", args.id),
         });
     }
-    let filter = if args.case || !args.id.starts_with("ntf_") {
+    let trail_of = if args.case || !args.id.starts_with("ntf_") {
         subjects::audit_of_case(&args.id)
     } else {
         subjects::audit_of_notification(&args.id)
     };
     let bus = crate::connect_bus(cfg, herald_proto::access::Role::Operator).await?;
-    let mut trail = herald_runtime::audit::read_trail(&bus, &filter).await?;
+    let mut trail = herald_runtime::audit::read_trail(&bus, &trail_of).await?;
     if trail.is_empty() && !args.case && !args.id.starts_with("ntf_") {
         // Not a case: a broadcast, whose id names its trail as a
         // notification id does.

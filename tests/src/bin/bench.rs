@@ -29,8 +29,8 @@ use herald_config::Config;
 use herald_proto::Message;
 use herald_testkit::{
     benchkit::{
-        Arrivals, cpu_seconds, percentile, request_among, sink, sms_contacts_n, spawn, submit,
-        wait_ready, warm_up, yes,
+        Arrivals, cpu_seconds, percentile, request_among, rss_kb, sink, sms_contacts_n, spawn,
+        submit, wait_ready, warm_up, yes,
     },
     servers::{NatsServer, RedisServer},
 };
@@ -280,6 +280,8 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
     let stored_before = nats.stored_messages().await;
     let commands_before = redis.command_counts();
+    let nats_pid = nats.pid().unwrap_or(0);
+    let memory_before = (rss_kb(nats_pid), redis.used_memory());
     let slots = Arc::new(Semaphore::new(a.in_flight));
     let before = arrivals.count.load(Ordering::Relaxed);
     let t0 = start.elapsed();
@@ -321,6 +323,8 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let stored = deltas(&stored_before, &nats.stored_messages().await);
     let commands = deltas(&commands_before, &redis.command_counts());
+    let memory_after = (rss_kb(nats_pid), redis.used_memory());
+    let subjects_after = nats.subject_counts().await;
     let peak = arrived as f64 / elapsed.as_secs_f64();
     println!(
         "peak: {arrived}/{} notifications intake→HTTP sink in {:.2}s = {peak:.0}/s (all accepted after {:.2}s; {refused} refused)",
@@ -404,6 +408,27 @@ async fn main() -> anyhow::Result<()> {
     println!("Counted by the servers during the peak phase, per notification:");
     print_per("JetStream stored messages", &stored, arrived);
     print_per("Redis commands", &commands, arrived);
+    println!();
+    println!("Server memory across the peak phase (what the notifications left behind):");
+    let per = |before: u64, after: u64| (after as f64 - before as f64) / arrived.max(1) as f64;
+    println!(
+        "  nats-server resident      {:.1} → {:.1} MB ({:+.0} B per notification)",
+        memory_before.0 as f64 / 1024.0,
+        memory_after.0 as f64 / 1024.0,
+        per(memory_before.0 * 1024, memory_after.0 * 1024)
+    );
+    println!(
+        "  redis-server used_memory  {:.1} → {:.1} MB ({:+.0} B per notification)",
+        memory_before.1 as f64 / 1048576.0,
+        memory_after.1 as f64 / 1048576.0,
+        per(memory_before.1, memory_after.1)
+    );
+    let subjects: Vec<String> = subjects_after
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    println!("  subjects held, per stream  {}", subjects.join(", "));
 
     let ratio = peak / base;
     println!();
