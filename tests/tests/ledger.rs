@@ -181,14 +181,14 @@ async fn another_processs_lease_is_waited_out_and_its_take_over_counted_as_inter
     );
 }
 
-/// A job is acknowledged only once its "sent" is documented in both the
-/// trail and the status stream. While the status stream refuses writes,
-/// the sent SMS keeps coming back, is never sent again, and is documented
-/// once the stream takes writes again.
+/// A job is acknowledged only once its "sent" record, which is also its
+/// `Sent` status, is stored. While the audit stream refuses writes, the
+/// sent SMS keeps coming back, is never sent again, and is documented once
+/// the stream takes writes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sent_job_is_not_acknowledged_before_its_status_is_stored() {
     use async_nats::jetstream::stream::DiscardPolicy;
-    use herald_proto::{Message, subjects, v1::DeliveryState, v1::DeliveryStatus};
+    use herald_proto::{subjects, v1::AuditStep, v1::DeliveryState};
 
     let sys = TestSystem::start().await;
     sys.add_contacts(&[contact(
@@ -199,20 +199,17 @@ async fn a_sent_job_is_not_acknowledged_before_its_status_is_stored() {
     )])
     .await;
     let bus = sys.bus().await;
-    let mut status = bus
+    let mut audit = bus
         .js
-        .get_stream(subjects::STREAM_STATUS)
+        .get_stream(subjects::STREAM_AUDIT)
         .await
-        .expect("status stream");
-    let usual = status.info().await.expect("info").config.clone();
+        .expect("audit stream");
+    let usual = audit.info().await.expect("info").config.clone();
     // Full, and refusing anything new.
     let mut full = usual.clone();
     full.max_bytes = 1;
     full.discard = DiscardPolicy::New;
-    bus.js
-        .update_stream(full)
-        .await
-        .expect("status stream full");
+    bus.js.update_stream(full).await.expect("audit stream full");
 
     let id = sys
         .notify_ok(&inquiry("undocumented", "bob", "INQ-U"))
@@ -251,25 +248,27 @@ async fn a_sent_job_is_not_acknowledged_before_its_status_is_stored() {
     bus.js
         .update_stream(usual)
         .await
-        .expect("status stream back");
+        .expect("audit stream back");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let info = status.info().await.expect("info");
-        let mut found = false;
-        if info.state.messages > 0 {
-            let raw = status
-                .get_last_raw_message_by_subject(&subjects::delivery_status(Channel::Sms))
-                .await
-                .expect("last status");
-            let event = DeliveryStatus::decode(raw.payload).expect("a DeliveryStatus");
-            found = event.job_id == job && event.state() == DeliveryState::Sent;
-        }
-        if found {
+        let trail = sys.trail(&id).await;
+        let sent = trail
+            .iter()
+            .find(|r| r.step() == AuditStep::Sent && r.job_id == job);
+        if let Some(record) = sent {
+            let status = record
+                .status
+                .as_ref()
+                .expect("the sent record is the status");
+            assert_eq!(
+                (status.job_id.as_str(), status.state()),
+                (job.as_str(), DeliveryState::Sent)
+            );
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the send was never documented in the status stream"
+            "the send was never documented"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -120,7 +120,9 @@ pub async fn serve<S, F, Fut>(
             _ => None,
         };
         let reply_to = msg.reply.clone();
-        let work = handle(msg);
+        // Boxed, so the task holds a pointer rather than the handler's
+        // whole state machine, which spawning would copy several times.
+        let work = Box::pin(handle(msg));
         let client = client.clone();
         tokio::spawn(async move {
             let reply = work.await;

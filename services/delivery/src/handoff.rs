@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use herald_proto::{
     subjects,
-    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, Lane},
+    v1::{AuditStep, Channel, DeadLetter, DeliveryJob, DeliveryState, DeliveryStatus, Lane},
 };
 use herald_runtime::{
     bus::{Disposition, PublishError},
@@ -54,18 +54,23 @@ impl Delivery {
                 outcome: "cancelled".into(),
             })
             .inc();
-        self.audit(
-            self.entry(
+        let entry = self
+            .entry(
                 job,
                 AuditStep::Cancelled,
                 format!("not sent: {why}"),
                 format!("{}-cancelled", job.job_id),
             )
-            .attr("cancel_key", key),
+            .attr("cancel_key", key);
+        self.audit_status(
+            job,
+            entry,
+            DeliveryState::Cancelled,
+            &why,
+            attempt,
+            "cancelled",
         )
         .await;
-        self.status(job, DeliveryState::Cancelled, &why, attempt, "cancelled")
-            .await;
         Disposition::Ack
     }
 
@@ -77,11 +82,10 @@ impl Delivery {
         attempt: u32,
         reason: String,
     ) -> Disposition {
-        match self.hand_on(job, attempt, &reason).await {
+        let failed = self.status_event(job, DeliveryState::Failed, &reason, attempt, "");
+        match self.hand_on(job, attempt, &reason, Some(failed)).await {
             Ok(()) => {
                 let _ = self.ledger.failed(&job.job_id, &reason).await;
-                self.status(job, DeliveryState::Failed, &reason, attempt, "failed")
-                    .await;
                 Disposition::Ack
             }
             Err(e) => {
@@ -93,13 +97,16 @@ impl Delivery {
     }
 
     /// Hands a failed job to the recipient's next channel, or to the
-    /// dead-letter stream with its history, and documents which. Used by
-    /// failed sends and by failure status callbacks alike.
+    /// dead-letter stream with its history, and documents which, with the
+    /// job's `Failed` status if `failed` carries it (a status callback has
+    /// documented its own). Used by failed sends and by failure status
+    /// callbacks alike.
     pub(crate) async fn hand_on(
         &self,
         job: &DeliveryJob,
         attempt: u32,
         reason: &str,
+        failed: Option<DeliveryStatus>,
     ) -> Result<(), PublishError> {
         let channel = channel_of(job);
         let lane = Lane::try_from(job.lane).unwrap_or_default();
@@ -188,7 +195,15 @@ impl Delivery {
         for (k, v) in entry_attrs.drain(..) {
             entry = entry.attr(k, v);
         }
-        self.audit(entry).await;
+        match failed {
+            Some(status) => {
+                let id = format!("{}-failed", job.job_id);
+                if let Err(e) = self.document(job, entry, status, &id).await {
+                    warn!(error = %e, "the failure and its audit record not written");
+                }
+            }
+            None => self.audit(entry).await,
+        }
         self.metrics
             .deliveries
             .get_or_create(&ChannelOutcome {

@@ -9,7 +9,7 @@ use herald_proto::{
 };
 use herald_runtime::{
     audit::Entry,
-    bus::{self, Disposition},
+    bus::{self, Disposition, PublishError},
     metrics::LaneLabel,
 };
 use tracing::{info, warn};
@@ -57,8 +57,8 @@ impl Delivery {
         }
     }
 
-    /// The audit entry and `Sent` status event of a send, both published
-    /// before either acknowledgement is awaited. True once both are
+    /// The documentation of a send: its "sent" record, which is the job's
+    /// `Sent` status too, and what a reply to it answers. True once all is
     /// stored. The send is already in the ledger and cannot be taken back,
     /// so a job whose documentation failed is not acknowledged: its
     /// redelivery finds it sent and documents it again ([`Self::already_sent`]).
@@ -78,44 +78,58 @@ impl Delivery {
                 format!(" (fallback for {})", job.fallback_of)
             }
         );
-        let entry = self.entry(
-            job,
-            AuditStep::Sent,
-            summary,
-            format!("{}-sent", job.job_id),
-        );
+        let id = format!("{}-sent", job.job_id);
+        let entry = self.entry(job, AuditStep::Sent, summary, id.clone());
         let status = self.status_event(job, DeliveryState::Sent, "", attempt, &sent.provider_id);
-        let audit = self.auditor.record(entry).await;
-        let status = self
-            .bus
-            .publish(
-                status_subject(job),
-                &status,
-                Some(&format!("{}-sent", job.job_id)),
-            )
-            .await;
-        let mut stored = true;
+        // Both writes are under way before either is awaited.
+        let written = self.document(job, entry, status, &id);
         // A reply to it must find it: remembered before the job is
         // acknowledged, as the rest of its documentation is.
-        if let Err(e) = self.replies.remember(job).await {
+        let (written, remembered) = futures::join!(written, self.replies.remember(job));
+        let mut stored = true;
+        if let Err(e) = remembered {
             warn!(error = %e, "what a reply to this send answers not stored; documenting it again later");
             stored = false;
         }
-        for ack in [audit, status] {
-            match ack {
-                Ok(a) => {
-                    if let Err(e) = bus::confirm(subjects::delivery_statuses(), a).await {
-                        warn!(error = %e, "status or audit of a send not confirmed; documenting it again later");
-                        stored = false;
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "status or audit of a send not published; documenting it again later");
-                    stored = false;
-                }
-            }
+        if let Err(e) = written {
+            warn!(error = %e, "the record of a send not stored; documenting it again later");
+            stored = false;
         }
         stored
+    }
+
+    /// Writes `entry` to the trail carrying `status`: one record that is
+    /// both the step and the job's status event. A broadcast job's status
+    /// is also published on the status stream, which the broadcast service
+    /// reads, under `event_id`. `Ok` once everything is stored.
+    pub(crate) async fn document(
+        &self,
+        job: &DeliveryJob,
+        entry: Entry,
+        status: DeliveryStatus,
+        event_id: &str,
+    ) -> Result<(), PublishError> {
+        let for_broadcast = (!job.broadcast_id.is_empty()).then(|| status.clone());
+        let record = self
+            .auditor
+            .record(Entry {
+                status: Some(status),
+                ..entry
+            })
+            .await?;
+        let event = match for_broadcast {
+            Some(status) => Some(
+                self.bus
+                    .publish(status_subject(job), &status, Some(event_id))
+                    .await?,
+            ),
+            None => None,
+        };
+        bus::confirm(subjects::audit_all().to_string(), record).await?;
+        if let Some(event) = event {
+            bus::confirm(status_subject(job), event).await?;
+        }
+        Ok(())
     }
 
     /// An audit entry about `job`; `record_id` makes a repeat of the same
@@ -168,11 +182,13 @@ impl Delivery {
         }
     }
 
-    /// Publishes a state change; `tag` makes the event id unique per
+    /// Documents a change of the job's state with the step it belongs to
+    /// ([`Self::document`]); `tag` makes the event id unique per
     /// occurrence that deserves its own event.
-    pub(crate) async fn status(
+    pub(crate) async fn audit_status(
         &self,
         job: &DeliveryJob,
+        entry: Entry,
         state: DeliveryState,
         detail: &str,
         attempt: u32,
@@ -180,12 +196,8 @@ impl Delivery {
     ) {
         let event = self.status_event(job, state, detail, attempt, "");
         let id = format!("{}-{tag}", job.job_id);
-        if let Err(e) = self
-            .bus
-            .publish_durable(status_subject(job), &event, Some(&id))
-            .await
-        {
-            warn!(error = %e, "status event not written");
+        if let Err(e) = self.document(job, entry, event, &id).await {
+            warn!(error = %e, "status and its audit record not written");
         }
     }
 }

@@ -338,29 +338,16 @@ impl Delivery {
             .inc();
 
         let event = self.status_event(&job, reported.state, detail, attempt, provider_id);
-        self.bus
-            .publish_durable(
-                crate::report::status_subject(&job),
-                &event,
-                Some(&format!("{job_id}-status-{name}")),
-            )
-            .await?;
         let summary = if detail.is_empty() {
             format!("provider reports {name}")
         } else {
             format!("provider reports {name} ({detail})")
         };
-        self.auditor
-            .record_durable(
-                self.entry(
-                    &job,
-                    AuditStep::Status,
-                    summary,
-                    format!("{job_id}-status-{name}"),
-                )
-                .attr("state", name),
-            )
-            .await?;
+        let id = format!("{job_id}-status-{name}");
+        let entry = self
+            .entry(&job, AuditStep::Status, summary, id.clone())
+            .attr("state", name);
+        self.document(&job, entry, event, &id).await?;
 
         match hand_on {
             HandOn::No => {
@@ -379,7 +366,7 @@ impl Delivery {
                     .ledger
                     .note_attempt(job_id, crate::retry::history_line(attempt, name, detail))
                     .await;
-                self.hand_on(&full, attempt, &reason).await?;
+                self.hand_on(&full, attempt, &reason, None).await?;
                 self.ledger.handed_on(job_id).await?;
             }
             HandOn::Lost => {

@@ -394,8 +394,8 @@ impl Delivery {
             .inc();
         record_outcome(&tracing::Span::current(), "retry", false);
         info!(attempt, delay_ms = delay.as_millis() as u64, %reason, "transient failure; retrying");
-        self.audit(
-            self.entry(
+        let entry = self
+            .entry(
                 job,
                 AuditStep::RetryScheduled,
                 format!(
@@ -405,11 +405,10 @@ impl Delivery {
                 format!("{}-a{attempt}-retry", job.job_id),
             )
             .attr("attempt", attempt)
-            .attr("delay_ms", delay.as_millis()),
-        )
-        .await;
-        self.status(
+            .attr("delay_ms", delay.as_millis());
+        self.audit_status(
             job,
+            entry,
             DeliveryState::Retrying,
             &reason,
             attempt,

@@ -170,9 +170,12 @@ where
                         Gate::Busy(priority) => Some(priority.busy()),
                         _ => None,
                     };
-                    let handler = handler.clone();
+                    // Boxed, so the task holds a pointer rather than the
+                    // handler's whole state machine, which spawning would
+                    // copy several times.
+                    let work = Box::pin(handler(msg.clone()));
                     tokio::spawn(async move {
-                        let disposition = handler(msg.clone()).await;
+                        let disposition = work.await;
                         settle(&msg, disposition).await;
                         drop(busy);
                         drop(permit);
