@@ -321,7 +321,7 @@ fn service(name: &str, p: &mut Permissions) {
             p.consumes(subjects::STREAM_STOPS)
                 .looks_at(subjects::STREAM_DLQ)
                 .subscribe(subjects::DELIVERY_STOP)
-                .publish(subjects::delivery_statuses())
+                .publish(subjects::broadcast_delivery_statuses())
                 .publish(subjects::inbound_all())
                 .looks_at(subjects::STREAM_INBOUND)
                 .publish(subjects::dlq_jobs());

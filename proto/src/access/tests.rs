@@ -95,7 +95,7 @@ fn every_stream_writer_in_the_owner_table_may_publish_to_it() {
                 subjects::delivery_job(Lane::Emergency, Channel::Email)
             }
             subjects::STREAM_STOPS => subjects::DELIVERY_STOPS.into(),
-            subjects::STREAM_STATUS => subjects::delivery_status(Channel::Sms),
+            subjects::STREAM_STATUS => subjects::broadcast_delivery_status(Channel::Sms),
             subjects::STREAM_BROADCAST => subjects::BROADCAST_COMMANDS.into(),
             subjects::STREAM_INBOUND => subjects::inbound(Channel::Sms),
             subjects::STREAM_CASES => subjects::case_event("C-1"),

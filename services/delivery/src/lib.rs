@@ -11,8 +11,8 @@
 //!    a long one returns the job to JetStream with that delay;
 //! 3. the job is claimed in the ledger, sent within `attempt_timeout`
 //!    ([`transport`] classifies every failure, in one place), and recorded
-//!    as sent, in the ledger, the trail and the status stream, before
-//!    JetStream is acknowledged;
+//!    as sent, in the ledger and in the trail (one record that carries the
+//!    job's `Sent` status), before JetStream is acknowledged;
 //! 4. a transient failure goes back to JetStream with a delay from the
 //!    retry schedule (or the provider's `Retry-After`, whichever is
 //!    longer); a permanent one, or one that outlives the schedule or
@@ -20,8 +20,9 @@
 //!    with nowhere left to go, to the dead-letter stream with its history.
 //!
 //! Provider status callbacks ([`status`]) arrive on the HTTP port and feed
-//! the same ledger and the same hand-on. Every step is in the audit trail
-//! and published as a `DeliveryStatus` event.
+//! the same ledger and the same hand-on. Every step is in the audit trail,
+//! each change of a job's state as the `DeliveryStatus` its record carries;
+//! a broadcast job's statuses are also published for the broadcast service.
 //!
 //! On shutdown the consumers stop pulling; sends under way finish (each is
 //! bounded by `attempt_timeout`, inside the grace period) and jobs still

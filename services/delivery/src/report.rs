@@ -1,5 +1,5 @@
 //! How delivery tells the rest of Herald what happened to a job: audit
-//! entries, `DeliveryStatus` events, and the documentation of a send,
+//! entries, each carrying the `DeliveryStatus` it is, and the documentation of a send,
 //! written the same way whether the worker, the hand-on or a status
 //! callback is reporting, with record ids that make a repeat harmless.
 
@@ -110,6 +110,7 @@ impl Delivery {
         event_id: &str,
     ) -> Result<(), PublishError> {
         let for_broadcast = (!job.broadcast_id.is_empty()).then(|| status.clone());
+        let subject = subjects::broadcast_delivery_status(channel_of(job));
         let record = self
             .auditor
             .record(Entry {
@@ -120,14 +121,14 @@ impl Delivery {
         let event = match for_broadcast {
             Some(status) => Some(
                 self.bus
-                    .publish(status_subject(job), &status, Some(event_id))
+                    .publish(subject.clone(), &status, Some(event_id))
                     .await?,
             ),
             None => None,
         };
         bus::confirm(subjects::audit_all().to_string(), record).await?;
         if let Some(event) = event {
-            bus::confirm(status_subject(job), event).await?;
+            bus::confirm(subject, event).await?;
         }
         Ok(())
     }
@@ -199,16 +200,5 @@ impl Delivery {
         if let Err(e) = self.document(job, entry, event, &id).await {
             warn!(error = %e, "status and its audit record not written");
         }
-    }
-}
-
-/// Where a job's status events go: broadcast jobs have their own subjects,
-/// so the broadcast service reads only those.
-pub(crate) fn status_subject(job: &DeliveryJob) -> String {
-    let channel = channel_of(job);
-    if job.broadcast_id.is_empty() {
-        subjects::delivery_status(channel)
-    } else {
-        subjects::broadcast_delivery_status(channel)
     }
 }

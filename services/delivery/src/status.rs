@@ -10,8 +10,8 @@
 //! with or without its port, and the posted parameters). Anything else gets 403 and changes nothing, so nobody can
 //! mark a message delivered, or trigger a fallback, by posting to us.
 //!
-//! A verified status updates the send ledger, is published as a
-//! `DeliveryStatus` event and documented in the audit trail. A failure
+//! A verified status updates the send ledger and is documented in the
+//! audit trail, its record carrying the `DeliveryStatus`. A failure
 //! (SMS undelivered or failed; a call busy, unanswered, failed or
 //! cancelled) hands the job on exactly as a failed send does: the next
 //! channel, or the dead-letter stream. Errors on our side answer 503, so the
