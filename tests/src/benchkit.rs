@@ -88,14 +88,7 @@ pub struct Service {
 
 impl Service {
     pub fn peak_rss_kb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
+        status_kb(self.child.id(), "VmHWM:")
     }
 
     /// SIGTERM, then wait for the graceful exit.
@@ -118,11 +111,17 @@ impl Drop for Service {
 /// CPU seconds (user + system) a process has used so far.
 /// Resident set of a process now (VmRSS), in kB; 0 if it cannot be read.
 pub fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A kB figure of `/proc/<pid>/status` (`field` with its colon); 0 if it
+/// cannot be read.
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)

@@ -222,27 +222,27 @@ impl NatsServer {
     /// made: each stream's last sequence (work-queue streams delete what is
     /// consumed, so their message count says nothing of what was written).
     pub async fn stored_messages(&self) -> std::collections::BTreeMap<String, u64> {
-        use futures::StreamExt;
-        let js = async_nats::jetstream::new(self.admin().await);
-        let mut streams = js.streams();
-        let mut out = std::collections::BTreeMap::new();
-        while let Some(info) = streams.next().await {
-            let info = info.expect("stream info");
-            out.insert(info.config.name.clone(), info.state.last_sequence);
-        }
-        out
+        self.per_stream(|s| s.last_sequence).await
     }
 
     /// Distinct subjects each stream holds messages on: what nats-server
     /// keeps per-subject state for.
     pub async fn subject_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.per_stream(|s| s.subjects_count).await
+    }
+
+    /// One figure of each stream's state, by stream name.
+    async fn per_stream(
+        &self,
+        figure: impl Fn(&async_nats::jetstream::stream::State) -> u64,
+    ) -> std::collections::BTreeMap<String, u64> {
         use futures::StreamExt;
         let js = async_nats::jetstream::new(self.admin().await);
         let mut streams = js.streams();
         let mut out = std::collections::BTreeMap::new();
         while let Some(info) = streams.next().await {
             let info = info.expect("stream info");
-            out.insert(info.config.name.clone(), info.state.subjects_count);
+            out.insert(info.config.name.clone(), figure(&info.state));
         }
         out
     }
