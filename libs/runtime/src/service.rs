@@ -145,6 +145,26 @@ impl ServiceBuilder {
         }));
     }
 
+    /// The same for a handler of several messages at once (see
+    /// [`bus::consume_batches`]).
+    pub fn consume_batches<F, Fut>(
+        &mut self,
+        spec: ConsumerSpec,
+        gate: Gate,
+        max_batch: usize,
+        grace: Duration,
+        handle: F,
+    ) where
+        F: Fn(Vec<jetstream::Message>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Vec<Disposition>> + Send + 'static,
+    {
+        let ready = self.health.flag(format!("consumer-{}", spec.durable));
+        let (bus, shutdown) = (self.bus.clone(), self.shutdown.clone());
+        self.tasks.push(tokio::spawn(async move {
+            bus::consume_batches(&bus, spec, gate, max_batch, ready, shutdown, grace, handle).await
+        }));
+    }
+
     /// Runs `handle` in order on every partition of the case stream (see
     /// [`bus::consume_case_partitions`]).
     pub fn consume_case_partitions<F, Fut>(

@@ -47,6 +47,10 @@ struct Router {
 
 pub use herald_runtime::service::Running;
 
+/// The most notifications routed together: what is ready, up to this many,
+/// shares one directory lookup and one round of confirmations.
+const BATCH: usize = 64;
+
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
 }
@@ -84,9 +88,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         };
         let gate = service.lane_gate(lane);
         let router = router.clone();
-        service.consume(spec, gate, Duration::from_secs(10), move |msg| {
+        service.consume_batches(spec, gate, BATCH, Duration::from_secs(10), move |msgs| {
             let router = router.clone();
-            async move { router.handle(msg, lane).await }
+            async move { router.handle_batch(msgs, lane).await }
         });
     }
     service.start(&cfg.router.http_addr).await

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, context::PublishAckFuture};
 use herald_content::templates::{CONTENT_FREE_NOTICE, Rendered};
 use herald_directory::contacts::{Consent, Contact};
 use herald_proto::{
@@ -33,44 +33,124 @@ struct Person {
     index: usize,
 }
 
+/// One notification of a batch, as far as it got.
+enum Turn {
+    /// Decoded: to be routed.
+    Ready {
+        accepted: Box<AcceptedNotification>,
+        span: tracing::Span,
+    },
+    /// Settled already (it does not decode).
+    Done(Disposition),
+}
+
 impl Router {
-    pub(crate) async fn handle(&self, msg: jetstream::Message, lane: Lane) -> Disposition {
-        let span = bus::process_span("router route", &msg);
-        async {
-            let span = tracing::Span::current();
-            let accepted = match AcceptedNotification::decode(msg.payload.clone()) {
-                Ok(a) => a,
-                Err(e) => {
-                    record_outcome(&span, "undecodable", true);
-                    error!(error = %e, "undecodable notification dropped");
-                    return Disposition::Reject;
+    /// Routes the notifications that were ready together: one directory
+    /// lookup for every recipient of the batch, every job and trail write
+    /// published before any confirmation is awaited, and each notification
+    /// acknowledged only once its own writes are confirmed.
+    pub(crate) async fn handle_batch(
+        &self,
+        msgs: Vec<jetstream::Message>,
+        lane: Lane,
+    ) -> Vec<Disposition> {
+        let turns: Vec<Turn> = msgs
+            .iter()
+            .map(|msg| {
+                let span = bus::process_span("router route", msg);
+                match AcceptedNotification::decode(msg.payload.clone()) {
+                    Ok(accepted) => {
+                        span.record("notification_id", accepted.notification_id.as_str());
+                        if let Some(req) = &accepted.request {
+                            span.record("case_id", req.case_id.as_str());
+                        }
+                        Turn::Ready {
+                            accepted: Box::new(accepted),
+                            span,
+                        }
+                    }
+                    Err(e) => {
+                        record_outcome(&span, "undecodable", true);
+                        span.in_scope(|| error!(error = %e, "undecodable notification dropped"));
+                        Turn::Done(Disposition::Reject)
+                    }
                 }
-            };
-            span.record("notification_id", accepted.notification_id.as_str());
-            if let Some(req) = &accepted.request {
-                span.record("case_id", req.case_id.as_str());
+            })
+            .collect();
+        let notifications: Vec<Option<&AcceptedNotification>> = turns
+            .iter()
+            .map(|t| match t {
+                Turn::Ready { accepted, .. } => Some(accepted.as_ref()),
+                Turn::Done(_) => None,
+            })
+            .collect();
+        let resolved = match self.resolve_all(&notifications, lane).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "recipients unreadable; the batch will be routed again");
+                return msgs
+                    .iter()
+                    .zip(turns)
+                    .map(|(m, turn)| match turn {
+                        Turn::Done(d) => d,
+                        Turn::Ready { span, .. } => {
+                            record_outcome(&span, "retry", false);
+                            Disposition::Retry(retry_delay(bus::delivery_count(m)))
+                        }
+                    })
+                    .collect();
             }
-            match self.route(&accepted, lane).await {
-                Ok(()) => {
-                    record_outcome(&span, "routed", false);
-                    Disposition::Ack
-                }
-                Err(e) => {
-                    record_outcome(&span, "retry", false);
-                    warn!(error = %e, "routing failed; will retry");
-                    Disposition::Retry(retry_delay(bus::delivery_count(&msg)))
-                }
-            }
+        };
+        // Every write of the batch goes out before any is awaited.
+        let mut pending = Vec::with_capacity(turns.len());
+        for (turn, found) in turns.iter().zip(resolved) {
+            pending.push(match turn {
+                Turn::Ready { accepted, span } => Some(
+                    self.publish_step(accepted, lane, found)
+                        .instrument(span.clone())
+                        .await,
+                ),
+                Turn::Done(_) => None,
+            });
         }
-        .instrument(span)
-        .await
+        let mut out = Vec::with_capacity(msgs.len());
+        for ((msg, turn), step) in msgs.iter().zip(turns).zip(pending) {
+            out.push(match (turn, step) {
+                (Turn::Done(d), _) => d,
+                (Turn::Ready { span, .. }, Some(step)) => {
+                    let result = match step {
+                        Ok(step) => self.confirm_step(step, lane).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(()) => {
+                            record_outcome(&span, "routed", false);
+                            Disposition::Ack
+                        }
+                        Err(e) => {
+                            record_outcome(&span, "retry", false);
+                            span.in_scope(|| warn!(error = %e, "routing failed; will retry"));
+                            Disposition::Retry(retry_delay(bus::delivery_count(msg)))
+                        }
+                    }
+                }
+                (Turn::Ready { .. }, None) => Disposition::Retry(Duration::from_secs(1)),
+            });
+        }
+        out
     }
 
-    async fn route(&self, n: &AcceptedNotification, lane: Lane) -> anyhow::Result<()> {
+    /// Plans one notification's jobs and publishes them with the step's
+    /// trail records, without waiting for any confirmation.
+    async fn publish_step(
+        &self,
+        n: &AcceptedNotification,
+        lane: Lane,
+        (people, gone): (Vec<Person>, Vec<Entry>),
+    ) -> anyhow::Result<Step> {
         let Some(req) = &n.request else {
             anyhow::bail!("notification without a request");
         };
-        let (people, gone) = self.resolve(req, &n.notification_id, lane).await?;
         let mut jobs = Vec::new();
         let mut audits = Vec::new();
         let mut skipped = 0usize;
@@ -105,15 +185,14 @@ impl Router {
         audits.insert(0, audit::routed(n, req, lane, &jobs, people.len(), skipped));
         audits.extend(gone);
 
-        // Publish everything, then wait for every confirmation: any failure
-        // leaves the notification unacked, and the retry republishes the same
-        // ids, which JetStream drops. The step's records (accepted, routed,
-        // one per job rendered, one per recipient skipped or gone) are one
-        // write, named after its first record, so a retry's batch is
-        // dropped too.
-        // Intake's "accepted" record came with the notification and leads
-        // the batch, so the trail starts with it.
-        let mut pending = vec![(
+        // Any failure leaves the notification unacked, and the retry
+        // republishes the same ids, which JetStream drops. The step's
+        // records (accepted, routed, one per job rendered, one per
+        // recipient skipped or gone) are one write, named after its first
+        // record, so a retry's batch is dropped too. Intake's "accepted"
+        // record came with the notification and leads the batch, so the
+        // trail starts with it.
+        let mut acks = vec![(
             subjects::audit_all().to_string(),
             self.auditor
                 .record_after(n.accepted.iter().cloned().collect(), audits)
@@ -122,15 +201,20 @@ impl Router {
         for job in &jobs {
             let channel = Channel::try_from(job.channel).unwrap_or_default();
             let subject = subjects::delivery_job(lane, channel);
-            pending.push((
+            acks.push((
                 subject.clone(),
                 self.bus.publish(subject, job, Some(&job.job_id)).await?,
             ));
         }
-        for (subject, ack) in pending {
+        Ok(Step { acks, jobs })
+    }
+
+    /// Waits for every write of a step, then counts it.
+    async fn confirm_step(&self, step: Step, lane: Lane) -> anyhow::Result<()> {
+        for (subject, ack) in step.acks {
             bus::confirm(subject, ack).await?;
         }
-        for job in &jobs {
+        for job in &step.jobs {
             self.metrics
                 .jobs
                 .get_or_create(&ChannelOutcome {
@@ -157,24 +241,49 @@ impl Router {
         Ok(())
     }
 
-    /// Looks up every recipient. A contact deleted since intake is skipped,
+    /// The people of every notification of a batch, with one directory
+    /// lookup for all of them (see [`Self::resolve`]); `None` stands for a
+    /// notification that is not being routed.
+    async fn resolve_all(
+        &self,
+        notifications: &[Option<&AcceptedNotification>],
+        lane: Lane,
+    ) -> anyhow::Result<Vec<(Vec<Person>, Vec<Entry>)>> {
+        let requests: Vec<Option<(&str, &NotificationRequest)>> = notifications
+            .iter()
+            .map(|n| n.and_then(|n| Some((n.notification_id.as_str(), n.request.as_ref()?))))
+            .collect();
+        let ids: Vec<String> = requests
+            .iter()
+            .flatten()
+            .flat_map(|(_, req)| contact_ids(req))
+            .collect();
+        let mut found = self.directory.get_many(&ids).await?.into_iter();
+        Ok(requests
+            .iter()
+            .map(|r| match r {
+                Some((id, req)) => {
+                    let mine: Vec<Option<Contact>> =
+                        found.by_ref().take(contact_ids(req).count()).collect();
+                    self.resolve(req, id, lane, mine)
+                }
+                None => (Vec::new(), Vec::new()),
+            })
+            .collect())
+    }
+
+    /// The recipients of one request, given the directory's answer for
+    /// its contact ids in order. A contact deleted since intake is skipped,
     /// not retried; the entries documenting them are returned beside the
     /// people found, to be written with the rest of the step.
-    async fn resolve(
+    fn resolve(
         &self,
         req: &NotificationRequest,
         notification_id: &str,
         lane: Lane,
-    ) -> anyhow::Result<(Vec<Person>, Vec<Entry>)> {
-        let ids: Vec<String> = req
-            .recipients
-            .iter()
-            .filter_map(|r| match &r.target {
-                Some(Target::ContactId(id)) => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
-        let mut found = self.directory.get_many(&ids).await?.into_iter();
+        found: Vec<Option<Contact>>,
+    ) -> (Vec<Person>, Vec<Entry>) {
+        let mut found = found.into_iter();
         let mut people = Vec::new();
         let mut gone = Vec::new();
         for (index, r) in req.recipients.iter().enumerate() {
@@ -215,7 +324,7 @@ impl Router {
             };
             people.push(Person { contact, index });
         }
-        Ok((people, gone))
+        (people, gone)
     }
 
     /// The jobs for one recipient, with their fallbacks rendered.
@@ -369,6 +478,21 @@ impl Router {
             })
             .collect())
     }
+}
+
+/// The directory contacts a request names, in recipient order.
+fn contact_ids(req: &NotificationRequest) -> impl Iterator<Item = String> + '_ {
+    req.recipients.iter().filter_map(|r| match &r.target {
+        Some(Target::ContactId(id)) => Some(id.clone()),
+        _ => None,
+    })
+}
+
+/// One notification's writes, published and not yet confirmed, and the
+/// jobs they carry.
+struct Step {
+    acks: Vec<(String, PublishAckFuture)>,
+    jobs: Vec<DeliveryJob>,
 }
 
 /// 1 s, 2 s, 4 s … up to 30 s between routing attempts.

@@ -16,7 +16,7 @@ use async_nats::jetstream::{
     self, AckKind,
     consumer::{AckPolicy, pull},
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -100,8 +100,43 @@ where
     F: Fn(jetstream::Message) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Disposition> + Send + 'static,
 {
+    let one = move |mut batch: Vec<jetstream::Message>| {
+        // Boxed, so the task holds a pointer rather than the handler's
+        // whole state machine, which spawning would copy several times.
+        let work = batch.pop().map(|msg| Box::pin(handler(msg)));
+        async move {
+            match work {
+                Some(work) => vec![work.await],
+                None => Vec::new(),
+            }
+        }
+    };
+    consume_batches(bus, spec, gate, 1, ready, shutdown, grace, one).await
+}
+
+/// [`consume_gated`] for a handler that works on several messages at
+/// once: each turn takes the messages that are ready, up to `max_batch`
+/// and never waiting for more (so batching adds no latency when traffic is
+/// light), and `handler` answers one disposition per message, in order.
+/// `spec.concurrency` bounds the messages in flight across every batch.
+#[allow(clippy::too_many_arguments)]
+pub async fn consume_batches<F, Fut>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    gate: Gate,
+    max_batch: usize,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    handler: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Vec<jetstream::Message>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Vec<Disposition>> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(spec.concurrency));
-    let batch = spec.concurrency.clamp(1, 512);
+    let pull = spec.concurrency.clamp(1, 512);
+    let max_batch = max_batch.clamp(1, spec.concurrency.max(1));
     'outer: loop {
         let consumer = match bind_consumer(bus, &spec).await {
             Ok(c) => c,
@@ -116,7 +151,7 @@ where
         };
         let messages = consumer
             .stream()
-            .max_messages_per_batch(batch)
+            .max_messages_per_batch(pull)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -166,20 +201,54 @@ where
                             _ = priority.normal_may_proceed() => {}
                         }
                     }
+                    let mut batch = vec![msg];
+                    let mut permits = vec![permit];
+                    // What else is here already, each with its own slot.
+                    let mut ended = false;
+                    while batch.len() < max_batch {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(msg))) => {
+                                batch.push(msg);
+                                permits.push(permit);
+                            }
+                            Some(Some(Err(e))) => {
+                                debug!(consumer = %spec.durable, error = %e, "pull stream hiccup");
+                                break;
+                            }
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     let busy = match &gate {
                         Gate::Busy(priority) => Some(priority.busy()),
                         _ => None,
                     };
-                    // Boxed, so the task holds a pointer rather than the
-                    // handler's whole state machine, which spawning would
-                    // copy several times.
-                    let work = Box::pin(handler(msg.clone()));
+                    let work = Box::pin(handler(batch.clone()));
                     tokio::spawn(async move {
-                        let disposition = work.await;
-                        settle(&msg, disposition).await;
+                        let dispositions = work.await;
+                        debug_assert_eq!(dispositions.len(), batch.len(), "one answer per message");
+                        let settled = batch.iter().enumerate().map(|(i, msg)| {
+                            // A message the handler gave no answer for comes back.
+                            let d = dispositions
+                                .get(i)
+                                .copied()
+                                .unwrap_or(Disposition::Retry(Duration::from_secs(1)));
+                            settle(msg, d)
+                        });
+                        futures::future::join_all(settled).await;
                         drop(busy);
-                        drop(permit);
+                        drop(permits);
                     });
+                    if ended {
+                        ready.store(false, Ordering::Relaxed);
+                        continue 'outer;
+                    }
                 }
                 Some(Err(e)) => {
                     // Missed heartbeats and the like: the stream recovers by

@@ -17,7 +17,8 @@ use herald_config::NatsConfig;
 /// Span helpers handlers use on each message (they live with telemetry).
 pub use crate::telemetry::spans::{in_span, process_span, publish_span};
 pub use consume::{
-    ConsumerSpec, Disposition, Gate, bind_consumer, consume, consume_gated, delivery_count, settle,
+    ConsumerSpec, Disposition, Gate, bind_consumer, consume, consume_batches, consume_gated,
+    delivery_count, settle,
 };
 pub use partitions::{Permanent, consume_case_partitions};
 pub use publish::confirm;

@@ -1,0 +1,153 @@
+//! A stage that works in batches (`bus::consume_batches`, the router's
+//! consumer): it takes what is ready without waiting for more, never more
+//! than its bound, and settles each message as its own answer says.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, atomic::AtomicBool},
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, stream};
+use herald_runtime::bus::{self, Bus, ConsumerSpec, Disposition, Gate};
+use herald_testkit::servers::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Seen {
+    batches: Vec<Vec<u32>>,
+    times: HashMap<u32, usize>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answer() {
+    let nats = NatsServer::start();
+    let admin = nats.admin().await;
+    let js = jetstream::new(admin.clone());
+    let work = js
+        .create_stream(stream::Config {
+            name: "BATCHES".into(),
+            subjects: vec!["batches.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    // A backlog, there before the consumer starts.
+    const BACKLOG: u32 = 300;
+    for i in 0..BACKLOG {
+        js.publish("batches.x", i.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shutdown = CancellationToken::new();
+    let bus = Bus {
+        client: admin.clone(),
+        js: js.clone(),
+        cfg: herald_config::NatsConfig::default(),
+        identity: herald_testkit::servers::KIT_ADMIN.into(),
+    };
+    let spec = ConsumerSpec {
+        stream: "BATCHES".into(),
+        durable: "batches".into(),
+        filter: "batches.>".into(),
+        concurrency: 64,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: -1,
+    };
+    let handler = {
+        let seen = seen.clone();
+        move |msgs: Vec<jetstream::Message>| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                let numbers: Vec<u32> = msgs
+                    .iter()
+                    .map(|m| std::str::from_utf8(&m.payload).unwrap().parse().unwrap())
+                    .collect();
+                let answers = numbers
+                    .iter()
+                    .map(|n| {
+                        let times = seen.times.entry(*n).or_default();
+                        *times += 1;
+                        // Every tenth message fails its first turn; the rest
+                        // of its batch must not come back with it.
+                        if n % 10 == 3 && *times == 1 {
+                            Disposition::Retry(Duration::from_millis(100))
+                        } else {
+                            Disposition::Ack
+                        }
+                    })
+                    .collect();
+                seen.batches.push(numbers);
+                answers
+            }
+        }
+    };
+    let consumer = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            bus::consume_batches(
+                &bus,
+                spec,
+                Gate::None,
+                16,
+                Arc::new(AtomicBool::new(false)),
+                shutdown,
+                Duration::from_secs(5),
+                handler,
+            )
+            .await
+        }
+    });
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !drained(&work).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let seen = seen.lock().unwrap();
+        let largest = seen.batches.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(largest > 1, "a backlog is taken in batches");
+        assert!(largest <= 16, "no batch beyond its bound: {largest}");
+        for n in 0..BACKLOG {
+            let want = if n % 10 == 3 { 2 } else { 1 };
+            assert_eq!(seen.times.get(&n), Some(&want), "message {n}");
+        }
+    }
+
+    // A lone message is not held back waiting for company.
+    let before = seen.lock().unwrap().batches.len();
+    js.publish("batches.x", "1000".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    while !drained(&work).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lone message not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.batches[before..], [vec![1000]]);
+    drop(seen);
+    shutdown.cancel();
+    consumer.await.expect("consumer").expect("stopped cleanly");
+}
+
+/// Whether every message of the work-queue stream has been acknowledged.
+async fn drained(work: &stream::Stream) -> bool {
+    work.clone().info().await.expect("info").state.messages == 0
+}
