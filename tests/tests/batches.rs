@@ -140,9 +140,8 @@ async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answ
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.batches[before..], [vec![1000]]);
-    drop(seen);
+    let lone = seen.lock().unwrap().batches[before..].to_vec();
+    assert_eq!(lone, [vec![1000]]);
     shutdown.cancel();
     consumer.await.expect("consumer").expect("stopped cleanly");
 }
