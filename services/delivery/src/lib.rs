@@ -64,9 +64,21 @@ use crate::{
     cancel::Cancellations, ledger::Ledger, limits::Limits, metrics::Metrics, transport::Transports,
 };
 
-/// Everything a worker and the status endpoint share.
+/// Everything a worker and the status endpoint share: a handle, so that
+/// each job's task takes a reference, not a copy of the ledger's and the
+/// limits' scripts.
 #[derive(Clone)]
-struct Delivery {
+struct Delivery(Arc<Shared>);
+
+impl std::ops::Deref for Delivery {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+struct Shared {
     bus: Bus,
     ledger: Ledger,
     limits: Limits,
@@ -105,7 +117,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let lease = cfg.delivery.attempt_timeout * 2 + Duration::from_secs(5);
     let ack_wait = cfg.nats.ack_wait.max(lease);
     let redis = service.redis.clone();
-    let delivery = Delivery {
+    let delivery = Delivery(Arc::new(Shared {
         bus: service.bus.clone(),
         ledger: Ledger::new(
             redis.clone(),
@@ -124,7 +136,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         shutdown: shutdown.clone(),
         keepalive: ack_wait / 3,
         priority,
-    };
+    }));
     service.watch([
         Queue::stream(subjects::STREAM_DLQ),
         Queue::consumer(subjects::STREAM_STOPS, "delivery-stops"),
