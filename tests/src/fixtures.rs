@@ -1,6 +1,6 @@
 //! Contacts, recipients and requests the tests build again and again.
 
-use herald_directory::contacts::{Consent, Contact};
+use herald_directory::contacts::{Consent, Contact, Verification};
 use herald_proto::v1::{
     Channel, CommunicationType, InlineRecipient, NotificationRequest, Priority, Recipient,
     recipient::Target,
@@ -18,6 +18,11 @@ pub fn contact(id: &str, email: Option<&str>, phone: Option<&str>, preferred: &s
         language: "en".into(),
         time_zone: "Europe/London".into(),
         identity_verified: true,
+        verification: Some(Verification {
+            by: "sup-ana".into(),
+            method: "photo ID seen at the front desk".into(),
+            at: "2026-01-12T09:30:00Z".parse().expect("a time"),
+        }),
         consent: Consent {
             email: true,
             sms: true,
@@ -89,7 +94,6 @@ pub fn person(i: usize, channels: &[Channel]) -> Recipient {
             consent_email: has(Channel::Email),
             consent_sms: has(Channel::Sms),
             consent_voice: has(Channel::Voice),
-            identity_verified: true,
             ..Default::default()
         })),
     }

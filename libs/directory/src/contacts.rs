@@ -36,8 +36,13 @@ pub struct Contact {
     pub language: String,
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// True only together with `verification`: what lets sensitive content
+    /// reach this person ([`Contact::verified`]).
     #[serde(default)]
     pub identity_verified: bool,
+    /// Who verified the person's identity, how and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     #[serde(default)]
     pub consent: Consent,
     /// Organisation or site, for broadcasts to everyone there.
@@ -51,6 +56,56 @@ pub struct Contact {
     /// team.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+}
+
+/// A verification of a contact's identity (SOP 000 §4), as staff recorded
+/// it: `herald contacts verify <id> --by <staff> --method <how>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Verification {
+    /// The staff member's contact id.
+    pub by: String,
+    /// How the identity was checked.
+    pub method: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The longest description of how an identity was checked.
+pub const MAX_METHOD: usize = 200;
+
+impl Verification {
+    /// Every problem with this verification, as (field, reason), the field
+    /// named under `verification.`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !herald_proto::subjects::is_subject_token(&self.by) {
+            out.push((
+                "verification.by".into(),
+                "must be the contact id of the staff member who verified the identity".into(),
+            ));
+        }
+        let method = self.method.trim();
+        if method.is_empty() {
+            out.push((
+                "verification.method".into(),
+                "is empty: say how the identity was checked".into(),
+            ));
+        } else if method.chars().count() > MAX_METHOD || method.contains(['\n', '\r']) {
+            out.push((
+                "verification.method".into(),
+                format!("must be one line of at most {MAX_METHOD} characters"),
+            ));
+        }
+        if self.at.timestamp() <= 0 {
+            out.push((
+                "verification.at".into(),
+                "is missing: say when the identity was checked".into(),
+            ));
+        } else if self.at > chrono::Utc::now() + chrono::Duration::minutes(5) {
+            out.push(("verification.at".into(), "is in the future".into()));
+        }
+        out
+    }
 }
 
 /// Channels the person agreed to be contacted on.
@@ -98,6 +153,44 @@ impl Contact {
         self.preferred_channel.as_deref().and_then(Channel::parse)
     }
 
+    /// Whether the person's identity is verified, with a record of who
+    /// verified it, how and when: a bare `identity_verified` is not enough.
+    pub fn verified(&self) -> bool {
+        self.identity_verified && self.verification.is_some()
+    }
+
+    /// This contact, verified by `by` with `method` at `at`.
+    pub fn verify(&mut self, verification: Verification) {
+        self.identity_verified = true;
+        self.verification = Some(verification);
+    }
+
+    /// This record replacing `old`: a verification is the directory's
+    /// record of what staff checked, so an import that says nothing of it
+    /// keeps the one `old` had, unless the email or phone changed, which
+    /// clears it (the new address was never checked), as it clears one
+    /// the import carries that is not newer than `old`'s. True if `old`'s
+    /// verification was cleared.
+    pub fn carry_verification(&mut self, old: &Contact) -> bool {
+        let Some(before) = old.verification.as_ref().filter(|_| old.verified()) else {
+            return false;
+        };
+        let moved = self.email != old.email || self.phone != old.phone;
+        match &self.verification {
+            Some(now) if !moved || now.at > before.at => false,
+            Some(_) => {
+                self.identity_verified = false;
+                self.verification = None;
+                true
+            }
+            None if moved => true,
+            None => {
+                self.verify(before.clone());
+                false
+            }
+        }
+    }
+
     /// Every problem with this contact, as (field, reason).
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -140,6 +233,21 @@ impl Contact {
         }
         if let Err(why) = validate::time_zone(&self.time_zone) {
             out.push(("time_zone".into(), why));
+        }
+        match (&self.verification, self.identity_verified) {
+            (None, true) => out.push((
+                "identity_verified".into(),
+                "is true but nothing says who verified the identity, how or when: give \
+                 verification: {by, method, at}, or record it with \
+                 `herald contacts verify <id> --by <staff> --method <how>`"
+                    .into(),
+            )),
+            (Some(_), false) => out.push((
+                "verification".into(),
+                "is given but identity_verified is false".into(),
+            )),
+            (Some(v), true) => out.extend(v.problems()),
+            (None, false) => {}
         }
         for (field, value) in [("role", &self.role), ("team", &self.team)] {
             if let Some(v) = value
@@ -235,10 +343,17 @@ impl Directory {
         self.records.key_of(&format!("{kind}:{value}"))
     }
 
-    /// Adds or replaces a contact after checking it, and moves it between
-    /// the organisation and role indexes if those changed.
-    pub async fn put(&self, contact: &Contact) -> Result<(), DirectoryError> {
+    /// Adds or replaces a contact, and moves it between the organisation
+    /// and role indexes if those changed. The verification is carried over
+    /// or cleared as [`Contact::carry_verification`] says; true if it was
+    /// cleared.
+    pub async fn put(&self, contact: &Contact) -> Result<bool, DirectoryError> {
         let old = self.get(&contact.id).await?;
+        let mut contact = contact.clone();
+        let cleared = old
+            .as_ref()
+            .is_some_and(|old| contact.carry_verification(old));
+        let contact = &contact;
         self.records
             .put_with(contact, |pipe| {
                 for by in [MemberOf::Organisation, MemberOf::Role] {
@@ -252,14 +367,35 @@ impl Directory {
                     }
                 }
             })
-            .await
+            .await?;
+        Ok(cleared)
     }
 
-    pub async fn put_all(&self, contacts: &[Contact]) -> Result<(), DirectoryError> {
+    /// Adds or replaces these contacts; the ids of those whose verification
+    /// was cleared.
+    pub async fn put_all(&self, contacts: &[Contact]) -> Result<Vec<String>, DirectoryError> {
+        let mut cleared = Vec::new();
         for c in contacts {
-            self.put(c).await?;
+            if self.put(c).await? {
+                cleared.push(c.id.clone());
+            }
         }
-        Ok(())
+        Ok(cleared)
+    }
+
+    /// Records that `verification.by` verified contact `id`'s identity;
+    /// the contact as it now stands, or `None` if there is no such contact.
+    pub async fn verify(
+        &self,
+        id: &str,
+        verification: Verification,
+    ) -> Result<Option<Contact>, DirectoryError> {
+        let Some(mut contact) = self.get(id).await? else {
+            return Ok(None);
+        };
+        contact.verify(verification);
+        self.records.put_with(&contact, |_| {}).await?;
+        Ok(Some(contact))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Contact>, DirectoryError> {
@@ -366,5 +502,78 @@ mod tests {
                 serde_saphyr::from_str(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
             assert_eq!(back, c, "{printed}");
         }
+    }
+
+    fn checked(at: &str) -> Verification {
+        Verification {
+            by: "sup-ana".into(),
+            method: "passport seen".into(),
+            at: at.parse().unwrap(),
+        }
+    }
+
+    fn verified_contact() -> Contact {
+        let mut c: Contact = serde_saphyr::from_str(
+            "id: ann\nname: Ann\nemail: ann@example.org\nphone: '+447700900123'\n",
+        )
+        .unwrap();
+        c.verify(checked("2026-01-01T10:00:00Z"));
+        c
+    }
+
+    #[test]
+    fn a_claim_of_verification_without_who_how_and_when_is_refused() {
+        let mut c = verified_contact();
+        c.verification = None;
+        let problems = c.problems();
+        assert_eq!(problems[0].0, "identity_verified", "{problems:?}");
+        assert!(
+            problems[0].1.contains("herald contacts verify"),
+            "{problems:?}"
+        );
+        assert!(!c.verified());
+
+        let mut c = verified_contact();
+        c.verification.as_mut().unwrap().method = " ".into();
+        assert_eq!(c.problems()[0].0, "verification.method");
+        let mut c = verified_contact();
+        c.verification.as_mut().unwrap().at = chrono::DateTime::UNIX_EPOCH;
+        assert_eq!(c.problems()[0].0, "verification.at");
+        assert!(verified_contact().problems().is_empty());
+    }
+
+    #[test]
+    fn a_new_email_or_phone_clears_the_verification_and_nothing_else_does() {
+        let old = verified_contact();
+
+        // The same person imported again without a word on verification
+        // keeps it.
+        let mut same = old.clone();
+        same.identity_verified = false;
+        same.verification = None;
+        same.name = "Ann M.".into();
+        assert!(!same.carry_verification(&old));
+        assert!(same.verified());
+        assert_eq!(same.verification, old.verification);
+
+        // A new phone number was never checked.
+        for change in [
+            |c: &mut Contact| c.phone = Some("+447700900999".into()),
+            |c: &mut Contact| c.email = Some("ann@elsewhere.org".into()),
+            |c: &mut Contact| c.email = None,
+        ] {
+            let mut moved = old.clone();
+            change(&mut moved);
+            assert!(moved.carry_verification(&old));
+            assert!(!moved.verified() && moved.verification.is_none());
+            assert!(moved.problems().is_empty(), "{:?}", moved.problems());
+        }
+
+        // Unless the import brings a later verification of the new details.
+        let mut renewed = old.clone();
+        renewed.phone = Some("+447700900999".into());
+        renewed.verify(checked("2026-02-01T10:00:00Z"));
+        assert!(!renewed.carry_verification(&old));
+        assert!(renewed.verified());
     }
 }

@@ -4,7 +4,7 @@
 use herald_proto::v1::{self, Channel};
 
 use crate::{
-    contacts::{Consent, Contact},
+    contacts::{Consent, Contact, Verification},
     groups::Group,
 };
 
@@ -19,6 +19,7 @@ impl From<&Contact> for v1::Contact {
             language: c.language.clone(),
             time_zone: c.time_zone.clone(),
             identity_verified: c.identity_verified,
+            verification: c.verification.as_ref().map(v1::Verification::from),
             consent: Some(v1::Consent {
                 email: c.consent.email,
                 sms: c.consent.sms,
@@ -55,6 +56,7 @@ impl From<v1::Contact> for Contact {
                 c.time_zone
             },
             identity_verified: c.identity_verified,
+            verification: c.verification.map(Verification::from),
             consent: Consent {
                 email: consent.email,
                 sms: consent.sms,
@@ -63,6 +65,27 @@ impl From<v1::Contact> for Contact {
             organisation: c.organisation,
             role: c.role,
             team: c.team,
+        }
+    }
+}
+
+impl From<&Verification> for v1::Verification {
+    fn from(v: &Verification) -> v1::Verification {
+        v1::Verification {
+            by: v.by.clone(),
+            method: v.method.clone(),
+            at: Some(herald_proto::timestamp(v.at.into())),
+        }
+    }
+}
+
+impl From<v1::Verification> for Verification {
+    /// A missing time is the epoch, which the record's check refuses.
+    fn from(v: v1::Verification) -> Verification {
+        Verification {
+            by: v.by,
+            method: v.method,
+            at: herald_proto::system_time(v.at.as_ref()).into(),
         }
     }
 }

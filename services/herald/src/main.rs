@@ -94,6 +94,18 @@ enum ContactsCommand {
     List,
     /// Remove a contact.
     Remove { id: String },
+    /// Record that a staff member verified this person's identity (SOP 000
+    /// §4): only then does sensitive content reach them. A later change of
+    /// their email or phone clears it.
+    Verify {
+        id: String,
+        /// The staff member who checked, by contact id.
+        #[arg(long)]
+        by: String,
+        /// How the identity was checked, e.g. "passport seen at the desk".
+        #[arg(long)]
+        method: String,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -199,6 +211,15 @@ pub async fn connect_bus(cfg: &Config, role: Role) -> Result<Bus, Failure> {
 
 /// Asks intake's directory desk, which keeps the contacts and groups.
 pub async fn ask_directory(cfg: &Config, op: Op) -> Result<directory_reply::Result, Failure> {
+    Ok(ask_directory_fully(cfg, op).await?.0)
+}
+
+/// [`ask_directory`], with the contacts whose verification the request
+/// cleared.
+async fn ask_directory_fully(
+    cfg: &Config,
+    op: Op,
+) -> Result<(directory_reply::Result, Vec<String>), Failure> {
     let req = DirectoryRequest {
         op: Some(op),
         requester: send::requester(),
@@ -207,7 +228,7 @@ pub async fn ask_directory(cfg: &Config, op: Op) -> Result<directory_reply::Resu
         send::ask_intake(cfg, herald_proto::subjects::INTAKE_DIRECTORY, &req).await?;
     match reply.result {
         Some(directory_reply::Result::Rejected(r)) => Err(send::rejected(&r)),
-        Some(r) => Ok(r),
+        Some(r) => Ok((r, reply.verification_cleared)),
         None => Err(Failure {
             code: 1,
             message: "intake sent an empty reply".into(),
@@ -267,7 +288,13 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
                 let list = ContactList {
                     contacts: part.iter().map(herald_proto::v1::Contact::from).collect(),
                 };
-                ask_directory(cfg, Op::PutContacts(list)).await?;
+                let (_, cleared) = ask_directory_fully(cfg, Op::PutContacts(list)).await?;
+                for id in cleared {
+                    println!(
+                        "{id}: email or phone changed, identity verification cleared \
+                         (herald contacts verify {id} --by <staff> --method <how>)"
+                    );
+                }
             }
             println!(
                 "imported {} contact(s) from {}",
@@ -298,6 +325,18 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
             ask_directory(cfg, Op::RemoveContact(id.clone())).await?;
             println!("removed {id}");
             Ok(())
+        }
+        ContactsCommand::Verify { id, by, method } => {
+            let op = Op::VerifyContact(herald_proto::v1::VerifyContact { id, by, method });
+            match ask_directory(cfg, op).await? {
+                R::Contacts(list) => {
+                    for c in list.contacts {
+                        print!("{}", serde_saphyr::to_string(&Contact::from(c))?);
+                    }
+                    Ok(())
+                }
+                _ => Err(unexpected()),
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use herald_directory::{
-    contacts::{Contact, Directory, DirectoryError},
+    contacts::{Contact, Directory, DirectoryError, Verification},
     groups::{Group, Groups},
 };
 use herald_proto::{
@@ -17,7 +17,7 @@ use herald_proto::{
         Rejected, directory_reply, directory_request::Op,
     },
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// The most records one request may carry (a larger import is sent in
 /// parts, which the command line does).
@@ -36,6 +36,7 @@ impl DirectoryDesk {
 
     /// Answers one directory request from `caller` (as NATS verified it).
     pub(crate) async fn answer(&self, payload: &[u8], caller: &str) -> DirectoryReply {
+        let mut cleared = Vec::new();
         let result = match read(payload) {
             Err(r) => Err(r),
             Ok((order, requester)) => {
@@ -43,11 +44,12 @@ impl DirectoryDesk {
                     "" => caller.to_string(),
                     said => format!("{said} (via {caller})"),
                 };
-                self.apply(order, &who).await
+                self.apply(order, &who, &mut cleared).await
             }
         };
         DirectoryReply {
             result: Some(result.unwrap_or_else(directory_reply::Result::Rejected)),
+            verification_cleared: cleared,
         }
     }
 
@@ -55,6 +57,7 @@ impl DirectoryDesk {
         &self,
         order: Order,
         requester: &str,
+        cleared: &mut Vec<String>,
     ) -> Result<directory_reply::Result, Rejected> {
         use directory_reply::Result as R;
         let unavailable = |e: DirectoryError| {
@@ -67,12 +70,52 @@ impl DirectoryDesk {
         };
         match order {
             Order::PutContacts(contacts) => {
-                self.contacts
+                *cleared = self
+                    .contacts
                     .put_all(&contacts)
                     .await
                     .map_err(unavailable)?;
+                if !cleared.is_empty() {
+                    // A new address was never checked: sensitive content
+                    // waits until someone verifies the person again.
+                    warn!(
+                        contacts = %cleared.join(","),
+                        requester,
+                        "email or phone changed: identity verification cleared"
+                    );
+                }
                 info!(count = contacts.len(), requester, "contacts imported");
                 Ok(R::Changed(contacts.len() as u32))
+            }
+            Order::VerifyContact { id, by, method } => {
+                // The verifier is someone the directory knows, so the
+                // record names a person, not a word.
+                if self.contacts.get(&by).await.map_err(unavailable)?.is_none() {
+                    return Err(Rejected::new(
+                        ErrorCode::UnknownContact,
+                        "verify_contact.by",
+                        format!("no contact with id {by:?}: the verifier must be in the directory"),
+                    ));
+                }
+                let verification = Verification {
+                    by,
+                    method,
+                    at: chrono::Utc::now(),
+                };
+                let verified = self
+                    .contacts
+                    .verify(&id, verification)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| not_found("verify_contact.id", "contact", &id))?;
+                info!(
+                    contact = %verified.id,
+                    requester,
+                    "identity verification recorded"
+                );
+                Ok(R::Contacts(ContactList {
+                    contacts: vec![v1::Contact::from(&verified)],
+                }))
             }
             Order::PutGroups(groups) => {
                 let unknown = Groups::unknown_members(&self.contacts, &groups)
@@ -144,6 +187,11 @@ pub enum Order {
     ListGroups,
     RemoveContact(String),
     RemoveGroup(String),
+    VerifyContact {
+        id: String,
+        by: String,
+        method: String,
+    },
 }
 
 /// Reads a request on `herald.v1.intake.directory`: what it asks, and who
@@ -180,6 +228,29 @@ pub fn read(payload: &[u8]) -> Result<(Order, String), Rejected> {
         Some(Op::ListGroups(_)) => Order::ListGroups,
         Some(Op::RemoveContact(id)) => Order::RemoveContact(id),
         Some(Op::RemoveGroup(id)) => Order::RemoveGroup(id),
+        Some(Op::VerifyContact(v)) => {
+            let method = v.method.trim().to_string();
+            let check = Verification {
+                by: v.by.trim().to_string(),
+                method,
+                at: chrono::Utc::now(),
+            };
+            if let Some((field, reason)) = check.problems().into_iter().next() {
+                return Err(Rejected::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "verify_contact.{}",
+                        field.trim_start_matches("verification.")
+                    ),
+                    reason,
+                ));
+            }
+            Order::VerifyContact {
+                id: v.id,
+                by: check.by,
+                method: check.method,
+            }
+        }
     };
     Ok((order, req.requester))
 }

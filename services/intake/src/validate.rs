@@ -332,6 +332,15 @@ pub fn check(
                         "is not email, sms or voice",
                     ));
                 }
+                if inline.identity_verified {
+                    return Err(reject(
+                        E::InvalidArgument,
+                        f("identity_verified"),
+                        "an inline recipient's identity cannot be taken as verified: add the \
+                         person to the directory and record who verified them, how and when \
+                         (herald contacts verify), then address them by contact_id",
+                    ));
+                }
                 rules.decide(ctype, priority, confidentiality, &overrides, inline)
             }
         };

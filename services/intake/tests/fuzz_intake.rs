@@ -293,6 +293,11 @@ fn contact() -> BoxedStrategy<Contact> {
                 language,
                 time_zone: "UTC".into(),
                 identity_verified: verified,
+                verification: verified.then(|| herald_directory::contacts::Verification {
+                    by: "sup-ana".into(),
+                    method: "passport seen".into(),
+                    at: chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(20_000),
+                }),
                 consent: Consent {
                     email: e,
                     sms: s,
@@ -780,6 +785,11 @@ fn wire_contact() -> BoxedStrategy<herald_proto::v1::Contact> {
                 language,
                 time_zone,
                 identity_verified: verified,
+                verification: verified.then(|| herald_proto::v1::Verification {
+                    by: "sup-ana".into(),
+                    method: "passport seen".into(),
+                    at: Some(herald_proto::now()),
+                }),
                 consent: Some(herald_proto::v1::Consent {
                     email: e,
                     sms: s,

@@ -310,7 +310,10 @@ impl Router {
                         i.language.clone()
                     },
                     time_zone: "UTC".into(),
-                    identity_verified: i.identity_verified,
+                    // Intake refuses the claim; never verified, whatever
+                    // an older message says.
+                    identity_verified: false,
+                    verification: None,
                     consent: Consent {
                         email: i.consent_email,
                         sms: i.consent_sms,
@@ -376,7 +379,7 @@ impl Router {
         let render = |channel: Channel| -> Option<(Rendered, bool)> {
             person.contact.address(channel)?;
             let withheld = c == Confidentiality::Sensitive
-                && (channel != Channel::Email || !person.contact.identity_verified);
+                && (channel != Channel::Email || !person.contact.verified());
             let template = if withheld {
                 CONTENT_FREE_NOTICE
             } else {

@@ -29,6 +29,7 @@ fn person(language: &str, phone: Option<&str>) -> Contact {
         language: language.into(),
         time_zone: "UTC".into(),
         identity_verified: false,
+        verification: None,
         consent: Consent::default(),
         organisation: None,
         role: None,
