@@ -23,6 +23,19 @@ pub fn check_key(key: &str) -> Result<(), String> {
     }
 }
 
+/// The cancel key of every send to a third party that rests on `client`'s
+/// consent to share with `with` (a contact id or `category:<name>`):
+/// withdrawing the consent cancels it. Readable when it fits a key, else
+/// a digest of the pair.
+pub fn consent_key(client: &str, with: &str) -> String {
+    let key = format!("consent:{client}:{with}");
+    if check_key(&key).is_ok() {
+        return key;
+    }
+    let digest = crate::ids::fnv1a64(format!("{client}\u{0}{with}").as_bytes());
+    format!("consent:{digest:016x}")
+}
+
 /// The key at `position` in `family`.
 pub fn family_key(family: &str, position: u64) -> String {
     format!("{family}@{position}")

@@ -40,6 +40,15 @@ pub fn owner_id() -> String {
     format!("{}-{}", std::process::id(), ulid::Ulid::new())
 }
 
+/// The 64-bit FNV-1a hash of `bytes`: a short stable name for a value too
+/// long to spell out (not a secret; not for anything an attacker chooses
+/// to collide).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,3 +62,4 @@ mod tests {
         assert_eq!(made_at("BC-2026-1"), None);
     }
 }
+

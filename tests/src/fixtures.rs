@@ -23,6 +23,9 @@ pub fn contact(id: &str, email: Option<&str>, phone: Option<&str>, preferred: &s
             method: "photo ID seen at the front desk".into(),
             at: "2026-01-12T09:30:00Z".parse().expect("a time"),
         }),
+        third_party: false,
+        third_party_category: None,
+        sharing: Vec::new(),
         consent: Consent {
             email: true,
             sms: true,

@@ -312,6 +312,7 @@ async fn sensitive_content_never_goes_over_sms_only_a_content_free_notice() {
     // An unverified contact gets the notice even by email.
     let mut unverified = contact("hal", Some("hal@example.org"), None, "email");
     unverified.identity_verified = false;
+    unverified.verification = None;
     sys.add_contacts(&[unverified]).await;
     let mut req2 = req.clone();
     req2.idempotency_key = "complaint-10".into();

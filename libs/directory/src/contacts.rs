@@ -43,6 +43,17 @@ pub struct Contact {
     /// Who verified the person's identity, how and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// Someone outside the client relationship (an insurer, another
+    /// agency): told of a client's matter only with that client's consent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub third_party: bool,
+    /// The kind of third party, for consents given to a whole kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub third_party_category: Option<String>,
+    /// Whom this person agreed their matter may be shared with, withdrawn
+    /// consents included (the record of what was allowed when).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sharing: Vec<SharingConsent>,
     #[serde(default)]
     pub consent: Consent,
     /// Organisation or site, for broadcasts to everyone there.
@@ -68,6 +79,84 @@ pub struct Verification {
     /// How the identity was checked.
     pub method: String,
     pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A person's consent to share their matter with a third party (SOP 001
+/// §4.4.3), with where it comes from and when it was given and withdrawn.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SharingConsent {
+    /// A contact id, or `category:<name>` for every third party of a kind.
+    pub with: String,
+    pub source: String,
+    pub given_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The most consents one contact's record keeps.
+pub const MAX_SHARING: usize = 100;
+
+/// What `with` a consent may name: a contact id or `category:<name>`.
+pub fn check_sharing_with(with: &str) -> Result<(), String> {
+    let name = with.strip_prefix("category:").unwrap_or(with);
+    if herald_proto::subjects::is_subject_token(name) && !name.contains(':') {
+        Ok(())
+    } else {
+        Err("must be a contact id or category:<name> (letters, digits or - _ @ + =)".into())
+    }
+}
+
+impl SharingConsent {
+    pub fn active(&self) -> bool {
+        self.withdrawn_at.is_none()
+    }
+
+    /// Whether this consent covers `recipient`.
+    pub fn covers(&self, recipient: &Contact) -> bool {
+        self.active()
+            && (self.with == recipient.id
+                || recipient
+                    .third_party_category
+                    .as_deref()
+                    .is_some_and(|c| self.with.strip_prefix("category:") == Some(c)))
+    }
+
+    fn problems(&self, i: usize) -> Vec<(String, String)> {
+        let field = |f: &str| format!("sharing[{i}].{f}");
+        let mut out = Vec::new();
+        if let Err(why) = check_sharing_with(&self.with) {
+            out.push((field("with"), why));
+        }
+        if let Err(why) = one_line(&self.source) {
+            out.push((
+                field("source"),
+                format!("{why}: say where the consent comes from"),
+            ));
+        }
+        if self.given_at.timestamp() <= 0 {
+            out.push((field("given_at"), "is missing".into()));
+        }
+        if self.withdrawn_at.is_some_and(|w| w < self.given_at) {
+            out.push((field("withdrawn_at"), "is before given_at".into()));
+        }
+        out
+    }
+}
+
+/// A short free-text field: one line, not empty, at most [`MAX_METHOD`]
+/// characters.
+pub fn one_line(text: &str) -> Result<(), String> {
+    let text = text.trim();
+    if text.is_empty() {
+        Err("is empty".into())
+    } else if text.chars().count() > MAX_METHOD || text.contains(['\n', '\r']) {
+        Err(format!(
+            "must be one line of at most {MAX_METHOD} characters"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// The longest description of how an identity was checked.
@@ -153,6 +242,47 @@ impl Contact {
         self.preferred_channel.as_deref().and_then(Channel::parse)
     }
 
+    /// The consent on record to share this person's matter with
+    /// `recipient`, if any.
+    pub fn consent_to_share(&self, recipient: &Contact) -> Option<&SharingConsent> {
+        self.sharing.iter().find(|s| s.covers(recipient))
+    }
+
+    /// Records consent to share with `with`; false if an active one was
+    /// already on record (it is kept as it was).
+    pub fn give_consent(
+        &mut self,
+        with: &str,
+        source: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        if self.sharing.iter().any(|s| s.active() && s.with == with) {
+            return false;
+        }
+        self.sharing.push(SharingConsent {
+            with: with.to_string(),
+            source: source.trim().to_string(),
+            given_at: at,
+            withdrawn_at: None,
+        });
+        true
+    }
+
+    /// Withdraws the active consent to share with `with`; false if there
+    /// was none.
+    pub fn withdraw_consent(&mut self, with: &str, at: chrono::DateTime<chrono::Utc>) -> bool {
+        let mut found = false;
+        for s in self
+            .sharing
+            .iter_mut()
+            .filter(|s| s.active() && s.with == with)
+        {
+            s.withdrawn_at = Some(at.max(s.given_at));
+            found = true;
+        }
+        found
+    }
+
     /// Whether the person's identity is verified, with a record of who
     /// verified it, how and when: a bare `identity_verified` is not enough.
     pub fn verified(&self) -> bool {
@@ -163,6 +293,23 @@ impl Contact {
     pub fn verify(&mut self, verification: Verification) {
         self.identity_verified = true;
         self.verification = Some(verification);
+    }
+
+    /// This record replacing `old`: consents on record stay as recorded (a
+    /// withdrawal stops queued sends, which an import cannot do, so only
+    /// `withdraw_consent` withdraws); consents the import brings that are
+    /// not on record yet are added.
+    pub fn carry_consents(&mut self, old: &Contact) {
+        let brought = std::mem::replace(&mut self.sharing, old.sharing.clone());
+        for s in brought {
+            let known = self
+                .sharing
+                .iter()
+                .any(|k| k.with == s.with && (k.active() || k.given_at == s.given_at));
+            if !known {
+                self.sharing.push(s);
+            }
+        }
     }
 
     /// This record replacing `old`: a verification is the directory's
@@ -233,6 +380,28 @@ impl Contact {
         }
         if let Err(why) = validate::time_zone(&self.time_zone) {
             out.push(("time_zone".into(), why));
+        }
+        if let Some(c) = &self.third_party_category {
+            if !self.third_party {
+                out.push((
+                    "third_party_category".into(),
+                    "is given but third_party is false".into(),
+                ));
+            } else if !herald_proto::subjects::is_subject_token(c) || c.contains(':') {
+                out.push((
+                    "third_party_category".into(),
+                    "must be 1-128 letters, digits or - _ @ + =".into(),
+                ));
+            }
+        }
+        if self.sharing.len() > MAX_SHARING {
+            out.push((
+                "sharing".into(),
+                format!("has more than {MAX_SHARING} consents"),
+            ));
+        }
+        for (i, s) in self.sharing.iter().enumerate() {
+            out.extend(s.problems(i));
         }
         match (&self.verification, self.identity_verified) {
             (None, true) => out.push((
@@ -353,6 +522,9 @@ impl Directory {
         let cleared = old
             .as_ref()
             .is_some_and(|old| contact.carry_verification(old));
+        if let Some(old) = &old {
+            contact.carry_consents(old);
+        }
         let contact = &contact;
         self.records
             .put_with(contact, |pipe| {
@@ -381,6 +553,42 @@ impl Directory {
             }
         }
         Ok(cleared)
+    }
+
+    /// Records contact `id`'s consent to share with `with`; the contact as
+    /// it now stands (`None` if there is no such contact) and whether the
+    /// consent is new.
+    pub async fn give_consent(
+        &self,
+        id: &str,
+        with: &str,
+        source: &str,
+    ) -> Result<Option<(Contact, bool)>, DirectoryError> {
+        let Some(mut contact) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let new = contact.give_consent(with, source, chrono::Utc::now());
+        if new {
+            self.records.put_with(&contact, |_| {}).await?;
+        }
+        Ok(Some((contact, new)))
+    }
+
+    /// Withdraws contact `id`'s consent to share with `with`; as
+    /// [`Directory::give_consent`], with whether there was one to withdraw.
+    pub async fn withdraw_consent(
+        &self,
+        id: &str,
+        with: &str,
+    ) -> Result<Option<(Contact, bool)>, DirectoryError> {
+        let Some(mut contact) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let found = contact.withdraw_consent(with, chrono::Utc::now());
+        if found {
+            self.records.put_with(&contact, |_| {}).await?;
+        }
+        Ok(Some((contact, found)))
     }
 
     /// Records that `verification.by` verified contact `id`'s identity;
@@ -575,5 +783,55 @@ mod tests {
         renewed.verify(checked("2026-02-01T10:00:00Z"));
         assert!(!renewed.carry_verification(&old));
         assert!(renewed.verified());
+    }
+
+    #[test]
+    fn consents_are_kept_through_imports_and_only_withdrawn_by_asking() {
+        let at = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let mut insurer = verified_contact();
+        insurer.id = "ins-x".into();
+        insurer.third_party = true;
+        insurer.third_party_category = Some("insurer".into());
+        let mut old = verified_contact();
+        assert!(old.give_consent(
+            "category:insurer",
+            "signed form",
+            at("2026-03-02T10:00:00Z")
+        ));
+        assert!(!old.give_consent("category:insurer", "again", at("2026-03-03T10:00:00Z")));
+        assert!(old.consent_to_share(&insurer).is_some());
+        assert!(old.problems().is_empty(), "{:?}", old.problems());
+
+        // An import without consents keeps them; one with a new one adds it.
+        let mut imported = verified_contact();
+        imported.carry_consents(&old);
+        assert_eq!(imported.sharing, old.sharing);
+        let mut more = verified_contact();
+        more.give_consent("ins-y", "call", at("2026-04-01T10:00:00Z"));
+        more.carry_consents(&old);
+        assert_eq!(more.sharing.len(), 2);
+
+        // Withdrawn, it covers no one, and stays on record.
+        assert!(old.withdraw_consent("category:insurer", at("2026-05-01T10:00:00Z")));
+        assert!(old.consent_to_share(&insurer).is_none());
+        assert!(!old.withdraw_consent("category:insurer", at("2026-05-02T10:00:00Z")));
+        assert_eq!(old.sharing.len(), 1);
+        // An import of the old record, consent still active in it, does
+        // not bring it back.
+        let mut stale = verified_contact();
+        stale.give_consent(
+            "category:insurer",
+            "signed form",
+            at("2026-03-02T10:00:00Z"),
+        );
+        stale.carry_consents(&old);
+        assert!(stale.consent_to_share(&insurer).is_none());
+
+        let mut bad = verified_contact();
+        bad.third_party_category = Some("insurer".into());
+        assert_eq!(bad.problems()[0].0, "third_party_category");
+        let mut bad = verified_contact();
+        bad.give_consent("category:", "x", at("2026-03-02T10:00:00Z"));
+        assert_eq!(bad.problems()[0].0, "sharing[0].with");
     }
 }

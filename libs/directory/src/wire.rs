@@ -4,7 +4,7 @@
 use herald_proto::v1::{self, Channel};
 
 use crate::{
-    contacts::{Consent, Contact, Verification},
+    contacts::{Consent, Contact, SharingConsent, Verification},
     groups::Group,
 };
 
@@ -20,6 +20,9 @@ impl From<&Contact> for v1::Contact {
             time_zone: c.time_zone.clone(),
             identity_verified: c.identity_verified,
             verification: c.verification.as_ref().map(v1::Verification::from),
+            third_party: c.third_party,
+            third_party_category: c.third_party_category.clone(),
+            sharing: c.sharing.iter().map(v1::SharingConsent::from).collect(),
             consent: Some(v1::Consent {
                 email: c.consent.email,
                 sms: c.consent.sms,
@@ -57,6 +60,9 @@ impl From<v1::Contact> for Contact {
             },
             identity_verified: c.identity_verified,
             verification: c.verification.map(Verification::from),
+            third_party: c.third_party,
+            third_party_category: c.third_party_category,
+            sharing: c.sharing.into_iter().map(SharingConsent::from).collect(),
             consent: Consent {
                 email: consent.email,
                 sms: consent.sms,
@@ -86,6 +92,31 @@ impl From<v1::Verification> for Verification {
             by: v.by,
             method: v.method,
             at: herald_proto::system_time(v.at.as_ref()).into(),
+        }
+    }
+}
+
+impl From<&SharingConsent> for v1::SharingConsent {
+    fn from(s: &SharingConsent) -> v1::SharingConsent {
+        v1::SharingConsent {
+            with: s.with.clone(),
+            source: s.source.clone(),
+            given_at: Some(herald_proto::timestamp(s.given_at.into())),
+            withdrawn_at: s.withdrawn_at.map(|w| herald_proto::timestamp(w.into())),
+        }
+    }
+}
+
+impl From<v1::SharingConsent> for SharingConsent {
+    /// A missing `given_at` is the epoch, which the record's check refuses.
+    fn from(s: v1::SharingConsent) -> SharingConsent {
+        SharingConsent {
+            with: s.with,
+            source: s.source,
+            given_at: herald_proto::system_time(s.given_at.as_ref()).into(),
+            withdrawn_at: s
+                .withdrawn_at
+                .map(|w| herald_proto::system_time(Some(&w)).into()),
         }
     }
 }

@@ -94,6 +94,9 @@ enum ContactsCommand {
     List,
     /// Remove a contact.
     Remove { id: String },
+    /// A client's consent to share their matter with a third party.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
     /// Record that a staff member verified this person's identity (SOP 000
     /// §4): only then does sensitive content reach them. A later change of
     /// their email or phone clears it.
@@ -105,6 +108,26 @@ enum ContactsCommand {
         /// How the identity was checked, e.g. "passport seen at the desk".
         #[arg(long)]
         method: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    /// Record that `client` agreed their matter may be shared with a third
+    /// party (a contact id, or category:<kind> for every one of a kind).
+    Give {
+        client: String,
+        #[arg(long, value_name = "CONTACT|category:KIND")]
+        with: String,
+        /// Where the consent comes from, e.g. "signed form, 2 March".
+        #[arg(long)]
+        source: String,
+    },
+    /// Withdraw it: nothing more is sent on it, and what is queued stops.
+    Withdraw {
+        client: String,
+        #[arg(long, value_name = "CONTACT|category:KIND")]
+        with: String,
     },
 }
 
@@ -303,15 +326,9 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
             );
             Ok(())
         }
-        ContactsCommand::Show { id } => match ask_directory(cfg, Op::GetContact(id)).await? {
-            R::Contacts(list) => {
-                for c in list.contacts {
-                    print!("{}", serde_saphyr::to_string(&Contact::from(c))?);
-                }
-                Ok(())
-            }
-            _ => Err(unexpected()),
-        },
+        ContactsCommand::Show { id } => {
+            show_contacts(ask_directory(cfg, Op::GetContact(id)).await?)
+        }
         ContactsCommand::List => match ask_directory(cfg, Op::ListContacts(true)).await? {
             R::Ids(list) => {
                 for id in list.ids {
@@ -326,18 +343,43 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
             println!("removed {id}");
             Ok(())
         }
+        ContactsCommand::Consent(c) => {
+            use herald_proto::v1::ConsentToShare;
+            let op = match c {
+                ConsentCommand::Give {
+                    client,
+                    with,
+                    source,
+                } => Op::GiveConsent(ConsentToShare {
+                    id: client,
+                    with,
+                    source,
+                }),
+                ConsentCommand::Withdraw { client, with } => Op::WithdrawConsent(ConsentToShare {
+                    id: client,
+                    with,
+                    source: String::new(),
+                }),
+            };
+            show_contacts(ask_directory(cfg, op).await?)
+        }
         ContactsCommand::Verify { id, by, method } => {
             let op = Op::VerifyContact(herald_proto::v1::VerifyContact { id, by, method });
-            match ask_directory(cfg, op).await? {
-                R::Contacts(list) => {
-                    for c in list.contacts {
-                        print!("{}", serde_saphyr::to_string(&Contact::from(c))?);
-                    }
-                    Ok(())
-                }
-                _ => Err(unexpected()),
-            }
+            show_contacts(ask_directory(cfg, op).await?)
         }
+    }
+}
+
+/// Prints the contacts of a reply as YAML.
+fn show_contacts(reply: directory_reply::Result) -> Result<(), Failure> {
+    match reply {
+        directory_reply::Result::Contacts(list) => {
+            for c in list.contacts {
+                print!("{}", serde_saphyr::to_string(&Contact::from(c))?);
+            }
+            Ok(())
+        }
+        _ => Err(unexpected()),
     }
 }
 

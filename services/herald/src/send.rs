@@ -63,6 +63,10 @@ pub struct SendArgs {
     /// Case the notification belongs to.
     #[arg(long = "case")]
     case_id: Option<String>,
+    /// The client whose matter this is, when it goes to a third party: it
+    /// is sent only with that client's consent to share on record.
+    #[arg(long, value_name = "CONTACT")]
+    about: Option<String>,
     /// Idempotency key; reuse it to retry safely (default: a new one).
     #[arg(long)]
     key: Option<String>,
@@ -122,6 +126,7 @@ struct FileRequest {
     #[serde(default)]
     channels: Vec<String>,
     case: Option<String>,
+    about: Option<String>,
     requester: Option<String>,
     responsible_staff: Option<String>,
     language: Option<String>,
@@ -203,6 +208,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
     take!(args.confidentiality, f.confidentiality);
     take!(args.template, f.template);
     take!(args.case_id, f.case);
+    take!(args.about, f.about);
     take!(args.key, f.idempotency_key);
     take!(args.requester, f.requester);
     take!(args.staff, f.responsible_staff);
@@ -304,6 +310,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         language: f.language.unwrap_or_default(),
         cancel_keys: f.cancel_keys,
         key_press_url: String::new(),
+        about_contact_id: f.about.unwrap_or_default(),
     })
 }
 

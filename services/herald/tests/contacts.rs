@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use herald_proto::v1::{
-    CommunicationType, InlineRecipient, NotificationRequest, Recipient, intake_reply,
-    recipient::Target,
+    AuditStep, CommunicationType, ErrorCode, InlineRecipient, NotificationRequest, Recipient,
+    intake_reply, recipient::Target,
 };
 use herald_testkit::{
     TestSystem,
@@ -139,14 +139,122 @@ async fn sensitive_content_waits_for_a_recorded_verification_and_a_new_address_c
             ..Default::default()
         })),
     };
-    let reply = sys.notify(&complaint("v-4", inline)).await;
-    let Some(intake_reply::Result::Rejected(r)) = reply.result else {
-        panic!("{reply:?}")
-    };
+    let r = rejected(sys.notify(&complaint("v-4", inline)).await);
     assert_eq!(r.field, "recipients[0].inline.identity_verified");
     assert!(
         r.message.contains("herald contacts verify"),
         "{}",
         r.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_hears_of_a_matter_only_with_the_clients_consent_and_a_withdrawal_stops_what_is_queued()
+ {
+    let sys = TestSystem::start().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("contacts.yaml");
+    std::fs::write(
+        &file,
+        "contacts:\n\
+         - id: kay\n  name: Kay Client\n  email: kay@example.org\n  consent: { email: true }\n\
+         - id: ins-x\n  name: Insurer X\n  email: claims@insurer.example\n  \
+           consent: { email: true }\n  third_party: true\n  third_party_category: insurer\n",
+    )
+    .expect("contacts file");
+    let out = herald.run(&["contacts", "import", file.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let about_kay = |key: &str| NotificationRequest {
+        about_contact_id: "kay".into(),
+        ..herald_testkit::fixtures::inquiry(key, "ins-x", "INQ-SHARE")
+    };
+
+    // Whose matter it is must be said, and that client must have agreed.
+    let unnamed = herald_testkit::fixtures::inquiry("share-0", "ins-x", "INQ-SHARE");
+    let refused = rejected(sys.notify(&unnamed).await);
+    assert_eq!(refused.field, "about_contact_id");
+    assert_eq!(refused.code, ErrorCode::MissingConsent as i32);
+    let refused = rejected(sys.notify(&about_kay("share-1")).await);
+    assert_eq!(refused.field, "recipients[0].contact_id");
+    assert_eq!(refused.code, ErrorCode::MissingConsent as i32);
+    assert!(refused.message.contains("consent"), "{}", refused.message);
+
+    // Consent to the kind of third party covers this one.
+    let out = herald.run(&[
+        "contacts",
+        "consent",
+        "give",
+        "kay",
+        "--with",
+        "category:insurer",
+        "--source",
+        "signed form, 2 March",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("with: category:insurer"),
+        "{}",
+        stdout(&out)
+    );
+    sys.notify_ok(&about_kay("share-2")).await;
+    let mail = sys
+        .smtp
+        .wait_for_mail_to("claims@insurer.example", "INQ-SHARE", WAIT)
+        .await;
+    assert!(mail.body().contains("INQ-SHARE"));
+
+    // A send still queued (the relay refusing for now) stops when the
+    // consent is withdrawn, and the trail says why.
+    sys.smtp.set_tempfail(true);
+    let queued = sys.notify_ok(&about_kay("share-3")).await;
+    sys.wait_for_step(&queued, AuditStep::RetryScheduled, WAIT)
+        .await;
+    let out = herald.run(&[
+        "contacts",
+        "consent",
+        "withdraw",
+        "kay",
+        "--with",
+        "category:insurer",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("withdrawn_at"), "{}", stdout(&out));
+    sys.smtp.set_tempfail(false);
+    let trail = sys.wait_for_step(&queued, AuditStep::Cancelled, WAIT).await;
+    let cancelled = trail
+        .iter()
+        .find(|r| r.step == AuditStep::Cancelled as i32)
+        .expect("cancelled");
+    assert!(
+        cancelled.summary.contains("withdrew consent"),
+        "{}",
+        cancelled.summary
+    );
+    // Nothing more reaches the insurer, and nothing new is accepted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sys.smtp
+            .mails_to("claims@insurer.example", "INQ-SHARE")
+            .len(),
+        1
+    );
+    let refused = rejected(sys.notify(&about_kay("share-4")).await);
+    assert_eq!(refused.code, ErrorCode::MissingConsent as i32);
+
+    // Withdrawing what is not on record says so.
+    let out = herald.run(&["contacts", "consent", "withdraw", "kay", "--with", "ins-x"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("withdraw_consent.with"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn rejected(reply: herald_proto::v1::IntakeReply) -> herald_proto::v1::Rejected {
+    match reply.result {
+        Some(intake_reply::Result::Rejected(r)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

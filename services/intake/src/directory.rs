@@ -10,6 +10,7 @@ use herald_directory::{
     contacts::{Contact, Directory, DirectoryError, Verification},
     groups::{Group, Groups},
 };
+use herald_durable::stop::Stop;
 use herald_proto::{
     Message,
     v1::{
@@ -17,6 +18,8 @@ use herald_proto::{
         Rejected, directory_reply, directory_request::Op,
     },
 };
+use herald_runtime::bus::Bus;
+use std::time::Duration;
 use tracing::{error, info, warn};
 
 /// The most records one request may carry (a larger import is sent in
@@ -27,11 +30,24 @@ pub const MAX_RECORDS: usize = 1000;
 pub(crate) struct DirectoryDesk {
     contacts: Directory,
     groups: Groups,
+    /// For the stops a withdrawn consent asks of delivery.
+    bus: Bus,
+    stop_wait: Duration,
 }
 
 impl DirectoryDesk {
-    pub(crate) fn new(contacts: Directory, groups: Groups) -> DirectoryDesk {
-        DirectoryDesk { contacts, groups }
+    pub(crate) fn new(
+        contacts: Directory,
+        groups: Groups,
+        bus: Bus,
+        stop_wait: Duration,
+    ) -> DirectoryDesk {
+        DirectoryDesk {
+            contacts,
+            groups,
+            bus,
+            stop_wait,
+        }
     }
 
     /// Answers one directory request from `caller` (as NATS verified it).
@@ -86,6 +102,58 @@ impl DirectoryDesk {
                 }
                 info!(count = contacts.len(), requester, "contacts imported");
                 Ok(R::Changed(contacts.len() as u32))
+            }
+            Order::GiveConsent { id, with, source } => {
+                self.known_third_party(&with).await?;
+                let (contact, new) = self
+                    .contacts
+                    .give_consent(&id, &with, &source)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| not_found("give_consent.id", "contact", &id))?;
+                info!(contact = %id, with, new, requester, "consent to share recorded");
+                Ok(R::Contacts(ContactList {
+                    contacts: vec![v1::Contact::from(&contact)],
+                }))
+            }
+            Order::WithdrawConsent { id, with } => {
+                let (contact, found) = self
+                    .contacts
+                    .withdraw_consent(&id, &with)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| not_found("withdraw_consent.id", "contact", &id))?;
+                if !found {
+                    return Err(Rejected::new(
+                        ErrorCode::NotFound,
+                        "withdraw_consent.with",
+                        format!("{id} has no consent on record to share with {with}"),
+                    ));
+                }
+                // Recorded first, so nothing new is accepted on it; then
+                // whatever is queued on it stops, and the answer comes only
+                // once nothing carrying the key can still go out.
+                let key = herald_proto::cancel_keys::consent_key(&id, &with);
+                Stop::key(
+                    key,
+                    format!("{id} withdrew consent to share with {with} ({requester})"),
+                )
+                .and_wait(self.stop_wait)
+                .send(&self.bus)
+                .await
+                .map_err(|e| {
+                    error!(error = %e, "delivery could not record the stop of a withdrawn consent");
+                    Rejected::new(
+                        ErrorCode::Unavailable,
+                        "",
+                        "the consent is withdrawn but queued sends could not be stopped yet; \
+                         withdraw it again",
+                    )
+                })?;
+                info!(contact = %id, with, requester, "consent to share withdrawn");
+                Ok(R::Contacts(ContactList {
+                    contacts: vec![v1::Contact::from(&contact)],
+                }))
             }
             Order::VerifyContact { id, by, method } => {
                 // The verifier is someone the directory knows, so the
@@ -174,6 +242,34 @@ impl DirectoryDesk {
     }
 }
 
+impl DirectoryDesk {
+    /// A consent names a contact the directory knows (a category needs no
+    /// contact yet).
+    async fn known_third_party(&self, with: &str) -> Result<(), Rejected> {
+        if with.starts_with("category:") {
+            return Ok(());
+        }
+        match self.contacts.get(with).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Rejected::new(
+                ErrorCode::UnknownContact,
+                "give_consent.with",
+                format!(
+                    "no contact with id {with:?}: import the third party first, or name a category:<name>"
+                ),
+            )),
+            Err(e) => {
+                error!(error = %e, "directory unreadable");
+                Err(Rejected::new(
+                    ErrorCode::Unavailable,
+                    "",
+                    "the directory cannot be reached just now; ask again",
+                ))
+            }
+        }
+    }
+}
+
 /// What a directory request asks, decoded and with the records of an
 /// import checked: everything that can be refused before the directory is
 /// read.
@@ -191,6 +287,15 @@ pub enum Order {
         id: String,
         by: String,
         method: String,
+    },
+    GiveConsent {
+        id: String,
+        with: String,
+        source: String,
+    },
+    WithdrawConsent {
+        id: String,
+        with: String,
     },
 }
 
@@ -228,6 +333,25 @@ pub fn read(payload: &[u8]) -> Result<(Order, String), Rejected> {
         Some(Op::ListGroups(_)) => Order::ListGroups,
         Some(Op::RemoveContact(id)) => Order::RemoveContact(id),
         Some(Op::RemoveGroup(id)) => Order::RemoveGroup(id),
+        Some(Op::GiveConsent(c)) => {
+            let with = consent_with(&c.with, "give_consent.with")?;
+            if let Err(why) = herald_directory::contacts::one_line(&c.source) {
+                return Err(Rejected::new(
+                    ErrorCode::InvalidArgument,
+                    "give_consent.source",
+                    format!("{why}: say where the consent comes from (a signed form, a call)"),
+                ));
+            }
+            Order::GiveConsent {
+                id: c.id,
+                with,
+                source: c.source.trim().to_string(),
+            }
+        }
+        Some(Op::WithdrawConsent(c)) => Order::WithdrawConsent {
+            with: consent_with(&c.with, "withdraw_consent.with")?,
+            id: c.id,
+        },
         Some(Op::VerifyContact(v)) => {
             let method = v.method.trim().to_string();
             let check = Verification {
@@ -253,6 +377,14 @@ pub fn read(payload: &[u8]) -> Result<(Order, String), Rejected> {
         }
     };
     Ok((order, req.requester))
+}
+
+/// Whom a consent names, checked.
+fn consent_with(with: &str, field: &str) -> Result<String, Rejected> {
+    let with = with.trim();
+    herald_directory::contacts::check_sharing_with(with)
+        .map_err(|why| Rejected::new(ErrorCode::InvalidArgument, field, why))?;
+    Ok(with.to_string())
 }
 
 fn not_found(field: &str, what: &str, id: &str) -> Rejected {

@@ -18,6 +18,7 @@ mod http;
 mod integrations;
 mod keys;
 mod notify;
+mod sharing;
 pub mod validate;
 
 pub use notify::lane_for;
@@ -210,6 +211,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let desk = directory::DirectoryDesk::new(
         Directory::new(redis.clone(), &cfg.redis.prefix),
         Groups::new(redis.clone(), &cfg.redis.prefix),
+        service.bus.clone(),
+        intake.cases.stop_wait(),
     );
     service
         .serve(

@@ -49,7 +49,8 @@ pub struct Limits {
     pub max_recipients: usize,
 }
 
-/// Ids of the directory contacts a request names, for one lookup.
+/// Ids of the directory contacts a request names, for one lookup: its
+/// recipients', then the client it is about, if any.
 pub fn contact_ids(req: &NotificationRequest) -> Vec<String> {
     req.recipients
         .iter()
@@ -57,6 +58,7 @@ pub fn contact_ids(req: &NotificationRequest) -> Vec<String> {
             Some(Target::ContactId(id)) => Some(id.clone()),
             _ => None,
         })
+        .chain((!req.about_contact_id.is_empty()).then(|| req.about_contact_id.clone()))
         .collect()
 }
 
@@ -273,6 +275,7 @@ pub fn check(
         ));
     }
     let mut looked_up = contacts.iter();
+    let mut third_parties = Vec::new();
     for (i, r) in req.recipients.iter().enumerate() {
         let field = format!("recipients[{i}]");
         let decision = match &r.target {
@@ -292,6 +295,9 @@ pub fn check(
                         format!("no contact with id {id:?} in the directory"),
                     ));
                 };
+                if contact.third_party {
+                    third_parties.push((i, contact.clone()));
+                }
                 rules.decide(ctype, priority, confidentiality, &overrides, &contact)
             }
             Some(Target::Inline(inline)) => {
@@ -361,6 +367,8 @@ pub fn check(
             ));
         }
     }
+    let about = looked_up.next().cloned().flatten();
+    crate::sharing::check(&mut req, about.as_ref(), &third_parties)?;
     Ok(req)
 }
 

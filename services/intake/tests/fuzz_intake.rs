@@ -106,6 +106,7 @@ const NOTIFY_FIELDS: &[&str] = &[
     "key_press_url",
     "language",
     "cancel_keys",
+    "about_contact_id",
 ];
 const CASE_FIELDS: &[&str] = &[
     "event_id",
@@ -298,6 +299,9 @@ fn contact() -> BoxedStrategy<Contact> {
                     method: "passport seen".into(),
                     at: chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(20_000),
                 }),
+                third_party: false,
+                third_party_category: None,
+                sharing: Vec::new(),
                 consent: Consent {
                     email: e,
                     sms: s,
@@ -443,12 +447,13 @@ fn notification_request() -> BoxedStrategy<NotificationRequest> {
                 Just(String::new()),
                 prop_oneof![Just("https://h.example/k?c=1".to_string()), text()],
             ),
+            mostly(Just(String::new()), id()),
         ),
     )
         .prop_map(
             |(
                 (key, ctype, priority, confidentiality, recipients, (template_id, params), version),
-                (overrides, case_id, requester, staff, language, cancel_keys, key_press_url),
+                (overrides, case_id, requester, staff, language, cancel_keys, key_press_url, about),
             )| NotificationRequest {
                 idempotency_key: key,
                 communication_type: ctype,
@@ -465,6 +470,7 @@ fn notification_request() -> BoxedStrategy<NotificationRequest> {
                 language,
                 cancel_keys,
                 key_press_url,
+                about_contact_id: about,
             },
         )
         .boxed()
@@ -790,6 +796,9 @@ fn wire_contact() -> BoxedStrategy<herald_proto::v1::Contact> {
                     method: "passport seen".into(),
                     at: Some(herald_proto::now()),
                 }),
+                third_party: false,
+                third_party_category: None,
+                sharing: Vec::new(),
                 consent: Some(herald_proto::v1::Consent {
                     email: e,
                     sms: s,

@@ -314,6 +314,9 @@ impl Router {
                     // an older message says.
                     identity_verified: false,
                     verification: None,
+                    third_party: false,
+                    third_party_category: None,
+                    sharing: Vec::new(),
                     consent: Consent {
                         email: i.consent_email,
                         sms: i.consent_sms,
