@@ -62,4 +62,3 @@ mod tests {
         assert_eq!(made_at("BC-2026-1"), None);
     }
 }
-

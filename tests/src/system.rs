@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     http::HttpSink,
     servers::{NatsServer, RedisServer},
-    smtp::SmtpSink,
+    smtp::{SinkTls, SmtpSink},
 };
 
 /// The coordinator every test system knows, and their token.
@@ -117,6 +117,8 @@ pub struct TestSystem {
     pub coordinator: async_nats::Client,
     pub grpc_addr: std::net::SocketAddr,
     outbox: tempfile::TempDir,
+    /// The SMTP sink's certificate, which delivery trusts.
+    _relay_ca: tempfile::TempDir,
     intake: Option<Service>,
     router: Option<Service>,
     delivery: Option<Service>,
@@ -138,10 +140,17 @@ impl TestSystem {
         herald_runtime::install_crypto();
         let nats = NatsServer::start();
         let redis = RedisServer::start();
-        let smtp = SmtpSink::start().await;
+        // The relay speaks STARTTLS, as relays do: confidential content
+        // goes only over an encrypted connection.
+        let smtp = SmtpSink::start_tls(SinkTls::StartTls).await;
         let http = HttpSink::start().await;
         let outbox = tempfile::tempdir().expect("outbox dir");
+        let relay_ca = tempfile::tempdir().expect("relay CA dir");
+        let ca_file = relay_ca.path().join("relay-ca.pem");
+        std::fs::write(&ca_file, smtp.certificate_pem().unwrap_or_default())
+            .expect("relay CA written");
         let mut cfg = config(&nats, &redis, &smtp, &http, outbox.path());
+        cfg.delivery.smtp_ca_file = Some(ca_file);
         tweak(&mut cfg);
         nats.provision(&cfg.nats).await;
         let client = nats.admin().await;
@@ -158,6 +167,7 @@ impl TestSystem {
             coordinator,
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             outbox,
+            _relay_ca: relay_ca,
             intake: None,
             router: None,
             delivery: None,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_proto::v1::AuditStep;
+use herald_proto::v1::{AuditStep, Confidentiality, NotificationRequest};
 use herald_testkit::{
     TestSystem,
     fixtures::{contact, inquiry},
@@ -82,4 +82,68 @@ async fn an_untrusted_certificate_or_a_missing_starttls_sends_nothing_in_clear()
         .unwrap();
     assert!(retry.summary.contains("STARTTLS"), "{}", retry.summary);
     assert_eq!(plain.count(), 0, "a message went out in clear");
+}
+
+/// The sink's URL without the `tls=required` the kit gives a STARTTLS
+/// sink: what a relay configured for plain or opportunistic SMTP reads.
+fn plain_url(sink: &SmtpSink) -> String {
+    sink.url().replace("?tls=required", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_content_goes_only_encrypted_and_never_in_clear_to_a_relay_without_tls() {
+    let confidential = |key: &str, reference: &str| NotificationRequest {
+        confidentiality: Confidentiality::Confidential as i32,
+        ..inquiry(key, "erin", reference)
+    };
+
+    // A relay with no TLS at all: standard mail goes, as configured ...
+    let plain = SmtpSink::start().await;
+    let (sys, _dir) = system_for(plain.url(), None).await;
+    sys.notify_ok(&inquiry("std-1", "erin", "INQ-80")).await;
+    let mails = plain.wait_for(1, Duration::from_secs(20)).await;
+    assert!(!mails[0].encrypted);
+    // ... confidential content does not, and the trail says why.
+    let id = sys.notify_ok(&confidential("conf-1", "INQ-81")).await;
+    let trail = sys
+        .wait_for_step(&id, AuditStep::DeadLettered, Duration::from_secs(20))
+        .await;
+    let said: Vec<&str> = trail.iter().map(|r| r.summary.as_str()).collect();
+    assert!(
+        said.iter().any(|s| s.contains("not sent in clear")),
+        "{said:#?}"
+    );
+    assert!(
+        !trail
+            .iter()
+            .any(|r| r.step == AuditStep::RetryScheduled as i32),
+        "a relay without TLS is not tried again: {said:#?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        plain.count(),
+        1,
+        "confidential content reached a plain relay"
+    );
+    assert!(plain.mails_to("erin@example.org", "INQ-81").is_empty());
+    drop(sys);
+
+    // A relay offering STARTTLS, configured plain: the confidential mail
+    // is upgraded and arrives encrypted; the standard one stays as set.
+    let tls = SmtpSink::start_tls(SinkTls::StartTls).await;
+    let (sys, _dir) = system_for(plain_url(&tls), tls.certificate_pem()).await;
+    sys.notify_ok(&confidential("conf-2", "INQ-82")).await;
+    sys.notify_ok(&inquiry("std-2", "erin", "INQ-83")).await;
+    let mails = tls.wait_for(2, Duration::from_secs(20)).await;
+    let by_ref = |r: &str| {
+        mails
+            .iter()
+            .find(|m| m.subject().contains(r))
+            .unwrap_or_else(|| panic!("{r} arrived"))
+    };
+    assert!(
+        by_ref("INQ-82").encrypted,
+        "confidential content came in clear"
+    );
+    assert!(!by_ref("INQ-83").encrypted);
 }

@@ -44,6 +44,9 @@ pub enum SmtpError {
     Smtp(lettre::transport::smtp::Error),
     /// Connecting, or the TLS handshake of `smtps`.
     Connect(String),
+    /// The connection has to be encrypted and the server does not offer
+    /// STARTTLS: nothing was sent.
+    NoStartTls,
 }
 
 impl fmt::Display for SmtpError {
@@ -51,6 +54,9 @@ impl fmt::Display for SmtpError {
         match self {
             SmtpError::Smtp(e) => write!(f, "{e}"),
             SmtpError::Connect(e) => write!(f, "connection failed: {e}"),
+            SmtpError::NoStartTls => f.write_str(
+                "the server does not offer STARTTLS, and the message may only go encrypted",
+            ),
         }
     }
 }
@@ -171,7 +177,48 @@ impl SmtpPool {
         idle_timeout: Duration,
         extra_roots_pem: Option<&[u8]>,
     ) -> anyhow::Result<SmtpPool> {
-        let server = Server::parse(url)?;
+        Self::build(
+            Server::parse(url)?,
+            max_size,
+            timeout,
+            idle_timeout,
+            extra_roots_pem,
+        )
+    }
+
+    /// Whether every message of this pool travels encrypted (STARTTLS
+    /// required, or TLS from the first byte).
+    pub fn encrypted(&self) -> bool {
+        matches!(
+            self.server.security,
+            Security::Wrapper | Security::StartTls { required: true }
+        )
+    }
+
+    /// A pool for the same server as [`SmtpPool::new`]'s that sends only
+    /// encrypted: a plain or opportunistic URL is upgraded to STARTTLS
+    /// required, on the same port.
+    pub fn new_encrypted(
+        url: &str,
+        max_size: u32,
+        timeout: Duration,
+        idle_timeout: Duration,
+        extra_roots_pem: Option<&[u8]>,
+    ) -> anyhow::Result<SmtpPool> {
+        let mut server = Server::parse(url)?;
+        if server.security != Security::Wrapper {
+            server.security = Security::StartTls { required: true };
+        }
+        Self::build(server, max_size, timeout, idle_timeout, extra_roots_pem)
+    }
+
+    fn build(
+        server: Server,
+        max_size: u32,
+        timeout: Duration,
+        idle_timeout: Duration,
+        extra_roots_pem: Option<&[u8]>,
+    ) -> anyhow::Result<SmtpPool> {
         let extra: Vec<rustls::pki_types::CertificateDer<'static>> = match extra_roots_pem {
             None => Vec::new(),
             Some(pem) => {
@@ -300,9 +347,7 @@ impl SmtpPool {
                     conn.starttls(tls.clone(), &s.hello).await?;
                 } else if required {
                     conn.abort().await;
-                    return Ok(Err(SmtpError::Connect(
-                        "the server does not offer STARTTLS, which tls=required asks for".into(),
-                    )));
+                    return Ok(Err(SmtpError::NoStartTls));
                 }
             }
             if let Some(credentials) = &s.credentials {

@@ -17,6 +17,7 @@ use lettre::{
 };
 
 use crate::smtp::{SmtpError, SmtpPool};
+use herald_config::TlsFrom;
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -56,7 +57,8 @@ impl SendError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sent {
     pub provider_id: String,
-    /// Where the message went: "smtp", "http" or an outbox path.
+    /// Where the message went: "smtp", "smtp+tls", "http" or an outbox
+    /// path.
     pub via: String,
 }
 
@@ -95,6 +97,8 @@ pub fn classify_smtp(e: &SmtpError) -> SendError {
         // Refused, unreachable, timed out, a TLS handshake cut short: the
         // server may well be back later.
         SmtpError::Connect(why) => return SendError::transient(format!("SMTP {why}")),
+        // The relay may be fixed: tls=required in the URL retries.
+        SmtpError::NoStartTls => return SendError::transient(format!("SMTP {e}")),
         SmtpError::Smtp(e) => e,
     };
     if e.is_permanent() {
@@ -120,7 +124,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 enum Email {
-    Smtp(SmtpPool),
+    Smtp {
+        pool: SmtpPool,
+        /// For content that may only go encrypted, when `pool` may send in
+        /// clear: the same relay with STARTTLS required.
+        encrypted: Option<SmtpPool>,
+    },
     Outbox(PathBuf),
 }
 
@@ -140,6 +149,7 @@ pub struct Transports {
     voice_from: String,
     auth: Option<(String, String)>,
     callback_base: Option<String>,
+    tls_from: TlsFrom,
 }
 
 impl Transports {
@@ -156,16 +166,31 @@ impl Transports {
                     })?),
                     None => None,
                 };
-                Email::Smtp(
-                    SmtpPool::new(
+                let pool = |encrypted: bool| {
+                    let make = if encrypted {
+                        SmtpPool::new_encrypted
+                    } else {
+                        SmtpPool::new
+                    };
+                    make(
                         url.expose_secret(),
                         cfg.smtp_pool_size,
                         cfg.attempt_timeout,
                         Duration::from_secs(30),
                         roots.as_deref(),
                     )
-                    .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))?,
-                )
+                    .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))
+                };
+                let plain = pool(false)?;
+                let encrypted = if plain.encrypted() || cfg.smtp_tls_from == TlsFrom::None {
+                    None
+                } else {
+                    Some(pool(true)?)
+                };
+                Email::Smtp {
+                    pool: plain,
+                    encrypted,
+                }
             }
             None => Email::Outbox(cfg.outbox_dir.join("email")),
         };
@@ -201,6 +226,7 @@ impl Transports {
                     .map(|t| t.expose_secret().to_owned()),
             ),
             callback_base: cfg.status_callback_base.clone(),
+            tls_from: cfg.smtp_tls_from,
         })
     }
 
@@ -263,13 +289,27 @@ impl Transports {
             .body(job.body.clone())
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match &self.email {
-            Email::Smtp(smtp) => match smtp.send(message.envelope(), &message.formatted()).await {
-                Ok(_) => Ok(Sent {
-                    provider_id: message_id,
-                    via: "smtp".into(),
-                }),
-                Err(e) => Err(classify_smtp(&e)),
-            },
+            Email::Smtp { pool, encrypted } => {
+                let must_encrypt =
+                    !job.content_withheld && self.tls_from.requires(job.confidentiality);
+                let (smtp, forced) = match encrypted {
+                    Some(e) if must_encrypt => (e, true),
+                    _ => (pool, false),
+                };
+                match smtp.send(message.envelope(), &message.formatted()).await {
+                    Ok(_) => Ok(Sent {
+                        provider_id: message_id,
+                        via: if smtp.encrypted() { "smtp+tls" } else { "smtp" }.into(),
+                    }),
+                    // A relay without STARTTLS will not grow it by the next
+                    // attempt: the job is handed on, not sent in clear.
+                    Err(SmtpError::NoStartTls) if forced => Err(SendError::permanent(
+                        "confidential content goes only over an encrypted connection, and the \
+                         SMTP relay does not offer STARTTLS: not sent in clear",
+                    )),
+                    Err(e) => Err(classify_smtp(&e)),
+                }
+            }
             Email::Outbox(dir) => {
                 let path =
                     write_outbox(dir, &format!("{}.eml", job.job_id), &message.formatted()).await?;
