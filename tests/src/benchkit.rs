@@ -17,7 +17,7 @@ use axum::{body::Bytes, extract::State};
 use herald_directory::contacts::Contact;
 use herald_proto::{
     Message, subjects,
-    v1::{CommunicationType, IntakeReply, NotificationRequest, intake_reply},
+    v1::{CommunicationType, Confidentiality, IntakeReply, NotificationRequest, intake_reply},
 };
 use tokio::sync::Semaphore;
 
@@ -211,6 +211,9 @@ pub fn request_among(phase: &str, seq: usize, contacts: usize) -> NotificationRe
     NotificationRequest {
         idempotency_key: format!("bench-{phase}-{seq}"),
         communication_type: CommunicationType::ServiceUpdate as i32,
+        // Standard, so the content goes to the bench's plain HTTP sink
+        // (confidential content would need HTTPS), as in earlier runs.
+        confidentiality: Confidentiality::Standard as i32,
         recipients: vec![to_contact(&format!("c{}", seq % contacts.max(1)))],
         template_id: "bench".into(),
         params: [("seq".to_string(), seq.to_string())].into(),

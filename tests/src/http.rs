@@ -100,6 +100,9 @@ pub struct HttpSink {
     pub port: u16,
     state: Arc<State_>,
     stop: CancellationToken,
+    /// HTTPS: the certificate (PEM) clients must trust, and the folder
+    /// holding it and its key.
+    tls: Option<(String, tempfile::TempDir)>,
 }
 
 impl HttpSink {
@@ -108,6 +111,56 @@ impl HttpSink {
             .await
             .expect("bind HTTP sink");
         let port = listener.local_addr().unwrap().port();
+        let (state, app) = Self::app();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await;
+        });
+        HttpSink {
+            port,
+            state,
+            stop,
+            tls: None,
+        }
+    }
+
+    /// A sink served over HTTPS only, with a fresh self-signed certificate
+    /// for 127.0.0.1 ([`HttpSink::certificate_pem`]), as providers are.
+    pub async fn start_tls() -> HttpSink {
+        herald_runtime::install_crypto();
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .expect("a self-signed certificate");
+        let dir = tempfile::tempdir().expect("certificate dir");
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, key.cert.pem()).expect("certificate written");
+        std::fs::write(&key_file, key.signing_key.serialize_pem()).expect("key written");
+        let (state, app) = Self::app();
+        let stop = CancellationToken::new();
+        let listener = herald_config::PublicListener {
+            addr: None,
+            tls_cert_file: Some(cert_file),
+            tls_key_file: Some(key_file),
+        };
+        let (bound, _) = herald_runtime::public::serve("127.0.0.1:0", &listener, app, stop.clone())
+            .await
+            .expect("HTTPS sink");
+        HttpSink {
+            port: bound.port(),
+            state,
+            stop,
+            tls: Some((key.cert.pem(), dir)),
+        }
+    }
+
+    /// The certificate a client must trust to reach an HTTPS sink.
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|(pem, _)| pem.clone())
+    }
+
+    fn app() -> (Arc<State_>, Router) {
         let state = Arc::new(State_ {
             requests: Mutex::new(Vec::new()),
             responder: Mutex::new(None),
@@ -117,19 +170,13 @@ impl HttpSink {
             in_flight: Default::default(),
             max_in_flight: Default::default(),
         });
-        let stop = CancellationToken::new();
         let app = Router::new().fallback(record).with_state(state.clone());
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await;
-        });
-        HttpSink { port, state, stop }
+        (state, app)
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
     /// Answers every request with `f(request, how many came before it)`.

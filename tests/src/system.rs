@@ -117,7 +117,7 @@ pub struct TestSystem {
     pub coordinator: async_nats::Client,
     pub grpc_addr: std::net::SocketAddr,
     outbox: tempfile::TempDir,
-    /// The SMTP sink's certificate, which delivery trusts.
+    /// The SMTP and HTTP sinks' certificates, which delivery trusts.
     _relay_ca: tempfile::TempDir,
     intake: Option<Service>,
     router: Option<Service>,
@@ -143,14 +143,19 @@ impl TestSystem {
         // The relay speaks STARTTLS, as relays do: confidential content
         // goes only over an encrypted connection.
         let smtp = SmtpSink::start_tls(SinkTls::StartTls).await;
-        let http = HttpSink::start().await;
+        // Providers are reached over HTTPS, as real ones are.
+        let http = HttpSink::start_tls().await;
         let outbox = tempfile::tempdir().expect("outbox dir");
         let relay_ca = tempfile::tempdir().expect("relay CA dir");
+        let provider_ca = relay_ca.path().join("provider-ca.pem");
+        std::fs::write(&provider_ca, http.certificate_pem().unwrap_or_default())
+            .expect("provider CA written");
         let ca_file = relay_ca.path().join("relay-ca.pem");
         std::fs::write(&ca_file, smtp.certificate_pem().unwrap_or_default())
             .expect("relay CA written");
         let mut cfg = config(&nats, &redis, &smtp, &http, outbox.path());
         cfg.delivery.smtp_ca_file = Some(ca_file);
+        cfg.delivery.provider_ca_file = Some(provider_ca);
         tweak(&mut cfg);
         nats.provision(&cfg.nats).await;
         let client = nats.admin().await;

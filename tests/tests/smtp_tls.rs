@@ -1,6 +1,7 @@
 //! Email over TLS: STARTTLS and TLS from the first byte reach a real SMTP
 //! server with its own certificate, and a connection that cannot be secured
-//! as configured carries nothing.
+//! as configured carries nothing. Confidential content reaches providers
+//! only encrypted, by email and by the SMS and voice webhooks alike.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use herald_proto::v1::{AuditStep, Confidentiality, NotificationRequest};
 use herald_testkit::{
     TestSystem,
     fixtures::{contact, inquiry},
+    http::HttpSink,
     smtp::{SinkTls, SmtpSink},
 };
 
@@ -146,4 +148,59 @@ async fn confidential_content_goes_only_encrypted_and_never_in_clear_to_a_relay_
         "confidential content came in clear"
     );
     assert!(!by_ref("INQ-83").encrypted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_content_goes_to_an_sms_provider_only_over_https() {
+    let confidential = |key: &str, reference: &str| NotificationRequest {
+        confidentiality: Confidentiality::Confidential as i32,
+        ..inquiry(key, "sol", reference)
+    };
+    let sol = contact("sol", None, Some("+447700900055"), "sms");
+
+    // An SMS provider URL in plain http: standard content goes there;
+    // confidential content never does, and falls back to the call (whose
+    // provider is the kit's, over HTTPS), saying why.
+    let plain = HttpSink::start().await;
+    let sms_url = plain.url("/sms");
+    let sys = TestSystem::start_with(|cfg| cfg.delivery.sms_url = Some(sms_url)).await;
+    sys.add_contacts(std::slice::from_ref(&sol)).await;
+    sys.notify_ok(&inquiry("sms-std", "sol", "INQ-90")).await;
+    plain.wait_for("/sms", 1, Duration::from_secs(20)).await;
+    let id = sys.notify_ok(&confidential("sms-conf", "INQ-91")).await;
+    let trail = sys
+        .wait_for_step(&id, AuditStep::Fallback, Duration::from_secs(20))
+        .await;
+    let said: Vec<&str> = trail.iter().map(|r| r.summary.as_str()).collect();
+    assert!(
+        said.iter().any(|s| s.contains("only over HTTPS")),
+        "{said:#?}"
+    );
+    let calls = sys
+        .http
+        .wait_for("/voice", 1, Duration::from_secs(20))
+        .await;
+    assert!(
+        calls[0]
+            .field("Twiml")
+            .unwrap_or_default()
+            .contains("INQ-91")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bodies: Vec<String> = plain
+        .requests_to("/sms")
+        .iter()
+        .filter_map(|r| r.field("Body").map(str::to_string))
+        .collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].contains("INQ-90"), "{bodies:?}");
+    drop(sys);
+
+    // Over HTTPS (the kit's provider, whose certificate delivery trusts)
+    // it arrives.
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[sol]).await;
+    sys.notify_ok(&confidential("sms-conf-2", "INQ-92")).await;
+    let got = sys.http.wait_for("/sms", 1, Duration::from_secs(20)).await;
+    assert!(got[0].field("Body").unwrap_or_default().contains("INQ-92"));
 }

@@ -31,14 +31,18 @@ pub struct DeliveryConfig {
     /// PEM certificates to trust for SMTP over TLS besides the public web
     /// roots: the authority of a private relay.
     pub smtp_ca_file: Option<PathBuf>,
-    /// The lowest confidentiality level whose content goes only over an
-    /// encrypted SMTP connection (STARTTLS required or TLS from the first
-    /// byte, the certificate verified), whatever `smtp_url` allows for the
-    /// rest: `standard`, `confidential` (SOP 000 §4, the default),
-    /// `sensitive` or `none`. Where the relay cannot encrypt, such a job is
-    /// not sent in clear: it falls back or is dead-lettered, saying why. A
-    /// content-free notice is not content and goes as `smtp_url` says.
-    pub smtp_tls_from: TlsFrom,
+    /// The lowest confidentiality level whose content reaches providers
+    /// only encrypted (SOP 000 §4): email over SMTP with STARTTLS required
+    /// or TLS from the first byte, SMS and calls to an `https://` provider
+    /// URL, certificates verified, whatever `smtp_url` allows for the rest:
+    /// `standard`, `confidential` (the default), `sensitive` or `none`.
+    /// Where a provider cannot be reached encrypted, such a job is not sent
+    /// in clear: it falls back or is dead-lettered, saying why. A
+    /// content-free notice is not content and goes as configured.
+    pub encrypted_from: EncryptedFrom,
+    /// PEM certificates to trust for the SMS and voice providers' HTTPS
+    /// besides the public web roots.
+    pub provider_ca_file: Option<PathBuf>,
     /// Pooled SMTP connections.
     pub smtp_pool_size: u32,
     /// Provider endpoint for SMS (form-encoded To, From, Body,
@@ -101,26 +105,26 @@ pub struct DeliveryConfig {
     pub contact_max_voice: u32,
 }
 
-/// See [`DeliveryConfig::smtp_tls_from`].
+/// See [`DeliveryConfig::encrypted_from`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TlsFrom {
+pub enum EncryptedFrom {
     Standard,
     Confidential,
     Sensitive,
     None,
 }
 
-impl TlsFrom {
+impl EncryptedFrom {
     /// Whether content at `level` (a `herald.v1.Confidentiality` value;
     /// unspecified counts as standard) must travel encrypted.
     pub fn requires(self, level: i32) -> bool {
         let level = level.max(1);
         match self {
-            TlsFrom::Standard => true,
-            TlsFrom::Confidential => level >= 2,
-            TlsFrom::Sensitive => level >= 3,
-            TlsFrom::None => false,
+            EncryptedFrom::Standard => true,
+            EncryptedFrom::Confidential => level >= 2,
+            EncryptedFrom::Sensitive => level >= 3,
+            EncryptedFrom::None => false,
         }
     }
 }
@@ -137,7 +141,8 @@ impl Default for DeliveryConfig {
             smtp_url: None,
             smtp_from: "Herald <herald@localhost>".into(),
             smtp_ca_file: None,
-            smtp_tls_from: TlsFrom::Confidential,
+            encrypted_from: EncryptedFrom::Confidential,
+            provider_ca_file: None,
             smtp_pool_size: 16,
             sms_url: None,
             sms_from: "+15550100000".into(),

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use broadcast::{BroadcastConfig, Coordinator, MAX_CYCLES};
 pub use content::ContentConfig;
-pub use delivery::{DeliveryConfig, TlsFrom};
+pub use delivery::{DeliveryConfig, EncryptedFrom};
 pub use escalation::EscalationConfig;
 pub use intake::{IntakeConfig, SystemKeys};
 pub use integrations::{Integration, IntegrationKind};

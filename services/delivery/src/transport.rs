@@ -17,7 +17,7 @@ use lettre::{
 };
 
 use crate::smtp::{SmtpError, SmtpPool};
-use herald_config::TlsFrom;
+use herald_config::EncryptedFrom;
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -149,7 +149,7 @@ pub struct Transports {
     voice_from: String,
     auth: Option<(String, String)>,
     callback_base: Option<String>,
-    tls_from: TlsFrom,
+    encrypted_from: EncryptedFrom,
 }
 
 impl Transports {
@@ -182,7 +182,7 @@ impl Transports {
                     .map_err(|e| anyhow::anyhow!("delivery.smtp_url: {e}"))
                 };
                 let plain = pool(false)?;
-                let encrypted = if plain.encrypted() || cfg.smtp_tls_from == TlsFrom::None {
+                let encrypted = if plain.encrypted() || cfg.encrypted_from == EncryptedFrom::None {
                     None
                 } else {
                     Some(pool(true)?)
@@ -198,7 +198,19 @@ impl Transports {
             Some(u) => Webhook::Http(u.clone()),
             None => Webhook::Outbox(cfg.outbox_dir.join(name)),
         };
+        let provider_roots = match &cfg.provider_ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("delivery.provider_ca_file {}: {e}", path.display())
+                })?;
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    anyhow::anyhow!("delivery.provider_ca_file {}: {e}", path.display())
+                })?
+            }
+            None => Vec::new(),
+        };
         let http = reqwest::Client::builder()
+            .tls_certs_merge(provider_roots)
             .timeout(cfg.attempt_timeout)
             .connect_timeout(cfg.attempt_timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(cfg.concurrency.max(16))
@@ -226,7 +238,7 @@ impl Transports {
                     .map(|t| t.expose_secret().to_owned()),
             ),
             callback_base: cfg.status_callback_base.clone(),
-            tls_from: cfg.smtp_tls_from,
+            encrypted_from: cfg.encrypted_from,
         })
     }
 
@@ -290,8 +302,7 @@ impl Transports {
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match &self.email {
             Email::Smtp { pool, encrypted } => {
-                let must_encrypt =
-                    !job.content_withheld && self.tls_from.requires(job.confidentiality);
+                let must_encrypt = self.must_encrypt(job);
                 let (smtp, forced) = match encrypted {
                     Some(e) if must_encrypt => (e, true),
                     _ => (pool, false),
@@ -321,6 +332,13 @@ impl Transports {
         }
     }
 
+    /// Whether `job` carries content that reaches providers only
+    /// encrypted (`delivery.encrypted_from`); a content-free notice does
+    /// not.
+    fn must_encrypt(&self, job: &DeliveryJob) -> bool {
+        !job.content_withheld && self.encrypted_from.requires(job.confidentiality)
+    }
+
     async fn post(
         &self,
         endpoint: &Webhook,
@@ -346,6 +364,13 @@ impl Transports {
                     provider_id: job.job_id.clone(),
                     via: path.display().to_string(),
                 })
+            }
+            Webhook::Http(url) if self.must_encrypt(job) && !url.starts_with("https://") => {
+                Err(SendError::permanent(format!(
+                    "confidential content goes to the {} provider only over HTTPS, and its URL \
+                     is not https://: not sent in clear",
+                    channel.name()
+                )))
             }
             Webhook::Http(url) => {
                 let mut req = self
