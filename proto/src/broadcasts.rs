@@ -38,6 +38,12 @@ pub fn breach_id(notification_id: &str) -> String {
     format!("breach-{notification_id}")
 }
 
+/// Whether `id` is a data breach's id, as [`breach_id`] makes them.
+pub fn is_breach_id(id: &str) -> bool {
+    id.strip_prefix("breach-").is_some_and(|n| !n.is_empty())
+        && crate::subjects::is_subject_token(id)
+}
+
 /// Carried by every job of the broadcast: cancelling the broadcast stops
 /// them all.
 pub fn cancel_key(broadcast_id: &str) -> String {

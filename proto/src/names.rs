@@ -68,6 +68,7 @@ names!(AuditStep {
     Replayed => "replayed",
     Cancelled => "cancelled",
     ReplyReceived => "reply_received",
+    Held => "held",
 });
 
 names!(Channel {

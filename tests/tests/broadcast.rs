@@ -1144,3 +1144,111 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
     let c = count_http(&sys.http.requests_to("/sms"), &expected);
     assert_eq!((c.lost, c.duplicated, c.unexpected), (0, 0, 0), "{c:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_holds_sensitive_content_to_the_people_it_affected_until_the_dpo_releases_it() {
+    use herald_proto::{
+        Message,
+        v1::{CancelReply, CancelRequest, NotificationRequest, cancel_reply},
+    };
+    let sys = system(None).await;
+    let mut dpo = person("dana", 44, "en", "herald-staff");
+    dpo.role = Some("dpo".into());
+    let mut boss = person("max", 45, "en", "herald-staff");
+    boss.role = Some("management".into());
+    let ria = contact("ria", Some("ria@example.org"), None, "email");
+    sys.add_contacts(&[dpo, boss, ria]).await;
+    let complaint = |key: &str, reference: &str| NotificationRequest {
+        idempotency_key: key.into(),
+        communication_type: CommunicationType::FeedbackComplaint as i32,
+        recipients: vec![fixtures::to_contact("ria")],
+        template_id: "complaint_received".into(),
+        params: [("reference".to_string(), reference.to_string())].into(),
+        ..Default::default()
+    };
+
+    // A sensitive message to ria waits on a relay that refuses for now.
+    sys.smtp.set_tempfail(true);
+    let queued = sys.notify_ok(&complaint("held-1", "CMP-H1")).await;
+    sys.wait_for_step(&queued, AuditStep::RetryScheduled, WAIT)
+        .await;
+
+    // The breach names ria as affected: her queued sensitive mail, and a
+    // new one, are held; the breach's own message to her is not.
+    let breach = sys
+        .notify_ok(&NotificationRequest {
+            idempotency_key: "breach-h".into(),
+            communication_type: CommunicationType::DataBreach as i32,
+            recipients: vec![fixtures::to_contact("ria")],
+            template_id: "incident_alert".into(),
+            params: [
+                ("reference".to_string(), "BR-H".to_string()),
+                ("summary".to_string(), "Exposed export".to_string()),
+            ]
+            .into(),
+            affected_contact_ids: vec!["ria".into()],
+            ..Default::default()
+        })
+        .await;
+    let later = sys.notify_ok(&complaint("held-2", "CMP-H2")).await;
+    sys.smtp.set_tempfail(false);
+    sys.smtp
+        .wait_for_mail_to("ria@example.org", "BR-H", WAIT)
+        .await;
+    for id in [&queued, &later] {
+        let trail = sys.wait_for_step(id, AuditStep::Held, WAIT).await;
+        let held = trail
+            .iter()
+            .find(|r| r.step == AuditStep::Held as i32)
+            .expect("held");
+        assert!(
+            held.summary.contains(&format!("breach-{breach}")),
+            "{}",
+            held.summary
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for reference in ["CMP-H1", "CMP-H2"] {
+        assert!(
+            sys.smtp.mails_to("ria@example.org", reference).is_empty(),
+            "{reference} reached an affected contact during the breach"
+        );
+    }
+    let contained = sys.trail(&breach).await;
+    assert!(
+        contained
+            .iter()
+            .any(|r| r.step == AuditStep::Held as i32 && r.summary.starts_with("breach contained"))
+    );
+
+    // The DPO releases the breach: each held mail goes out, once.
+    let release = CancelRequest {
+        release_breach: format!("breach-{breach}"),
+        reason: "contained and reported".into(),
+        requester: "dana".into(),
+        ..Default::default()
+    };
+    let reply = sys
+        .publisher
+        .request(
+            subjects::from_caller(subjects::INTAKE_CANCEL, "publisher"),
+            release.encode_to_vec().into(),
+        )
+        .await
+        .expect("intake answers");
+    let reply = CancelReply::decode(reply.payload).expect("a cancel reply");
+    assert_eq!(reply.result, Some(cancel_reply::Result::Cancelled(true)));
+    for reference in ["CMP-H1", "CMP-H2"] {
+        sys.smtp
+            .wait_for_mail_to("ria@example.org", reference, WAIT)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for reference in ["CMP-H1", "CMP-H2"] {
+        assert_eq!(sys.smtp.mails_to("ria@example.org", reference).len(), 1);
+    }
+    assert!(sys.trail(&breach).await.iter().any(|r| {
+        r.summary
+            .starts_with(&format!("breach breach-{breach} released"))
+    }));
+}

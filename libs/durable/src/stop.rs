@@ -38,6 +38,22 @@ impl Stop {
         Stop::default().and_family(family, before).because(reason)
     }
 
+    /// Holds every job with sensitive content to `contacts` under `id`
+    /// until [`Stop::release`] of the same id.
+    pub fn hold(id: impl Into<String>, contacts: Vec<String>, reason: impl Into<String>) -> Stop {
+        let mut stop = Stop::default().because(reason);
+        stop.req.hold_id = id.into();
+        stop.req.hold_contacts = contacts;
+        stop
+    }
+
+    /// Releases the hold `id`: what it held goes out again.
+    pub fn release(id: impl Into<String>, reason: impl Into<String>) -> Stop {
+        let mut stop = Stop::default().because(reason);
+        stop.req.release_hold = id.into();
+        stop
+    }
+
     pub fn and_key(mut self, key: impl Into<String>) -> Stop {
         self.req.keys.push(key.into());
         self

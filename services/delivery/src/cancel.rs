@@ -92,14 +92,21 @@ return redis.call('ZCARD', KEYS[1])
 pub struct Cancellations {
     redis: ConnectionManager,
     prefix: String,
+    /// The other thing a stop can ask: holding a breach's contacts.
+    holds: crate::holds::Holds,
 }
 
 impl Cancellations {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Cancellations {
         Cancellations {
+            holds: crate::holds::Holds::new(redis.clone(), prefix),
             redis,
             prefix: herald_proto::keyspace::DELIVERY.prefix(prefix),
         }
+    }
+
+    pub fn holds(&self) -> &crate::holds::Holds {
+        &self.holds
     }
 
     fn cancelled_key(&self, key: &str) -> String {

@@ -31,6 +31,7 @@
 
 pub mod cancel;
 mod handoff;
+pub mod holds;
 pub mod inbound;
 pub mod ledger;
 pub mod limits;

@@ -24,6 +24,8 @@ use crate::cancel::Cancellations;
 /// The longest a stop may ask to wait for sends under way.
 const MAX_WAIT: Duration = Duration::from_secs(120);
 const MAX_REASON: usize = 500;
+/// The most contacts one stop may hold.
+const MAX_HOLD: usize = 10_000;
 
 /// Answers one stop request.
 pub(crate) async fn answer(cancellations: &Cancellations, payload: &[u8]) -> StopReply {
@@ -132,8 +134,27 @@ pub(crate) async fn catch_up(
 
 fn check(req: &StopRequest) -> Result<(), Rejected> {
     let bad = |field: String, why: String| Rejected::new(ErrorCode::InvalidArgument, field, why);
-    if req.keys.is_empty() && req.families.is_empty() {
-        return Err(bad("keys".into(), "name at least one key or family".into()));
+    let holding = !req.hold_contacts.is_empty() || !req.release_hold.is_empty();
+    if req.keys.is_empty() && req.families.is_empty() && !holding {
+        return Err(bad(
+            "keys".into(),
+            "name at least one key or family, or contacts to hold or a hold to release".into(),
+        ));
+    }
+    if !req.hold_contacts.is_empty() {
+        cancel_keys::check_key(&req.hold_id).map_err(|why| bad("hold_id".into(), why))?;
+    }
+    if req.hold_contacts.len() > MAX_HOLD {
+        return Err(bad(
+            "hold_contacts".into(),
+            format!("at most {MAX_HOLD} contacts per request"),
+        ));
+    }
+    for (i, c) in req.hold_contacts.iter().enumerate() {
+        cancel_keys::check_key(c).map_err(|why| bad(format!("hold_contacts[{i}]"), why))?;
+    }
+    if !req.release_hold.is_empty() {
+        cancel_keys::check_key(&req.release_hold).map_err(|why| bad("release_hold".into(), why))?;
     }
     if req.keys.len() + req.families.len() > 4 * MAX_KEYS {
         return Err(bad(
@@ -187,6 +208,19 @@ async fn stop(cancellations: &Cancellations, req: &StopRequest) -> redis::RedisR
         "" => "stopped",
         r => r,
     };
+    // A release is applied before a holding of the same request, so a
+    // request cannot hold what it releases.
+    if !req.release_hold.is_empty() {
+        let released = cancellations.holds().release(&req.release_hold).await?;
+        info!(hold = %req.release_hold, released, "hold released");
+    }
+    if !req.hold_contacts.is_empty() {
+        let held = cancellations
+            .holds()
+            .hold(&req.hold_id, &req.hold_contacts)
+            .await?;
+        info!(hold = %req.hold_id, contacts = req.hold_contacts.len(), held, "contacts held");
+    }
     let mut first = Vec::with_capacity(req.keys.len());
     for k in &req.keys {
         first.push(cancellations.cancel(k, reason).await?);
@@ -238,6 +272,12 @@ mod tests {
             ..Default::default()
         };
         assert!(check(&base).is_ok());
+        let hold = StopRequest {
+            hold_contacts: vec!["ria".into()],
+            hold_id: "breach-ntf_1".into(),
+            ..Default::default()
+        };
+        assert!(check(&hold).is_ok(), "a hold alone is a stop");
         let cases = [
             (StopRequest::default(), "keys"),
             (
@@ -281,6 +321,28 @@ mod tests {
                     ..base.clone()
                 },
                 "families",
+            ),
+            (
+                StopRequest {
+                    hold_contacts: vec!["ria".into()],
+                    ..Default::default()
+                },
+                "hold_id",
+            ),
+            (
+                StopRequest {
+                    hold_contacts: vec!["r i a".into()],
+                    hold_id: "breach-ntf_1".into(),
+                    ..Default::default()
+                },
+                "hold_contacts[0]",
+            ),
+            (
+                StopRequest {
+                    release_hold: "a.b".into(),
+                    ..Default::default()
+                },
+                "release_hold",
             ),
         ];
         for (req, field) in cases {

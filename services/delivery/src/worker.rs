@@ -3,6 +3,7 @@
 //! to the answer JetStream gets. Each step is its own function, so the
 //! order they run in can be read in `process`.
 
+mod held;
 mod wait;
 
 use std::time::{Duration, SystemTime};
@@ -61,6 +62,8 @@ impl Delivery {
 
         // 1. A redelivery of a finished job ends here, before any limit.
         self.not_finished(job, msg).await?;
+        // A breach's containment holds sensitive content to its contacts.
+        self.not_held(job).await?;
 
         // 2. Limits: the person, then the provider.
         self.contact_limit(job, lane, channel).await?;

@@ -64,6 +64,9 @@ enum Command {
     /// Inspect and replay jobs that could not be delivered.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// A data breach's containment (SOP 003 §8).
+    #[command(subcommand)]
+    Breach(BreachCommand),
     /// Manage the recipient groups emergency broadcasts name.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
@@ -108,6 +111,19 @@ enum ContactsCommand {
         /// How the identity was checked, e.g. "passport seen at the desk".
         #[arg(long)]
         method: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BreachCommand {
+    /// Release the breach (its id, `breach-ntf_…`): sensitive content held
+    /// for the contacts it affected goes out again. Who was informed of
+    /// the breach, and when: `herald broadcast status <id> --recipients`.
+    Release {
+        id: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -277,6 +293,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Provision => setup::provision(&cfg).await,
         Command::Apikey(c) => apikey::run(&cfg, c),
         Command::Cancel { key, reason } => send::cancel(&cfg, key, reason).await,
+        Command::Breach(BreachCommand::Release { id, reason }) => {
+            send::release_breach(&cfg, id, reason).await
+        }
         Command::Templates => {
             let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)
                 .map_err(|p| Failure {

@@ -67,6 +67,10 @@ pub struct SendArgs {
     /// is sent only with that client's consent to share on record.
     #[arg(long, value_name = "CONTACT")]
     about: Option<String>,
+    /// A data breach: a contact whose data it exposed (repeatable); nothing
+    /// sensitive goes to them until `herald breach release`.
+    #[arg(long = "affected", value_name = "CONTACT")]
+    affected: Vec<String>,
     /// Idempotency key; reuse it to retry safely (default: a new one).
     #[arg(long)]
     key: Option<String>,
@@ -127,6 +131,8 @@ struct FileRequest {
     channels: Vec<String>,
     case: Option<String>,
     about: Option<String>,
+    #[serde(default)]
+    affected_contacts: Vec<String>,
     requester: Option<String>,
     responsible_staff: Option<String>,
     language: Option<String>,
@@ -209,6 +215,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
     take!(args.template, f.template);
     take!(args.case_id, f.case);
     take!(args.about, f.about);
+    f.affected_contacts.extend(args.affected.iter().cloned());
     take!(args.key, f.idempotency_key);
     take!(args.requester, f.requester);
     take!(args.staff, f.responsible_staff);
@@ -311,6 +318,7 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         cancel_keys: f.cancel_keys,
         key_press_url: String::new(),
         about_contact_id: f.about.unwrap_or_default(),
+        affected_contact_ids: f.affected_contacts,
     })
 }
 
@@ -482,11 +490,38 @@ pub fn requester() -> String {
 }
 
 /// `herald cancel <key>`.
+/// Releases a data breach's containment (through intake's cancel desk).
+pub async fn release_breach(
+    cfg: &Config,
+    id: String,
+    reason: Option<String>,
+) -> Result<(), Failure> {
+    let req = CancelRequest {
+        release_breach: id.clone(),
+        reason: reason.unwrap_or_default(),
+        requester: requester(),
+        ..Default::default()
+    };
+    let reply: CancelReply = ask_intake(cfg, subjects::INTAKE_CANCEL, &req).await?;
+    match reply.result {
+        Some(cancel_reply::Result::Cancelled(_)) => {
+            println!("released {id}: what it held goes out again");
+            Ok(())
+        }
+        Some(cancel_reply::Result::Rejected(r)) => Err(rejected(&r)),
+        None => Err(Failure {
+            code: 1,
+            message: "intake sent an empty reply".into(),
+        }),
+    }
+}
+
 pub async fn cancel(cfg: &Config, key: String, reason: Option<String>) -> Result<(), Failure> {
     let req = CancelRequest {
         cancel_key: key.clone(),
         reason: reason.unwrap_or_default(),
         requester: requester(),
+        ..Default::default()
     };
     let reply: CancelReply = ask_intake(cfg, subjects::INTAKE_CANCEL, &req).await?;
     match reply.result {

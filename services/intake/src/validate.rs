@@ -27,7 +27,7 @@ pub use crate::broadcasts::check::{
     check_cancel as check_broadcast_cancel, check_start as check_broadcast_start,
     check_update as check_broadcast_update, decode as decode_broadcast,
 };
-pub use crate::cancel::check as check_cancel;
+pub use crate::cancel::{Order as CancelOrder, check as check_cancel};
 pub use crate::cases::check::{check as check_case_event, decode as decode_case_event};
 pub use crate::directory::{Order as DirectoryOrder, read as read_directory};
 
@@ -35,6 +35,8 @@ const MAX_KEY: usize = 255;
 const MAX_TEXT: usize = 200;
 const MAX_PARAMS: usize = 64;
 const MAX_PARAM_VALUE: usize = 4096;
+/// The most contacts one breach notification may name as affected.
+const MAX_AFFECTED: usize = 10_000;
 
 pub fn reject(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Rejected {
     Rejected {
@@ -256,6 +258,29 @@ pub fn check(
         });
     }
 
+    if !req.affected_contact_ids.is_empty() && ctype != CommunicationType::DataBreach {
+        return Err(reject(
+            E::InvalidArgument,
+            "affected_contact_ids",
+            "only a data_breach names the contacts a breach affected",
+        ));
+    }
+    if req.affected_contact_ids.len() > MAX_AFFECTED {
+        return Err(reject(
+            E::InvalidArgument,
+            "affected_contact_ids",
+            format!("at most {MAX_AFFECTED} contacts per breach notification"),
+        ));
+    }
+    for (i, id) in req.affected_contact_ids.iter().enumerate() {
+        if !herald_proto::subjects::is_subject_token(id) {
+            return Err(reject(
+                E::InvalidArgument,
+                format!("affected_contact_ids[{i}]"),
+                "must be a contact id: 1-128 letters, digits or - _ : @ + = (no dots or spaces)",
+            ));
+        }
+    }
     if req.recipients.is_empty() {
         return Err(reject(
             E::EmptyRecipients,

@@ -134,7 +134,7 @@ const START_FIELDS: &[&str] = &[
 ];
 const UPDATE_FIELDS: &[&str] = &["broadcast_id", "credential", "messages", "default_language"];
 const BROADCAST_CANCEL_FIELDS: &[&str] = &["broadcast_id", "credential", "reason"];
-const CANCEL_FIELDS: &[&str] = &["cancel_key", "reason", "requester"];
+const CANCEL_FIELDS: &[&str] = &["cancel_key", "reason", "requester", "release_breach"];
 // `contacts` and `groups` are the records of an import (`put_contacts`,
 // `put_groups`), named with their index.
 const DIRECTORY_FIELDS: &[&str] = &["op", "contacts", "groups", "requester"];
@@ -471,6 +471,7 @@ fn notification_request() -> BoxedStrategy<NotificationRequest> {
                 cancel_keys,
                 key_press_url,
                 about_contact_id: about,
+                affected_contact_ids: Vec::new(),
             },
         )
         .boxed()
@@ -748,12 +749,19 @@ fn cancel_request() -> BoxedStrategy<CancelRequest> {
         prop_oneof![4 => "[a-z]{1,6}(-[0-9]{1,4})?(@[0-9]{1,3})?", 1 => text()],
         text(),
         text(),
+        mostly(
+            Just(String::new()),
+            prop_oneof![Just("breach-ntf_01X".to_string()), text()],
+        ),
     )
-        .prop_map(|(cancel_key, reason, requester)| CancelRequest {
-            cancel_key,
-            reason,
-            requester,
-        })
+        .prop_map(
+            |(cancel_key, reason, requester, release_breach)| CancelRequest {
+                cancel_key,
+                reason,
+                requester,
+                release_breach,
+            },
+        )
         .boxed()
 }
 
@@ -1066,8 +1074,13 @@ fn answer_broadcast(subject: &str, payload: &[u8]) -> Result<(), TestCaseError> 
 fn answer_cancel(payload: &[u8]) -> Result<(), TestCaseError> {
     match validate::check_cancel(payload) {
         Err(r) => clear_refusal(&r, CANCEL_FIELDS),
-        Ok((key, reason)) => {
+        Ok(validate::CancelOrder::Cancel(key, reason)) => {
             prop_assert!(herald_proto::cancel_keys::check_key(&key).is_ok());
+            prop_assert!(!reason.trim().is_empty());
+            Ok(())
+        }
+        Ok(validate::CancelOrder::Release(breach, reason)) => {
+            prop_assert!(herald_proto::broadcasts::is_breach_id(&breach));
             prop_assert!(!reason.trim().is_empty());
             Ok(())
         }
@@ -1196,8 +1209,13 @@ proptest! {
         req in cancel_request(),
     ) {
         let answer = validate::check_cancel(&req.encode_to_vec());
-        if let Ok((key, _)) = &answer {
-            prop_assert_eq!(key, &req.cancel_key);
+        match &answer {
+            Ok(validate::CancelOrder::Cancel(key, _)) => prop_assert_eq!(key, &req.cancel_key),
+            Ok(validate::CancelOrder::Release(breach, _)) => {
+                prop_assert_eq!(breach, &req.release_breach);
+                prop_assert!(req.cancel_key.is_empty());
+            }
+            Err(_) => {}
         }
         answer_cancel(&req.encode_to_vec())?;
     }

@@ -2,6 +2,7 @@
 //! notification, not a coordinator's request, so it skips the desk's
 //! credential and field checks and goes straight to the broadcast service.
 
+use herald_durable::stop::Stop;
 use herald_proto::broadcasts;
 use herald_proto::{
     subjects,
@@ -83,6 +84,52 @@ impl Desk {
         .attr("broadcast_id", &broadcast_id);
         if let Err(e) = self.auditor.record_durable(entry).await {
             error!(error = %e, "breach protocol not documented");
+        }
+        self.contain(notification_id, req, &broadcast_id, caller)
+            .await
+    }
+
+    /// SOP 003 §8, "contain the breach and prevent further exposure":
+    /// nothing sensitive goes to the contacts it affected until the Data
+    /// Protection Officer releases it (`herald breach release`). Held in
+    /// delivery under the breach's id before the notification is accepted.
+    async fn contain(
+        &self,
+        notification_id: &str,
+        req: &NotificationRequest,
+        breach_id: &str,
+        caller: &str,
+    ) -> Result<(), PublishError> {
+        if req.affected_contact_ids.is_empty() {
+            return Ok(());
+        }
+        let reason = format!("data breach {breach_id} contained");
+        Stop::hold(breach_id, req.affected_contact_ids.clone(), reason)
+            .send(&self.bus)
+            .await
+            .map_err(|e| PublishError {
+                subject: subjects::DELIVERY_STOP.to_string(),
+                reason: format!("holding the affected contacts: {e}"),
+            })?;
+        let entry = Entry {
+            notification_id: notification_id.to_string(),
+            case_id: req.case_id.clone(),
+            lane: Lane::Emergency,
+            actor: Some(broadcasts::BREACH_ACTOR.into()),
+            caller: caller.to_string(),
+            record_id: Some(format!("{notification_id}-breach-contained")),
+            ..Entry::new(
+                AuditStep::Held,
+                format!(
+                    "breach contained: sensitive content to {} contact(s) held until the Data Protection Officer releases {breach_id}",
+                    req.affected_contact_ids.len()
+                ),
+            )
+        }
+        .attr("broadcast_id", breach_id)
+        .attr("contacts", req.affected_contact_ids.join(","));
+        if let Err(e) = self.auditor.record_durable(entry).await {
+            error!(error = %e, "breach containment not documented");
         }
         Ok(())
     }
