@@ -169,21 +169,22 @@ const CHECK_AFTER: Duration = Duration::from_secs(2);
 impl SmtpPool {
     /// A pool for the server at `url`. TLS trusts the public web roots,
     /// and also the certificates in `extra_roots_pem` (a private relay's
-    /// own authority).
+    /// own authority). With `encrypted`, it sends only encrypted: a plain
+    /// or opportunistic URL is upgraded to STARTTLS required, on the same
+    /// port.
     pub fn new(
         url: &str,
+        encrypted: bool,
         max_size: u32,
         timeout: Duration,
         idle_timeout: Duration,
         extra_roots_pem: Option<&[u8]>,
     ) -> anyhow::Result<SmtpPool> {
-        Self::build(
-            Server::parse(url)?,
-            max_size,
-            timeout,
-            idle_timeout,
-            extra_roots_pem,
-        )
+        let mut server = Server::parse(url)?;
+        if encrypted && server.security != Security::Wrapper {
+            server.security = Security::StartTls { required: true };
+        }
+        Self::build(server, max_size, timeout, idle_timeout, extra_roots_pem)
     }
 
     /// Whether every message of this pool travels encrypted (STARTTLS
@@ -193,23 +194,6 @@ impl SmtpPool {
             self.server.security,
             Security::Wrapper | Security::StartTls { required: true }
         )
-    }
-
-    /// A pool for the same server as [`SmtpPool::new`]'s that sends only
-    /// encrypted: a plain or opportunistic URL is upgraded to STARTTLS
-    /// required, on the same port.
-    pub fn new_encrypted(
-        url: &str,
-        max_size: u32,
-        timeout: Duration,
-        idle_timeout: Duration,
-        extra_roots_pem: Option<&[u8]>,
-    ) -> anyhow::Result<SmtpPool> {
-        let mut server = Server::parse(url)?;
-        if server.security != Security::Wrapper {
-            server.security = Security::StartTls { required: true };
-        }
-        Self::build(server, max_size, timeout, idle_timeout, extra_roots_pem)
     }
 
     fn build(

@@ -167,13 +167,9 @@ impl Transports {
                     None => None,
                 };
                 let pool = |encrypted: bool| {
-                    let make = if encrypted {
-                        SmtpPool::new_encrypted
-                    } else {
-                        SmtpPool::new
-                    };
-                    make(
+                    SmtpPool::new(
                         url.expose_secret(),
+                        encrypted,
                         cfg.smtp_pool_size,
                         cfg.attempt_timeout,
                         Duration::from_secs(30),

@@ -66,21 +66,17 @@ impl Desk {
                 Some(&command.command_id),
             )
             .await?;
-        let entry = Entry {
-            notification_id: notification_id.to_string(),
-            case_id: req.case_id.clone(),
-            lane: Lane::Emergency,
-            actor: Some(broadcasts::BREACH_ACTOR.into()),
-            caller: caller.to_string(),
-            record_id: Some(format!("{notification_id}-breach-protocol")),
-            ..Entry::new(
-                AuditStep::Broadcast,
-                format!(
-                    "breach protocol: broadcast {broadcast_id} to every {} by email and phone",
-                    self.cfg.breach_roles.join(" and ")
-                ),
-            )
-        }
+        let entry = entry(
+            notification_id,
+            req,
+            caller,
+            "protocol",
+            AuditStep::Broadcast,
+            format!(
+                "breach protocol: broadcast {broadcast_id} to every {} by email and phone",
+                self.cfg.breach_roles.join(" and ")
+            ),
+        )
         .attr("broadcast_id", &broadcast_id);
         if let Err(e) = self.auditor.record_durable(entry).await {
             error!(error = %e, "breach protocol not documented");
@@ -111,26 +107,43 @@ impl Desk {
                 subject: subjects::DELIVERY_STOP.to_string(),
                 reason: format!("holding the affected contacts: {e}"),
             })?;
-        let entry = Entry {
-            notification_id: notification_id.to_string(),
-            case_id: req.case_id.clone(),
-            lane: Lane::Emergency,
-            actor: Some(broadcasts::BREACH_ACTOR.into()),
-            caller: caller.to_string(),
-            record_id: Some(format!("{notification_id}-breach-contained")),
-            ..Entry::new(
-                AuditStep::Held,
-                format!(
-                    "breach contained: sensitive content to {} contact(s) held until the Data Protection Officer releases {breach_id}",
-                    req.affected_contact_ids.len()
-                ),
-            )
-        }
+        let entry = entry(
+            notification_id,
+            req,
+            caller,
+            "contained",
+            AuditStep::Held,
+            format!(
+                "breach contained: sensitive content to {} contact(s) held until the Data Protection Officer releases {breach_id}",
+                req.affected_contact_ids.len()
+            ),
+        )
         .attr("broadcast_id", breach_id)
         .attr("contacts", req.affected_contact_ids.join(","));
         if let Err(e) = self.auditor.record_durable(entry).await {
             error!(error = %e, "breach containment not documented");
         }
         Ok(())
+    }
+}
+
+/// A record of the breach protocol's step `what` in the breach
+/// notification's trail, once per notification and step.
+fn entry(
+    notification_id: &str,
+    req: &NotificationRequest,
+    caller: &str,
+    what: &str,
+    step: AuditStep,
+    summary: String,
+) -> Entry {
+    Entry {
+        notification_id: notification_id.to_string(),
+        case_id: req.case_id.clone(),
+        lane: Lane::Emergency,
+        actor: Some(broadcasts::BREACH_ACTOR.into()),
+        caller: caller.to_string(),
+        record_id: Some(format!("{notification_id}-breach-{what}")),
+        ..Entry::new(step, summary)
     }
 }
