@@ -46,18 +46,22 @@ pub fn inbound_all() -> &'static str {
 /// keeps the contact directory; the command line imports and reads it
 /// here.
 pub const INTAKE_DIRECTORY: &str = "herald.v1.intake.directory";
+/// Request/reply (`herald.v1.BreachRelease`): the Data Protection Officer
+/// releases a data breach's containment.
+pub const INTAKE_BREACH: &str = "herald.v1.intake.breach";
 
 /// The requests that come from outside Herald's services are addressed
 /// under the caller's own name: `<request subject>.<identity>`. The NATS
 /// server lets each identity publish only under its own name (see
 /// [`crate::access`]), so the last token tells intake who asked, as NATS
 /// verified it rather than as the request claims.
-pub const FROM_CALLERS: [&str; 8] = [
+pub const FROM_CALLERS: [&str; 9] = [
     INTAKE_NOTIFY,
     INTAKE_NOTIFY_EMERGENCY,
     INTAKE_CANCEL,
     INTAKE_CASE,
     INTAKE_DIRECTORY,
+    INTAKE_BREACH,
     BROADCAST_START,
     BROADCAST_UPDATE,
     BROADCAST_CANCEL,

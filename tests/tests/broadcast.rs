@@ -1149,7 +1149,7 @@ async fn ordinary_work_waits_while_emergency_work_is_under_way_and_none_is_lost(
 async fn a_breach_holds_sensitive_content_to_the_people_it_affected_until_the_dpo_releases_it() {
     use herald_proto::{
         Message,
-        v1::{CancelReply, CancelRequest, NotificationRequest, cancel_reply},
+        v1::{BreachRelease, BreachReply, NotificationRequest, breach_reply},
     };
     let sys = system(None).await;
     let mut dpo = person("dana", 44, "en", "herald-staff");
@@ -1221,23 +1221,38 @@ async fn a_breach_holds_sensitive_content_to_the_people_it_affected_until_the_dp
             .any(|r| r.step == AuditStep::Held as i32 && r.summary.starts_with("breach contained"))
     );
 
-    // The DPO releases the breach: each held mail goes out, once.
-    let release = CancelRequest {
-        release_breach: format!("breach-{breach}"),
+    // Only the Data Protection Officer's identity may release it: a
+    // publisher's request is refused by the server, and nothing moves.
+    let release = BreachRelease {
+        breach_id: format!("breach-{breach}"),
         reason: "contained and reported".into(),
         requester: "dana".into(),
-        ..Default::default()
     };
-    let reply = sys
-        .publisher
+    let forbidden = tokio::time::timeout(
+        Duration::from_secs(3),
+        sys.publisher.request(
+            subjects::from_caller(subjects::INTAKE_BREACH, "publisher"),
+            release.encode_to_vec().into(),
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(forbidden, Ok(Ok(_))),
+        "a publisher released a breach"
+    );
+    assert!(sys.smtp.mails_to("ria@example.org", "CMP-H1").is_empty());
+
+    // The DPO releases the breach: each held mail goes out, once.
+    let dpo_bus = sys.nats.connect_as("dpo").await;
+    let reply = dpo_bus
         .request(
-            subjects::from_caller(subjects::INTAKE_CANCEL, "publisher"),
+            subjects::from_caller(subjects::INTAKE_BREACH, "dpo"),
             release.encode_to_vec().into(),
         )
         .await
         .expect("intake answers");
-    let reply = CancelReply::decode(reply.payload).expect("a cancel reply");
-    assert_eq!(reply.result, Some(cancel_reply::Result::Cancelled(true)));
+    let reply = BreachReply::decode(reply.payload).expect("a breach reply");
+    assert_eq!(reply.result, Some(breach_reply::Result::Released(true)));
     for reference in ["CMP-H1", "CMP-H2"] {
         sys.smtp
             .wait_for_mail_to("ria@example.org", reference, WAIT)

@@ -154,7 +154,7 @@ const SERVICES: [(&str, u16); 6] = [
 /// writes, each under its own name (`kubectl create secret generic
 /// --from-file` on its folders; see deploy/k8s/README.md). Checked against
 /// what setup really writes below.
-const SETUP_SECRET_KEYS: [&str; 23] = [
+const SETUP_SECRET_KEYS: [&str; 24] = [
     "nats-server.conf",
     "ca.pem",
     "server.pem",
@@ -172,6 +172,7 @@ const SETUP_SECRET_KEYS: [&str; 23] = [
     "directory.nk",
     "replay.nk",
     "provision.nk",
+    "dpo.nk",
     "intake.password",
     "router.password",
     "delivery.password",

@@ -225,7 +225,6 @@ async fn a_cancelled_key_stops_the_notification_before_the_provider() {
         cancel_key: "case-7-esc-1".into(),
         reason: reason.into(),
         requester: "anna".into(),
-        ..Default::default()
     };
     assert_eq!(
         cancel_over_nats(&sys, cancel("acknowledged")).await,

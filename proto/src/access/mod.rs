@@ -46,10 +46,12 @@ pub enum Role {
     Replay,
     /// Declares and updates Herald's streams.
     Provision,
+    /// The Data Protection Officer: releases a data breach's containment.
+    Dpo,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Service,
         Role::Publisher,
         Role::Coordinator,
@@ -57,6 +59,7 @@ impl Role {
         Role::Directory,
         Role::Replay,
         Role::Provision,
+        Role::Dpo,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Role {
             Role::Directory => "directory",
             Role::Replay => "replay",
             Role::Provision => "provision",
+            Role::Dpo => "dpo",
         }
     }
 
@@ -85,6 +89,7 @@ impl Role {
             Role::Directory => "imports, shows and removes contacts and groups",
             Role::Replay => "reads dead letters and sends their jobs again",
             Role::Provision => "declares and updates Herald's streams",
+            Role::Dpo => "the Data Protection Officer: releases a data breach's containment",
         }
     }
 }
@@ -259,6 +264,9 @@ pub fn permissions(who: &Identity) -> Permissions {
         }
         Role::Directory => {
             p.asks_as(&who.name, &[subjects::INTAKE_DIRECTORY]);
+        }
+        Role::Dpo => {
+            p.asks_as(&who.name, &[subjects::INTAKE_BREACH]);
         }
         Role::Replay => {
             p.browses(subjects::STREAM_DLQ).writes_audit();

@@ -9,9 +9,10 @@ use herald_config::{Config, Secret};
 use herald_proto::{
     Message, subjects,
     v1::{
-        AuditStep, CancelReply, CancelRequest, Channel, CommunicationType, Confidentiality,
-        InlineRecipient, IntakeReply, Lane, NotificationRequest, Priority, Recipient, Rejected,
-        cancel_reply, intake_client::IntakeClient, intake_reply, recipient::Target,
+        AuditStep, BreachRelease, BreachReply, CancelReply, CancelRequest, Channel,
+        CommunicationType, Confidentiality, InlineRecipient, IntakeReply, Lane,
+        NotificationRequest, Priority, Recipient, Rejected, breach_reply, cancel_reply,
+        intake_client::IntakeClient, intake_reply, recipient::Target,
     },
 };
 use serde::Deserialize;
@@ -431,6 +432,7 @@ async fn grpc_channel(
 fn role_for(subject: &str) -> Role {
     match subject {
         subjects::INTAKE_DIRECTORY => Role::Directory,
+        subjects::INTAKE_BREACH => Role::Dpo,
         subjects::BROADCAST_START
         | subjects::BROADCAST_UPDATE
         | subjects::BROADCAST_CANCEL
@@ -490,25 +492,25 @@ pub fn requester() -> String {
 }
 
 /// `herald cancel <key>`.
-/// Releases a data breach's containment (through intake's cancel desk).
+/// Releases a data breach's containment, as the Data Protection Officer
+/// (the `dpo` identity).
 pub async fn release_breach(
     cfg: &Config,
     id: String,
     reason: Option<String>,
 ) -> Result<(), Failure> {
-    let req = CancelRequest {
-        release_breach: id.clone(),
+    let req = BreachRelease {
+        breach_id: id.clone(),
         reason: reason.unwrap_or_default(),
         requester: requester(),
-        ..Default::default()
     };
-    let reply: CancelReply = ask_intake(cfg, subjects::INTAKE_CANCEL, &req).await?;
+    let reply: BreachReply = ask_intake(cfg, subjects::INTAKE_BREACH, &req).await?;
     match reply.result {
-        Some(cancel_reply::Result::Cancelled(_)) => {
+        Some(breach_reply::Result::Released(_)) => {
             println!("released {id}: what it held goes out again");
             Ok(())
         }
-        Some(cancel_reply::Result::Rejected(r)) => Err(rejected(&r)),
+        Some(breach_reply::Result::Rejected(r)) => Err(rejected(&r)),
         None => Err(Failure {
             code: 1,
             message: "intake sent an empty reply".into(),
@@ -521,7 +523,6 @@ pub async fn cancel(cfg: &Config, key: String, reason: Option<String>) -> Result
         cancel_key: key.clone(),
         reason: reason.unwrap_or_default(),
         requester: requester(),
-        ..Default::default()
     };
     let reply: CancelReply = ask_intake(cfg, subjects::INTAKE_CANCEL, &req).await?;
     match reply.result {

@@ -8,6 +8,7 @@
 //! notifications stream of its lane; only once JetStream confirms the write
 //! does the caller hear "accepted".
 
+mod breach_release;
 mod broadcasts;
 mod cancel;
 mod cases;
@@ -205,6 +206,18 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             move |msg| {
                 let intake = cancels.clone();
                 async move { Some(intake.cancel_nats(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    let releases = intake.clone();
+    service
+        .serve(
+            &[subjects::from_any_caller(subjects::INTAKE_BREACH)],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(4),
+            move |msg| {
+                let intake = releases.clone();
+                async move { Some(intake.release_breach_nats(msg).await.encode_to_vec().into()) }
             },
         )
         .await?;

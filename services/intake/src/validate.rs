@@ -23,11 +23,12 @@ use herald_proto::v1::{
     Rejected, recipient::Target,
 };
 
+pub use crate::breach_release::check as check_breach_release;
 pub use crate::broadcasts::check::{
     check_cancel as check_broadcast_cancel, check_start as check_broadcast_start,
     check_update as check_broadcast_update, decode as decode_broadcast,
 };
-pub use crate::cancel::{Order as CancelOrder, check as check_cancel};
+pub use crate::cancel::check as check_cancel;
 pub use crate::cases::check::{check as check_case_event, decode as decode_case_event};
 pub use crate::directory::{Order as DirectoryOrder, read as read_directory};
 

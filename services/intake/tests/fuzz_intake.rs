@@ -25,11 +25,11 @@ use herald_intake::validate::{self, DirectoryOrder, Limits};
 use herald_proto::{
     Message, subjects,
     v1::{
-        Audience, BroadcastMessage, CancelBroadcast, CancelRequest, CaseChannel, CaseDetails,
-        CaseEvent, CaseEventKind, ClientReply, CommunicationType, Confidentiality, ContactList,
-        DirectoryRequest, ErrorCode, Feedback, GroupList, InlineRecipient, NotificationRequest,
-        Priority, Recipient, Rejected, Severity, StartBroadcast, UpdateBroadcast,
-        broadcast_command::Command, directory_request::Op, recipient::Target,
+        Audience, BreachRelease, BroadcastMessage, CancelBroadcast, CancelRequest, CaseChannel,
+        CaseDetails, CaseEvent, CaseEventKind, ClientReply, CommunicationType, Confidentiality,
+        ContactList, DirectoryRequest, ErrorCode, Feedback, GroupList, InlineRecipient,
+        NotificationRequest, Priority, Recipient, Rejected, Severity, StartBroadcast,
+        UpdateBroadcast, broadcast_command::Command, directory_request::Op, recipient::Target,
     },
 };
 use proptest::{collection::vec, option, prelude::*, sample::select};
@@ -134,7 +134,8 @@ const START_FIELDS: &[&str] = &[
 ];
 const UPDATE_FIELDS: &[&str] = &["broadcast_id", "credential", "messages", "default_language"];
 const BROADCAST_CANCEL_FIELDS: &[&str] = &["broadcast_id", "credential", "reason"];
-const CANCEL_FIELDS: &[&str] = &["cancel_key", "reason", "requester", "release_breach"];
+const CANCEL_FIELDS: &[&str] = &["cancel_key", "reason", "requester"];
+const BREACH_FIELDS: &[&str] = &["breach_id", "reason", "requester"];
 // `contacts` and `groups` are the records of an import (`put_contacts`,
 // `put_groups`), named with their index.
 const DIRECTORY_FIELDS: &[&str] = &["op", "contacts", "groups", "requester"];
@@ -749,19 +750,26 @@ fn cancel_request() -> BoxedStrategy<CancelRequest> {
         prop_oneof![4 => "[a-z]{1,6}(-[0-9]{1,4})?(@[0-9]{1,3})?", 1 => text()],
         text(),
         text(),
-        mostly(
-            Just(String::new()),
-            prop_oneof![Just("breach-ntf_01X".to_string()), text()],
-        ),
     )
-        .prop_map(
-            |(cancel_key, reason, requester, release_breach)| CancelRequest {
-                cancel_key,
-                reason,
-                requester,
-                release_breach,
-            },
-        )
+        .prop_map(|(cancel_key, reason, requester)| CancelRequest {
+            cancel_key,
+            reason,
+            requester,
+        })
+        .boxed()
+}
+
+fn breach_release() -> BoxedStrategy<BreachRelease> {
+    (
+        prop_oneof![4 => "breach-ntf_[0-9A-Z]{1,26}", 1 => text()],
+        text(),
+        text(),
+    )
+        .prop_map(|(breach_id, reason, requester)| BreachRelease {
+            breach_id,
+            reason,
+            requester,
+        })
         .boxed()
 }
 
@@ -1074,13 +1082,8 @@ fn answer_broadcast(subject: &str, payload: &[u8]) -> Result<(), TestCaseError> 
 fn answer_cancel(payload: &[u8]) -> Result<(), TestCaseError> {
     match validate::check_cancel(payload) {
         Err(r) => clear_refusal(&r, CANCEL_FIELDS),
-        Ok(validate::CancelOrder::Cancel(key, reason)) => {
+        Ok((key, reason)) => {
             prop_assert!(herald_proto::cancel_keys::check_key(&key).is_ok());
-            prop_assert!(!reason.trim().is_empty());
-            Ok(())
-        }
-        Ok(validate::CancelOrder::Release(breach, reason)) => {
-            prop_assert!(herald_proto::broadcasts::is_breach_id(&breach));
             prop_assert!(!reason.trim().is_empty());
             Ok(())
         }
@@ -1209,15 +1212,23 @@ proptest! {
         req in cancel_request(),
     ) {
         let answer = validate::check_cancel(&req.encode_to_vec());
-        match &answer {
-            Ok(validate::CancelOrder::Cancel(key, _)) => prop_assert_eq!(key, &req.cancel_key),
-            Ok(validate::CancelOrder::Release(breach, _)) => {
-                prop_assert_eq!(breach, &req.release_breach);
-                prop_assert!(req.cancel_key.is_empty());
-            }
-            Err(_) => {}
+        if let Ok((key, _)) = &answer {
+            prop_assert_eq!(key, &req.cancel_key);
         }
         answer_cancel(&req.encode_to_vec())?;
+    }
+
+    #[test]
+    fn a_stranger_s_bytes_on_the_breach_subject_get_a_refusal_never_a_panic(
+        bytes in payload(breach_release()),
+    ) {
+        match validate::check_breach_release(&bytes) {
+            Err(r) => clear_refusal(&r, BREACH_FIELDS)?,
+            Ok((breach, reason)) => {
+                prop_assert!(herald_proto::broadcasts::is_breach_id(&breach));
+                prop_assert!(!reason.trim().is_empty());
+            }
+        }
     }
 
     #[test]
