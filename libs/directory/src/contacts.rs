@@ -564,14 +564,15 @@ impl Directory {
         with: &str,
         source: &str,
     ) -> Result<Option<(Contact, bool)>, DirectoryError> {
-        let Some(mut contact) = self.get(id).await? else {
-            return Ok(None);
-        };
-        let new = contact.give_consent(with, source, chrono::Utc::now());
-        if new {
-            self.records.put_with(&contact, |_| {}).await?;
-        }
-        Ok(Some((contact, new)))
+        let mut new = false;
+        let contact = self
+            .records
+            .update(id, |c| {
+                new = c.give_consent(with, source, chrono::Utc::now());
+                new
+            })
+            .await?;
+        Ok(contact.map(|c| (c, new)))
     }
 
     /// Withdraws contact `id`'s consent to share with `with`; as
@@ -581,14 +582,15 @@ impl Directory {
         id: &str,
         with: &str,
     ) -> Result<Option<(Contact, bool)>, DirectoryError> {
-        let Some(mut contact) = self.get(id).await? else {
-            return Ok(None);
-        };
-        let found = contact.withdraw_consent(with, chrono::Utc::now());
-        if found {
-            self.records.put_with(&contact, |_| {}).await?;
-        }
-        Ok(Some((contact, found)))
+        let mut found = false;
+        let contact = self
+            .records
+            .update(id, |c| {
+                found = c.withdraw_consent(with, chrono::Utc::now());
+                found
+            })
+            .await?;
+        Ok(contact.map(|c| (c, found)))
     }
 
     /// Records that `verification.by` verified contact `id`'s identity;
@@ -598,12 +600,12 @@ impl Directory {
         id: &str,
         verification: Verification,
     ) -> Result<Option<Contact>, DirectoryError> {
-        let Some(mut contact) = self.get(id).await? else {
-            return Ok(None);
-        };
-        contact.verify(verification);
-        self.records.put_with(&contact, |_| {}).await?;
-        Ok(Some(contact))
+        self.records
+            .update(id, |c| {
+                c.verify(verification.clone());
+                true
+            })
+            .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Contact>, DirectoryError> {

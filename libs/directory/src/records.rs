@@ -96,6 +96,57 @@ impl<T: Serialize + DeserializeOwned + Record> JsonRecords<T> {
         Ok(n > 0)
     }
 
+    /// Changes the stored record `id` with `change`, and writes it back
+    /// only if nobody wrote it meanwhile (compared as stored), trying again
+    /// on a fresh read if somebody did: two writers to the same record
+    /// both land. `change` answers false to leave the record as it is.
+    /// The record as it now stands, or `None` if there is none.
+    pub(crate) async fn update(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut T) -> bool,
+    ) -> Result<Option<T>, DirectoryError> {
+        const SWAP: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+        let key = self.key(id);
+        let script = redis::Script::new(SWAP);
+        for _ in 0..UPDATE_TRIES {
+            let mut r = self.redis.clone();
+            let Some(stored): Option<String> = r.get(&key).await? else {
+                return Ok(None);
+            };
+            let mut record: T = serde_json::from_str(&stored)?;
+            if !change(&mut record) {
+                return Ok(Some(record));
+            }
+            if let Some((field, reason)) = record.problems().into_iter().next() {
+                return Err(DirectoryError::Invalid {
+                    id: record.id().to_string(),
+                    field,
+                    reason,
+                });
+            }
+            let json = serde_json::to_string(&record)?;
+            let swapped: i64 = script
+                .key(&key)
+                .arg(&stored)
+                .arg(&json)
+                .invoke_async(&mut r)
+                .await?;
+            if swapped == 1 {
+                return Ok(Some(record));
+            }
+        }
+        Err(DirectoryError::File(format!(
+            "{id}: changed by others {UPDATE_TRIES} times while this change was made; try again"
+        )))
+    }
+
     pub(crate) async fn get(&self, id: &str) -> Result<Option<T>, DirectoryError> {
         Ok(self.get_many(&[id.to_string()]).await?.pop().flatten())
     }
@@ -112,6 +163,9 @@ impl<T: Serialize + DeserializeOwned + Record> JsonRecords<T> {
         Ok(sorted_members(&self.redis, &self.index()).await?)
     }
 }
+
+/// How often [`JsonRecords::update`] reads again after losing a race.
+const UPDATE_TRIES: usize = 16;
 
 /// The values at `keys`, in one round trip; `None` where a key is absent
 /// (or no longer decodes).

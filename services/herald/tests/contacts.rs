@@ -258,3 +258,71 @@ fn rejected(reply: herald_proto::v1::IntakeReply) -> herald_proto::v1::Rejected 
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consents_recorded_at_the_same_moment_all_land() {
+    use herald_proto::{
+        Message, subjects,
+        v1::{
+            ConsentToShare, DirectoryReply, DirectoryRequest, directory_reply,
+            directory_request::Op,
+        },
+    };
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[herald_testkit::fixtures::contact(
+        "kay",
+        Some("kay@example.org"),
+        None,
+        "email",
+    )])
+    .await;
+    let directory = sys.nats.connect_as("directory").await;
+    let ask = |op: Op| {
+        let directory = directory.clone();
+        async move {
+            let req = DirectoryRequest {
+                op: Some(op),
+                requester: "test".into(),
+            };
+            let reply = directory
+                .request(
+                    subjects::from_caller(subjects::INTAKE_DIRECTORY, "directory"),
+                    req.encode_to_vec().into(),
+                )
+                .await
+                .expect("intake answers");
+            DirectoryReply::decode(reply.payload).expect("a directory reply")
+        }
+    };
+    // Many staff recording consents for the same client at once: the desk
+    // answers several at a time, and none may overwrite another's.
+    let gives = (0..24).map(|i| {
+        ask(Op::GiveConsent(ConsentToShare {
+            id: "kay".into(),
+            with: format!("category:kind-{i}"),
+            source: format!("form {i}"),
+        }))
+    });
+    for reply in futures::future::join_all(gives).await {
+        assert!(
+            matches!(reply.result, Some(directory_reply::Result::Contacts(_))),
+            "{reply:?}"
+        );
+    }
+    let shown = ask(Op::GetContact("kay".into())).await;
+    let Some(directory_reply::Result::Contacts(list)) = shown.result else {
+        panic!("{shown:?}")
+    };
+    let mut kinds: Vec<String> = list.contacts[0]
+        .sharing
+        .iter()
+        .map(|s| s.with.clone())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(
+        kinds.len(),
+        24,
+        "consents lost to a concurrent write: {kinds:?}"
+    );
+}
