@@ -517,29 +517,39 @@ impl Directory {
     /// or cleared as [`Contact::carry_verification`] says; true if it was
     /// cleared.
     pub async fn put(&self, contact: &Contact) -> Result<bool, DirectoryError> {
-        let old = self.get(&contact.id).await?;
-        let mut contact = contact.clone();
-        let cleared = old
-            .as_ref()
-            .is_some_and(|old| contact.carry_verification(old));
-        if let Some(old) = &old {
-            contact.carry_consents(old);
-        }
-        let contact = &contact;
-        self.records
-            .put_with(contact, |pipe| {
-                for by in [MemberOf::Organisation, MemberOf::Role] {
-                    let before = old.as_ref().and_then(|c| by.of(c));
-                    let now = by.of(contact);
-                    if let Some(b) = before.filter(|b| Some(*b) != now) {
-                        pipe.srem(self.member_key(by, b), &contact.id).ignore();
-                    }
-                    if let Some(n) = now {
-                        pipe.sadd(self.member_key(by, n), &contact.id).ignore();
-                    }
+        let mut cleared = false;
+        let (old, new) = self
+            .records
+            .swap(&contact.id, |old| {
+                let mut c = contact.clone();
+                cleared = false;
+                if let Some(old) = &old {
+                    cleared = c.carry_verification(old);
+                    c.carry_consents(old);
                 }
+                Some(c)
             })
             .await?;
+        // The indexes follow the record; a reader checks the record, so an
+        // index a racing import left behind misleads nobody.
+        let mut pipe = redis::pipe();
+        let mut moves = 0;
+        for by in [MemberOf::Organisation, MemberOf::Role] {
+            let before = old.as_ref().and_then(|c| by.of(c));
+            let now = new.as_ref().and_then(|c| by.of(c));
+            if let Some(b) = before.filter(|b| Some(*b) != now) {
+                pipe.srem(self.member_key(by, b), &contact.id).ignore();
+                moves += 1;
+            }
+            if let Some(n) = now {
+                pipe.sadd(self.member_key(by, n), &contact.id).ignore();
+                moves += 1;
+            }
+        }
+        if moves > 0 {
+            let mut r = self.redis();
+            pipe.exec_async(&mut r).await?;
+        }
         Ok(cleared)
     }
 

@@ -96,34 +96,42 @@ impl<T: Serialize + DeserializeOwned + Record> JsonRecords<T> {
         Ok(n > 0)
     }
 
-    /// Changes the stored record `id` with `change`, and writes it back
-    /// only if nobody wrote it meanwhile (compared as stored), trying again
-    /// on a fresh read if somebody did: two writers to the same record
-    /// both land. `change` answers false to leave the record as it is.
-    /// The record as it now stands, or `None` if there is none.
-    pub(crate) async fn update(
+    /// Writes what `change` makes of the stored record `id` (`None` when
+    /// there is none), with its id in the index, only if nobody wrote the
+    /// record meanwhile (compared as stored), reading again if somebody
+    /// did: two writers to the same record both land. `change` answers
+    /// `None` to leave the record as it is. The record before and the one
+    /// written (`None` if nothing was).
+    pub(crate) async fn swap(
         &self,
         id: &str,
-        mut change: impl FnMut(&mut T) -> bool,
-    ) -> Result<Option<T>, DirectoryError> {
+        mut change: impl FnMut(Option<T>) -> Option<T>,
+    ) -> Result<(Option<T>, Option<T>), DirectoryError>
+    where
+        T: Clone,
+    {
         const SWAP: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  return 1
+local cur = redis.call('GET', KEYS[1])
+if ARGV[3] == '1' then
+  if cur ~= ARGV[1] then return 0 end
+elseif cur then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
 "#;
         let key = self.key(id);
         let script = redis::Script::new(SWAP);
         for _ in 0..UPDATE_TRIES {
             let mut r = self.redis.clone();
-            let Some(stored): Option<String> = r.get(&key).await? else {
-                return Ok(None);
+            let stored: Option<String> = r.get(&key).await?;
+            // A value that no longer decodes reads as no record, as
+            // everywhere else, and is replaced.
+            let old: Option<T> = stored.as_deref().and_then(|j| serde_json::from_str(j).ok());
+            let Some(record) = change(old.clone()) else {
+                return Ok((old, None));
             };
-            let mut record: T = serde_json::from_str(&stored)?;
-            if !change(&mut record) {
-                return Ok(Some(record));
-            }
             if let Some((field, reason)) = record.problems().into_iter().next() {
                 return Err(DirectoryError::Invalid {
                     id: record.id().to_string(),
@@ -134,17 +142,40 @@ return 0
             let json = serde_json::to_string(&record)?;
             let swapped: i64 = script
                 .key(&key)
-                .arg(&stored)
+                .key(self.index())
+                .arg(stored.as_deref().unwrap_or_default())
                 .arg(&json)
+                .arg(if stored.is_some() { "1" } else { "0" })
+                .arg(id)
                 .invoke_async(&mut r)
                 .await?;
             if swapped == 1 {
-                return Ok(Some(record));
+                return Ok((old, Some(record)));
             }
         }
         Err(DirectoryError::File(format!(
             "{id}: changed by others {UPDATE_TRIES} times while this change was made; try again"
         )))
+    }
+
+    /// Changes the stored record `id` with `change` ([`JsonRecords::swap`]);
+    /// `change` answers false to leave it as it is. The record as it now
+    /// stands, or `None` if there is none.
+    pub(crate) async fn update(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut T) -> bool,
+    ) -> Result<Option<T>, DirectoryError>
+    where
+        T: Clone,
+    {
+        let (old, new) = self
+            .swap(id, |old| {
+                let mut record = old?;
+                change(&mut record).then_some(record)
+            })
+            .await?;
+        Ok(new.or(old))
     }
 
     pub(crate) async fn get(&self, id: &str) -> Result<Option<T>, DirectoryError> {

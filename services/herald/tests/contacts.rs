@@ -260,7 +260,7 @@ fn rejected(reply: herald_proto::v1::IntakeReply) -> herald_proto::v1::Rejected 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consents_recorded_at_the_same_moment_all_land() {
+async fn consents_recorded_at_the_same_moment_as_imports_all_land() {
     use herald_proto::{
         Message, subjects,
         v1::{
@@ -294,8 +294,17 @@ async fn consents_recorded_at_the_same_moment_all_land() {
             DirectoryReply::decode(reply.payload).expect("a directory reply")
         }
     };
-    // Many staff recording consents for the same client at once: the desk
-    // answers several at a time, and none may overwrite another's.
+    // Many staff recording consents for the same client at once, while a
+    // system imports her details again and again: the desk answers several
+    // at a time, and no write may undo another's.
+    let kay = herald_directory::contacts::Contact::from(herald_proto::v1::Contact::from(
+        &herald_testkit::fixtures::contact("kay", Some("kay@example.org"), None, "email"),
+    ));
+    let import = || {
+        ask(Op::PutContacts(herald_proto::v1::ContactList {
+            contacts: vec![herald_proto::v1::Contact::from(&kay)],
+        }))
+    };
     let gives = (0..24).map(|i| {
         ask(Op::GiveConsent(ConsentToShare {
             id: "kay".into(),
@@ -303,9 +312,20 @@ async fn consents_recorded_at_the_same_moment_all_land() {
             source: format!("form {i}"),
         }))
     });
-    for reply in futures::future::join_all(gives).await {
+    let imports = (0..12).map(|_| import());
+    let (given, imported) = futures::join!(
+        futures::future::join_all(gives),
+        futures::future::join_all(imports)
+    );
+    for reply in given {
         assert!(
             matches!(reply.result, Some(directory_reply::Result::Contacts(_))),
+            "{reply:?}"
+        );
+    }
+    for reply in imported {
+        assert!(
+            matches!(reply.result, Some(directory_reply::Result::Changed(1))),
             "{reply:?}"
         );
     }
