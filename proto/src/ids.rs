@@ -40,6 +40,15 @@ pub fn owner_id() -> String {
     format!("{}-{}", std::process::id(), ulid::Ulid::new())
 }
 
+/// The 32-bit FNV-1a hash of `bytes`: what case partitions and audit
+/// buckets are chosen by (stored subjects depend on it, so it never
+/// changes).
+pub fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// The 64-bit FNV-1a hash of `bytes`: a short stable name for a value too
 /// long to spell out (not a secret; not for anything an attacker chooses
 /// to collide).

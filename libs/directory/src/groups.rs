@@ -117,7 +117,7 @@ impl Groups {
 
     /// Adds or replaces a group after checking it.
     pub async fn put(&self, group: &Group) -> Result<(), DirectoryError> {
-        self.records.put_with(group, |_| {}).await
+        self.records.put(group).await
     }
 
     pub async fn put_all(&self, groups: &[Group]) -> Result<(), DirectoryError> {

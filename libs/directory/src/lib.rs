@@ -11,5 +11,6 @@ pub mod credentials;
 pub mod groups;
 mod listfile;
 mod records;
+pub mod safeguards;
 pub mod validate;
 mod wire;

@@ -53,13 +53,9 @@ impl<T: Serialize + DeserializeOwned + Record> JsonRecords<T> {
         self.key_of(self.index)
     }
 
-    /// Adds or replaces `record` after checking it, with whatever else
-    /// `more` adds to the same atomic step.
-    pub(crate) async fn put_with(
-        &self,
-        record: &T,
-        more: impl FnOnce(&mut Pipeline),
-    ) -> Result<(), DirectoryError> {
+    /// Adds or replaces `record` after checking it, with its id in the
+    /// index, in one atomic step.
+    pub(crate) async fn put(&self, record: &T) -> Result<(), DirectoryError> {
         if let Some((field, reason)) = record.problems().into_iter().next() {
             return Err(DirectoryError::Invalid {
                 id: record.id().to_string(),
@@ -72,7 +68,6 @@ impl<T: Serialize + DeserializeOwned + Record> JsonRecords<T> {
         pipe.atomic()
             .set(self.key(record.id()), json)
             .sadd(self.index(), record.id());
-        more(&mut pipe);
         let mut r = self.redis.clone();
         pipe.exec_async(&mut r).await?;
         Ok(())
@@ -160,12 +155,12 @@ return 1
 
     /// Changes the stored record `id` with `change` ([`JsonRecords::swap`]);
     /// `change` answers false to leave it as it is. The record as it now
-    /// stands, or `None` if there is none.
+    /// stands and whether `change` changed it, or `None` if there is none.
     pub(crate) async fn update(
         &self,
         id: &str,
         mut change: impl FnMut(&mut T) -> bool,
-    ) -> Result<Option<T>, DirectoryError>
+    ) -> Result<Option<(T, bool)>, DirectoryError>
     where
         T: Clone,
     {
@@ -175,7 +170,10 @@ return 1
                 change(&mut record).then_some(record)
             })
             .await?;
-        Ok(new.or(old))
+        Ok(match new {
+            Some(record) => Some((record, true)),
+            None => old.map(|record| (record, false)),
+        })
     }
 
     pub(crate) async fn get(&self, id: &str) -> Result<Option<T>, DirectoryError> {

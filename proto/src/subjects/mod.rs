@@ -4,6 +4,12 @@
 //! Emergency traffic has its own subjects and streams (the `emergency` lane)
 //! so that no consumer ever has to read past ordinary traffic to reach it.
 
+mod streams;
+mod trail;
+
+pub use streams::*;
+pub use trail::*;
+
 use crate::v1::{Channel, Lane};
 
 /// Request/reply: a `NotificationRequest` in, an `IntakeReply` out.
@@ -138,7 +144,7 @@ const STATUS_PREFIX: &str = "herald.v1.delivery.status";
 /// nats-server keeps no per-notification subject state for the years the
 /// trail is kept.
 pub const STREAM_AUDIT: &str = "HERALD_AUDIT";
-const AUDIT_PREFIX: &str = "herald.v1.audit";
+pub(crate) const AUDIT_PREFIX: &str = "herald.v1.audit";
 /// Stands for "no case" or "no notification" in an audit subject.
 pub const AUDIT_NONE: &str = "_";
 
@@ -237,94 +243,6 @@ pub fn broadcast_delivery_statuses() -> String {
     format!("{BROADCAST_STATUS_PREFIX}.>")
 }
 
-/// Subject of one audit record.
-pub fn audit(case_id: &str, notification_id: &str) -> String {
-    format!(
-        "{AUDIT_PREFIX}.{}.{}",
-        audit_bucket(case_id),
-        audit_bucket(notification_id)
-    )
-}
-
-/// The bucket an id's audit records are filed under: two hex digits of the
-/// id's 32-bit FNV-1a hash, or `_` for none. Stored subjects depend on it,
-/// so it never changes.
-pub fn audit_bucket(id: &str) -> String {
-    if id.is_empty() {
-        return AUDIT_NONE.to_string();
-    }
-    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("{:02x}", hash & 0xff)
-}
-
-/// Which records a trail holds, and the filter that finds them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trail {
-    /// Subject filter on [`STREAM_AUDIT`]: the id's bucket.
-    pub filter: String,
-    pub of: TrailOf,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrailOf {
-    Notification(String),
-    Case(String),
-    /// Every record of every notification and case.
-    Everything,
-}
-
-impl Trail {
-    /// Whether `record` belongs to this trail, not to another id of the
-    /// same bucket.
-    pub fn holds(&self, record: &crate::v1::AuditRecord) -> bool {
-        match &self.of {
-            TrailOf::Notification(id) => record.notification_id == *id,
-            TrailOf::Case(id) => record.case_id == *id,
-            TrailOf::Everything => true,
-        }
-    }
-
-    /// No record of this trail was written before this moment, as far as
-    /// the id can tell (a notification id carries the time it was made):
-    /// a reader may start there rather than at the stream's first message.
-    pub fn not_before(&self) -> Option<std::time::SystemTime> {
-        match &self.of {
-            TrailOf::Notification(id) => crate::ids::made_at(id),
-            TrailOf::Case(_) | TrailOf::Everything => None,
-        }
-    }
-}
-
-/// One notification's trail.
-pub fn audit_of_notification(notification_id: &str) -> Trail {
-    Trail {
-        filter: format!("{AUDIT_PREFIX}.*.{}", audit_bucket(notification_id)),
-        of: TrailOf::Notification(notification_id.to_string()),
-    }
-}
-
-/// A whole case's trail, notifications included.
-pub fn audit_of_case(case_id: &str) -> Trail {
-    Trail {
-        filter: format!("{AUDIT_PREFIX}.{}.*", audit_bucket(case_id)),
-        of: TrailOf::Case(case_id.to_string()),
-    }
-}
-
-/// The whole trail, every notification and case.
-pub fn audit_everything() -> Trail {
-    Trail {
-        filter: audit_all().to_string(),
-        of: TrailOf::Everything,
-    }
-}
-
-pub fn audit_all() -> &'static str {
-    "herald.v1.audit.>"
-}
-
 pub fn dlq(channel: Channel) -> String {
     format!("{DLQ_PREFIX}.job.{}", channel.name())
 }
@@ -350,12 +268,7 @@ pub fn dlq_all() -> String {
 
 /// The partition a case's subjects are in (FNV-1a of the id).
 pub fn case_partition(case_id: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in case_id.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % CASE_PARTITIONS
+    crate::ids::fnv1a32(case_id.as_bytes()) % CASE_PARTITIONS
 }
 
 /// Subject of a lifecycle event of one case.
@@ -425,94 +338,6 @@ pub fn is_subject_token(s: &str) -> bool {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'@' | b'+' | b'=')
         })
 }
-
-/// Who a stream belongs to: the one service that owns its contract (and
-/// its consumer of record), who else writes to it and who reads it. The
-/// NATS permissions of each service follow from this table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamOwner {
-    pub stream: &'static str,
-    pub owner: &'static str,
-    pub writers: &'static [&'static str],
-    pub readers: &'static [&'static str],
-}
-
-/// Every stream Herald declares, each once.
-pub const STREAMS: [StreamOwner; 11] = [
-    StreamOwner {
-        stream: STREAM_NOTIFY,
-        owner: "intake",
-        writers: &["intake"],
-        readers: &["router"],
-    },
-    StreamOwner {
-        stream: STREAM_NOTIFY_EMERGENCY,
-        owner: "intake",
-        writers: &["intake"],
-        readers: &["router"],
-    },
-    StreamOwner {
-        stream: STREAM_DELIVERY,
-        owner: "delivery",
-        writers: &["router", "delivery"],
-        readers: &["delivery"],
-    },
-    StreamOwner {
-        stream: STREAM_DELIVERY_EMERGENCY,
-        owner: "delivery",
-        writers: &["router", "delivery", "broadcast"],
-        readers: &["delivery"],
-    },
-    StreamOwner {
-        stream: STREAM_STOPS,
-        owner: "delivery",
-        writers: &["intake", "escalation", "broadcast"],
-        readers: &["delivery"],
-    },
-    StreamOwner {
-        stream: STREAM_STATUS,
-        owner: "delivery",
-        writers: &["delivery"],
-        readers: &["broadcast"],
-    },
-    StreamOwner {
-        stream: STREAM_INBOUND,
-        owner: "delivery",
-        writers: &["delivery"],
-        readers: &["broadcast", "escalation"],
-    },
-    StreamOwner {
-        stream: STREAM_BROADCAST,
-        owner: "broadcast",
-        writers: &["intake"],
-        readers: &["broadcast"],
-    },
-    StreamOwner {
-        stream: STREAM_CASES,
-        owner: "intake",
-        writers: &["intake", "sla"],
-        readers: &["sla", "escalation"],
-    },
-    StreamOwner {
-        stream: STREAM_AUDIT,
-        owner: "intake",
-        writers: &[
-            "intake",
-            "router",
-            "delivery",
-            "broadcast",
-            "sla",
-            "escalation",
-        ],
-        readers: &["operators"],
-    },
-    StreamOwner {
-        stream: STREAM_DLQ,
-        owner: "delivery",
-        writers: &["delivery", "sla", "escalation"],
-        readers: &["operators"],
-    },
-];
 
 /// The low-cardinality form of a subject: audit subjects carry case and
 /// notification buckets, every other Herald subject is already a fixed name.
