@@ -346,3 +346,52 @@ async fn consents_recorded_at_the_same_moment_as_imports_all_land() {
         "consents lost to a concurrent write: {kinds:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_record_that_fails_its_checks_names_the_field_not_an_outage() {
+    use herald_proto::{
+        Message, subjects,
+        v1::{
+            ConsentToShare, DirectoryReply, DirectoryRequest, directory_reply,
+            directory_request::Op,
+        },
+    };
+    let sys = TestSystem::start().await;
+    // Stored before verifications were records: a bare flag.
+    let mut redis =
+        herald_runtime::store::connect(&sys.cfg.redis, &tokio_util::sync::CancellationToken::new())
+            .await
+            .expect("redis");
+    let key = format!(
+        "{}contact:old",
+        herald_proto::keyspace::DIRECTORY.prefix(&sys.cfg.redis.prefix)
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(r#"{"id":"old","name":"Old","email":"old@example.org","identity_verified":true}"#)
+        .query_async(&mut redis)
+        .await
+        .expect("stored");
+    let directory = sys.nats.connect_as("directory").await;
+    let req = DirectoryRequest {
+        op: Some(Op::GiveConsent(ConsentToShare {
+            id: "old".into(),
+            with: "category:insurer".into(),
+            source: "signed form".into(),
+        })),
+        requester: "test".into(),
+    };
+    let reply = directory
+        .request(
+            subjects::from_caller(subjects::INTAKE_DIRECTORY, "directory"),
+            req.encode_to_vec().into(),
+        )
+        .await
+        .expect("intake answers");
+    let reply = DirectoryReply::decode(reply.payload).expect("a directory reply");
+    let Some(directory_reply::Result::Rejected(r)) = reply.result else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(r.field, "contact.identity_verified", "{r:?}");
+    assert!(r.message.contains("herald contacts verify"), "{r:?}");
+}

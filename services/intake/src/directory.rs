@@ -76,13 +76,23 @@ impl DirectoryDesk {
         cleared: &mut Vec<String>,
     ) -> Result<directory_reply::Result, Rejected> {
         use directory_reply::Result as R;
-        let unavailable = |e: DirectoryError| {
-            error!(error = %e, "directory unreadable");
-            Rejected::new(
-                ErrorCode::Unavailable,
-                "",
-                "the directory cannot be reached just now; ask again",
-            )
+        let unavailable = |e: DirectoryError| match e {
+            // The change would leave a record that does not pass its checks
+            // (one stored before a check existed, say): that record's
+            // field, not an outage.
+            DirectoryError::Invalid { id, field, reason } => Rejected::new(
+                ErrorCode::InvalidArgument,
+                format!("contact.{field}"),
+                format!("({id}) {reason}; fix the record (herald contacts import) first"),
+            ),
+            e => {
+                error!(error = %e, "directory unreadable");
+                Rejected::new(
+                    ErrorCode::Unavailable,
+                    "",
+                    "the directory cannot be reached just now; ask again",
+                )
+            }
         };
         match order {
             Order::PutContacts(contacts) => {
