@@ -69,6 +69,8 @@ names!(AuditStep {
     Cancelled => "cancelled",
     ReplyReceived => "reply_received",
     Held => "held",
+    AwaitingApproval => "awaiting_approval",
+    ApprovalDecided => "approval_decided",
 });
 
 names!(Channel {

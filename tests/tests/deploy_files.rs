@@ -154,7 +154,7 @@ const SERVICES: [(&str, u16); 6] = [
 /// writes, each under its own name (`kubectl create secret generic
 /// --from-file` on its folders; see deploy/k8s/README.md). Checked against
 /// what setup really writes below.
-const SETUP_SECRET_KEYS: [&str; 24] = [
+const SETUP_SECRET_KEYS: [&str; 25] = [
     "nats-server.conf",
     "ca.pem",
     "server.pem",
@@ -173,6 +173,7 @@ const SETUP_SECRET_KEYS: [&str; 24] = [
     "replay.nk",
     "provision.nk",
     "dpo.nk",
+    "approver.nk",
     "intake.password",
     "router.password",
     "delivery.password",
@@ -184,7 +185,7 @@ const SETUP_SECRET_KEYS: [&str; 24] = [
 /// The keys of the Secret `herald-app-secrets` (made by hand, README),
 /// each with a value of the shape the service expects, so the
 /// configuration a pod would get can be loaded here.
-const APP_SECRETS: [(&str, &str); 8] = [
+const APP_SECRETS: [(&str, &str); 9] = [
     (
         "escalation-survey-secret",
         "sample-survey-secret-0123456789",
@@ -199,6 +200,7 @@ const APP_SECRETS: [(&str, &str); 8] = [
     ("delivery-provider-token", "sample-provider-token"),
     ("delivery-provider-signing-key", "sample-signing-key"),
     ("delivery-inbound-email-signing-key", "sample-inbound-key"),
+    ("approvals-signing-key", "sample-approvals-key-0123"),
 ];
 
 fn k8s_builds() -> Vec<(&'static str, Vec<Object>)> {

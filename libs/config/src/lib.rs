@@ -14,6 +14,7 @@
 //! `config/herald.example.toml` documents every key.
 
 mod across_sections;
+mod approvals;
 mod broadcast;
 mod checks;
 mod content;
@@ -33,6 +34,7 @@ use std::{fmt, path::Path, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use approvals::{ApprovalRule, ApprovalsConfig};
 pub use broadcast::{BroadcastConfig, Coordinator, MAX_CYCLES};
 pub use content::ContentConfig;
 pub use delivery::{DeliveryConfig, EncryptedFrom};
@@ -71,6 +73,7 @@ pub struct Config {
     pub broadcast: BroadcastConfig,
     pub sla: SlaConfig,
     pub escalation: EscalationConfig,
+    pub approvals: ApprovalsConfig,
 }
 
 /// Everything wrong with a configuration, reported together.
@@ -155,6 +158,7 @@ impl Config {
         self.broadcast.validate(problems);
         self.sla.validate(problems);
         self.escalation.validate(problems);
+        self.approvals.validate(problems);
         across_sections::validate(self, problems);
     }
 }

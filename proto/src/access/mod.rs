@@ -48,10 +48,12 @@ pub enum Role {
     Provision,
     /// The Data Protection Officer: releases a data breach's containment.
     Dpo,
+    /// Decides the first contacts an approval rule holds (SOP 004).
+    Approver,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Service,
         Role::Publisher,
         Role::Coordinator,
@@ -60,6 +62,7 @@ impl Role {
         Role::Replay,
         Role::Provision,
         Role::Dpo,
+        Role::Approver,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +75,7 @@ impl Role {
             Role::Replay => "replay",
             Role::Provision => "provision",
             Role::Dpo => "dpo",
+            Role::Approver => "approver",
         }
     }
 
@@ -90,6 +94,7 @@ impl Role {
             Role::Replay => "reads dead letters and sends their jobs again",
             Role::Provision => "declares and updates Herald's streams",
             Role::Dpo => "the Data Protection Officer: releases a data breach's containment",
+            Role::Approver => "lists and decides the first contacts held for approval",
         }
     }
 }
@@ -267,6 +272,9 @@ pub fn permissions(who: &Identity) -> Permissions {
         }
         Role::Dpo => {
             p.asks_as(&who.name, &[subjects::INTAKE_BREACH]);
+        }
+        Role::Approver => {
+            p.asks_as(&who.name, &[subjects::INTAKE_APPROVALS]);
         }
         Role::Replay => {
             p.browses(subjects::STREAM_DLQ).writes_audit();

@@ -55,19 +55,23 @@ pub const INTAKE_DIRECTORY: &str = "herald.v1.intake.directory";
 /// Request/reply (`herald.v1.BreachRelease`): the Data Protection Officer
 /// releases a data breach's containment.
 pub const INTAKE_BREACH: &str = "herald.v1.intake.breach";
+/// Request/reply (`herald.v1.ApprovalRequest`): approvers list, read and
+/// decide the first contacts an approval rule holds.
+pub const INTAKE_APPROVALS: &str = "herald.v1.intake.approvals";
 
 /// The requests that come from outside Herald's services are addressed
 /// under the caller's own name: `<request subject>.<identity>`. The NATS
 /// server lets each identity publish only under its own name (see
 /// [`crate::access`]), so the last token tells intake who asked, as NATS
 /// verified it rather than as the request claims.
-pub const FROM_CALLERS: [&str; 9] = [
+pub const FROM_CALLERS: [&str; 10] = [
     INTAKE_NOTIFY,
     INTAKE_NOTIFY_EMERGENCY,
     INTAKE_CANCEL,
     INTAKE_CASE,
     INTAKE_DIRECTORY,
     INTAKE_BREACH,
+    INTAKE_APPROVALS,
     BROADCAST_START,
     BROADCAST_UPDATE,
     BROADCAST_CANCEL,

@@ -5,6 +5,7 @@
 //! and why).
 
 mod apikey;
+mod approvals;
 mod broadcast;
 mod case;
 mod dlq;
@@ -64,6 +65,9 @@ enum Command {
     /// Inspect and replay jobs that could not be delivered.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// First contacts held for an approver's decision (SOP 004).
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// A data breach's containment (SOP 003 §8).
     #[command(subcommand)]
     Breach(BreachCommand),
@@ -286,6 +290,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Trail(args) => trail::run(&cfg, args).await,
         Command::Contacts(c) => contacts(&cfg, c).await,
         Command::Dlq(c) => dlq::run(&cfg, c).await,
+        Command::Approvals(c) => approvals::run(&cfg, c).await,
         Command::Groups(c) => groups::run(&cfg, c).await,
         Command::Broadcast(c) => broadcast::run(&cfg, c).await,
         Command::Case(c) => case::run(&cfg, c).await,

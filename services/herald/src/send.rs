@@ -433,6 +433,7 @@ fn role_for(subject: &str) -> Role {
     match subject {
         subjects::INTAKE_DIRECTORY => Role::Directory,
         subjects::INTAKE_BREACH => Role::Dpo,
+        subjects::INTAKE_APPROVALS => Role::Approver,
         subjects::BROADCAST_START
         | subjects::BROADCAST_UPDATE
         | subjects::BROADCAST_CANCEL
@@ -491,7 +492,6 @@ pub fn requester() -> String {
     )
 }
 
-/// `herald cancel <key>`.
 /// Releases a data breach's containment, as the Data Protection Officer
 /// (the `dpo` identity).
 pub async fn release_breach(

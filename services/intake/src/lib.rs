@@ -8,6 +8,7 @@
 //! notifications stream of its lane; only once JetStream confirms the write
 //! does the caller hear "accepted".
 
+mod approvals;
 mod breach_release;
 mod broadcasts;
 mod cancel;
@@ -66,6 +67,8 @@ pub(crate) struct Intake {
     cases: cases::Cases,
     /// Alertmanager and PagerDuty-shaped tools, and their alerts' cases.
     integrations: integrations::Integrations,
+    /// First contacts held for approval.
+    approvals: approvals::Approvals,
 }
 
 /// A started intake: its gRPC listener beside what every service has.
@@ -133,6 +136,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         integrations::Integrations::new(&cfg.intake, redis.clone(), &cfg.redis.prefix);
     integrations.check_templates(&templates)?;
     let intake = Intake {
+        approvals: approvals::Approvals::new(&cfg.approvals, redis.clone(), &cfg.redis.prefix),
         integrations,
         cases,
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
@@ -151,8 +155,24 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
 
     service.public_routes(
         cfg.intake.public(),
-        http::routes(intake.clone(), &cfg.intake)?,
+        http::routes(intake.clone(), &cfg.intake)?.merge(approvals::routes(intake.clone())),
     );
+    {
+        let fire = intake.clone();
+        service.spawn(herald_durable::timers::run(
+            intake.approvals.timers().clone(),
+            Arc::new(herald_runtime::clock::SystemClock),
+            herald_durable::timers::RunOptions {
+                batch: 100,
+                ..Default::default()
+            },
+            shutdown.clone(),
+            move |batch| {
+                let fire = fire.clone();
+                async move { fire.fire_approvals(batch).await }
+            },
+        ));
+    }
     let (grpc_addr, grpc_task) = grpc::serve(
         &cfg.intake,
         intake.clone(),
@@ -218,6 +238,18 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             move |msg| {
                 let intake = releases.clone();
                 async move { Some(intake.release_breach_nats(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    let approvers = intake.clone();
+    service
+        .serve(
+            &[subjects::from_any_caller(subjects::INTAKE_APPROVALS)],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(4),
+            move |msg| {
+                let intake = approvers.clone();
+                async move { Some(intake.answer_approvals(msg).await.encode_to_vec().into()) }
             },
         )
         .await?;

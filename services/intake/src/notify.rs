@@ -23,6 +23,10 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::{
     Intake,
+    approvals::{
+        self,
+        state::{Held, Stage},
+    },
     dedupe::Claim,
     note_refusal, unavailable,
     validate::{self, reject},
@@ -114,12 +118,25 @@ impl Intake {
 
     /// Checks, deduplicates and queues one request from `caller` (the
     /// identity NATS or the gRPC key vouches for). The reply says accepted
-    /// only once the notification is stored in JetStream.
+    /// only once the notification is stored in JetStream, or held for
+    /// approval in Redis with its trail records written.
     pub(crate) async fn submit(
         &self,
         req: NotificationRequest,
         hinted: Lane,
         caller: &str,
+    ) -> IntakeReply {
+        self.submit_as(req, hinted, caller, true).await
+    }
+
+    /// [`Intake::submit`], with the approval rules applied or not
+    /// (`approvals`: false for the approvals' own messages).
+    pub(crate) async fn submit_as(
+        &self,
+        req: NotificationRequest,
+        hinted: Lane,
+        caller: &str,
+        approvals: bool,
     ) -> IntakeReply {
         let started = Instant::now();
         let contacts = match self.directory.get_many(&validate::contact_ids(&req)).await {
@@ -135,6 +152,22 @@ impl Intake {
             Err(r) => return self.refused(hinted, r),
         };
         let lane = lane_for(&req, hinted);
+        let plan = if approvals {
+            match self
+                .approvals
+                .plan(&req, lane, &validate::directory_recipients(&req, &contacts))
+                .await
+            {
+                Ok(Ok(plan)) => plan,
+                Ok(Err(r)) => return self.refused(lane, r),
+                Err(e) => {
+                    error!(error = %e, "approval rules could not be checked");
+                    return self.refused(lane, unavailable());
+                }
+            }
+        } else {
+            None
+        };
         let span = tracing::Span::current();
         span.record("case_id", req.case_id.as_str());
 
@@ -217,6 +250,20 @@ impl Intake {
             accepted: Some(self.auditor.build(audit)),
             answer_on,
         };
+        if let Some(plan) = plan {
+            return match self.hold_for_approval(plan, &record, caller).await {
+                Ok(()) => {
+                    self.mark_done(caller, &req, &id);
+                    span.record("outcome", "awaiting_approval");
+                    info!("first contact held for approval");
+                    reply(id, duplicate, true)
+                }
+                Err(e) => {
+                    error!(error = %e, "notification not held for approval");
+                    self.refused(lane, unavailable())
+                }
+            };
+        }
         if req.communication_type == CommunicationType::DataBreach as i32
             && let Err(e) = self.broadcasts.breach_protocol(&id, &req, caller).await
         {
@@ -235,18 +282,7 @@ impl Intake {
             error!(error = %e, "notification not stored");
             return self.refused(lane, unavailable());
         }
-        // Marking the key done saves a retry a republish; it is not needed
-        // for correctness (a pending key republishes under the same id,
-        // which JetStream and delivery both drop), so it does not hold up
-        // the reply.
-        let dedupe = self.dedupe.clone();
-        let done_id = id.clone();
-        let done_caller = caller.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = dedupe.complete(&done_caller, &req, &done_id).await {
-                warn!(error = %e, "could not mark the idempotency key done");
-            }
-        });
+        self.mark_done(caller, &req, &id);
         let lane_label = LaneLabel {
             lane: lane.name().into(),
         };
@@ -260,7 +296,58 @@ impl Intake {
             .latency
             .get_or_create(&lane_label)
             .observe(started.elapsed().as_secs_f64());
-        accepted(id, duplicate)
+        reply(id, duplicate, false)
+    }
+
+    /// Marks the idempotency key done. That saves a retry a republish; it
+    /// is not needed for correctness (a pending key republishes under the
+    /// same id, which JetStream and delivery both drop, and holds the same
+    /// approval), so it does not hold up the reply.
+    fn mark_done(&self, caller: &str, req: &NotificationRequest, id: &str) {
+        let dedupe = self.dedupe.clone();
+        let (caller, req, id) = (caller.to_string(), req.clone(), id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = dedupe.complete(&caller, &req, &id).await {
+                warn!(error = %e, "could not mark the idempotency key done");
+            }
+        });
+    }
+
+    /// Stores `record` held for approval, then its trail records, before
+    /// "accepted, awaiting approval" is answered.
+    async fn hold_for_approval(
+        &self,
+        plan: approvals::Plan,
+        record: &AcceptedNotification,
+        caller: &str,
+    ) -> anyhow::Result<()> {
+        let req = record.request.clone().unwrap_or_default();
+        let now = herald_runtime::clock::millis(chrono::Utc::now());
+        let timeout = i64::try_from(self.approvals.timeout().as_millis()).unwrap_or(i64::MAX);
+        let held = Held {
+            id: record.notification_id.clone(),
+            rule: plan.rule,
+            contact_ids: plan.contact_ids,
+            matter: plan.matter,
+            approvers: plan.approvers,
+            tell: plan.tell,
+            requester: req.requester.clone(),
+            caller: caller.to_string(),
+            case_id: req.case_id.clone(),
+            communication_type: CommunicationType::name_of(req.communication_type).into(),
+            template_id: req.template_id.clone(),
+            lane: record.lane,
+            requested_at_ms: now,
+            deadline_ms: now.saturating_add(timeout),
+            stage: Stage::Held,
+            decided_by: String::new(),
+            decided_at_ms: 0,
+            reason: String::new(),
+            done: false,
+        };
+        // A retried request finds its hold in place and keeps it.
+        self.approvals.hold(&held, &record.encode_to_vec()).await?;
+        self.document_hold(&held, record.accepted.clone()).await
     }
 }
 
@@ -277,10 +364,15 @@ pub fn lane_for(req: &NotificationRequest, hinted: Lane) -> Lane {
 }
 
 fn accepted(notification_id: String, duplicate: bool) -> IntakeReply {
+    reply(notification_id, duplicate, false)
+}
+
+fn reply(notification_id: String, duplicate: bool, awaiting_approval: bool) -> IntakeReply {
     IntakeReply {
         result: Some(intake_reply::Result::Accepted(Accepted {
             notification_id,
             duplicate,
+            awaiting_approval,
         })),
     }
 }

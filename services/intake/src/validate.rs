@@ -65,6 +65,24 @@ pub fn contact_ids(req: &NotificationRequest) -> Vec<String> {
         .collect()
 }
 
+/// The recipients of `req` that are directory contacts, each with its
+/// index in `recipients`, from the lookup of [`contact_ids`] (`contacts`,
+/// in order).
+pub fn directory_recipients(
+    req: &NotificationRequest,
+    contacts: &[Option<Contact>],
+) -> Vec<(usize, Contact)> {
+    let mut looked_up = contacts.iter();
+    req.recipients
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.target {
+            Some(Target::ContactId(_)) => looked_up.next().cloned().flatten().map(|c| (i, c)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks `req` and fills in defaults (priority, confidentiality).
 /// `contacts` holds the directory lookup of [`contact_ids`], in order.
 pub fn check(

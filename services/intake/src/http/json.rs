@@ -234,12 +234,13 @@ mod tests {
                 &herald_proto::v1::Accepted {
                     notification_id: "ntf_1".into(),
                     duplicate: false,
+                    awaiting_approval: true,
                 },
             )
             .unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"notificationId": "ntf_1", "duplicate": false})
+            serde_json::json!({"notificationId": "ntf_1", "duplicate": false, "awaitingApproval": true})
         );
     }
 
