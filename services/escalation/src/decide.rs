@@ -211,7 +211,8 @@ pub(crate) fn on_sla(
     let policy = policy_for(policies, &st)?;
     let mut effects = Vec::new();
     let trigger = format!("breach:{}", clock.name());
-    start(&mut st, policy, seq, &trigger, 0, now, &mut effects);
+    let level = policy.breach_level(clock);
+    start(&mut st, policy, seq, &trigger, level, now, &mut effects);
     Some((st, effects))
 }
 

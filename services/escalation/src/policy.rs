@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use herald_proto::v1::Priority;
+use herald_proto::v1::{ClockKind, Priority};
 use serde::Deserialize;
 
 /// The policies Herald ships with.
@@ -68,7 +68,21 @@ pub struct Policy {
     pub escalate_at_open: Vec<Priority>,
     /// The level an escalate-now request starts at.
     pub on_request: usize,
+    /// The level a breach of each clock starts at, where it is not the
+    /// first (SOP 002 §8.1: a case not resolved within 24 hours goes to
+    /// the team lead).
+    pub on_breach: Vec<(ClockKind, usize)>,
     pub levels: Vec<Level>,
+}
+
+impl Policy {
+    /// The level a breach of `clock` starts the policy at.
+    pub fn breach_level(&self, clock: ClockKind) -> usize {
+        self.on_breach
+            .iter()
+            .find(|(c, _)| *c == clock)
+            .map_or(0, |(_, level)| *level)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +125,9 @@ struct FilePolicy {
     #[serde(default)]
     escalate_at_open: Vec<String>,
     on_request: Option<String>,
+    /// Clock name (acknowledgement, response, resolution) → level name.
+    #[serde(default)]
+    on_breach: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     level: Vec<FileLevel>,
 }
@@ -206,6 +223,24 @@ impl Policies {
                     }
                 },
             };
+            let mut on_breach = Vec::new();
+            for (clock, level) in &p.on_breach {
+                let kind = match ClockKind::parse(clock) {
+                    Some(k) if k != ClockKind::Unspecified => k,
+                    _ => {
+                        problems.push(format!(
+                            "{at}: on_breach: {clock:?} is not a clock (acknowledgement, response, resolution)"
+                        ));
+                        continue;
+                    }
+                };
+                match levels.iter().position(|l| &l.name == level) {
+                    Some(i) => on_breach.push((kind, i)),
+                    None => problems.push(format!(
+                        "{at}: on_breach.{clock} = {level:?} names no level"
+                    )),
+                }
+            }
             policies.push(Policy {
                 name: p.name,
                 teams: p.teams,
@@ -216,6 +251,7 @@ impl Policies {
                     &mut problems,
                 ),
                 on_request,
+                on_breach,
                 levels,
             });
         }
@@ -280,6 +316,8 @@ mod tests {
             Duration::from_secs(2 * 3600)
         );
         assert_eq!(standard.on_request, 1);
+        assert_eq!(standard.breach_level(ClockKind::Resolution), 1);
+        assert_eq!(standard.breach_level(ClockKind::Response), 0);
         assert_eq!(standard.escalate_at_open, [Priority::Critical]);
         assert_eq!(p.follow_up.delay, Duration::from_secs(24 * 3600));
     }
@@ -292,6 +330,7 @@ mod tests {
 name = "p"
 priorities = ["urgent"]
 on_request = "boss"
+on_breach = { resolution = "nobody", soon = "a" }
 [[policy.level]]
 name = "a"
 targets = ["role:has space", "x.y"]
@@ -309,6 +348,8 @@ reminder_after = "0s"
         for want in [
             "\"urgent\"",
             "on_request = \"boss\"",
+            "on_breach.resolution = \"nobody\" names no level",
+            "on_breach: \"soon\" is not a clock",
             "\"role:has space\"",
             "\"x.y\"",
             "timeout \"soon\"",

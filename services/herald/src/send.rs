@@ -363,10 +363,10 @@ pub async fn run(cfg: &Config, args: SendArgs) -> Result<(), Failure> {
         Some(intake_reply::Result::Accepted(a)) => {
             println!(
                 "{} {}{}",
-                if a.duplicate {
-                    "already accepted:"
-                } else {
-                    "accepted:"
+                match (a.duplicate, a.awaiting_approval) {
+                    (true, _) => "already accepted:",
+                    (false, true) => "accepted, awaiting approval (herald approvals show):",
+                    (false, false) => "accepted:",
                 },
                 a.notification_id,
                 if args.key.is_none() && args.file.is_none() {

@@ -280,15 +280,25 @@ mod tests {
         use ClockKind as K;
         assert_eq!(
             resolved(get(C::Email, Priority::Normal)),
-            [(K::Response, 24 * 3600, true, "email".into())]
+            [
+                (K::Response, 24 * 3600, true, "email".into()),
+                (K::Resolution, 24 * 3600, false, "unresolved".into())
+            ]
         );
         assert_eq!(
             resolved(get(C::LiveChat, Priority::Normal)),
-            [(K::Response, 300, false, "live_chat".into())]
+            [
+                (K::Response, 300, false, "live_chat".into()),
+                (K::Resolution, 24 * 3600, false, "unresolved".into())
+            ]
         );
         assert_eq!(
             resolved(get(C::Phone, Priority::High)),
-            [(K::Response, 7200, false, "phone".into())]
+            [
+                (K::Acknowledgement, 3600, false, "high".into()),
+                (K::Response, 7200, false, "phone".into()),
+                (K::Resolution, 24 * 3600, false, "unresolved".into())
+            ]
         );
         assert_eq!(
             resolved(get(C::SupportTicket, Priority::Low)),
@@ -302,11 +312,14 @@ mod tests {
             resolved(get(C::Portal, Priority::Normal)),
             [
                 (K::Acknowledgement, 8 * 3600, true, "client_inquiry".into()),
-                (K::Response, 16 * 3600, true, "client_inquiry".into())
+                (K::Response, 16 * 3600, true, "client_inquiry".into()),
+                (K::Resolution, 24 * 3600, false, "unresolved".into())
             ]
         );
-        // Critical: acknowledged within the hour, the channel's own clocks
-        // otherwise.
+        // Critical and high: acknowledged within the hour, the channel's
+        // own clocks otherwise; a ticket keeps its 48 hours to resolve
+        // (SOP 000 §2), everything else is escalated after 24 (SOP 002
+        // §8.1).
         assert_eq!(
             resolved(get(C::SupportTicket, Priority::Critical)),
             [

@@ -111,6 +111,23 @@ fn a_breach_starts_the_first_level_and_tells_the_client() {
 }
 
 #[test]
+fn a_case_not_resolved_in_time_goes_straight_to_the_team_lead() {
+    // SOP 002 §8.1: "cannot be resolved within 24 hours, escalate to the
+    // team lead or supervisor".
+    let (p, c) = (policies(), clock());
+    let st = open_normal(&p, &c);
+    c.advance(TimeDelta::hours(24));
+    let (_, effects) = on_sla(&p, &breach(ClockKind::Resolution), 7, Some(&st), now(&c)).unwrap();
+    let (esc, step) = notified(&effects);
+    assert_eq!(esc.trigger, "breach:resolution");
+    assert_eq!(
+        step,
+        notify(1, 0, true),
+        "team lead, first notice, client told"
+    );
+}
+
+#[test]
 fn warnings_and_breaches_of_answered_clocks_start_nothing() {
     let (p, c) = (policies(), clock());
     let st = open_normal(&p, &c);
