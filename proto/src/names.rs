@@ -5,8 +5,8 @@
 
 use crate::v1::{
     AuditStep, BroadcastState, CaseChannel, CaseEventKind, Channel, ClockKind, ClockState,
-    CommunicationType, Confidentiality, DeliveryState, ErrorCode, Lane, Priority, Severity,
-    SlaEventKind,
+    CommunicationType, Confidentiality, DeliveryState, ErrorCode, InteractionKind, Lane, Priority,
+    Severity, SlaEventKind,
 };
 
 /// Implements `name()` (the canonical lower-case name) and `parse()`
@@ -143,6 +143,16 @@ names!(CaseEventKind {
     FeedbackReceived => "feedback_received",
     WaitingOnClient => "waiting_on_client",
     ClientReplied => "client_replied",
+    InteractionLogged => "interaction_logged",
+    ActionDone => "action_done",
+});
+
+names!(InteractionKind {
+    Unspecified => "unspecified",
+    Call => "call",
+    Meeting => "meeting",
+    Email => "email",
+    InPerson => "in_person" | "in-person",
 });
 
 names!(ClockKind {

@@ -10,9 +10,10 @@ use herald_proto::v1::{CaseEvent, CaseEventKind, ClockKind, Priority, SlaEvent, 
 use herald_runtime::clock::{from_millis, millis};
 
 use crate::{
+    actions::{self, Action},
     machine::{Escalation, FollowStep, FollowUp, Step},
     policy::{Policies, Policy},
-    state::CaseState,
+    state::{CaseState, Timer},
 };
 
 /// Something to do before a new state is written. Each is idempotent, so
@@ -44,6 +45,12 @@ pub(crate) enum Effect {
     FollowUpNote {
         id: String,
         summary: String,
+    },
+    /// Remind an action's owner (`round`: which reminder, from 1).
+    ActionReminder {
+        action: Action,
+        round: u32,
+        overdue: bool,
     },
 }
 
@@ -164,6 +171,22 @@ pub(crate) fn on_event(
                 summary: format!("feedback recorded on the case: rating {rating}/5"),
             });
         }
+        CaseEventKind::InteractionLogged => {
+            actions::add(&mut st.actions, actions::logged(ev));
+        }
+        CaseEventKind::ActionDone => {
+            let id = ev.action_done.as_ref().map(|d| d.action_id.as_str());
+            let done = id.is_some_and(|id| actions::finish(&mut st.actions, id));
+            if !done {
+                effects.push(Effect::FollowUpNote {
+                    id: format!("act-{}-{}-unknown", ev.case_id, ev.event_id),
+                    summary: format!(
+                        "{} names no open action of this case",
+                        id.unwrap_or_default()
+                    ),
+                });
+            }
+        }
         CaseEventKind::EscalateNow => {
             let active = st.current.as_ref().is_some_and(Escalation::is_active);
             if active {
@@ -216,19 +239,28 @@ pub(crate) fn on_sla(
     Some((st, effects))
 }
 
-/// A due timer: the escalation's (`escalation`) next notice or its end,
-/// or else the follow-up's survey or reminder. The state comes back even
+/// A due timer: the escalation's next notice or its end, the follow-up's
+/// survey or reminder, or the reminders of open actions. The state comes back even
 /// when nothing was due, for the service writes it anyway. An error when
 /// the escalation's policy is gone from the configuration.
 pub(crate) fn on_timer(
     policies: &Policies,
     stored: &CaseState,
-    escalation: bool,
+    which: Timer,
     now: i64,
 ) -> anyhow::Result<(CaseState, Vec<Effect>)> {
     let mut st = stored.clone();
     let mut effects = Vec::new();
-    if escalation {
+    if which == Timer::Actions {
+        for (action, round) in actions::due(&mut st.actions, now) {
+            let overdue = action.overdue(now);
+            effects.push(Effect::ActionReminder {
+                action,
+                round,
+                overdue,
+            });
+        }
+    } else if which == Timer::Escalation {
         if let Some(mut esc) = st.current.clone() {
             let policy = policies
                 .named(&esc.policy)

@@ -101,6 +101,14 @@ impl Escalator {
                 Effect::Survey { seq, reminder } => {
                     self.send_survey(case_id, st, seq, reminder).await?;
                 }
+                Effect::ActionReminder {
+                    action,
+                    round,
+                    overdue,
+                } => {
+                    self.remind_action(case_id, st, &action, round, overdue)
+                        .await?;
+                }
                 Effect::FollowUpNote { id, summary } => {
                     self.audit(Entry {
                         case_id: case_id.to_string(),

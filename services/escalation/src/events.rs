@@ -20,7 +20,7 @@ use crate::{Escalator, decide};
 
 /// A lifecycle event or a clock event, as read from the stream.
 enum Input {
-    Event(CaseEvent),
+    Event(Box<CaseEvent>),
     Sla(SlaEvent),
 }
 
@@ -46,7 +46,7 @@ impl Escalator {
                     AcceptedCaseEvent::decode(msg.payload.clone())
                         .ok()
                         .and_then(|a| a.event)
-                        .map(Input::Event)
+                        .map(|e| Input::Event(Box::new(e)))
                 }
                 Some(subjects::CaseSubject::Sla(_)) => {
                     SlaEvent::decode(msg.payload.clone()).ok().map(Input::Sla)

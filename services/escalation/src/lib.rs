@@ -34,6 +34,7 @@
 //! `herald case show`.
 
 pub mod ack;
+pub mod actions;
 pub mod inbound;
 pub mod machine;
 pub mod policy;
@@ -79,6 +80,8 @@ pub const SURVEY: &str = "follow_up_survey";
 pub const SURVEY_REMINDER: &str = "survey_reminder";
 pub const CLIENT_REPLY: &str = "client_reply";
 pub const ACK_REPLY: &str = "acknowledgement_reply";
+/// Reminds an action item's owner that it is due.
+pub const ACTION_REMINDER: &str = "action_reminder";
 
 /// The durable consumer of people's answers (`HERALD_INBOUND`).
 const INBOUND: &str = "escalation-inbound";

@@ -19,7 +19,7 @@ use herald_runtime::audit::Entry;
 use tracing::{info, warn};
 
 use crate::{
-    CLIENT_NOTICE, Escalator, STAFF_ALERT, SURVEY, SURVEY_REMINDER,
+    ACTION_REMINDER, CLIENT_NOTICE, Escalator, STAFF_ALERT, SURVEY, SURVEY_REMINDER,
     ack::{Kind, Page},
     machine::Escalation,
     policy::Target,
@@ -268,6 +268,64 @@ impl Escalator {
                 ..Entry::new(AuditStep::FollowUp, summary)
             }
             .attr("round", seq),
+        )
+        .await
+    }
+
+    /// Reminds an action's owner that it is due (or overdue), and says so
+    /// in the case's trail.
+    pub(crate) async fn remind_action(
+        &self,
+        case_id: &str,
+        st: &CaseState,
+        action: &crate::actions::Action,
+        round: u32,
+        overdue: bool,
+    ) -> anyhow::Result<()> {
+        let due = herald_runtime::clock::from_millis(action.due_ms)
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string();
+        let req = NotificationRequest {
+            idempotency_key: format!("act:{case_id}:{}:{round}", action.id),
+            communication_type: CommunicationType::FollowUp as i32,
+            priority: Priority::Normal as i32,
+            recipients: vec![contact_recipient(&action.owner)],
+            template_id: ACTION_REMINDER.into(),
+            params: BTreeMap::from([
+                ("reference".to_string(), st.reference(case_id)),
+                ("action".to_string(), action.description.clone()),
+                ("action_id".to_string(), action.id.clone()),
+                ("due".to_string(), due),
+                ("overdue".to_string(), overdue.to_string()),
+            ]),
+            case_id: case_id.to_string(),
+            requester: "escalation".into(),
+            responsible_staff: st.staff.clone(),
+            ..Default::default()
+        };
+        let summary = match self.submit(&req).await? {
+            Ok(_) if overdue => format!(
+                "action {} overdue: reminder {round} sent to {}",
+                action.id, action.owner
+            ),
+            Ok(_) => format!(
+                "action {} due: reminder sent to {}",
+                action.id, action.owner
+            ),
+            Err(r) => format!(
+                "reminder of action {} refused: {} {}",
+                action.id, r.field, r.message
+            ),
+        };
+        self.audit(
+            Entry {
+                case_id: case_id.to_string(),
+                contact_id: action.owner.clone(),
+                record_id: Some(format!("act-{case_id}-{}-{round}", action.id)),
+                ..Entry::new(AuditStep::FollowUp, summary)
+            }
+            .attr("action_id", &action.id)
+            .attr("round", round),
         )
         .await
     }

@@ -1,9 +1,10 @@
 //! What the escalation service keeps per case in Redis
 //! (`<escalation keyspace>case:<case>`, JSON): the case as its events describe it, the
-//! current escalation and the follow-up, beside two durable timers in the
-//! queue `escalation`: `e:<case>` (the next repeat or level) and
-//! `f:<case>` (the survey, then the reminder). State and timers change in
-//! one compare-and-swap ([`Timers::swap_state`]).
+//! current escalation, the follow-up and the action items of its logged
+//! interactions, beside three durable timers in the queue `escalation`:
+//! `e:<case>` (the next repeat or level), `f:<case>` (the survey, then the
+//! reminder) and `a:<case>` (the next reminder of an open action). State
+//! and timers change in one compare-and-swap ([`Timers::swap_state`]).
 
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use herald_proto::v1::ClockKind;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{Escalation, FollowUp};
+use crate::{
+    actions::{self, Action},
+    machine::{Escalation, FollowUp},
+};
 use herald_durable::timers::{TimerChange, Timers};
 use herald_runtime::bus::Permanent;
 
@@ -43,6 +47,8 @@ pub struct CaseState {
     pub current: Option<Escalation>,
     #[serde(default)]
     pub follow_up: FollowUp,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
 }
 
 impl CaseState {
@@ -75,7 +81,12 @@ impl CaseState {
     fn timers(&self, case_id: &str) -> Vec<TimerChange> {
         let e = escalation_timer(case_id);
         let f = follow_up_timer(case_id);
+        let a = actions_timer(case_id);
         vec![
+            match actions::next_due(&self.actions) {
+                Some(at) => TimerChange::At(a, at),
+                None => TimerChange::Cancel(a),
+            },
             match self.current.as_ref().and_then(|c| c.next_ms) {
                 Some(at) => TimerChange::At(e, at),
                 None => TimerChange::Cancel(e),
@@ -90,6 +101,7 @@ impl CaseState {
     fn settled(&self) -> bool {
         self.resolved
             && self.follow_up.next_due().is_none()
+            && actions::next_due(&self.actions).is_none()
             && !self.current.as_ref().is_some_and(Escalation::is_active)
     }
 }
@@ -102,13 +114,27 @@ pub fn follow_up_timer(case_id: &str) -> String {
     format!("f:{case_id}")
 }
 
-/// Which timer an id is: (escalation?, case).
-pub fn parse_timer(id: &str) -> Option<(bool, &str)> {
-    if let Some(case) = id.strip_prefix("e:") {
-        Some((true, case))
-    } else {
-        id.strip_prefix("f:").map(|case| (false, case))
-    }
+pub fn actions_timer(case_id: &str) -> String {
+    format!("a:{case_id}")
+}
+
+/// Which of a case's timers came due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    Escalation,
+    FollowUp,
+    Actions,
+}
+
+/// Which timer an id is, and of which case.
+pub fn parse_timer(id: &str) -> Option<(Timer, &str)> {
+    [
+        ("e:", Timer::Escalation),
+        ("f:", Timer::FollowUp),
+        ("a:", Timer::Actions),
+    ]
+    .into_iter()
+    .find_map(|(prefix, t)| id.strip_prefix(prefix).map(|case| (t, case)))
 }
 
 /// A case as read: its bytes (for the swap) and what they mean.

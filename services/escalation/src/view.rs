@@ -49,6 +49,18 @@ impl Escalator {
                 _ => 0,
             },
             escalations: st.escalations,
+            actions: st
+                .actions
+                .iter()
+                .map(|a| herald_proto::v1::ActionView {
+                    action_id: a.id.clone(),
+                    description: a.description.clone(),
+                    owner: a.owner.clone(),
+                    due: ts(a.due_ms),
+                    done: a.done,
+                    reminded: a.reminded,
+                })
+                .collect(),
             ..Default::default()
         };
         if let Some(e) = &st.current {

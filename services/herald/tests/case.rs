@@ -117,3 +117,185 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     let unknown = herald.run(&["case", "show", "CASE-NEVER"]);
     assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_logged_from_the_command_line_is_in_the_trail_and_its_action_reminds_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut sys =
+        TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(30))).await;
+    let mut people = staff();
+    people.push(client(0));
+    sys.add_contacts(&people).await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let open = herald.run(&[
+        "case",
+        "open",
+        "CASE-LOG",
+        "--client",
+        "client-0",
+        "--channel",
+        "phone",
+        "--team",
+        "support",
+        "--staff",
+        "fl-sam",
+    ]);
+    assert!(open.status.success(), "{}", stderr(&open));
+
+    // Bad input is refused naming what is wrong, and nothing is logged.
+    let vague = herald.run(&[
+        "case",
+        "log",
+        "CASE-LOG",
+        "--kind",
+        "call",
+        "--summary",
+        "x",
+        "--action",
+        "Call back soon",
+        "--by",
+        "fl-sam",
+    ]);
+    assert_eq!(vague.status.code(), Some(2), "{}", stderr(&vague));
+    assert!(stderr(&vague).contains("say when"), "{}", stderr(&vague));
+    let nobody = herald.run(&[
+        "case",
+        "log",
+        "CASE-LOG",
+        "--kind",
+        "call",
+        "--summary",
+        "x",
+        "--action",
+        "Call back by 2030-01-01",
+        "--owner",
+        "nobody",
+    ]);
+    assert_eq!(nobody.status.code(), Some(3), "{}", stderr(&nobody));
+    assert!(
+        stderr(&nobody).contains("interaction.actions[0].owner"),
+        "{}",
+        stderr(&nobody)
+    );
+
+    // A call with an action already due: its owner is reminded at once.
+    let due = (chrono::Utc::now() - chrono::TimeDelta::minutes(1)).to_rfc3339();
+    let logged = herald.run(&[
+        "case",
+        "log",
+        "CASE-LOG",
+        "--kind",
+        "call",
+        "--summary",
+        "Agreed to move the delivery to Friday",
+        "--outcome",
+        "client accepts the new date",
+        "--action",
+        &format!("Send the revised schedule by {due}"),
+        "--by",
+        "fl-sam",
+        "--event-id",
+        "call-1",
+    ]);
+    assert!(logged.status.success(), "{}", stderr(&logged));
+    assert!(
+        stdout(&logged).contains("interaction logged"),
+        "{}",
+        stdout(&logged)
+    );
+    let reminder = sys
+        .smtp
+        .wait_for_mail_to(
+            "sam@staff.example.org",
+            "Send the revised schedule",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        reminder.subject().starts_with("Overdue"),
+        "{}",
+        reminder.subject()
+    );
+    assert!(reminder.body().contains("call-1/1"), "{}", reminder.body());
+
+    // The trail holds the interaction as SOP 001 §4.1 asks: kind, summary,
+    // outcome, the action with its owner and deadline, who recorded it.
+    let trail = sys
+        .wait_for_case_steps(
+            "CASE-LOG",
+            herald_proto::v1::AuditStep::FollowUp,
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    let record = trail
+        .iter()
+        .find(|r| r.attributes.get("interaction").map(String::as_str) == Some("call"))
+        .unwrap_or_else(|| panic!("no interaction record: {trail:#?}"));
+    assert_eq!(record.summary, "call logged, 1 action item");
+    assert_eq!(record.actor, "fl-sam");
+    assert_eq!(
+        record.attributes["interaction_summary"],
+        "Agreed to move the delivery to Friday"
+    );
+    assert_eq!(record.attributes["outcome"], "client accepts the new date");
+    assert!(
+        record.attributes["action_1"].starts_with("Send the revised schedule (owner fl-sam, due "),
+        "{:?}",
+        record.attributes
+    );
+    assert!(
+        trail.iter().any(|r| r
+            .summary
+            .starts_with("action call-1/1 overdue: reminder 1 sent to fl-sam")),
+        "{trail:#?}"
+    );
+
+    let show = stdout(&herald.run(&["case", "show", "CASE-LOG"]));
+    assert!(show.contains("action items"), "{show}");
+    assert!(show.contains("call-1/1"), "{show}");
+    assert!(
+        show.contains("open  Send the revised schedule (owner fl-sam"),
+        "{show}"
+    );
+    let done = herald.run(&["case", "done", "CASE-LOG", "call-1/1", "--by", "fl-sam"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let show = loop {
+        let s = stdout(&herald.run(&["case", "show", "CASE-LOG"]));
+        if s.contains("done  Send the revised schedule") {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(show.contains("reminded 1x"), "{show}");
+    // Interactions are logged on resolved cases too (a follow-up call).
+    assert!(
+        herald
+            .run(&["case", "resolve", "CASE-LOG"])
+            .status
+            .success()
+    );
+    let after = herald.run(&[
+        "case",
+        "log",
+        "CASE-LOG",
+        "--kind",
+        "in-person",
+        "--summary",
+        "Checked all was well",
+        "--by",
+        "fl-sam",
+    ]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    sys.wait_until_idle().await;
+    assert_eq!(
+        sys.smtp
+            .mails_to("sam@staff.example.org", "Send the revised schedule")
+            .len(),
+        1,
+        "reminded once"
+    );
+}

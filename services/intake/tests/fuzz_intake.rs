@@ -25,11 +25,12 @@ use herald_intake::validate::{self, DirectoryOrder, Limits};
 use herald_proto::{
     Message, subjects,
     v1::{
-        Audience, BreachRelease, BroadcastMessage, CancelBroadcast, CancelRequest, CaseChannel,
-        CaseDetails, CaseEvent, CaseEventKind, ClientReply, CommunicationType, Confidentiality,
-        ContactList, DirectoryRequest, ErrorCode, Feedback, GroupList, InlineRecipient,
-        NotificationRequest, Priority, Recipient, Rejected, Severity, StartBroadcast,
-        UpdateBroadcast, broadcast_command::Command, directory_request::Op, recipient::Target,
+        ActionDone, ActionItem, Audience, BreachRelease, BroadcastMessage, CancelBroadcast,
+        CancelRequest, CaseChannel, CaseDetails, CaseEvent, CaseEventKind, ClientReply,
+        CommunicationType, Confidentiality, ContactList, DirectoryRequest, ErrorCode, Feedback,
+        GroupList, InlineRecipient, Interaction, NotificationRequest, Priority, Recipient,
+        Rejected, Severity, StartBroadcast, UpdateBroadcast, broadcast_command::Command,
+        directory_request::Op, recipient::Target,
     },
 };
 use proptest::{collection::vec, option, prelude::*, sample::select};
@@ -118,6 +119,8 @@ const CASE_FIELDS: &[&str] = &[
     "feedback",
     "reason",
     "reply",
+    "interaction",
+    "action_done",
 ];
 const START_FIELDS: &[&str] = &[
     "broadcast_id",
@@ -546,9 +549,39 @@ fn feedback() -> BoxedStrategy<Feedback> {
         .boxed()
 }
 
-/// A case event, usually with the details or feedback its kind carries.
+fn interaction() -> BoxedStrategy<Interaction> {
+    let action = (
+        mostly("[A-Za-z ]{1,30}", prop_oneof![text(), long(495, 505)]),
+        mostly("[a-z0-9-]{1,12}", prop_oneof![Just(String::new()), id()]),
+        mostly(option::of(timestamp()), Just(None)),
+    )
+        .prop_map(|(description, owner, due)| ActionItem {
+            description,
+            owner,
+            due,
+        });
+    (
+        mostly(1..=4i32, enum_value(5)),
+        mostly("[ -~]{1,60}", prop_oneof![text(), long(1995, 2005)]),
+        mostly("[ -~]{0,30}", text()),
+        mostly(
+            proptest::collection::vec(action.clone(), 0..3),
+            proptest::collection::vec(action, 19..22),
+        ),
+    )
+        .prop_map(|(kind, summary, outcome, actions)| Interaction {
+            kind,
+            summary,
+            outcome,
+            actions,
+        })
+        .boxed()
+}
+
+/// A case event, usually with the details, feedback or interaction its
+/// kind carries.
 fn case_event() -> BoxedStrategy<CaseEvent> {
-    mostly(1..=10i32, enum_value(11))
+    mostly(1..=12i32, enum_value(13))
         .prop_flat_map(|kind| {
             let details = if kind == CaseEventKind::Opened as i32 {
                 mostly(
@@ -568,6 +601,17 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
             } else {
                 mostly(Just(None), option::of(feedback()))
             };
+            let interaction = if kind == CaseEventKind::InteractionLogged as i32 {
+                mostly(interaction().prop_map(Some), Just(None))
+            } else {
+                mostly(Just(None), option::of(interaction()))
+            };
+            let action_done = mostly(
+                option::of(
+                    "[a-z0-9-]{1,10}/[0-9]{1,2}".prop_map(|action_id| ActionDone { action_id }),
+                ),
+                option::of(text().prop_map(|action_id| ActionDone { action_id })),
+            );
             (
                 mostly("[a-z0-9-]{1,20}", text()),
                 mostly("CASE-[0-9]{1,6}", prop_oneof![text(), long(95, 105)]),
@@ -587,10 +631,22 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                         },
                     )),
                 ),
+                (interaction, action_done),
             )
         })
         .prop_map(
-            |(event_id, case_id, kind, occurred_at, actor, details, feedback, reason, reply)| {
+            |(
+                event_id,
+                case_id,
+                kind,
+                occurred_at,
+                actor,
+                details,
+                feedback,
+                reason,
+                reply,
+                (interaction, action_done),
+            )| {
                 CaseEvent {
                     event_id,
                     case_id,
@@ -601,6 +657,8 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                     feedback,
                     reason,
                     reply,
+                    interaction,
+                    action_done,
                 }
             },
         )
@@ -984,6 +1042,14 @@ fn answer_case_event(payload: &[u8], now: SystemTime) -> Result<(), TestCaseErro
             } else {
                 prop_assert!(accepted.feedback.is_none());
             }
+            prop_assert_eq!(
+                accepted.interaction.is_some(),
+                kind == CaseEventKind::InteractionLogged
+            );
+            prop_assert_eq!(
+                accepted.action_done.is_some(),
+                kind == CaseEventKind::ActionDone
+            );
             // Only the default priority of an opened case is filled in.
             let mut expected = ev;
             if let (Some(d), Some(a)) = (expected.details.as_mut(), &accepted.details) {

@@ -191,7 +191,7 @@ fn an_acknowledgement_stops_the_escalation_and_what_it_queued() {
     // stops the family again (for events that reached the stream by other
     // means) but stops no escalation twice.
     c.advance(TimeDelta::hours(2));
-    let (after, effects) = on_timer(&p, &st, true, now(&c)).unwrap();
+    let (after, effects) = on_timer(&p, &st, Timer::Escalation, now(&c)).unwrap();
     assert!(effects.is_empty());
     assert_eq!(after, st);
     let (_, effects) = on_event(
@@ -220,14 +220,14 @@ fn a_level_repeats_before_it_goes_up_and_the_client_is_told_on_each_new_level() 
 
     // Too early: nothing, and the state comes back as it was.
     c.advance(TimeDelta::minutes(29));
-    let (same, effects) = on_timer(&p, &st, true, now(&c)).unwrap();
+    let (same, effects) = on_timer(&p, &st, Timer::Escalation, now(&c)).unwrap();
     assert!(effects.is_empty());
     assert_eq!(same, st);
 
     let mut steps = Vec::new();
     for minutes in [1, 60, 60, 120] {
         c.advance(TimeDelta::minutes(minutes));
-        let (next, effects) = on_timer(&p, &st, true, now(&c)).unwrap();
+        let (next, effects) = on_timer(&p, &st, Timer::Escalation, now(&c)).unwrap();
         let (esc, step) = notified(&effects);
         assert_eq!(next.current.as_ref(), Some(esc));
         assert_eq!(esc.seq, 5, "the same escalation throughout");
@@ -254,7 +254,7 @@ fn an_escalation_nobody_answers_ends_exhausted() {
     let mut last = Vec::new();
     for _ in 0..24 {
         c.advance(TimeDelta::hours(1));
-        let (next, effects) = on_timer(&p, &st, true, now(&c)).unwrap();
+        let (next, effects) = on_timer(&p, &st, Timer::Escalation, now(&c)).unwrap();
         st = next;
         if !effects.is_empty() {
             last = effects;
@@ -361,7 +361,7 @@ fn a_resolution_schedules_the_survey_and_one_reminder_until_feedback() {
     );
 
     c.advance(TimeDelta::days(1));
-    let (st, effects) = on_timer(&p, &st, false, now(&c)).unwrap();
+    let (st, effects) = on_timer(&p, &st, Timer::FollowUp, now(&c)).unwrap();
     assert_eq!(
         effects,
         [Effect::Survey {
@@ -370,7 +370,7 @@ fn a_resolution_schedules_the_survey_and_one_reminder_until_feedback() {
         }]
     );
     c.advance(TimeDelta::days(3));
-    let (st, effects) = on_timer(&p, &st, false, now(&c)).unwrap();
+    let (st, effects) = on_timer(&p, &st, Timer::FollowUp, now(&c)).unwrap();
     assert_eq!(
         effects,
         [Effect::Survey {

@@ -46,7 +46,13 @@ pub enum CaseCommand {
     Feedback(FeedbackArgs),
     /// Change the priority, responsible staff, team or reference.
     Update(UpdateArgs),
-    /// Show the case's clocks and escalation.
+    /// Log a call, meeting, email or conversation that happened outside
+    /// Herald, with its summary, outcome and action items (each owner is
+    /// reminded when one falls due).
+    Log(log::LogArgs),
+    /// An action item of a logged interaction is done.
+    Done(log::DoneArgs),
+    /// Show the case's clocks, escalation and action items.
     Show(ShowArgs),
 }
 
@@ -134,7 +140,16 @@ fn usage(message: impl Into<String>) -> Failure {
 }
 
 pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
+    let (mut interaction, mut action_done) = (None, None);
     let (kind, args, details, feedback) = match cmd {
+        CaseCommand::Log(l) => {
+            interaction = Some(l.interaction()?);
+            (CaseEventKind::InteractionLogged, l.event, None, None)
+        }
+        CaseCommand::Done(d) => {
+            action_done = Some(d.done());
+            (CaseEventKind::ActionDone, d.event, None, None)
+        }
         CaseCommand::Show(args) => return show(cfg, args).await,
         CaseCommand::Open(o) => {
             let channel = CaseChannel::parse(&o.channel).ok_or_else(|| {
@@ -207,6 +222,8 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
         feedback,
         reason: args.reason.clone().unwrap_or_default(),
         reply: None,
+        interaction,
+        action_done,
     };
     let reply: CaseReply = crate::send::ask_intake(cfg, subjects::INTAKE_CASE, &ev).await?;
     match reply.result {
@@ -253,10 +270,13 @@ fn kind_words(k: CaseEventKind) -> &'static str {
         CaseEventKind::FeedbackReceived => "feedback recorded",
         CaseEventKind::WaitingOnClient => "paused (waiting on the client)",
         CaseEventKind::ClientReplied => "resumed (the client replied)",
+        CaseEventKind::InteractionLogged => "interaction logged",
+        CaseEventKind::ActionDone => "action done",
         CaseEventKind::Unspecified => "event",
     }
 }
 
+mod log;
 mod show;
 
 use show::show;

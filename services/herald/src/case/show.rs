@@ -126,6 +126,25 @@ pub(super) async fn show(cfg: &Config, args: ShowArgs) -> Result<(), Failure> {
         Ok(None) => println!("  none"),
         Err(e) => println!("  unknown: {e}"),
     }
+    if let Ok(Some(e)) = &esc
+        && !e.actions.is_empty()
+    {
+        println!("action items");
+        for a in &e.actions {
+            println!(
+                "  {:<24} {:<5} {} (owner {}, due {}{})",
+                a.action_id,
+                if a.done { "done" } else { "open" },
+                a.description,
+                a.owner,
+                local(a.due.as_ref()),
+                match a.reminded {
+                    0 => String::new(),
+                    n => format!(", reminded {n}x"),
+                }
+            );
+        }
+    }
     Ok(())
 }
 
@@ -281,5 +300,13 @@ fn escalation_json(e: &EscalationView) -> serde_json::Value {
         "follow_up_at": ts_json(e.follow_up_at.as_ref()),
         "rating": e.rating,
         "escalations": e.escalations,
+        "actions": e.actions.iter().map(|a| serde_json::json!({
+            "action_id": a.action_id,
+            "description": a.description,
+            "owner": a.owner,
+            "due": ts_json(a.due.as_ref()),
+            "done": a.done,
+            "reminded": a.reminded,
+        })).collect::<Vec<_>>(),
     })
 }

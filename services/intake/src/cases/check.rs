@@ -77,7 +77,7 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
             return Err(reject(
                 E::InvalidArgument,
                 "kind",
-                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied)",
+                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied, interaction_logged, action_done)",
             ));
         }
         Ok(k) => k,
@@ -218,6 +218,7 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
         }
         (_, None) => {}
     }
+    super::interaction::check(kind, &mut ev)?;
     Ok(ev)
 }
 

@@ -22,6 +22,7 @@
 //! reaches anyone, whatever the escalation service is doing.
 
 pub(crate) mod check;
+pub(crate) mod interaction;
 mod status;
 
 use std::time::{Duration, SystemTime};
@@ -138,15 +139,24 @@ impl Intake {
         let kind = ev.kind();
 
         // People named must be in the directory: the client is told of
-        // escalations and the responsible staff member is the first level.
+        // escalations, the responsible staff member is the first level and
+        // an action's owner is reminded of it.
+        let mut named: Vec<(String, String)> = interaction::named(&ev);
         if let Some(d) = &ev.details {
-            let mut named = Vec::new();
             if !d.client_contact_id.is_empty() {
-                named.push(("details.client_contact_id", d.client_contact_id.clone()));
+                named.push((
+                    "details.client_contact_id".into(),
+                    d.client_contact_id.clone(),
+                ));
             }
             if !d.responsible_staff.is_empty() {
-                named.push(("details.responsible_staff", d.responsible_staff.clone()));
+                named.push((
+                    "details.responsible_staff".into(),
+                    d.responsible_staff.clone(),
+                ));
             }
+        }
+        if !named.is_empty() {
             let ids: Vec<String> = named.iter().map(|(_, id)| id.clone()).collect();
             match self.directory.get_many(&ids).await {
                 Ok(found) => {
@@ -155,7 +165,7 @@ impl Intake {
                     {
                         return self.case_refused(reject(
                             ErrorCode::UnknownContact,
-                            *field,
+                            field.as_str(),
                             format!("no contact with id {id:?} in the directory"),
                         ));
                     }
@@ -400,6 +410,10 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
     }
     if let Some(f) = &ev.feedback {
         summary = format!("{summary}: rating {}/5", f.rating);
+    }
+    let (said, mut entry) = interaction::document(ev, entry);
+    if !said.is_empty() {
+        summary = said;
     }
     entry.summary = summary;
     let mut entry = entry

@@ -99,7 +99,10 @@ pub(super) fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Res
         (K::Reopened, Status::Open) => Some(format!(
             "case {case_id} is open; only a resolved case can be reopened"
         )),
-        (K::Reopened, _) | (K::FeedbackReceived, _) => None,
+        (K::Reopened, _)
+        | (K::FeedbackReceived, _)
+        | (K::InteractionLogged, _)
+        | (K::ActionDone, _) => None,
         (_, Status::Resolved) => Some(format!(
             "case {case_id} is resolved; reopen it before sending {}",
             kind.name()
