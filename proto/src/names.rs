@@ -5,8 +5,8 @@
 
 use crate::v1::{
     AuditStep, BroadcastState, CaseChannel, CaseEventKind, Channel, ClockKind, ClockState,
-    CommunicationType, Confidentiality, DeliveryState, ErrorCode, InteractionKind, Lane, Priority,
-    Severity, SlaEventKind,
+    CommunicationType, Confidentiality, DeliveryState, ErrorCode, FeedbackStatus, InteractionKind,
+    Lane, Priority, Severity, SlaEventKind,
 };
 
 /// Implements `name()` (the canonical lower-case name) and `parse()`
@@ -145,6 +145,14 @@ names!(CaseEventKind {
     ClientReplied => "client_replied",
     InteractionLogged => "interaction_logged",
     ActionDone => "action_done",
+    FeedbackUpdated => "feedback_updated",
+});
+
+names!(FeedbackStatus {
+    Unspecified => "unspecified",
+    Received => "received",
+    InProgress => "in_progress" | "in-progress",
+    Resolved => "resolved",
 });
 
 names!(InteractionKind {

@@ -99,6 +99,13 @@ expected_within = "4h"
 [follow_up]
 delay = "1s"
 reminder_after = "2s"
+[[feedback.department]]
+name = "Finance"
+categories = ["billing"]
+owners = ["role:management"]
+[[feedback.department]]
+name = "Client Services"
+owners = ["role:team_lead"]
 "#
         ),
     )
@@ -205,6 +212,7 @@ pub fn feedback(case_id: &str, rating: u32, comment: &str) -> CaseEvent {
         feedback: Some(Feedback {
             rating,
             comment: comment.into(),
+            ..Default::default()
         }),
         ..event(case_id, "feedback", CaseEventKind::FeedbackReceived)
     }

@@ -6,14 +6,16 @@
 //! they return (`effects.rs`).
 
 use herald_proto::cancel_keys::{escalation_family, follow_up_family};
-use herald_proto::v1::{CaseEvent, CaseEventKind, ClockKind, Priority, SlaEvent, SlaEventKind};
+use herald_proto::v1::{
+    CaseEvent, CaseEventKind, ClockKind, FeedbackStatus, Priority, SlaEvent, SlaEventKind,
+};
 use herald_runtime::clock::{from_millis, millis};
 
 use crate::{
     actions::{self, Action},
     machine::{Escalation, FollowStep, FollowUp, Step},
     policy::{Policies, Policy},
-    state::{CaseState, Timer},
+    state::{CaseState, FeedbackItem, Timer},
 };
 
 /// Something to do before a new state is written. Each is idempotent, so
@@ -45,6 +47,18 @@ pub(crate) enum Effect {
     FollowUpNote {
         id: String,
         summary: String,
+    },
+    /// Relay new feedback to its department and tell the client it
+    /// arrived.
+    FeedbackRouted {
+        item: FeedbackItem,
+        comment: String,
+    },
+    /// Tell the client where their feedback now stands.
+    FeedbackStatus {
+        item: FeedbackItem,
+        note: String,
+        seq: u64,
     },
     /// Remind an action's owner (`round`: which reminder, from 1).
     ActionReminder {
@@ -170,6 +184,32 @@ pub(crate) fn on_event(
                 id: format!("fu-{}-{seq}-feedback", ev.case_id),
                 summary: format!("feedback recorded on the case: rating {rating}/5"),
             });
+            let category = ev
+                .feedback
+                .as_ref()
+                .map(|f| f.category.clone())
+                .unwrap_or_default();
+            let item = FeedbackItem {
+                seq,
+                department: policies
+                    .department_for(&category)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default(),
+                category,
+                status: FeedbackStatus::Received as i32,
+                rating,
+                owners: Vec::new(),
+                updated_ms: at,
+            };
+            st.feedback = Some(item.clone());
+            effects.push(Effect::FeedbackRouted {
+                item,
+                comment: ev
+                    .feedback
+                    .as_ref()
+                    .map(|f| f.comment.clone())
+                    .unwrap_or_default(),
+            });
         }
         CaseEventKind::InteractionLogged => {
             actions::add(&mut st.actions, actions::logged(ev));
@@ -185,6 +225,25 @@ pub(crate) fn on_event(
                         id.unwrap_or_default()
                     ),
                 });
+            }
+        }
+        CaseEventKind::FeedbackUpdated => {
+            let update = ev.feedback_update.clone().unwrap_or_default();
+            match st.feedback.as_mut() {
+                Some(item) if item.status != update.status => {
+                    item.status = update.status;
+                    item.updated_ms = at;
+                    effects.push(Effect::FeedbackStatus {
+                        item: item.clone(),
+                        note: update.note,
+                        seq,
+                    });
+                }
+                Some(_) => {}
+                None => effects.push(Effect::FollowUpNote {
+                    id: format!("fb-{}-{seq}-none", ev.case_id),
+                    summary: "a feedback update, but the case has no feedback".into(),
+                }),
             }
         }
         CaseEventKind::EscalateNow => {

@@ -109,6 +109,15 @@ impl Escalator {
                     self.remind_action(case_id, st, &action, round, overdue)
                         .await?;
                 }
+                Effect::FeedbackRouted { item, comment } => {
+                    let told = self.relay_feedback(case_id, st, &item, &comment).await?;
+                    if let Some(f) = st.feedback.as_mut() {
+                        f.owners = told;
+                    }
+                }
+                Effect::FeedbackStatus { item, note, seq } => {
+                    self.feedback_moved(case_id, st, &item, &note, seq).await?;
+                }
                 Effect::FollowUpNote { id, summary } => {
                     self.audit(Entry {
                         case_id: case_id.to_string(),

@@ -44,6 +44,7 @@ pub mod survey;
 mod decide;
 mod effects;
 mod events;
+mod feedback;
 mod firing;
 mod metrics;
 mod notify;

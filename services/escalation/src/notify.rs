@@ -33,7 +33,11 @@ const INTAKE_TIMEOUT: Duration = Duration::from_secs(10);
 impl Escalator {
     /// The contacts a level's targets name, each once. Roles are looked
     /// up in the case's team first, then among staff with no team.
-    async fn resolve(&self, targets: &[Target], st: &CaseState) -> anyhow::Result<Vec<Contact>> {
+    pub(crate) async fn resolve(
+        &self,
+        targets: &[Target],
+        st: &CaseState,
+    ) -> anyhow::Result<Vec<Contact>> {
         let mut out: Vec<Contact> = Vec::new();
         for t in targets {
             let found = match t {
@@ -363,7 +367,7 @@ impl Escalator {
 
 /// The recipient that is contact `contact_id` of the directory: intake
 /// picks the channel and address from their entry.
-fn contact_recipient(contact_id: &str) -> Recipient {
+pub(crate) fn contact_recipient(contact_id: &str) -> Recipient {
     Recipient {
         target: Some(RecipientTarget::ContactId(contact_id.to_string())),
     }

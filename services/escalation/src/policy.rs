@@ -95,6 +95,29 @@ pub struct FollowUp {
 pub struct Policies {
     policies: Vec<Policy>,
     pub follow_up: FollowUp,
+    /// Who takes a client's feedback, by its category (SOP 000 §5).
+    pub departments: Vec<Department>,
+}
+
+/// A department feedback is relayed to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Department {
+    pub name: String,
+    /// The categories it takes; empty: every category no earlier
+    /// department takes.
+    pub categories: Vec<String>,
+    pub owners: Vec<Target>,
+}
+
+impl Policies {
+    /// The department for feedback of `category`: the first that lists it,
+    /// else the first that lists none.
+    pub fn department_for(&self, category: &str) -> Option<&Department> {
+        self.departments
+            .iter()
+            .find(|d| d.categories.iter().any(|c| c == category))
+            .or_else(|| self.departments.iter().find(|d| d.categories.is_empty()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,6 +126,24 @@ struct File {
     #[serde(default)]
     policy: Vec<FilePolicy>,
     follow_up: FileFollowUp,
+    #[serde(default)]
+    feedback: FileFeedback,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileFeedback {
+    #[serde(default)]
+    department: Vec<FileDepartment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDepartment {
+    name: String,
+    #[serde(default)]
+    categories: Vec<String>,
+    owners: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -265,10 +306,35 @@ impl Policies {
         if follow_up.reminder_after.is_zero() {
             problems.push("follow_up.reminder_after must be more than zero".into());
         }
+        let mut departments = Vec::new();
+        for (i, d) in file.feedback.department.into_iter().enumerate() {
+            let at = format!("feedback.department[{i}] ({})", d.name);
+            if d.name.trim().is_empty() {
+                problems.push(format!("{at}: name is empty"));
+            }
+            if d.owners.is_empty() {
+                problems.push(format!(
+                    "{at}: owners is empty: who is told of the feedback?"
+                ));
+            }
+            let mut owners = Vec::new();
+            for o in &d.owners {
+                match Target::parse(o) {
+                    Ok(t) => owners.push(t),
+                    Err(why) => problems.push(format!("{at}: owners: {why}")),
+                }
+            }
+            departments.push(Department {
+                name: d.name,
+                categories: d.categories,
+                owners,
+            });
+        }
         if problems.is_empty() {
             Ok(Policies {
                 policies,
                 follow_up,
+                departments,
             })
         } else {
             Err(problems

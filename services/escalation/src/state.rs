@@ -49,6 +49,26 @@ pub struct CaseState {
     pub follow_up: FollowUp,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,
+    /// The client's feedback, once given, and where it stands with the
+    /// department handling it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackItem>,
+}
+
+/// Feedback relayed to a department (SOP 000 §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackItem {
+    /// The stream position of the feedback event.
+    pub seq: u64,
+    pub category: String,
+    pub department: String,
+    /// `FeedbackStatus`.
+    pub status: i32,
+    pub rating: u32,
+    /// Who in the department was told.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    pub updated_ms: i64,
 }
 
 impl CaseState {

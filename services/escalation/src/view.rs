@@ -61,6 +61,17 @@ impl Escalator {
                     reminded: a.reminded,
                 })
                 .collect(),
+            feedback: st
+                .feedback
+                .as_ref()
+                .map(|f| herald_proto::v1::FeedbackView {
+                    category: f.category.clone(),
+                    department: f.department.clone(),
+                    owners: f.owners.clone(),
+                    status: f.status,
+                    rating: f.rating,
+                    updated_at: ts(f.updated_ms),
+                }),
             ..Default::default()
         };
         if let Some(e) = &st.current {

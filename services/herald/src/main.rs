@@ -81,6 +81,10 @@ enum Command {
     /// show a case's clocks and escalation.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// A client's feedback as its department moves it on (the client is
+    /// told), and where it stands.
+    #[command(subcommand)]
+    Feedback(case::feedback::FeedbackCommand),
     /// Make this deployment's identities (NATS keys, Redis passwords) and
     /// the server configurations that admit only them.
     Setup(setup::SetupArgs),
@@ -294,6 +298,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Groups(c) => groups::run(&cfg, c).await,
         Command::Broadcast(c) => broadcast::run(&cfg, c).await,
         Command::Case(c) => case::run(&cfg, c).await,
+        Command::Feedback(c) => case::feedback::run(&cfg, c).await,
         Command::Setup(a) => setup::setup(&cfg, a),
         Command::Provision => setup::provision(&cfg).await,
         Command::Apikey(c) => apikey::run(&cfg, c),

@@ -299,3 +299,160 @@ async fn a_call_logged_from_the_command_line_is_in_the_trail_and_its_action_remi
         "reminded once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_reaches_its_department_and_the_client_hears_each_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut sys =
+        TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(30))).await;
+    let mut people = staff();
+    people.push(client(0));
+    sys.add_contacts(&people).await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let wait = Duration::from_secs(20);
+    let ok = |args: &[&str]| {
+        let out = herald.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    ok(&[
+        "case",
+        "open",
+        "CASE-FB",
+        "--client",
+        "client-0",
+        "--channel",
+        "ticket",
+        "--team",
+        "support",
+        "--staff",
+        "fl-sam",
+        "--reference",
+        "INV-9",
+    ]);
+    ok(&["case", "resolve", "CASE-FB", "--by", "fl-sam"]);
+
+    let bad = herald.run(&[
+        "case",
+        "feedback",
+        "CASE-FB",
+        "--rating",
+        "2",
+        "--category",
+        "Billing Dept",
+    ]);
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("feedback.category"),
+        "{}",
+        stderr(&bad)
+    );
+
+    ok(&[
+        "case",
+        "feedback",
+        "CASE-FB",
+        "--rating",
+        "2",
+        "--category",
+        "billing",
+        "--comment",
+        "The invoice charged me twice",
+    ]);
+    // Billing goes to Finance (management here), with the client's words;
+    // the client hears it arrived.
+    let relayed = sys
+        .smtp
+        .wait_for_mail_to("joe@staff.example.org", "Feedback on INV-9", wait)
+        .await;
+    assert!(
+        relayed.body().contains("The invoice charged me twice"),
+        "{}",
+        relayed.body()
+    );
+    assert!(
+        relayed.subject().contains("Finance"),
+        "{}",
+        relayed.subject()
+    );
+    sys.smtp
+        .wait_for_mail_to(
+            "client-0@clients.example.org",
+            "Thank you for your feedback",
+            wait,
+        )
+        .await;
+    assert!(
+        sys.smtp
+            .mails_to("kim@staff.example.org", "Feedback on")
+            .is_empty(),
+        "another department's lead is not told"
+    );
+
+    let bad = herald.run(&["feedback", "update", "CASE-FB", "--status", "received"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    ok(&[
+        "feedback",
+        "update",
+        "CASE-FB",
+        "--status",
+        "in-progress",
+        "--note",
+        "We are checking the payments",
+        "--by",
+        "mgr-joe",
+    ]);
+    let news = sys
+        .smtp
+        .wait_for_mail_to(
+            "client-0@clients.example.org",
+            "We are working on your feedback",
+            wait,
+        )
+        .await;
+    assert!(
+        news.body().contains("We are checking the payments"),
+        "{}",
+        news.body()
+    );
+    ok(&[
+        "feedback",
+        "update",
+        "CASE-FB",
+        "--status",
+        "resolved",
+        "--note",
+        "The second charge is refunded",
+        "--by",
+        "mgr-joe",
+    ]);
+    sys.smtp
+        .wait_for_mail_to("client-0@clients.example.org", "has been resolved", wait)
+        .await;
+
+    let show = loop {
+        let s = ok(&["feedback", "show", "CASE-FB"]);
+        if s.contains("billing, rated 2/5, resolved (department Finance, told mgr-joe)") {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(show.contains("feedback"), "{show}");
+    let trail = sys.case_trail("CASE-FB").await;
+    let said: Vec<&str> = trail.iter().map(|r| r.summary.as_str()).collect();
+    for want in [
+        "feedback received: rating 2/5, about billing",
+        "feedback (billing) relayed to Finance: mgr-joe; the client was told",
+        "feedback in progress: the client was told",
+        "feedback resolved: the client was told",
+    ] {
+        assert!(said.contains(&want), "{want:?} not in {said:#?}");
+    }
+    assert!(
+        !format!("{trail:?}").contains("charged me twice"),
+        "the client's words stay out of the trail"
+    );
+}

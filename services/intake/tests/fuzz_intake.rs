@@ -28,8 +28,8 @@ use herald_proto::{
         ActionDone, ActionItem, Audience, BreachRelease, BroadcastMessage, CancelBroadcast,
         CancelRequest, CaseChannel, CaseDetails, CaseEvent, CaseEventKind, ClientReply,
         CommunicationType, Confidentiality, ContactList, DirectoryRequest, ErrorCode, Feedback,
-        GroupList, InlineRecipient, Interaction, NotificationRequest, Priority, Recipient,
-        Rejected, Severity, StartBroadcast, UpdateBroadcast, broadcast_command::Command,
+        FeedbackUpdate, GroupList, InlineRecipient, Interaction, NotificationRequest, Priority,
+        Recipient, Rejected, Severity, StartBroadcast, UpdateBroadcast, broadcast_command::Command,
         directory_request::Op, recipient::Target,
     },
 };
@@ -121,6 +121,7 @@ const CASE_FIELDS: &[&str] = &[
     "reply",
     "interaction",
     "action_done",
+    "feedback_update",
 ];
 const START_FIELDS: &[&str] = &[
     "broadcast_id",
@@ -544,8 +545,13 @@ fn feedback() -> BoxedStrategy<Feedback> {
     (
         mostly(1..=5u32, prop_oneof![Just(0u32), 6..10u32, any::<u32>()]),
         mostly("[ -~]{0,40}", prop_oneof![text(), long(3995, 4005)]),
+        mostly(prop_oneof![Just(String::new()), "[a-z_]{1,12}"], text()),
     )
-        .prop_map(|(rating, comment)| Feedback { rating, comment })
+        .prop_map(|(rating, comment, category)| Feedback {
+            rating,
+            comment,
+            category,
+        })
         .boxed()
 }
 
@@ -581,7 +587,7 @@ fn interaction() -> BoxedStrategy<Interaction> {
 /// A case event, usually with the details, feedback or interaction its
 /// kind carries.
 fn case_event() -> BoxedStrategy<CaseEvent> {
-    mostly(1..=12i32, enum_value(13))
+    mostly(1..=13i32, enum_value(14))
         .prop_flat_map(|kind| {
             let details = if kind == CaseEventKind::Opened as i32 {
                 mostly(
@@ -606,6 +612,19 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
             } else {
                 mostly(Just(None), option::of(interaction()))
             };
+            let feedback_update = mostly(
+                if kind == CaseEventKind::FeedbackUpdated as i32 {
+                    (enum_value(4), "[ -~]{0,30}")
+                        .prop_map(|(status, note)| Some(FeedbackUpdate { status, note }))
+                        .boxed()
+                } else {
+                    Just(None).boxed()
+                },
+                option::of(
+                    (enum_value(4), text())
+                        .prop_map(|(status, note)| FeedbackUpdate { status, note }),
+                ),
+            );
             let action_done = mostly(
                 option::of(
                     "[a-z0-9-]{1,10}/[0-9]{1,2}".prop_map(|action_id| ActionDone { action_id }),
@@ -631,7 +650,7 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                         },
                     )),
                 ),
-                (interaction, action_done),
+                (interaction, action_done, feedback_update),
             )
         })
         .prop_map(
@@ -645,7 +664,7 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                 feedback,
                 reason,
                 reply,
-                (interaction, action_done),
+                (interaction, action_done, feedback_update),
             )| {
                 CaseEvent {
                     event_id,
@@ -659,6 +678,7 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                     reply,
                     interaction,
                     action_done,
+                    feedback_update,
                 }
             },
         )

@@ -4,7 +4,7 @@
 //! checking the state it keeps and the effects it asks for.
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use herald_proto::v1::{CaseDetails, Feedback};
+use herald_proto::v1::{CaseDetails, Feedback, FeedbackStatus};
 use herald_runtime::clock::{Clock, ManualClock};
 
 use super::*;
@@ -382,12 +382,22 @@ fn a_resolution_schedules_the_survey_and_one_reminder_until_feedback() {
     let feedback = CaseEvent {
         feedback: Some(Feedback {
             rating: 4,
-            ..Default::default()
+            category: "billing".into(),
+            comment: "the invoice was wrong".into(),
         }),
         ..event(CaseEventKind::FeedbackReceived, "client-ana")
     };
     let (st, effects) = on_event(&p, &feedback, 12, Some(&st), now(&c)).unwrap();
     assert_eq!(st.follow_up, FollowUp::Answered { seq: 10, rating: 4 });
+    let item = FeedbackItem {
+        seq: 12,
+        category: "billing".into(),
+        department: "Finance".into(),
+        status: FeedbackStatus::Received as i32,
+        rating: 4,
+        owners: Vec::new(),
+        updated_ms: now(&c),
+    };
     assert_eq!(
         effects,
         [
@@ -400,7 +410,72 @@ fn a_resolution_schedules_the_survey_and_one_reminder_until_feedback() {
                 id: format!("fu-{CASE}-12-feedback"),
                 summary: "feedback recorded on the case: rating 4/5".into(),
             },
+            Effect::FeedbackRouted {
+                item: item.clone(),
+                comment: "the invoice was wrong".into(),
+            },
         ]
+    );
+    assert_eq!(st.feedback.as_ref(), Some(&item));
+
+    // The department moves it on: the client is told each change, once.
+    let moved = |status: FeedbackStatus, note: &str| CaseEvent {
+        feedback_update: Some(herald_proto::v1::FeedbackUpdate {
+            status: status as i32,
+            note: note.into(),
+        }),
+        ..event(CaseEventKind::FeedbackUpdated, "fin-fay")
+    };
+    let (st, effects) = on_event(
+        &p,
+        &moved(FeedbackStatus::InProgress, "looking into it"),
+        13,
+        Some(&st),
+        now(&c),
+    )
+    .unwrap();
+    assert!(
+        matches!(&effects[..], [Effect::FeedbackStatus { item, note, seq: 13 }]
+            if item.status == FeedbackStatus::InProgress as i32 && note == "looking into it"),
+        "{effects:?}"
+    );
+    let (st, effects) = on_event(
+        &p,
+        &moved(FeedbackStatus::InProgress, "still"),
+        14,
+        Some(&st),
+        now(&c),
+    )
+    .unwrap();
+    assert!(effects.is_empty(), "no change, nothing said: {effects:?}");
+    let (st, _) = on_event(
+        &p,
+        &moved(FeedbackStatus::Resolved, "refunded"),
+        15,
+        Some(&st),
+        now(&c),
+    )
+    .unwrap();
+    assert_eq!(
+        st.feedback.map(|f| f.status),
+        Some(FeedbackStatus::Resolved as i32)
+    );
+}
+
+#[test]
+fn feedback_of_no_listed_category_goes_to_the_department_that_takes_the_rest() {
+    let p = policies();
+    assert_eq!(
+        p.department_for("billing").map(|d| d.name.as_str()),
+        Some("Finance")
+    );
+    assert_eq!(
+        p.department_for("staff").map(|d| d.name.as_str()),
+        Some("Client Services")
+    );
+    assert_eq!(
+        p.department_for("").map(|d| d.name.as_str()),
+        Some("Client Services")
     );
 }
 

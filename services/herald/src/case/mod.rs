@@ -15,8 +15,9 @@ use herald_proto::{
     Message, subjects,
     v1::{
         CaseChannel, CaseDetails, CaseEvent, CaseEventKind, CaseQuery, CaseReply, ClockKind,
-        ClockState, ClockView, ErrorCode, EscalationQueryReply, EscalationView, Feedback, Priority,
-        SlaQueryReply, SlaView, case_reply, escalation_query_reply, sla_query_reply,
+        ClockState, ClockView, ErrorCode, EscalationQueryReply, EscalationView, Feedback,
+        FeedbackStatus, Priority, SlaQueryReply, SlaView, case_reply, escalation_query_reply,
+        sla_query_reply,
     },
 };
 
@@ -122,6 +123,10 @@ pub struct FeedbackArgs {
     /// The client's words (stored with the case, never logged).
     #[arg(long)]
     comment: Option<String>,
+    /// What it is about (billing, service, staff, ...): picks the
+    /// department it goes to.
+    #[arg(long)]
+    category: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +190,7 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
             Some(Feedback {
                 rating: f.rating,
                 comment: f.comment.unwrap_or_default(),
+                category: f.category.unwrap_or_default(),
             }),
         ),
         CaseCommand::Ack(a) => (CaseEventKind::Acknowledged, a, None, None),
@@ -195,6 +201,18 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
         CaseCommand::Pause(a) => (CaseEventKind::WaitingOnClient, a, None, None),
         CaseCommand::Resume(a) => (CaseEventKind::ClientReplied, a, None, None),
     };
+    let ev = CaseEvent {
+        details,
+        feedback,
+        interaction,
+        action_done,
+        ..event(kind, &args)?
+    };
+    submit_event(cfg, &ev, kind).await
+}
+
+/// The event `args` describe, of `kind`, with nothing kind-specific yet.
+pub(crate) fn event(kind: CaseEventKind, args: &EventArgs) -> Result<CaseEvent, Failure> {
     let occurred_at = match &args.at {
         None => None,
         Some(t) => Some(herald_proto::timestamp(
@@ -204,7 +222,7 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
                 .into(),
         )),
     };
-    let ev = CaseEvent {
+    Ok(CaseEvent {
         event_id: args
             .event_id
             .clone()
@@ -218,14 +236,18 @@ pub async fn run(cfg: &Config, cmd: CaseCommand) -> Result<(), Failure> {
                 std::env::var("USER").unwrap_or_else(|_| "operator".into())
             )
         }),
-        details,
-        feedback,
         reason: args.reason.clone().unwrap_or_default(),
-        reply: None,
-        interaction,
-        action_done,
-    };
-    let reply: CaseReply = crate::send::ask_intake(cfg, subjects::INTAKE_CASE, &ev).await?;
+        ..Default::default()
+    })
+}
+
+/// Sends `ev` to intake and says what became of it.
+pub(crate) async fn submit_event(
+    cfg: &Config,
+    ev: &CaseEvent,
+    kind: CaseEventKind,
+) -> Result<(), Failure> {
+    let reply: CaseReply = crate::send::ask_intake(cfg, subjects::INTAKE_CASE, ev).await?;
     match reply.result {
         Some(case_reply::Result::Accepted(a)) => {
             println!(
@@ -272,10 +294,12 @@ fn kind_words(k: CaseEventKind) -> &'static str {
         CaseEventKind::ClientReplied => "resumed (the client replied)",
         CaseEventKind::InteractionLogged => "interaction logged",
         CaseEventKind::ActionDone => "action done",
+        CaseEventKind::FeedbackUpdated => "feedback moved on",
         CaseEventKind::Unspecified => "event",
     }
 }
 
+pub mod feedback;
 mod log;
 mod show;
 

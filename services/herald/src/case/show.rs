@@ -127,6 +127,32 @@ pub(super) async fn show(cfg: &Config, args: ShowArgs) -> Result<(), Failure> {
         Err(e) => println!("  unknown: {e}"),
     }
     if let Ok(Some(e)) = &esc
+        && let Some(f) = &e.feedback
+    {
+        println!("feedback");
+        println!(
+            "  {}, rated {}/5, {} (department {}, told {}), since {}",
+            if f.category.is_empty() {
+                "no category"
+            } else {
+                &f.category
+            },
+            f.rating,
+            FeedbackStatus::name_of(f.status).replace('_', " "),
+            if f.department.is_empty() {
+                "-"
+            } else {
+                &f.department
+            },
+            if f.owners.is_empty() {
+                "nobody".to_string()
+            } else {
+                f.owners.join(", ")
+            },
+            local(f.updated_at.as_ref())
+        );
+    }
+    if let Ok(Some(e)) = &esc
         && !e.actions.is_empty()
     {
         println!("action items");
@@ -300,6 +326,14 @@ fn escalation_json(e: &EscalationView) -> serde_json::Value {
         "follow_up_at": ts_json(e.follow_up_at.as_ref()),
         "rating": e.rating,
         "escalations": e.escalations,
+        "feedback": e.feedback.as_ref().map(|f| serde_json::json!({
+            "category": f.category,
+            "department": f.department,
+            "owners": f.owners,
+            "status": FeedbackStatus::name_of(f.status),
+            "rating": f.rating,
+            "updated_at": ts_json(f.updated_at.as_ref()),
+        })),
         "actions": e.actions.iter().map(|a| serde_json::json!({
             "action_id": a.action_id,
             "description": a.description,

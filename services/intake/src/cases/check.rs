@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use herald_proto::{
     Message, subjects,
     v1::{
-        CaseChannel, CaseDetails, CaseEvent, CaseEventKind, Channel, ErrorCode, Priority, Rejected,
+        CaseChannel, CaseDetails, CaseEvent, CaseEventKind, Channel, ErrorCode, FeedbackStatus,
+        Priority, Rejected,
     },
 };
 
@@ -18,6 +19,7 @@ const MAX_TEXT: usize = 200;
 const MAX_REASON: usize = 500;
 const MAX_REFERENCE: usize = 64;
 const MAX_COMMENT: usize = 4000;
+const MAX_CATEGORY: usize = 32;
 /// How far in the future `occurred_at` may be (clocks of other systems
 /// drift a little).
 const FUTURE_SLACK: Duration = Duration::from_secs(5 * 60);
@@ -77,7 +79,7 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
             return Err(reject(
                 E::InvalidArgument,
                 "kind",
-                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied, interaction_logged, action_done)",
+                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied, interaction_logged, action_done, feedback_updated)",
             ));
         }
         Ok(k) => k,
@@ -208,12 +210,63 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
                     format!("is longer than {MAX_COMMENT} characters"),
                 ));
             }
+            if !f.category.is_empty()
+                && (f.category.len() > MAX_CATEGORY
+                    || !f
+                        .category
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            {
+                return Err(reject(
+                    E::InvalidArgument,
+                    "feedback.category",
+                    format!(
+                        "must be at most {MAX_CATEGORY} lower-case letters, digits or _ (e.g. billing)"
+                    ),
+                ));
+            }
         }
         (_, Some(_)) => {
             return Err(reject(
                 E::InvalidArgument,
                 "feedback",
                 "only feedback_received events carry feedback",
+            ));
+        }
+        (_, None) => {}
+    }
+    match (kind, &ev.feedback_update) {
+        (CaseEventKind::FeedbackUpdated, None) => {
+            return Err(reject(
+                E::InvalidArgument,
+                "feedback_update",
+                "is required: the new status (in_progress or resolved) and a note for the client",
+            ));
+        }
+        (CaseEventKind::FeedbackUpdated, Some(u)) => {
+            if !matches!(
+                FeedbackStatus::try_from(u.status),
+                Ok(FeedbackStatus::InProgress | FeedbackStatus::Resolved)
+            ) {
+                return Err(reject(
+                    E::InvalidArgument,
+                    "feedback_update.status",
+                    "must be in_progress or resolved",
+                ));
+            }
+            if u.note.chars().count() > MAX_REASON || u.note.chars().any(char::is_control) {
+                return Err(reject(
+                    E::InvalidArgument,
+                    "feedback_update.note",
+                    format!("must be at most {MAX_REASON} printable characters"),
+                ));
+            }
+        }
+        (_, Some(_)) => {
+            return Err(reject(
+                E::InvalidArgument,
+                "feedback_update",
+                "only feedback_updated events carry a feedback update",
             ));
         }
         (_, None) => {}
@@ -423,7 +476,7 @@ mod tests {
                 e.details = None;
                 e.feedback = Some(Feedback {
                     rating: 6,
-                    comment: String::new(),
+                    ..Default::default()
                 });
             })),
             "feedback.rating"

@@ -410,6 +410,18 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
     }
     if let Some(f) = &ev.feedback {
         summary = format!("{summary}: rating {}/5", f.rating);
+        if !f.category.is_empty() {
+            summary = format!("{summary}, about {}", f.category);
+        }
+    }
+    if let Some(u) = &ev.feedback_update {
+        summary = format!(
+            "feedback {}",
+            herald_proto::v1::FeedbackStatus::name_of(u.status).replace('_', " ")
+        );
+        if !u.note.is_empty() {
+            entry.attributes.insert("note".into(), u.note.clone());
+        }
     }
     let (said, mut entry) = interaction::document(ev, entry);
     if !said.is_empty() {
@@ -444,11 +456,12 @@ mod tests {
             feedback: Some(Feedback {
                 rating: 4,
                 comment: "call me on +447700900123".into(),
+                category: "billing".into(),
             }),
             ..Default::default()
         };
         let e = case_audit(&ev, 7);
-        assert_eq!(e.summary, "feedback received: rating 4/5");
+        assert_eq!(e.summary, "feedback received: rating 4/5, about billing");
         let all = format!("{e:?}");
         assert!(!all.contains("+4477"), "{all}");
     }

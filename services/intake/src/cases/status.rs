@@ -102,7 +102,8 @@ pub(super) fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Res
         (K::Reopened, _)
         | (K::FeedbackReceived, _)
         | (K::InteractionLogged, _)
-        | (K::ActionDone, _) => None,
+        | (K::ActionDone, _)
+        | (K::FeedbackUpdated, _) => None,
         (_, Status::Resolved) => Some(format!(
             "case {case_id} is resolved; reopen it before sending {}",
             kind.name()
