@@ -69,6 +69,7 @@ names!(AuditStep {
     Cancelled => "cancelled",
     ReplyReceived => "reply_received",
     Held => "held",
+    Erased => "erased",
 });
 
 names!(Channel {
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn names_follow_the_protobuf_names_and_parse_back() {
         agrees(
-            (0..24).filter_map(|i| AuditStep::try_from(i).ok()),
+            (0..29).filter_map(|i| AuditStep::try_from(i).ok()),
             AuditStep::name,
             |v| v.as_str_name(),
             AuditStep::parse,
