@@ -24,6 +24,7 @@ mod integrations;
 mod layers;
 mod nats;
 mod redis;
+mod retention;
 mod router;
 mod secret;
 mod sla;
@@ -41,6 +42,7 @@ pub use intake::{IntakeConfig, SystemKeys};
 pub use integrations::{Integration, IntegrationKind};
 pub use nats::{NatsConfig, seed_path};
 pub use redis::{RedisConfig, redis_password_path};
+pub use retention::RetentionConfig;
 pub use router::RouterConfig;
 pub use secret::Secret;
 
@@ -71,6 +73,7 @@ pub struct Config {
     pub broadcast: BroadcastConfig,
     pub sla: SlaConfig,
     pub escalation: EscalationConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Everything wrong with a configuration, reported together.
@@ -155,6 +158,7 @@ impl Config {
         self.broadcast.validate(problems);
         self.sla.validate(problems);
         self.escalation.validate(problems);
+        self.retention.validate(problems);
         across_sections::validate(self, problems);
     }
 }

@@ -20,7 +20,11 @@ const SCAN_COUNT: usize = 500;
 
 /// Removes what names `person` under `prefix`; returns how many keys,
 /// members, fields and elements went.
-pub async fn erase(redis: &ConnectionManager, prefix: &str, person: &Person) -> redis::RedisResult<u64> {
+pub async fn erase(
+    redis: &ConnectionManager,
+    prefix: &str,
+    person: &Person,
+) -> redis::RedisResult<u64> {
     if person.is_empty() {
         return Ok(0);
     }

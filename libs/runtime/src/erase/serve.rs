@@ -4,7 +4,6 @@
 //! with what it removed. A store that fails is reported and the rest still
 //! erased, so asking again finishes the job; a repeat removes nothing more.
 
-use async_nats::jetstream::message::StreamMessage;
 use herald_proto::{
     Message, keyspace, subjects,
     v1::{ErasePartReply, ErasePerson, ErasedPart},
@@ -68,7 +67,7 @@ impl Eraser {
             }
         };
         let person = self.person(&req);
-        let (mut parts, _, stream_error) = self.erase_streams(&person).await;
+        let (mut parts, stream_error) = self.erase_streams(&person, &mut streams::Nothing).await;
         let (key_parts, key_error) = self.erase_keys(&person, &[]).await;
         parts.extend(key_parts);
         let error = [stream_error, key_error]
@@ -91,27 +90,25 @@ impl Eraser {
     }
 
     /// Deletes the messages naming `person` from every stream this service
-    /// owns: what each removed, the messages removed (for the ids they
-    /// carry), and the first failure.
+    /// owns, each handed to `before` first ([`streams::erase`]): what each
+    /// stream lost, and the first failure.
     pub async fn erase_streams(
         &self,
         person: &Person,
-    ) -> (Vec<ErasedPart>, Vec<StreamMessage>, Option<String>) {
+        before: &mut dyn streams::BeforeErase,
+    ) -> (Vec<ErasedPart>, Option<String>) {
         let mut parts = Vec::new();
-        let mut gone = Vec::new();
         let mut failure = None;
         for s in subjects::STREAMS.iter().filter(|s| s.owner == self.service) {
-            let mut here = Vec::new();
-            match streams::erase(&self.bus.js, s.stream, person, |m| here.push(m.clone())).await {
+            match streams::erase(&self.bus.js, s.stream, person, before).await {
                 Ok(n) => parts.push(self.part(s.stream.to_string(), n)),
                 Err(e) => {
                     error!(stream = s.stream, error = %e, "erasure of a stream failed");
                     failure.get_or_insert_with(|| format!("{}: {e}", s.stream));
                 }
             }
-            gone.extend(here);
         }
-        (parts, gone, failure)
+        (parts, failure)
     }
 
     /// Removes what names `person` from every keyspace this service owns,

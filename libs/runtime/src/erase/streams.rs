@@ -13,6 +13,8 @@
 //! the price is paid by the erasure alone. Reading by sequence works the
 //! same on work queues, where a second consumer is not allowed.
 
+use std::{future::Future, pin::Pin};
+
 use async_nats::jetstream::{
     self,
     message::StreamMessage,
@@ -21,25 +23,53 @@ use async_nats::jetstream::{
 
 use super::Person;
 
+/// What is done with a message naming the person just before it is
+/// deleted: nothing ([`Nothing`]), or keeping what in it is about others.
+pub trait BeforeErase: Send {
+    /// Done with `msg` of `stream`; an error keeps the message, and ends
+    /// the stream's erasure with it.
+    fn before<'a>(
+        &'a mut self,
+        stream: &'a str,
+        msg: &'a StreamMessage,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+}
+
+/// Deletes without looking further.
+pub struct Nothing;
+
+impl BeforeErase for Nothing {
+    fn before<'a>(
+        &'a mut self,
+        _: &'a str,
+        _: &'a StreamMessage,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Whether `msg` (its subject, headers and payload) names `person`.
 pub fn names(person: &Person, msg: &StreamMessage) -> bool {
     person.named_in(msg.subject.as_bytes())
         || msg.headers.iter().any(|(name, values)| {
             person.named_in(name.to_string().as_bytes())
-                || values.iter().any(|v| person.named_in(v.as_str().as_bytes()))
+                || values
+                    .iter()
+                    .any(|v| person.named_in(v.as_str().as_bytes()))
         })
         || person.named_in(&msg.payload)
 }
 
 /// Deletes every message of `stream` naming `person`, handing each to
-/// `seen` first (so the caller can collect the ids it carries); returns
-/// how many were deleted. A message gone meanwhile (consumed from a work
-/// queue, aged out) is skipped.
+/// `before` first (to collect the ids it carries, or to write again what
+/// in it is about others); returns how many were deleted. A message is
+/// deleted only once `before` succeeded with it. A message gone meanwhile
+/// (consumed from a work queue, aged out) is skipped.
 pub async fn erase(
     js: &jetstream::Context,
     stream: &str,
     person: &Person,
-    mut seen: impl FnMut(&StreamMessage),
+    before: &mut dyn BeforeErase,
 ) -> anyhow::Result<u64> {
     let mut s: Stream = js
         .get_stream(stream)
@@ -64,7 +94,7 @@ pub async fn erase(
         if !names(person, &msg) {
             continue;
         }
-        seen(&msg);
+        before.before(stream, &msg).await?;
         match s.delete_message(seq).await {
             Ok(_) => removed += 1,
             // Consumed or aged out between the read and the delete.
