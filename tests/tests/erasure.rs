@@ -35,6 +35,8 @@ struct Who {
     name: &'static str,
     email: &'static str,
     phone: &'static str,
+    /// The case they are the client of, which goes with them.
+    case: &'static str,
 }
 
 const RIA: Who = Who {
@@ -42,6 +44,7 @@ const RIA: Who = Who {
     name: "Ria Lopez",
     email: "ria.lopez@clients.example.org",
     phone: "+447700900451",
+    case: "CASE-RIA",
 };
 
 const TOM: Who = Who {
@@ -49,6 +52,7 @@ const TOM: Who = Who {
     name: "Tom Hale",
     email: "tom.hale@clients.example.org",
     phone: "+447700900452",
+    case: "CASE-TOM",
 };
 
 impl Who {
@@ -59,9 +63,11 @@ impl Who {
     }
 
     /// What must not be left of them: the id, the name, the address and
-    /// the number (also as its digits, the way reply indexes keep it).
+    /// the number (also as its digits, the way reply indexes keep it), and
+    /// their case.
     fn traces(&self) -> Vec<String> {
         vec![
+            self.case.into(),
             self.id.into(),
             self.name.into(),
             self.email.into(),
@@ -263,6 +269,22 @@ async fn every_key(sys: &TestSystem) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Whether intake still remembers the kit's publisher's request `key`
+/// (sent by `crm`, as `fixtures::inquiry` says).
+async fn idempotency_key_kept(sys: &TestSystem, key: &str) -> bool {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("publisher\u{0}crm\u{0}{key}").as_bytes());
+    let name = format!(
+        "{}intake:idem:{}",
+        sys.cfg.redis.prefix,
+        hex::encode(&digest[..16])
+    );
+    every_key(sys)
+        .await
+        .iter()
+        .any(|(k, _)| k.starts_with(&name))
+}
+
 /// Where in the streams and Redis anything of `who` is left.
 async fn traces_of(sys: &TestSystem, who: &Who) -> Vec<String> {
     let mut found = Vec::new();
@@ -305,7 +327,8 @@ async fn an_erased_person_is_gone_from_every_stream_and_key_and_the_trail_says_s
 
     // Ria and Tom each have a case, an email and an SMS about it, and a
     // text back; Ria also a plain email.
-    for (who, case) in [(&RIA, "CASE-RIA"), (&TOM, "CASE-TOM")] {
+    for who in [&RIA, &TOM] {
+        let case = who.case;
         sys.case_ok(&opened(
             case,
             who.id,
@@ -406,6 +429,15 @@ async fn an_erased_person_is_gone_from_every_stream_and_key_and_the_trail_says_s
     }
     let left = traces_of(&sys, &RIA).await;
     assert!(left.is_empty(), "left of Ria: {left:#?}");
+    // Her requests' idempotency keys hold only a notification id, by a
+    // hash of the key: gone too.
+    for key in ["CASE-RIA-n", "ria-plain"] {
+        assert!(
+            !idempotency_key_kept(&sys, key).await,
+            "{key} is still remembered"
+        );
+    }
+    assert!(idempotency_key_kept(&sys, "CASE-TOM-n").await);
 
     // Tom is all still there: his record, his messages, his trail.
     let tom = traces_of(&sys, &TOM).await;

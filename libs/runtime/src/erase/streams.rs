@@ -60,6 +60,20 @@ pub fn names(person: &Person, msg: &StreamMessage) -> bool {
         || person.named_in(&msg.payload)
 }
 
+/// Every message of `stream` naming `person`, read and left where it is.
+pub async fn find(
+    js: &jetstream::Context,
+    stream: &str,
+    person: &Person,
+) -> anyhow::Result<Vec<StreamMessage>> {
+    let mut found = Vec::new();
+    let mut scan = Scan::open(js, stream, person).await?;
+    while let Some(m) = scan.next_named(person).await? {
+        found.push(m);
+    }
+    Ok(found)
+}
+
 /// Deletes every message of `stream` naming `person`, handing each to
 /// `before` first (to collect the ids it carries, or to write again what
 /// in it is about others); returns how many were deleted. A message is
@@ -71,36 +85,70 @@ pub async fn erase(
     person: &Person,
     before: &mut dyn BeforeErase,
 ) -> anyhow::Result<u64> {
-    let mut s: Stream = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading stream {stream}: {e}"))?;
-    let state = s
-        .info()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading stream {stream}: {e}"))?
-        .state
-        .clone();
-    if state.messages == 0 || person.is_empty() {
-        return Ok(0);
-    }
     let mut removed = 0;
-    for seq in state.first_sequence..=state.last_sequence {
-        let msg = match s.get_raw_message(seq).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
-            Err(e) => anyhow::bail!("reading {stream} message {seq}: {e}"),
-        };
-        if !names(person, &msg) {
-            continue;
-        }
-        before.before(stream, &msg).await?;
-        match s.delete_message(seq).await {
-            Ok(_) => removed += 1,
-            // Consumed or aged out between the read and the delete.
-            Err(e) if e.to_string().contains("no message found") => {}
-            Err(e) => anyhow::bail!("erasing {stream} message {seq}: {e}"),
+    let mut scan = Scan::open(js, stream, person).await?;
+    while let Some(m) = scan.next_named(person).await? {
+        before.before(stream, &m).await?;
+        if scan.delete(m.sequence).await? {
+            removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// A stream read by sequence, from its first message to the last one it
+/// held when the scan began.
+struct Scan {
+    stream: Stream,
+    name: String,
+    next: u64,
+    last: u64,
+}
+
+impl Scan {
+    async fn open(js: &jetstream::Context, name: &str, person: &Person) -> anyhow::Result<Scan> {
+        let mut stream: Stream = js
+            .get_stream(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading stream {name}: {e}"))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading stream {name}: {e}"))?
+            .state
+            .clone();
+        let empty = state.messages == 0 || person.is_empty();
+        Ok(Scan {
+            stream,
+            name: name.to_string(),
+            // Sequences start at 1; an empty stream is read not at all.
+            next: state.first_sequence.max(1),
+            last: if empty { 0 } else { state.last_sequence },
+        })
+    }
+
+    /// The next message naming `person`, or `None` at the end.
+    async fn next_named(&mut self, person: &Person) -> anyhow::Result<Option<StreamMessage>> {
+        while self.next <= self.last {
+            let seq = self.next;
+            self.next += 1;
+            match self.stream.get_raw_message(seq).await {
+                Ok(m) if names(person, &m) => return Ok(Some(m)),
+                Ok(_) => {}
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => anyhow::bail!("reading {} message {seq}: {e}", self.name),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes message `seq`, overwriting it; false if it was gone already
+    /// (consumed or aged out since it was read).
+    async fn delete(&self, seq: u64) -> anyhow::Result<bool> {
+        match self.stream.delete_message(seq).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("no message found") => Ok(false),
+            Err(e) => anyhow::bail!("erasing {} message {seq}: {e}", self.name),
+        }
+    }
 }

@@ -7,8 +7,11 @@
 //! Intake coordinates, because it keeps the directory that says who the
 //! person is (their name, email and number):
 //!
-//! 1. the streams intake owns (accepted notifications, case events, the
-//!    trail) lose every message naming the person ([`herald_runtime::erase`]);
+//! 1. the cases the person is the client of are looked up in the case
+//!    stream: a case about them goes with them (its events, its trail, the
+//!    state every service keeps for it), matched by its id from then on;
+//!    the streams intake owns (accepted notifications, case events, the
+//!    trail) then lose every message naming the person or those cases ([`herald_runtime::erase`]);
 //!    an audit message that also documents others is written again without
 //!    the person's records first, so nobody else's trail is lost; the job
 //!    ids of the person's records are noted;
@@ -41,14 +44,18 @@ use herald_directory::{contacts::Directory, groups::Groups};
 use herald_proto::{
     Message, subjects,
     v1::{
-        AuditBatch, AuditStep, EraseContact, ErasePartReply, ErasePerson, EraseReply, ErasedPart,
-        ErasureReport, ErrorCode, Rejected, erase_reply,
+        AcceptedCaseEvent, AuditBatch, AuditStep, EraseContact, ErasePartReply, ErasePerson,
+        EraseReply, ErasedPart, ErasureReport, ErrorCode, Rejected, erase_reply,
     },
 };
 use herald_runtime::{
     audit::{Auditor, Entry},
     bus::Bus,
-    erase::{Person, serve::Eraser, streams::BeforeErase},
+    erase::{
+        Person,
+        serve::Eraser,
+        streams::{self, BeforeErase},
+    },
 };
 use redis::aio::ConnectionManager;
 use tracing::{error, info, warn};
@@ -70,7 +77,8 @@ pub(crate) struct ErasureDesk {
 }
 
 /// What the person's audit records name besides them: their jobs, and
-/// the notifications no record of anyone else's is left of.
+/// their notifications, less those that reached someone else too (whose
+/// idempotency keys stay, so a retry sends nobody a second copy).
 #[derive(Default)]
 struct Related {
     jobs: BTreeSet<String>,
@@ -132,6 +140,22 @@ impl ErasureDesk {
         check::keeps_no_trace(req, &person)?;
         let erasure_id = herald_proto::ids::record_id().replacen("aud_", "era_", 1);
 
+        // 0. The cases they are the client of go with them.
+        let cases = self
+            .client_cases(&req.contact_id, &person)
+            .await
+            .map_err(|e| {
+                error!(error = %e, "the case stream could not be read");
+                Rejected::new(
+                    ErrorCode::Unavailable,
+                    "",
+                    "the case stream cannot be read just now; ask again",
+                )
+            })?;
+        for case in &cases {
+            person.add_word(case);
+        }
+
         // 1. Intake's streams, noting what the person's records name.
         let mut related = Related::default();
         let mut keeper = Keeper {
@@ -151,7 +175,7 @@ impl ErasureDesk {
             erasure_id: erasure_id.clone(),
             words,
             addresses,
-            related: related.jobs.iter().cloned().collect(),
+            related: related.jobs.iter().chain(&cases).cloned().collect(),
         };
         let asks: Vec<PartAnswer<'_>> = subjects::ERASING_SERVICES
             .into_iter()
@@ -210,6 +234,21 @@ impl ErasureDesk {
         Ok(report)
     }
 
+    /// The cases whose events name `id` as their client.
+    async fn client_cases(&self, id: &str, person: &Person) -> anyhow::Result<BTreeSet<String>> {
+        let found = streams::find(&self.bus.js, subjects::STREAM_CASES, person).await?;
+        Ok(found
+            .iter()
+            .filter_map(|m| AcceptedCaseEvent::decode(m.payload.clone()).ok()?.event)
+            .filter(|e| {
+                e.details
+                    .as_ref()
+                    .is_some_and(|d| d.client_contact_id == id)
+            })
+            .map(|e| e.case_id)
+            .collect())
+    }
+
     /// Before an audit message naming the person is deleted: the records
     /// in it about others are written again, and what the person's name
     /// is noted.
@@ -243,9 +282,15 @@ impl ErasureDesk {
         if others.is_empty() {
             return Ok(());
         }
-        related
-            .kept_notifications
-            .extend(others.iter().map(|r| r.notification_id.clone()));
+        // A notification someone else was sent too keeps its idempotency
+        // key; one whose other records name nobody (its acceptance) does
+        // not.
+        related.kept_notifications.extend(
+            others
+                .iter()
+                .filter(|r| !r.contact_id.is_empty() || !r.job_id.is_empty())
+                .map(|r| r.notification_id.clone()),
+        );
         let id = format!("{erasure_id}-{}", m.sequence);
         self.bus
             .publish_durable(
