@@ -539,3 +539,90 @@ async fn an_erased_person_is_gone_from_every_stream_and_key_and_the_trail_says_s
         assert!(RIA.found_in(&r.encode_to_vec()).is_empty(), "{r:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_recipient_leaves_a_broadcast_and_a_group_to_the_others() {
+    use herald_directory::groups::Group;
+    use herald_proto::v1::{
+        Audience, BroadcastMessage, Cycles, Severity, StartBroadcast, broadcast_reply,
+    };
+    let (sys, _dir) = system().await;
+    sys.add_groups(&[Group {
+        id: "wardens".into(),
+        name: "Fire wardens".into(),
+        description: String::new(),
+        members: vec![RIA.id.into(), TOM.id.into()],
+    }])
+    .await;
+    let start = StartBroadcast {
+        broadcast_id: "fire-b".into(),
+        credential: herald_testkit::system::COORDINATOR_TOKEN.into(),
+        severity: Severity::Extreme as i32,
+        audience: Some(Audience {
+            group_ids: vec!["wardens".into()],
+            ..Default::default()
+        }),
+        messages: vec![BroadcastMessage {
+            language: "en".into(),
+            subject: "Evacuate building B".into(),
+            body: "Evacuate building B. Leave by the nearest exit.".into(),
+            speak: "Evacuate building B now.".into(),
+            sms: String::new(),
+        }],
+        cycles: Some(Cycles {
+            cycles: 1,
+            ..Default::default()
+        }),
+        // Texts too, confirmed by a reply from the number.
+        sms: true,
+        ..Default::default()
+    };
+    let reply = sys
+        .broadcast_request(subjects::BROADCAST_START, &start)
+        .await;
+    assert!(
+        matches!(reply.result, Some(broadcast_reply::Result::Accepted(_))),
+        "{reply:?}"
+    );
+    sys.http.wait_for("/voice", 2, WAIT).await;
+    sys.smtp.wait_for_mail_to(RIA.email, "Evacuate", WAIT).await;
+    sys.wait_until_idle().await;
+    let before = traces_of(&sys, &RIA).await;
+    assert!(
+        before.iter().any(|p| p.starts_with("herald:broadcast:")),
+        "the broadcast keeps Ria before: {before:#?}"
+    );
+    // Her number is also kept by its hash, for the replies that confirm.
+    let hashed = |who: &Who| {
+        let hash = herald_broadcast::state::phone_hash(who.phone);
+        move |keys: &[(String, Vec<u8>)]| {
+            keys.iter()
+                .any(|(k, v)| k.contains(&hash) || String::from_utf8_lossy(v).contains(&hash))
+        }
+    };
+    assert!(hashed(&RIA)(&every_key(&sys).await));
+
+    let done = erase(&sys, "dpo", RIA.id, "dana", "")
+        .await
+        .expect("answers")
+        .expect("erased");
+    assert!(done.failed.is_empty(), "{done:#?}");
+    assert!(removed(&done, "redis:broadcast") > 0, "{done:#?}");
+    let left = traces_of(&sys, &RIA).await;
+    assert!(left.is_empty(), "left of Ria: {left:#?}");
+    let keys = every_key(&sys).await;
+    assert!(!hashed(&RIA)(&keys), "her number's hash is gone");
+    assert!(hashed(&TOM)(&keys), "his is not");
+
+    // Tom is still a recipient of the broadcast and a warden.
+    let tom = traces_of(&sys, &TOM).await;
+    assert!(
+        tom.iter().any(|p| p.starts_with("herald:broadcast:")),
+        "{tom:#?}"
+    );
+    assert!(
+        tom.iter()
+            .any(|p| p.starts_with("herald:dir:group:wardens")),
+        "{tom:#?}"
+    );
+}
