@@ -1,7 +1,7 @@
 //! Erasing a person (SOP 003 §6.5), end to end over real NATS, Redis, SMTP
 //! and HTTP: a client gets an email and an SMS, has a case opened about
-//! them and texts back; then the Data Protection Officer runs `herald
-//! contacts erase`. Every message of every stream and every Redis key and
+//! them and texts back; then the Data Protection Officer erases them (what
+//! `herald contacts erase` asks). Every message of every stream and every Redis key and
 //! value is then read raw, and none holds the client's id, name, email or
 //! number, while another client's data is all still there; the trail has
 //! the erasure's record, naming nobody. A service that is down makes the

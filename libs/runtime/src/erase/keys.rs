@@ -1,6 +1,7 @@
-//! Removing a person from one's own Redis keyspace: every key under the
-//! keyspace's prefix is looked at (`SCAN MATCH <prefix>*`, so nothing of
-//! another service's is read), and what names the person goes: a key
+//! Removing a person from one's own Redis keyspace, and from nothing else.
+//! Every key under the keyspace's prefix is looked at (`SCAN MATCH
+//! <prefix>*`, so nothing of another service's is read), and what names
+//! the person goes: a key
 //! whose name names them, a string value naming them, and the members,
 //! fields and elements of sets, sorted sets, hashes and lists that name
 //! them (the rest of the key stays, so a broadcast keeps its other
