@@ -538,6 +538,9 @@ async fn an_erased_person_is_gone_from_every_stream_and_key_and_the_trail_says_s
     for r in &records {
         assert!(RIA.found_in(&r.encode_to_vec()).is_empty(), "{r:#?}");
     }
+    // Each service erased within its own keys.
+    let denied = sys.redis.denials();
+    assert!(denied.is_empty(), "{denied:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
