@@ -140,7 +140,7 @@ mod tests {
             "contact_id"
         );
         assert_eq!(check(&req("ria", "", "")).unwrap_err().field, "by");
-        assert_eq!(check(&req("ria", "dana\n", "")).unwrap_err().field, "by");
+        assert_eq!(check(&req("ria", "da\nna", "")).unwrap_err().field, "by");
         let reason = "r".repeat(201);
         assert_eq!(
             check(&req("ria", "dana", &reason)).unwrap_err().field,
