@@ -301,6 +301,23 @@ async fn traces_of(sys: &TestSystem, who: &Who) -> Vec<String> {
     found
 }
 
+/// That `found` (from [`traces_of`]) has someone in the trail, the case
+/// and inbound streams, the directory and delivery's keys.
+fn in_every_store(found: &[String], what: &str) {
+    for store in [
+        "HERALD_AUDIT",
+        "HERALD_CASES",
+        "HERALD_INBOUND",
+        "herald:dir:",
+        "herald:delivery:",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(store)),
+            "{what}: not in {store}: {found:#?}"
+        );
+    }
+}
+
 /// The trail's erasure records, read raw from the audit stream.
 async fn erasure_records(sys: &TestSystem) -> Vec<AuditRecord> {
     let mut out = Vec::new();
@@ -354,18 +371,7 @@ async fn an_erased_person_is_gone_from_every_stream_and_key_and_the_trail_says_s
         .await;
     sys.wait_until_idle().await;
     let before = traces_of(&sys, &RIA).await;
-    for kind in [
-        "HERALD_AUDIT",
-        "HERALD_CASES",
-        "HERALD_INBOUND",
-        "herald:dir:",
-        "herald:delivery:",
-    ] {
-        assert!(
-            before.iter().any(|p| p.starts_with(kind)),
-            "the scan sees Ria in {kind} before the erasure: {before:#?}"
-        );
-    }
+    in_every_store(&before, "the scan sees Ria before the erasure");
 
     // Only the Data Protection Officer may erase: the directory identity
     // is refused by the server itself, and nothing is touched.
@@ -440,19 +446,7 @@ async fn an_erased_person_is_gone_from_every_stream_and_key_and_the_trail_says_s
     assert!(idempotency_key_kept(&sys, "CASE-TOM-n").await);
 
     // Tom is all still there: his record, his messages, his trail.
-    let tom = traces_of(&sys, &TOM).await;
-    for kind in [
-        "HERALD_AUDIT",
-        "HERALD_CASES",
-        "HERALD_INBOUND",
-        "herald:dir:",
-        "herald:delivery:",
-    ] {
-        assert!(
-            tom.iter().any(|p| p.starts_with(kind)),
-            "Tom is still in {kind}: {tom:#?}"
-        );
-    }
+    in_every_store(&traces_of(&sys, &TOM).await, "Tom is all still there");
     assert!(directory.get(TOM.id).await.expect("directory").is_some());
     let tom_trail = sys.case_trail("CASE-TOM").await;
     assert!(
