@@ -71,6 +71,7 @@ names!(AuditStep {
     Held => "held",
     AwaitingApproval => "awaiting_approval",
     ApprovalDecided => "approval_decided",
+    Erased => "erased",
 });
 
 names!(Channel {
@@ -260,7 +261,7 @@ mod tests {
     #[test]
     fn names_follow_the_protobuf_names_and_parse_back() {
         agrees(
-            (0..24).filter_map(|i| AuditStep::try_from(i).ok()),
+            (0..29).filter_map(|i| AuditStep::try_from(i).ok()),
             AuditStep::name,
             |v| v.as_str_name(),
             AuditStep::parse,

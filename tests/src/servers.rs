@@ -200,6 +200,16 @@ impl NatsServer {
     /// Declares Herald's streams as `cfg` describes them, as the
     /// provisioning identity (what `herald provision` does).
     pub async fn provision(&self, cfg: &herald_config::NatsConfig) {
+        self.provision_keeping(cfg, &herald_config::RetentionConfig::default())
+            .await
+    }
+
+    /// [`NatsServer::provision`], each stream kept as long as `keep` says.
+    pub async fn provision_keeping(
+        &self,
+        cfg: &herald_config::NatsConfig,
+        keep: &herald_config::RetentionConfig,
+    ) {
         let mut cfg = cfg.clone();
         cfg.url = self.url();
         cfg.credentials_dir = Some(self.credentials_dir());
@@ -211,7 +221,7 @@ impl NatsServer {
         )
         .await
         .expect("provisioning identity connects");
-        bus.provision_streams().await.expect("streams declared");
+        bus.provision_streams(keep).await.expect("streams declared");
     }
 
     pub fn pid(&self) -> Option<u32> {

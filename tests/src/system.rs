@@ -157,7 +157,7 @@ impl TestSystem {
         cfg.delivery.smtp_ca_file = Some(ca_file);
         cfg.delivery.provider_ca_file = Some(provider_ca);
         tweak(&mut cfg);
-        nats.provision(&cfg.nats).await;
+        nats.provision_keeping(&cfg.nats, &cfg.retention).await;
         let client = nats.admin().await;
         let publisher = nats.connect_as("publisher").await;
         let coordinator = nats.connect_as("coordinator").await;

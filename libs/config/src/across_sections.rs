@@ -18,6 +18,20 @@ pub(crate) fn validate(c: &Config, problems: &mut Vec<String>) {
             ));
         }
     }
+    // A job retried until `give_up_after` must still be in its stream.
+    if c.retention.delivery_jobs < c.delivery.give_up_after {
+        problems.push(
+            "`retention.delivery_jobs` must be at least `delivery.give_up_after`, or a job still being retried would be destroyed".into(),
+        );
+    }
+    // The trail documents what the other streams held: it outlives them.
+    for (key, period) in c.retention.periods() {
+        if key != "retention.case_state" && c.nats.audit_retention < period {
+            problems.push(format!(
+                "`nats.audit_retention` must be at least `{key}`: the trail outlives what it documents"
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod integrations;
 mod layers;
 mod nats;
 mod redis;
+mod retention;
 mod router;
 mod secret;
 mod sla;
@@ -43,6 +44,7 @@ pub use intake::{IntakeConfig, SystemKeys};
 pub use integrations::{Integration, IntegrationKind};
 pub use nats::{NatsConfig, seed_path};
 pub use redis::{RedisConfig, redis_password_path};
+pub use retention::RetentionConfig;
 pub use router::RouterConfig;
 pub use secret::Secret;
 
@@ -74,6 +76,7 @@ pub struct Config {
     pub sla: SlaConfig,
     pub escalation: EscalationConfig,
     pub approvals: ApprovalsConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Everything wrong with a configuration, reported together.
@@ -159,6 +162,7 @@ impl Config {
         self.sla.validate(problems);
         self.escalation.validate(problems);
         self.approvals.validate(problems);
+        self.retention.validate(problems);
         across_sections::validate(self, problems);
     }
 }

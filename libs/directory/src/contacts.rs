@@ -334,6 +334,21 @@ impl Directory {
             .await
     }
 
+    /// Forgets every consent of contact `id` to share with `with`, given or
+    /// withdrawn, as if it had never been recorded: for erasing the third
+    /// party it names (SOP 003 §6.5). Whether there was one.
+    pub async fn forget_consents_with(&self, id: &str, with: &str) -> Result<bool, DirectoryError> {
+        Ok(self
+            .records
+            .update(id, |c| {
+                let before = c.sharing.len();
+                c.sharing.retain(|s| s.with != with);
+                c.sharing.len() != before
+            })
+            .await?
+            .is_some_and(|(_, changed)| changed))
+    }
+
     /// Records that `verification.by` verified contact `id`'s identity;
     /// the contact as it now stands, or `None` if there is no such contact.
     pub async fn verify(

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod bus;
 pub mod clock;
+pub mod erase;
 pub mod health;
 pub mod metrics;
 pub mod pii;

@@ -217,6 +217,35 @@ impl ServiceBuilder {
         Ok(())
     }
 
+    /// Answers intake's erasure requests for this service
+    /// (`herald.v1.<service>.erase`): its own streams and keyspaces, and
+    /// what `derive` adds to the person's addresses.
+    pub async fn serve_erasure(
+        &mut self,
+        deployment: &str,
+        derive: Option<crate::erase::serve::Derive>,
+    ) -> anyhow::Result<()> {
+        let mut eraser =
+            crate::erase::serve::Eraser::new(self.name, &self.bus, &self.redis, deployment);
+        if let Some(d) = derive {
+            eraser = eraser.deriving(d);
+        }
+        let subject = herald_proto::subjects::erase_part(self.name);
+        self.serve(
+            &[subject.as_str()],
+            &format!("herald-{}-erase", self.name),
+            ServeOptions::new(1),
+            move |msg| {
+                let eraser = eraser.clone();
+                async move {
+                    use herald_proto::Message;
+                    Some(eraser.answer(&msg.payload).await.encode_to_vec().into())
+                }
+            },
+        )
+        .await
+    }
+
     /// Runs a background loop (timers, a listener) until it ends; the
     /// service's outcome includes its error.
     pub fn spawn(&mut self, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {

@@ -46,7 +46,8 @@ pub enum Role {
     Replay,
     /// Declares and updates Herald's streams.
     Provision,
-    /// The Data Protection Officer: releases a data breach's containment.
+    /// The Data Protection Officer: releases a data breach's containment
+    /// and erases people.
     Dpo,
     /// Decides the first contacts an approval rule holds (SOP 004).
     Approver,
@@ -93,7 +94,9 @@ impl Role {
             Role::Directory => "imports, shows and removes contacts and groups",
             Role::Replay => "reads dead letters and sends their jobs again",
             Role::Provision => "declares and updates Herald's streams",
-            Role::Dpo => "the Data Protection Officer: releases a data breach's containment",
+            Role::Dpo => {
+                "the Data Protection Officer: releases a data breach's containment, erases people"
+            }
             Role::Approver => "lists and decides the first contacts held for approval",
         }
     }
@@ -219,6 +222,14 @@ impl Permissions {
             .subscribe(subjects::EMERGENCY_BUSY)
     }
 
+    /// Reads `stream` message by message and deletes (securely erases)
+    /// the ones that name a person being erased: for the stream's owner.
+    fn erases(&mut self, stream: &str) -> &mut Self {
+        self.looks_at(stream)
+            .publish(format!("$JS.API.STREAM.MSG.GET.{stream}"))
+            .publish(format!("$JS.API.STREAM.MSG.DELETE.{stream}"))
+    }
+
     fn writes_audit(&mut self) -> &mut Self {
         self.publish(subjects::audit_all())
     }
@@ -271,7 +282,10 @@ pub fn permissions(who: &Identity) -> Permissions {
             p.asks_as(&who.name, &[subjects::INTAKE_DIRECTORY]);
         }
         Role::Dpo => {
-            p.asks_as(&who.name, &[subjects::INTAKE_BREACH]);
+            p.asks_as(
+                &who.name,
+                &[subjects::INTAKE_BREACH, subjects::INTAKE_ERASE],
+            );
         }
         Role::Approver => {
             p.asks_as(&who.name, &[subjects::INTAKE_APPROVALS]);
@@ -300,6 +314,19 @@ fn service(name: &str, p: &mut Permissions) {
         return;
     }
     p.writes_audit().sets_aside().keeps_precedence();
+    // Erasure: each owner erases its own streams; intake asks the others.
+    for s in STREAMS.iter().filter(|s| s.owner == name) {
+        p.erases(s.stream);
+    }
+    if subjects::ERASING_SERVICES.contains(&name) {
+        p.subscribe(subjects::erase_part(name));
+        p.responds = true;
+    }
+    if name == "intake" {
+        for s in subjects::ERASING_SERVICES {
+            p.publish(subjects::erase_part(s));
+        }
+    }
     match name {
         "intake" => {
             for r in subjects::FROM_CALLERS {

@@ -163,3 +163,37 @@ fn names_are_safe_as_subject_tokens() {
         assert!(is_identity_name(s));
     }
 }
+
+#[test]
+fn only_a_streams_owner_deletes_from_it_and_only_the_dpo_asks_for_an_erasure() {
+    let everyone: Vec<Identity> = Identity::services()
+        .into_iter()
+        .chain(Role::ALL[1..].iter().map(|r| Identity::new("x", *r)))
+        .collect();
+    for s in STREAMS {
+        let delete = format!("$JS.API.STREAM.MSG.DELETE.{}", s.stream);
+        let deleters: Vec<&str> = everyone
+            .iter()
+            .filter(|id| may_publish(id, &delete))
+            .map(|id| id.name.as_str())
+            .collect();
+        assert_eq!(deleters, [s.owner], "{}", s.stream);
+    }
+    let dpo = Identity::new("dana", Role::Dpo);
+    assert!(may_publish(&dpo, "herald.v1.intake.erase.dana"));
+    assert!(!may_publish(&dpo, "herald.v1.intake.erase.ops"));
+    for id in everyone.iter().filter(|id| id.role != Role::Dpo) {
+        assert!(
+            !may_publish(id, &subjects::from_caller(subjects::INTAKE_ERASE, &id.name)),
+            "{id:?}"
+        );
+    }
+    // Each service's part is asked by intake alone, and heard by it alone.
+    for part in subjects::ERASING_SERVICES {
+        let subject = subjects::erase_part(part);
+        for id in &everyone {
+            assert_eq!(may_publish(id, &subject), id.name == "intake", "{id:?}");
+            assert_eq!(may_subscribe(id, &subject), id.name == part, "{id:?}");
+        }
+    }
+}

@@ -58,13 +58,26 @@ pub const INTAKE_BREACH: &str = "herald.v1.intake.breach";
 /// Request/reply (`herald.v1.ApprovalRequest`): approvers list, read and
 /// decide the first contacts an approval rule holds.
 pub const INTAKE_APPROVALS: &str = "herald.v1.intake.approvals";
+/// Request/reply (`herald.v1.EraseContact` in, `herald.v1.EraseReply`
+/// out): the Data Protection Officer erases a person (SOP 003 §6.5).
+pub const INTAKE_ERASE: &str = "herald.v1.intake.erase";
+
+/// The services that keep data about people besides intake, each asked
+/// by intake to erase its part of a person.
+pub const ERASING_SERVICES: [&str; 4] = ["delivery", "broadcast", "sla", "escalation"];
+
+/// Request/reply (`herald.v1.ErasePerson` in, `herald.v1.ErasePartReply`
+/// out): intake asks `service` to erase a person from what it keeps.
+pub fn erase_part(service: &str) -> String {
+    format!("herald.v1.{service}.erase")
+}
 
 /// The requests that come from outside Herald's services are addressed
 /// under the caller's own name: `<request subject>.<identity>`. The NATS
 /// server lets each identity publish only under its own name (see
 /// [`crate::access`]), so the last token tells intake who asked, as NATS
 /// verified it rather than as the request claims.
-pub const FROM_CALLERS: [&str; 10] = [
+pub const FROM_CALLERS: [&str; 11] = [
     INTAKE_NOTIFY,
     INTAKE_NOTIFY_EMERGENCY,
     INTAKE_CANCEL,
@@ -72,6 +85,7 @@ pub const FROM_CALLERS: [&str; 10] = [
     INTAKE_DIRECTORY,
     INTAKE_BREACH,
     INTAKE_APPROVALS,
+    INTAKE_ERASE,
     BROADCAST_START,
     BROADCAST_UPDATE,
     BROADCAST_CANCEL,

@@ -221,6 +221,10 @@ pub async fn start_with_clock(
             },
         )
         .await?;
+    // Its part of erasing a person (SOP 003 §6.5), asked by intake.
+    service
+        .serve_erasure(&cfg.redis.prefix, Some(state::phone_hashes))
+        .await?;
     service.start(&cfg.broadcast.http_addr).await
 }
 

@@ -198,6 +198,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             async move { d.handle(msg).await }
         });
     }
+    // Its part of erasing a person (SOP 003 §6.5), asked by intake.
+    service.serve_erasure(&cfg.redis.prefix, None).await?;
     service.start(&cfg.delivery.http_addr).await
 }
 

@@ -134,7 +134,7 @@ pub async fn start_with_clock(
     let redis = service.redis.clone();
     let esc = Escalator {
         bus: service.bus.clone(),
-        store: Store::new(redis.clone(), &cfg.redis.prefix),
+        store: Store::new(redis.clone(), &cfg.redis.prefix).keeping(cfg.retention.case_state),
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         policies: Arc::new(policies),
         auditor: Auditor::new(service.bus.clone(), "escalation"),
@@ -205,6 +205,8 @@ pub async fn start_with_clock(
             },
         )
         .await?;
+    // Its part of erasing a person (SOP 003 §6.5), asked by intake.
+    service.serve_erasure(&cfg.redis.prefix, None).await?;
     service.start(&cfg.escalation.http_addr).await
 }
 

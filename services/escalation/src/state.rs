@@ -169,6 +169,9 @@ pub struct Store {
     redis: ConnectionManager,
     prefix: String,
     timers: Timers,
+    /// How long a case's state outlives its last change
+    /// (`retention.case_state`); zero keeps an open case for good.
+    keep: Duration,
 }
 
 impl Store {
@@ -181,7 +184,15 @@ impl Store {
             ),
             redis,
             prefix: herald_proto::keyspace::ESCALATION.prefix(prefix),
+            keep: Duration::ZERO,
         }
+    }
+
+    /// Keeps a case's state for `keep` after its last change, open or not
+    /// (SOP 003 §6.5); a settled one goes after [`CLOSED_TTL`] if sooner.
+    pub fn keeping(mut self, keep: Duration) -> Store {
+        self.keep = keep;
+        self
     }
 
     pub fn timers(&self) -> &Timers {
@@ -224,10 +235,10 @@ impl Store {
         new: &CaseState,
     ) -> anyhow::Result<bool> {
         let value = serde_json::to_vec(new)?;
-        let ttl = if new.settled() {
-            CLOSED_TTL
-        } else {
-            Duration::ZERO
+        let ttl = match (new.settled(), self.keep.is_zero()) {
+            (false, _) => self.keep,
+            (true, true) => CLOSED_TTL,
+            (true, false) => CLOSED_TTL.min(self.keep),
         };
         Ok(self
             .timers

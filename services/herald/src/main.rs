@@ -9,6 +9,7 @@ mod approvals;
 mod broadcast;
 mod case;
 mod dlq;
+mod erase;
 mod groups;
 mod send;
 mod setup;
@@ -105,6 +106,20 @@ enum ContactsCommand {
     List,
     /// Remove a contact.
     Remove { id: String },
+    /// Erase a person from everything Herald keeps: their directory record,
+    /// their messages in every stream, their keys in Redis (SOP 003 §6.5),
+    /// as the Data Protection Officer (the `dpo` identity). The trail keeps
+    /// that an erasure happened, by whom and what it removed, never who.
+    /// Safe to repeat.
+    Erase {
+        id: String,
+        /// The member of staff the erasure is done for.
+        #[arg(long)]
+        by: String,
+        /// Why, for the audit trail (without naming the person).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// A client's consent to share their matter with a third party.
     #[command(subcommand)]
     Consent(ConsentCommand),
@@ -372,6 +387,7 @@ async fn contacts(cfg: &Config, cmd: ContactsCommand) -> Result<(), Failure> {
             println!("removed {id}");
             Ok(())
         }
+        ContactsCommand::Erase { id, by, reason } => erase::run(cfg, id, by, reason).await,
         ContactsCommand::Consent(c) => {
             use herald_proto::v1::ConsentToShare;
             let op = match c {

@@ -102,11 +102,16 @@ pub fn setup(cfg: &Config, a: SetupArgs) -> Result<(), Failure> {
 /// Declares Herald's streams as the configuration describes them.
 pub async fn provision(cfg: &Config) -> Result<(), Failure> {
     let bus = crate::connect_bus(cfg, Role::Provision).await?;
-    bus.provision_streams()
+    bus.provision_streams(&cfg.retention)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
-    for s in herald_runtime::bus::stream_configs(&cfg.nats) {
-        println!("  {:<28} {}", s.name, s.subjects.join(" "));
+    for s in herald_runtime::bus::stream_configs(&cfg.nats, &cfg.retention) {
+        println!(
+            "  {:<28} {:<40} kept {}",
+            s.name,
+            s.subjects.join(" "),
+            humantime::format_duration(s.max_age)
+        );
     }
     Ok(())
 }

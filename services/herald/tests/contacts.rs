@@ -1,7 +1,9 @@
 //! Identity verification as staff record it with `herald contacts verify`,
 //! and what it changes for sensitive content: the person gets the content
 //! only once a verification names who checked, how and when, and loses it
-//! when their email or phone changes.
+//! when their email or phone changes. And erasure, the Data Protection
+//! Officer's alone: `herald contacts erase` leaves nothing to show, and says
+//! so when asked again.
 
 use std::time::Duration;
 
@@ -394,4 +396,62 @@ async fn a_change_to_a_record_that_fails_its_checks_names_the_field_not_an_outag
     };
     assert_eq!(r.field, "contact.identity_verified", "{r:?}");
     assert!(r.message.contains("herald contacts verify"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dpo_erases_a_contact_and_nobody_else_may() {
+    let mut sys = TestSystem::start().await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    sys.start_broadcast().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = contacts_file(dir.path(), "kay@example.org").expect("contacts file");
+    let out = herald.run(&["contacts", "import", file.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    sys.notify_ok(&complaint("e-1", to_contact("kay"))).await;
+    sys.smtp.wait_for(1, WAIT).await;
+    sys.wait_until_idle().await;
+
+    // The directory identity may remove a contact, not erase one.
+    let refused = herald.run(&[
+        "contacts",
+        "erase",
+        "kay",
+        "--by",
+        "sup-ana",
+        "--identity",
+        "directory",
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(herald.run(&["contacts", "show", "kay"]).status.success());
+
+    let out = herald.run(&["contacts", "erase", "kay", "--by", "sup-ana"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let said = stdout(&out);
+    assert!(said.starts_with("erased kay: "), "{said}");
+    assert!(said.contains("HERALD_AUDIT"), "{said}");
+    assert!(said.contains("redis:dir"), "{said}");
+    let gone = herald.run(&["contacts", "show", "kay"]);
+    assert_eq!(gone.status.code(), Some(3), "{}", stdout(&gone));
+
+    let again = herald.run(&["contacts", "erase", "kay", "--by", "sup-ana"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).starts_with("nothing of kay was left to erase"),
+        "{}",
+        stdout(&again)
+    );
+    // A reason that names the person is refused, naming the field.
+    let named = herald.run(&[
+        "contacts",
+        "erase",
+        "sup-ana",
+        "--by",
+        "dpo",
+        "--reason",
+        "Ana Supervisor asked",
+    ]);
+    assert_eq!(named.status.code(), Some(3), "{}", stdout(&named));
+    assert!(stderr(&named).contains("reason: "), "{}", stderr(&named));
 }

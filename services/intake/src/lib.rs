@@ -15,6 +15,7 @@ mod cancel;
 mod cases;
 pub mod dedupe;
 mod directory;
+mod erasure;
 mod grpc;
 mod http;
 mod integrations;
@@ -130,6 +131,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         // Longer than the hold delivery takes while a send is at a
         // provider, so an acknowledgement outwaits a send in progress.
         cfg.delivery.attempt_timeout + Duration::from_secs(10),
+        cfg.retention.case_state,
         &mut service.registry,
     );
     let integrations =
@@ -250,6 +252,25 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             move |msg| {
                 let intake = approvers.clone();
                 async move { Some(intake.answer_approvals(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    // The DPO's erasures: one at a time, each a long scan.
+    let erasures = erasure::ErasureDesk::new(
+        service.bus.clone(),
+        &redis,
+        &cfg.redis.prefix,
+        Auditor::new(service.bus.clone(), "intake"),
+        cfg.retention.erasure_hash_key.clone(),
+    );
+    service
+        .serve(
+            &[subjects::from_any_caller(subjects::INTAKE_ERASE)],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(1),
+            move |msg| {
+                let desk = erasures.clone();
+                async move { Some(desk.answer(msg).await.encode_to_vec().into()) }
             },
         )
         .await?;

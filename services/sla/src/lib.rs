@@ -85,7 +85,8 @@ pub async fn start_with_clock(
     let mut service = ServiceBuilder::connect("sla", &cfg, &shutdown).await?;
     let sla = Sla {
         bus: service.bus.clone(),
-        store: ClockStore::new(service.redis.clone(), &cfg.redis.prefix),
+        store: ClockStore::new(service.redis.clone(), &cfg.redis.prefix)
+            .keeping(cfg.retention.case_state),
         policies: Arc::new(policies),
         calendars: Arc::new(calendars),
         auditor: Auditor::new(service.bus.clone(), "sla"),
@@ -134,6 +135,8 @@ pub async fn start_with_clock(
             },
         )
         .await?;
+    // Its part of erasing a person (SOP 003 §6.5), asked by intake.
+    service.serve_erasure(&cfg.redis.prefix, None).await?;
     service.start(&cfg.sla.http_addr).await
 }
 

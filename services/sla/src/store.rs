@@ -34,6 +34,9 @@ pub struct ClockStore {
     redis: ConnectionManager,
     prefix: String,
     timers: Timers,
+    /// How long a case's clocks outlive its last change
+    /// (`retention.case_state`); zero keeps running clocks for good.
+    keep: Duration,
 }
 
 impl ClockStore {
@@ -46,6 +49,24 @@ impl ClockStore {
             ),
             redis,
             prefix: herald_proto::keyspace::SLA.prefix(prefix),
+            keep: Duration::ZERO,
+        }
+    }
+
+    /// Keeps a case's clocks for `keep` after their last change, running
+    /// or not (SOP 003 §6.5); stopped ones go after [`STOPPED_TTL`] if that
+    /// is sooner.
+    pub fn keeping(mut self, keep: Duration) -> ClockStore {
+        self.keep = keep;
+        self
+    }
+
+    /// The lifetime a case's clocks are written with.
+    fn ttl(&self, running: bool) -> Duration {
+        match (running, self.keep.is_zero()) {
+            (true, _) => self.keep,
+            (false, true) => STOPPED_TTL,
+            (false, false) => STOPPED_TTL.min(self.keep),
         }
     }
 
@@ -129,7 +150,7 @@ impl ClockStore {
                 &self.key(case_id),
                 old.map(|o| o.raw.as_slice()),
                 &new.encode_to_vec(),
-                if running { Duration::ZERO } else { STOPPED_TTL },
+                self.ttl(running),
                 &changes,
             )
             .await

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
-use herald_config::NatsConfig;
+use herald_config::{NatsConfig, RetentionConfig};
 use herald_proto::{subjects, v1::Lane};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -19,9 +19,9 @@ use crate::retry::Backoff;
 
 impl Bus {
     /// Declares every Herald stream (creating or updating it) as this
-    /// configuration describes it.
-    pub async fn provision_streams(&self) -> anyhow::Result<()> {
-        for config in stream_configs(&self.cfg) {
+    /// configuration describes it, each kept as long as `retention` says.
+    pub async fn provision_streams(&self, retention: &RetentionConfig) -> anyhow::Result<()> {
+        for config in stream_configs(&self.cfg, retention) {
             let name = config.name.clone();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
             let mut attempt = 0;
@@ -72,7 +72,9 @@ impl Bus {
 
 /// Every stream Herald uses. Work queues for jobs that are consumed once;
 /// limits retention for what is read again (status, audit, dead letters).
-pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
+/// Every stream has a `max_age` (SOP 003 §6.5): what was not consumed by
+/// then, or has been read again long enough, is destroyed.
+pub fn stream_configs(cfg: &NatsConfig, keep: &RetentionConfig) -> Vec<stream::Config> {
     let base = |name: &str, subjects: Vec<String>, retention, max_age| stream::Config {
         name: name.to_string(),
         subjects,
@@ -89,40 +91,40 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
             subjects::notify_stream(lane),
             vec![subjects::notify_accepted(lane).to_string()],
             RetentionPolicy::WorkQueue,
-            Duration::ZERO,
+            keep.requests,
         ));
         out.push(base(
             subjects::delivery_stream(lane),
             vec![subjects::delivery_jobs(lane)],
             RetentionPolicy::WorkQueue,
-            Duration::ZERO,
+            keep.delivery_jobs,
         ));
     }
     out.push(base(
         subjects::STREAM_STOPS,
         vec![subjects::DELIVERY_STOPS.to_string()],
         RetentionPolicy::WorkQueue,
-        Duration::ZERO,
+        keep.delivery_jobs,
     ));
     out.push(base(
         subjects::STREAM_BROADCAST,
         vec![subjects::BROADCAST_COMMANDS.to_string()],
         RetentionPolicy::WorkQueue,
-        Duration::ZERO,
+        keep.requests,
     ));
     out.push(base(
         subjects::STREAM_STATUS,
         vec![subjects::delivery_statuses()],
         RetentionPolicy::Limits,
-        Duration::from_secs(14 * 24 * 3600),
+        keep.status,
     ));
-    // People's replies hold what they wrote: kept as long as the statuses,
-    // long enough for a service that was down to read them.
+    // People's replies hold what they wrote: by default kept as long as
+    // the statuses, long enough for a service that was down to read them.
     out.push(base(
         subjects::STREAM_INBOUND,
         vec![subjects::inbound_all().to_string()],
         RetentionPolicy::Limits,
-        Duration::from_secs(14 * 24 * 3600),
+        keep.inbound,
     ));
     out.push(base(
         subjects::STREAM_AUDIT,
@@ -143,7 +145,7 @@ pub fn stream_configs(cfg: &NatsConfig) -> Vec<stream::Config> {
         subjects::STREAM_DLQ,
         vec![subjects::dlq_all()],
         RetentionPolicy::Limits,
-        Duration::from_secs(90 * 24 * 3600),
+        keep.dead_letters,
     ));
     out
 }
@@ -154,14 +156,56 @@ mod tests {
 
     #[test]
     fn every_declared_stream_has_an_owner_and_every_owned_stream_is_declared() {
-        let declared: std::collections::BTreeSet<String> = stream_configs(&NatsConfig::default())
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
+        let declared: std::collections::BTreeSet<String> =
+            stream_configs(&NatsConfig::default(), &RetentionConfig::default())
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
         let owned: std::collections::BTreeSet<String> = subjects::STREAMS
             .iter()
             .map(|s| s.stream.to_string())
             .collect();
         assert_eq!(declared, owned);
+    }
+
+    #[test]
+    fn every_stream_is_kept_only_as_long_as_its_retention_says() {
+        let keep = RetentionConfig {
+            requests: Duration::from_secs(3601),
+            delivery_jobs: Duration::from_secs(3602),
+            status: Duration::from_secs(3603),
+            inbound: Duration::from_secs(3604),
+            dead_letters: Duration::from_secs(3605),
+            ..Default::default()
+        };
+        let nats = NatsConfig {
+            audit_retention: Duration::from_secs(3606),
+            ..Default::default()
+        };
+        let age = |name: &str| {
+            stream_configs(&nats, &keep)
+                .into_iter()
+                .find(|c| c.name == name)
+                .map(|c| c.max_age.as_secs())
+        };
+        for (stream, secs) in [
+            (subjects::STREAM_NOTIFY, 3601),
+            (subjects::STREAM_NOTIFY_EMERGENCY, 3601),
+            (subjects::STREAM_BROADCAST, 3601),
+            (subjects::STREAM_DELIVERY, 3602),
+            (subjects::STREAM_DELIVERY_EMERGENCY, 3602),
+            (subjects::STREAM_STOPS, 3602),
+            (subjects::STREAM_STATUS, 3603),
+            (subjects::STREAM_INBOUND, 3604),
+            (subjects::STREAM_DLQ, 3605),
+            (subjects::STREAM_AUDIT, 3606),
+            (subjects::STREAM_CASES, 3606),
+        ] {
+            assert_eq!(age(stream), Some(secs), "{stream}");
+        }
+        // Nothing is kept forever.
+        for c in stream_configs(&NatsConfig::default(), &RetentionConfig::default()) {
+            assert!(!c.max_age.is_zero(), "{}", c.name);
+        }
     }
 }

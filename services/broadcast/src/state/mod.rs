@@ -153,6 +153,12 @@ pub fn phone_hash(phone: &str) -> String {
     hex::encode(&Sha256::digest(format!("herald-phone:{}", phone.trim()).as_bytes())[..12])
 }
 
+/// The hashes the store keeps a person's numbers under (`phone:<hash>`,
+/// `:phones`), so that erasing them finds those too.
+pub fn phone_hashes(req: &herald_proto::v1::ErasePerson) -> Vec<String> {
+    req.addresses.iter().map(|a| phone_hash(a)).collect()
+}
+
 impl Store {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Store {
         Store {

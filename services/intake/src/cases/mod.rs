@@ -68,6 +68,9 @@ pub(crate) struct Cases {
     /// How long an acknowledgement waits for escalation sends already at a
     /// provider before answering.
     stop_wait: Duration,
+    /// How long a case's status outlives its last event
+    /// (`retention.case_state`).
+    keep: Duration,
     accepted: Family<KindLabel, Counter>,
     pub(crate) rejected: Family<ReasonLabel, Counter>,
 }
@@ -77,12 +80,14 @@ impl Cases {
         redis: ConnectionManager,
         prefix: &str,
         stop_wait: Duration,
+        keep: Duration,
         registry: &mut Registry,
     ) -> Cases {
         let c = Cases {
             redis,
             prefix: herald_proto::keyspace::INTAKE.prefix(prefix),
             stop_wait,
+            keep,
             accepted: Family::default(),
             rejected: Family::default(),
         };

@@ -38,7 +38,8 @@ impl Cases {
             Status::Unknown => return Ok(()),
         };
         let mut r = self.redis.clone();
-        r.set(self.status_key(case_id), value).await
+        r.set_ex(self.status_key(case_id), value, self.keep.as_secs().max(1))
+            .await
     }
 }
 
@@ -62,7 +63,7 @@ impl Cases {
         r.set_ex(
             self.answer_key(case_id),
             format!("{}\t{contact_id}", channel.name()),
-            ANSWER_TTL_SECS,
+            ANSWER_TTL_SECS.min(self.keep.as_secs()).max(1),
         )
         .await
     }
