@@ -204,3 +204,93 @@ async fn confidential_content_goes_to_an_sms_provider_only_over_https() {
     let got = sys.http.wait_for("/sms", 1, Duration::from_secs(20)).await;
     assert!(got[0].field("Body").unwrap_or_default().contains("INQ-92"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confidential_job_carries_its_own_recipient_and_the_rendered_message_only() {
+    use futures::StreamExt;
+    use herald_proto::{
+        Message, subjects,
+        v1::{DeliveryJob, Lane},
+    };
+    let sys = TestSystem::start().await;
+    sys.add_contacts(&[
+        contact(
+            "erin",
+            Some("erin@example.org"),
+            Some("+447700900111"),
+            "email",
+        ),
+        contact(
+            "sami",
+            Some("sami@example.org"),
+            Some("+447700900222"),
+            "sms",
+        ),
+    ])
+    .await;
+    let mut jobs = sys
+        .client
+        .subscribe(subjects::delivery_jobs(Lane::Normal))
+        .await
+        .unwrap();
+    sys.client.flush().await.unwrap();
+    // A service update is confidential by default; `unused` is a value the
+    // template never shows.
+    let req = NotificationRequest {
+        idempotency_key: "min-1".into(),
+        communication_type: herald_proto::v1::CommunicationType::ServiceUpdate as i32,
+        recipients: vec![
+            herald_testkit::fixtures::to_contact("erin"),
+            herald_testkit::fixtures::to_contact("sami"),
+        ],
+        template_id: "service_update".into(),
+        params: [
+            ("reference".to_string(), "SU-1".to_string()),
+            ("update".to_string(), "Your order ships Friday".to_string()),
+            ("unused".to_string(), "INTERNAL-NOTE-7".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    sys.notify_ok(&req).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), jobs.next())
+            .await
+            .expect("the jobs are published")
+            .expect("subscription open");
+        seen.push(DeliveryJob::decode(msg.payload).unwrap());
+    }
+    for job in &seen {
+        assert_eq!(job.confidentiality, Confidentiality::Confidential as i32);
+        let bytes = format!("{job:?}");
+        assert!(!bytes.contains("INTERNAL-NOTE-7"), "{bytes}");
+        let (own, other) = if job.contact_id == "erin" {
+            (
+                "erin@example.org",
+                ["sami", "+447700900222", "sami@example.org"],
+            )
+        } else {
+            (
+                "+447700900222",
+                ["erin", "+447700900111", "erin@example.org"],
+            )
+        };
+        assert_eq!(job.address, own);
+        for o in other {
+            assert!(
+                !bytes.contains(o),
+                "the job for {} names {o}: {bytes}",
+                job.contact_id
+            );
+        }
+        if job.channel == herald_proto::v1::Channel::Sms as i32 {
+            assert!(
+                job.recipient_name.is_empty(),
+                "an SMS needs no name: {bytes}"
+            );
+        } else {
+            assert_eq!(job.recipient_name, "Erin");
+        }
+    }
+}

@@ -449,7 +449,13 @@ impl Router {
                     .address(channel)
                     .unwrap_or_default()
                     .to_string(),
-                recipient_name: person.contact.name.clone(),
+                // Only an email's To header names the person; an SMS or
+                // a call needs the number alone.
+                recipient_name: if channel == Channel::Email {
+                    person.contact.name.clone()
+                } else {
+                    String::new()
+                },
                 language: rendered.language.clone(),
                 template_id: if withheld {
                     CONTENT_FREE_NOTICE.into()
