@@ -272,7 +272,8 @@ pub fn permissions(who: &Identity) -> Permissions {
                 .publish(subjects::BROADCAST_STATUS);
         }
         Role::Operator => {
-            p.publish(subjects::SLA_QUERY)
+            p.asks_as(&who.name, &[subjects::INTAKE_TRAIL])
+                .publish(subjects::SLA_QUERY)
                 .publish(subjects::ESCALATION_QUERY)
                 .publish(subjects::BROADCAST_STATUS)
                 .browses(subjects::STREAM_AUDIT)

@@ -58,6 +58,9 @@ pub const INTAKE_BREACH: &str = "herald.v1.intake.breach";
 /// Request/reply (`herald.v1.ApprovalRequest`): approvers list, read and
 /// decide the first contacts an approval rule holds.
 pub const INTAKE_APPROVALS: &str = "herald.v1.intake.approvals";
+/// Request/reply (`herald.v1.TrailQuery`): operators ask for the trail of
+/// a client, a member of staff or a case over a span of time.
+pub const INTAKE_TRAIL: &str = "herald.v1.intake.trail";
 /// Request/reply (`herald.v1.EraseContact` in, `herald.v1.EraseReply`
 /// out): the Data Protection Officer erases a person (SOP 003 §6.5).
 pub const INTAKE_ERASE: &str = "herald.v1.intake.erase";
@@ -77,7 +80,7 @@ pub fn erase_part(service: &str) -> String {
 /// server lets each identity publish only under its own name (see
 /// [`crate::access`]), so the last token tells intake who asked, as NATS
 /// verified it rather than as the request claims.
-pub const FROM_CALLERS: [&str; 11] = [
+pub const FROM_CALLERS: [&str; 12] = [
     INTAKE_NOTIFY,
     INTAKE_NOTIFY_EMERGENCY,
     INTAKE_CANCEL,
@@ -85,6 +88,7 @@ pub const FROM_CALLERS: [&str; 11] = [
     INTAKE_DIRECTORY,
     INTAKE_BREACH,
     INTAKE_APPROVALS,
+    INTAKE_TRAIL,
     INTAKE_ERASE,
     BROADCAST_START,
     BROADCAST_UPDATE,

@@ -435,3 +435,19 @@ pub fn unexpected() -> Failure {
         message: "intake answered with something else than was asked".into(),
     }
 }
+
+/// The role a request needs.
+pub fn role_for(subject: &str) -> herald_proto::access::Role {
+    use herald_proto::{access::Role, subjects};
+    match subject {
+        subjects::INTAKE_DIRECTORY => Role::Directory,
+        subjects::INTAKE_BREACH => Role::Dpo,
+        subjects::INTAKE_APPROVALS => Role::Approver,
+        subjects::BROADCAST_START
+        | subjects::BROADCAST_UPDATE
+        | subjects::BROADCAST_CANCEL
+        | subjects::BROADCAST_STATUS => Role::Coordinator,
+        subjects::SLA_QUERY | subjects::ESCALATION_QUERY | subjects::INTAKE_TRAIL => Role::Operator,
+        _ => Role::Publisher,
+    }
+}

@@ -17,8 +17,6 @@ use herald_proto::{
 };
 use serde::Deserialize;
 
-use herald_proto::access::Role;
-
 use crate::{Failure, refused};
 
 #[derive(Args, Debug)]
@@ -428,21 +426,6 @@ async fn grpc_channel(
     endpoint.connect().await.map_err(|e| unreachable(&e))
 }
 
-/// The role a request needs.
-fn role_for(subject: &str) -> Role {
-    match subject {
-        subjects::INTAKE_DIRECTORY => Role::Directory,
-        subjects::INTAKE_BREACH => Role::Dpo,
-        subjects::INTAKE_APPROVALS => Role::Approver,
-        subjects::BROADCAST_START
-        | subjects::BROADCAST_UPDATE
-        | subjects::BROADCAST_CANCEL
-        | subjects::BROADCAST_STATUS => Role::Coordinator,
-        subjects::SLA_QUERY | subjects::ESCALATION_QUERY => Role::Operator,
-        _ => Role::Publisher,
-    }
-}
-
 /// Sends `req` over NATS request/reply to `service` and decodes its answer.
 pub async fn ask<Req: Message, Rep: Message + Default>(
     cfg: &Config,
@@ -450,7 +433,7 @@ pub async fn ask<Req: Message, Rep: Message + Default>(
     req: &Req,
     service: &str,
 ) -> Result<Rep, Failure> {
-    let bus = crate::connect_bus(cfg, role_for(subject)).await?;
+    let bus = crate::connect_bus(cfg, crate::role_for(subject)).await?;
     // Requests from outside Herald are addressed under the caller's name.
     let subject = if subjects::FROM_CALLERS.contains(&subject) {
         subjects::from_caller(subject, &bus.identity)
@@ -545,7 +528,7 @@ pub async fn cancel(cfg: &Config, key: String, reason: Option<String>) -> Result
 /// Polls the trail until every routed job is sent or has failed.
 async fn wait_and_print(cfg: &Config, id: &str) -> Result<(), Failure> {
     // Following the trail is an operator's view, not the sender's.
-    let bus = crate::connect_bus(cfg, Role::Operator).await?;
+    let bus = crate::connect_bus(cfg, herald_proto::access::Role::Operator).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let trail =

@@ -22,6 +22,7 @@ mod integrations;
 mod keys;
 mod notify;
 mod sharing;
+mod trail;
 pub mod validate;
 
 pub use notify::lane_for;
@@ -240,6 +241,49 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             move |msg| {
                 let intake = releases.clone();
                 async move { Some(intake.release_breach_nats(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
+    // The trail by client and staff: an index of the audit stream, and the
+    // operators' queries over it.
+    let index = trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention);
+    {
+        let index = index.clone();
+        service.consume_batches(
+            herald_runtime::bus::ConsumerSpec {
+                stream: subjects::STREAM_AUDIT.to_string(),
+                durable: "intake-trail-index".into(),
+                filter: subjects::audit_all().to_string(),
+                concurrency: 1,
+                ack_wait: cfg.nats.ack_wait,
+                max_deliver: -1,
+            },
+            Gate::None,
+            trail::BATCH,
+            Duration::from_secs(5),
+            move |msgs| {
+                let index = index.clone();
+                async move { index.index(msgs).await }
+            },
+        );
+    }
+    let trail_bus = service.bus.clone();
+    service
+        .serve(
+            &[subjects::from_any_caller(subjects::INTAKE_TRAIL)],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(4),
+            move |msg| {
+                let (index, bus) = (index.clone(), trail_bus.clone());
+                async move {
+                    Some(
+                        index
+                            .answer(&bus, &msg.payload)
+                            .await
+                            .encode_to_vec()
+                            .into(),
+                    )
+                }
             },
         )
         .await?;

@@ -224,7 +224,11 @@ impl Intake {
             )
         }
         .attr("requester", &req.requester)
-        .attr("priority", Priority::name_of(req.priority));
+        .attr("priority", Priority::name_of(req.priority))
+        .attr(
+            "communication_type",
+            CommunicationType::name_of(req.communication_type),
+        );
         // The "accepted" record is stored with the notification, in the
         // same write, so "accepted" is never answered without it; the
         // router writes it to the trail as the first record of its step.
