@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test bench bench-emergency bench-sla lint fmt build deps clean
+.PHONY: run test bench bench-emergency bench-sla bench-trail lint fmt build deps clean
 
 ## Start the whole system on this machine and send a first notification.
 run:
@@ -28,6 +28,7 @@ bench: deps
 	$(CARGO) run --release -p herald-testkit --bin herald-bench -- --shipped-defaults 1 $(BENCH_ARGS)
 	$(CARGO) run --release -p herald-testkit --bin herald-bench-emergency -- $(BENCH_EMERGENCY_ARGS)
 	$(CARGO) run --release -p herald-testkit --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-trail -- $(BENCH_TRAIL_ARGS)
 
 ## A broadcast to 1,000 people on an idle system and under a backlog of
 ## 100,000+ ordinary notifications: p50/p99/last, and the ratio.
@@ -39,6 +40,10 @@ bench-emergency: deps
 bench-sla: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p herald-testkit --bin herald-bench-sla -- $(BENCH_SLA_ARGS)
+
+## A client's year of history out of a million audit records.
+bench-trail: deps
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-trail -- $(BENCH_TRAIL_ARGS)
 
 ## Formatting, clippy and unused dependencies, as CI checks them.
 lint:

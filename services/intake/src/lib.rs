@@ -254,7 +254,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
                 stream: subjects::STREAM_AUDIT.to_string(),
                 durable: "intake-trail-index".into(),
                 filter: subjects::audit_all().to_string(),
-                concurrency: 1,
+                concurrency: trail::BATCH,
                 ack_wait: cfg.nats.ack_wait,
                 max_deliver: -1,
             },

@@ -5,12 +5,13 @@
 //! stream:
 //!
 //! * `trail:contact:<id>`: the stream positions of the audit writes that
-//!   name the person (as the record's contact, or as the client of the
-//!   record's case), scored by the record's time;
+//!   name the person as a record's contact, scored by the record's time;
 //! * `trail:staff:<id>`: the same for a responsible staff member;
-//! * `trail:case-client:<case>`: a case's client, from its "opened" record,
-//!   so that a case's later records (clocks, escalations, logged calls)
-//!   file under its client too.
+//! * `trail:cases:<id>`: the cases the person is the client of (from each
+//!   case's "opened" record), scored by when it opened: a case's records
+//!   (clocks, escalations, logged calls) are read from the case's own
+//!   trail, so they need no entry of their own and the writes can be
+//!   indexed in any order.
 //!
 //! Each index keeps what the stream keeps (`nats.audit_retention`): older
 //! positions are dropped on each write and a key no longer written expires.
@@ -19,7 +20,7 @@
 
 mod query;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use herald_proto::{
@@ -30,7 +31,7 @@ use herald_runtime::bus::Disposition;
 use redis::aio::ConnectionManager;
 use tracing::warn;
 
-/// Audit writes indexed in one Redis round trip.
+/// Audit writes indexed in one Redis round trip, and at once.
 pub const BATCH: usize = 256;
 
 #[derive(Clone)]
@@ -50,8 +51,8 @@ fn staff_key(prefix: &str, id: &str) -> String {
     format!("{prefix}trail:staff:{id}")
 }
 
-fn case_client_key(prefix: &str, case: &str) -> String {
-    format!("{prefix}trail:case-client:{case}")
+fn cases_key(prefix: &str, client: &str) -> String {
+    format!("{prefix}trail:cases:{client}")
 }
 
 /// When a record was written, in ms since the epoch.
@@ -101,36 +102,7 @@ impl TrailIndex {
                 _ => {}
             }
         }
-        // The clients of the cases these writes concern: from an "opened"
-        // record among them, else as indexed before.
-        let mut clients: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for (_, records) in &writes {
-            for r in records {
-                if let Some(client) = opened_client(r) {
-                    clients.insert(r.case_id.clone(), Some(client.to_string()));
-                }
-            }
-        }
-        let unknown: Vec<String> = writes
-            .iter()
-            .flat_map(|(_, rs)| rs.iter())
-            .filter(|r| !r.case_id.is_empty() && !clients.contains_key(&r.case_id))
-            .map(|r| r.case_id.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
         let mut redis = self.redis.clone();
-        if !unknown.is_empty() {
-            let keys: Vec<String> = unknown
-                .iter()
-                .map(|c| case_client_key(&self.prefix, c))
-                .collect();
-            let found: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(&mut redis)
-                .await?;
-            clients.extend(unknown.into_iter().zip(found));
-        }
         let keep = self.retention.as_secs();
         let oldest =
             herald_runtime::clock::millis(chrono::Utc::now()) - self.retention.as_millis() as i64;
@@ -143,17 +115,13 @@ impl TrailIndex {
                 if !r.contact_id.is_empty() {
                     keys.push(contact_key(&self.prefix, &r.contact_id));
                 }
-                if let Some(Some(client)) = clients.get(&r.case_id)
-                    && *client != r.contact_id
-                {
-                    keys.push(contact_key(&self.prefix, client));
-                }
                 if !r.responsible_staff.is_empty() {
                     keys.push(staff_key(&self.prefix, &r.responsible_staff));
                 }
                 if let Some(client) = opened_client(r) {
-                    pipe.set_ex(case_client_key(&self.prefix, &r.case_id), client, keep)
-                        .ignore();
+                    let cases = cases_key(&self.prefix, client);
+                    pipe.zadd(&cases, &r.case_id, at).ignore();
+                    touched.insert(cases);
                 }
                 for k in keys {
                     pipe.zadd(&k, *seq, at).ignore();

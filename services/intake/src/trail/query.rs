@@ -18,7 +18,7 @@ use herald_proto::{
 use herald_runtime::bus::Bus;
 use tracing::error;
 
-use super::{TrailIndex, at_ms, case_client_key, contact_key, staff_key};
+use super::{TrailIndex, at_ms, cases_key, contact_key, staff_key};
 use crate::{unavailable, validate::reject};
 
 /// Records returned when the query sets no limit, and the most it may ask.
@@ -123,20 +123,30 @@ impl TrailIndex {
     }
 
     async fn find(&self, bus: &Bus, q: &Asked) -> anyhow::Result<TrailRecords> {
-        let mut candidates: Vec<AuditRecord> = if q.client.is_empty() && q.staff.is_empty() {
-            herald_runtime::audit::read_trail(bus, &subjects::audit_of_case(&q.case)).await?
-        } else {
+        let mut candidates: Vec<AuditRecord> = Vec::new();
+        // The cases whose whole trail belongs: the one asked for, and the
+        // client's own.
+        let mut cases: BTreeSet<String> = BTreeSet::new();
+        if !q.case.is_empty() {
+            cases.insert(q.case.clone());
+        }
+        if !q.client.is_empty() {
+            cases.extend(self.cases_of(&q.client, q.until).await?);
+        }
+        if !q.client.is_empty() || !q.staff.is_empty() {
             let seqs = self.positions(q).await?;
-            self.fetch(bus, seqs).await?
-        };
-        // Records of the client's cases that do not name them.
-        let mut cases: BTreeSet<String> = candidates
-            .iter()
-            .filter(|r| !r.case_id.is_empty())
-            .map(|r| r.case_id.clone())
-            .collect();
-        cases.retain(|c| !c.is_empty());
-        let clients = self.case_clients(&cases).await?;
+            candidates.extend(self.fetch(bus, seqs).await?);
+        }
+        let case_trails = futures::stream::iter(cases.iter().cloned())
+            .map(|c| async move {
+                herald_runtime::audit::read_trail(bus, &subjects::audit_of_case(&c)).await
+            })
+            .buffered(4)
+            .collect::<Vec<_>>()
+            .await;
+        for t in case_trails {
+            candidates.extend(t?);
+        }
         // A notification's own records (accepted, routed) name no one: they
         // are the client's when the notification reached them.
         let theirs: BTreeSet<String> = candidates
@@ -151,9 +161,7 @@ impl TrailIndex {
                 && (q.client.is_empty()
                     || r.contact_id == q.client
                     || (r.contact_id.is_empty() && theirs.contains(&r.notification_id))
-                    || clients
-                        .iter()
-                        .any(|(c, who)| *c == r.case_id && *who == q.client))
+                    || (!r.case_id.is_empty() && cases.contains(&r.case_id)))
                 && (q.staff.is_empty() || r.responsible_staff == q.staff)
                 && (q.case.is_empty() || r.case_id == q.case)
                 && of_kind(r, &q.types)
@@ -166,6 +174,21 @@ impl TrailIndex {
             records: candidates,
             truncated,
         })
+    }
+
+    /// The cases `client` is the client of, opened before `until`.
+    async fn cases_of(&self, client: &str, until: i64) -> anyhow::Result<Vec<String>> {
+        let mut redis = self.redis.clone();
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(cases_key(&self.prefix, client))
+            .arg("-inf")
+            .arg(if until == i64::MAX {
+                "+inf".to_string()
+            } else {
+                until.to_string()
+            })
+            .query_async(&mut redis)
+            .await?)
     }
 
     /// The stream positions the index has for the query's people in its
@@ -229,31 +252,6 @@ impl TrailIndex {
             out.extend(f?);
         }
         Ok(out)
-    }
-
-    /// Each of `cases` with its client, as the index has it.
-    async fn case_clients(
-        &self,
-        cases: &BTreeSet<String>,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        if cases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = cases
-            .iter()
-            .map(|c| case_client_key(&self.prefix, c))
-            .collect();
-        let mut redis = self.redis.clone();
-        let found: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut redis)
-            .await?;
-        Ok(cases
-            .iter()
-            .cloned()
-            .zip(found)
-            .filter_map(|(c, who)| who.map(|w| (c, w)))
-            .collect())
     }
 }
 
