@@ -42,7 +42,7 @@ pub use escalation::EscalationConfig;
 pub use intake::{IntakeConfig, SystemKeys};
 pub use integrations::{Integration, IntegrationKind};
 pub use nats::{NatsConfig, seed_path};
-pub use redis::{RedisConfig, redis_password_path};
+pub use redis::{RedisConfig, SentinelUrl, redis_password_path};
 pub use router::RouterConfig;
 pub use secret::Secret;
 

@@ -14,6 +14,7 @@ pub mod priority;
 pub mod public;
 pub mod query;
 pub mod retry;
+pub mod sentinel;
 pub mod serve;
 pub mod service;
 pub mod shutdown;
