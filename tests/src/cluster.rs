@@ -263,6 +263,34 @@ impl NatsCluster {
         })
     }
 
+    /// Watches, in a task of its own, for every stream to have a leader
+    /// other than node `lost` again; the task ends with how long that took
+    /// from now (or `None` after `timeout`).
+    pub async fn watch_re_lead(
+        &self,
+        lost: usize,
+        timeout: Duration,
+    ) -> tokio::task::JoinHandle<Option<Duration>> {
+        let js = async_nats::jetstream::new(self.admin().await);
+        let lost = self.nodes[lost].name.clone();
+        let start = Instant::now();
+        tokio::spawn(async move {
+            while start.elapsed() < timeout {
+                let mut streams = js.streams();
+                let mut all = true;
+                while let Some(info) = streams.next().await {
+                    let led = info.ok().and_then(|i| i.cluster).and_then(|c| c.leader);
+                    all &= led.is_some_and(|l| l != lost);
+                }
+                if all {
+                    return Some(start.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        })
+    }
+
     /// The log of node `i` so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()

@@ -27,6 +27,8 @@ pub trait RedisUrls {
     fn url_for(&self, service: &str) -> String;
     /// Commands refused for want of permission, on every server.
     fn denials(&self) -> Vec<String>;
+    /// Settings beyond the URL (Sentinel's credentials).
+    fn configure(&self, _cfg: &mut herald_config::RedisConfig) {}
 }
 
 impl RedisUrls for RedisServer {
@@ -86,6 +88,7 @@ impl<R: RedisUrls> ClusterSystem<R> {
         providers.trust(&mut cfg);
         nats.configure(&mut cfg.nats);
         cfg.redis.url = redis.url().into();
+        redis.configure(&mut cfg.redis);
         tweak(&mut cfg);
         nats.provision(&cfg.nats).await;
         let client = nats.admin().await;
@@ -216,16 +219,21 @@ impl<R: RedisUrls> ClusterSystem<R> {
     }
 }
 
-/// The longest stretch with no arrival between `from` and the last of
+/// The longest stretch with no arrival between `from` and `to` among
 /// `arrivals` (sorted): how long a fault struck at `from` stopped the flow.
-pub fn longest_gap(arrivals: &[std::time::Instant], from: std::time::Instant) -> Duration {
+/// `to` is best the moment of the last arrival counted.
+pub fn longest_gap(
+    arrivals: &[std::time::Instant],
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> Duration {
     let mut last = from;
     let mut gap = Duration::ZERO;
-    for &t in arrivals.iter().filter(|t| **t >= from) {
+    for &t in arrivals.iter().filter(|t| **t >= from && **t <= to) {
         gap = gap.max(t - last);
         last = t;
     }
-    gap
+    gap.max(to.saturating_duration_since(last))
 }
 
 /// The health port `cfg` gives `service`.

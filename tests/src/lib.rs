@@ -8,6 +8,7 @@
 //! | [`traced`] | intake, router and delivery as processes exporting spans to [`otlp`] |
 //! | [`cluster`] | three nats-servers clustered on loopback, with `herald setup`'s credentials |
 //! | [`fleet`] | a Herald over that cluster: every service as several processes, each to SIGKILL |
+//! | [`sentinel`] | a Redis primary and replica behind three Sentinels, to fail over mid-run |
 //! | [`process`] | one service as a process, to SIGKILL and start again |
 //! | [`providers`] | the SMTP and HTTP sinks over TLS, the callers every system knows, the test configuration |
 //! | [`fixtures`] | contacts, one-off recipients, requests |
@@ -39,6 +40,7 @@ pub mod otlp;
 pub mod process;
 pub mod providers;
 pub mod scrape;
+pub mod sentinel;
 pub mod servers;
 pub mod smtp;
 pub mod submit;

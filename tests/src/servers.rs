@@ -289,13 +289,33 @@ pub struct RedisServer {
 }
 
 /// The kit's own user, allowed everything.
-const ADMIN: &str = "herald-kit";
+pub(crate) const ADMIN: &str = "herald-kit";
 
 /// A service user's password: fixed per user, so a restarted server reads
 /// the same ACL file. Loopback only, and the server lives as long as the
 /// test.
-fn password(user: &str) -> String {
+pub(crate) fn password(user: &str) -> String {
     format!("{user}-test-password")
+}
+
+/// The kit's Redis users: every service's from the keyspace table, the
+/// kit's administrator, and no anonymous access.
+pub(crate) fn acl_lines() -> Vec<String> {
+    let mut lines = vec![
+        "user default off".to_string(),
+        format!("user {ADMIN} on >{} ~* &* +@all", password(ADMIN)),
+    ];
+    for service in herald_proto::keyspace::SERVICES {
+        lines.push(format!(
+            "user {service} on >{} {}",
+            password(service),
+            herald_proto::keyspace::acl_rules(
+                service,
+                &herald_config::RedisConfig::default().prefix
+            )
+        ));
+    }
+    lines
 }
 
 impl RedisServer {
@@ -313,22 +333,8 @@ impl RedisServer {
     /// The ACL file: every service's user from the keyspace table, the
     /// kit's administrator, and no anonymous access.
     fn acl_file(&self) -> std::path::PathBuf {
-        let mut lines = vec![
-            "user default off".to_string(),
-            format!("user {ADMIN} on >{} ~* &* +@all", password(ADMIN)),
-        ];
-        for service in herald_proto::keyspace::SERVICES {
-            lines.push(format!(
-                "user {service} on >{} {}",
-                password(service),
-                herald_proto::keyspace::acl_rules(
-                    service,
-                    &herald_config::RedisConfig::default().prefix
-                )
-            ));
-        }
         let path = self.dir.path().join("users.acl");
-        std::fs::write(&path, lines.join("\n") + "\n").expect("ACL file written");
+        std::fs::write(&path, acl_lines().join("\n") + "\n").expect("ACL file written");
         path
     }
 

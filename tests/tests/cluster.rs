@@ -1,7 +1,8 @@
 //! Herald on a cluster losing a node: three nats-servers with every stream
-//! replicated three times, two processes of each service, and mid-run the
-//! server leading the delivery stream SIGKILLed, then one process of each
-//! service struck. Counted exactly at the sinks, like the other fault runs,
+//! replicated three times, Redis as a primary and a replica behind three
+//! Sentinels, two processes of each service, and mid-run the server leading
+//! the delivery stream SIGKILLed, then one process of each service struck,
+//! then the Redis primary SIGKILLed. Counted exactly at the sinks, like the other fault runs,
 //! and printed as a row of the fault table:
 //!
 //! ```text
@@ -16,18 +17,56 @@ use herald_testkit::{
     cluster::NatsCluster,
     count::{Count, count_http, count_mail},
     fleet::{ClusterSystem, longest_gap},
-    servers::RedisServer,
+    sentinel::RedisHa,
     submit::submit_all,
     wait::until,
 };
 
 const SERVICES: [&str; 3] = ["intake", "router", "delivery"];
 
+/// Waits until `n` messages have reached the sinks.
+async fn until_sent(sys: &ClusterSystem<RedisHa>, n: usize) {
+    until(
+        &format!("{n} messages sent"),
+        Duration::from_secs(90),
+        || sys.sent() >= n,
+    )
+    .await;
+}
+
+/// When each copy of every SMS that arrived more than once came, after
+/// each strike: what a failure of the duplicate count is read with.
+fn repeats(sys: &ClusterSystem<RedisHa>, strikes: &[(&str, Instant)]) -> String {
+    let mut copies: std::collections::BTreeMap<String, Vec<Instant>> = Default::default();
+    for r in sys.http.requests_to("/sms") {
+        let key = r.header("idempotency-key").unwrap_or_default().to_string();
+        copies.entry(key).or_default().push(r.at);
+    }
+    let strikes: Vec<String> = strikes
+        .iter()
+        .map(|(what, at)| format!("{what} at {:?}", at.saturating_duration_since(strikes[0].1)))
+        .collect();
+    let first = copies.values().flatten().min().copied();
+    let repeats: Vec<String> = copies
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .take(10)
+        .map(|(k, at)| {
+            let at: Vec<_> = at
+                .iter()
+                .map(|t| first.map(|f| t.saturating_duration_since(f)))
+                .collect();
+            format!("{k}: {at:?}")
+        })
+        .collect();
+    format!("strikes: {strikes:?}; repeated SMS (time since the first SMS): {repeats:#?}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_losing_its_stream_leader_and_a_process_of_each_service_loses_nothing_and_sends_nothing_twice()
  {
     let _serial = serial().await;
-    const N: usize = 2000;
+    const N: usize = 3000;
     let nats = match NatsCluster::start(3).await {
         Ok(c) => c,
         Err(why) => {
@@ -35,7 +74,13 @@ async fn a_cluster_losing_its_stream_leader_and_a_process_of_each_service_loses_
             return;
         }
     };
-    let redis = RedisServer::start();
+    let redis = match RedisHa::start().await {
+        Ok(r) => r,
+        Err(why) => {
+            println!("SKIPPED: this machine cannot run Redis with a replica and Sentinels: {why}");
+            return;
+        }
+    };
     let mut sys = ClusterSystem::start(nats, redis, &SERVICES, 2, |cfg| {
         cfg.nats.replicas = 3;
         // A short attempt limit keeps a stopped worker's drain short.
@@ -66,41 +111,53 @@ async fn a_cluster_losing_its_stream_leader_and_a_process_of_each_service_loses_
         .filter(|(_, (l, _))| l.as_deref() == Some(sys.nats.nodes[leader].name.as_str()))
         .map(|(s, _)| s.clone())
         .collect();
+    let re_led = sys
+        .nats
+        .watch_re_lead(leader, Duration::from_secs(60))
+        .await;
     let struck = Instant::now();
     sys.nats.kill(leader);
     let at_kill = sys.sent();
-    while !sys.nats.every_stream_led().await {
-        assert!(
-            struck.elapsed() < Duration::from_secs(30),
-            "streams not led again within 30 s: {:?}",
-            sys.nats.stream_leaders().await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let re_elected = struck.elapsed();
 
     // Then one process of each service: intake and router SIGKILLed
     // mid-request, delivery stopped as a node being drained is (SIGTERM:
     // a SIGKILLed sender's last send is the one window no ledger closes,
     // which the faults test measures on its own).
-    until("half the messages sent", Duration::from_secs(90), || {
-        sys.sent() >= N / 2
-    })
-    .await;
+    until_sent(&sys, N / 2).await;
     let at_services = sys.sent();
+    let services_struck = Instant::now();
     sys.kill("intake", 0);
     sys.kill("router", 0);
     sys.terminate("delivery", 0);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    sys.nats.restart(leader);
+
+    // Then the Redis primary, SIGKILLed: the Sentinels promote the
+    // replica, and every service follows it.
+    until_sent(&sys, 2 * N / 3).await;
+    let at_redis = sys.sent();
+    let redis_struck = Instant::now();
+    let old_primary = sys.redis.kill_primary().await;
+    let failover = sys
+        .redis
+        .wait_for_failover(old_primary, Duration::from_secs(30))
+        .await;
+
+    // Everything back: the services first, while a NATS server and a Redis
+    // server are still down (a process starts on the servers it can reach),
+    // then the servers, which rejoin as followers.
     for s in SERVICES {
         sys.restart(s, 0).await;
     }
+    sys.nats.restart(leader);
+    sys.redis.restart(old_primary).await;
     let back = Instant::now();
+    let re_elected = re_led
+        .await
+        .expect("the watch ends")
+        .unwrap_or_else(|| panic!("streams not led again within a minute"));
 
     let ids = submitted.await.expect("every request accepted");
     let (sms, email) = chaos::split(&ids);
-    let count = |sys: &ClusterSystem<RedisServer>| {
+    let count = |sys: &ClusterSystem<RedisHa>| {
         (
             count_http(&sys.http.requests_to("/sms"), &sms),
             count_mail(&sys.smtp.mails(), &email),
@@ -122,7 +179,10 @@ async fn a_cluster_losing_its_stream_leader_and_a_process_of_each_service_loses_
     // nothing is.
     sys.wait_until_idle(Duration::from_secs(120)).await;
     let (s, e) = count(&sys);
-    let gap = longest_gap(&sys.arrivals(), struck);
+    let arrivals = sys.arrivals();
+    let gap = longest_gap(&arrivals, struck, redis_struck);
+    let last = arrivals.last().copied().unwrap_or(done);
+    let redis_gap = longest_gap(&arrivals, redis_struck, last);
 
     assert_eq!((s.lost, e.lost), (0, 0), "sms {s:?} email {e:?}");
     // Raw wire counts: the SMS sink takes a repeated Idempotency-Key as a
@@ -130,7 +190,15 @@ async fn a_cluster_losing_its_stream_leader_and_a_process_of_each_service_loses_
     assert_eq!(
         (s.duplicated, e.duplicated),
         (0, 0),
-        "sms {s:?} email {e:?}"
+        "sms {s:?} email {e:?}; {}",
+        repeats(
+            &sys,
+            &[
+                ("NATS leader killed", struck),
+                ("services struck", services_struck),
+                ("Redis primary killed", redis_struck)
+            ]
+        )
     );
     assert_eq!((s.absorbed, s.unexpected, e.unexpected), (0, 0, 0));
     let (no_accepted, no_sent) = chaos::trail_gaps(&sys.bus().await, &ids).await;
@@ -148,19 +216,24 @@ async fn a_cluster_losing_its_stream_leader_and_a_process_of_each_service_loses_
         unexpected: 0,
     };
     row(
-        "3-server NATS cluster (R3 streams), 2 of each service: stream leader SIGKILLed, \
-         then 1 intake and 1 router SIGKILLed, 1 delivery SIGTERMed",
+        "3-server NATS cluster (R3 streams), Redis primary + replica + 3 Sentinels, \
+         2 of each service: stream leader SIGKILLed, then 1 intake and 1 router SIGKILLed \
+         and 1 delivery SIGTERMed, then the Redis primary SIGKILLed",
         N,
         &both,
         Some(done.saturating_duration_since(back)),
         &format!(
             "leader {} (led {}) killed after {at_kill} sends, streams re-led in {:.1} s, \
-             longest stretch with no arrival {:.1} s; services struck after {at_services} sends; \
+             longest stretch with no arrival until the Redis kill {:.1} s; services struck after {at_services} sends; \
+             Redis primary killed after {at_redis} sends, replica promoted in {:.1} s, \
+             longest stretch with no arrival {:.1} s; \
              raw wire counts, no idempotency help; every notification has its accepted and sent records",
             sys.nats.nodes[leader].name,
             led.join(", "),
             re_elected.as_secs_f64(),
-            gap.as_secs_f64()
+            gap.as_secs_f64(),
+            failover.as_secs_f64(),
+            redis_gap.as_secs_f64()
         ),
     );
 }

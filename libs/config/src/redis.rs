@@ -139,9 +139,7 @@ impl RedisConfig {
         let sentinels = hosts
             .split(',')
             .map(|h| {
-                let (host, port) = h
-                    .rsplit_once(':')
-                    .ok_or("each Sentinel is host:port")?;
+                let (host, port) = h.rsplit_once(':').ok_or("each Sentinel is host:port")?;
                 let port = port.parse().map_err(|_| "a Sentinel's port is a number")?;
                 if host.is_empty() {
                     return Err("each Sentinel is host:port");
@@ -156,7 +154,9 @@ impl RedisConfig {
         }
         let db = match parts.next() {
             None | Some("") => 0,
-            Some(d) => d.parse().map_err(|_| "the database after the primary's name is a number")?,
+            Some(d) => d
+                .parse()
+                .map_err(|_| "the database after the primary's name is a number")?,
         };
         if parts.next().is_some() {
             return Err("a redis+sentinel:// URL's path is /<primary name>[/<db>]".into());
@@ -236,7 +236,10 @@ mod tests {
             ..sentinel("redis+sentinel://127.0.0.1:26379/herald")
         }
         .validate(&mut problems);
-        assert!(problems.iter().any(|p| p.contains("tls_ca_file")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("tls_ca_file")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,6 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
 };
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How often the Sentinels are asked which server is primary.
@@ -30,8 +29,13 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Starts the forwarder for `cfg`'s `redis+sentinel://` URL and returns the
 /// plain `redis://` URL that reaches the primary through it (with the data
-/// servers' user and password from the URL). It runs until `shutdown`.
-pub async fn forward(cfg: &RedisConfig, shutdown: &CancellationToken) -> anyhow::Result<String> {
+/// servers' user and password from the URL).
+///
+/// It runs as long as the process does, not only until shutdown begins:
+/// a service that is draining still records what it sent, and a send
+/// whose record cannot reach Redis is held under its lease and sent again
+/// once that runs out.
+pub async fn forward(cfg: &RedisConfig) -> anyhow::Result<String> {
     let url = cfg
         .sentinel_url()
         .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
@@ -46,8 +50,8 @@ pub async fn forward(cfg: &RedisConfig, shutdown: &CancellationToken) -> anyhow:
             .as_ref()
             .map(|p| p.expose_secret().to_string()),
     };
-    tokio::spawn(watch_primary(asker, tx, shutdown.clone()));
-    tokio::spawn(accept(listener, rx, shutdown.clone()));
+    tokio::spawn(watch_primary(asker, tx));
+    tokio::spawn(accept(listener, rx));
     Ok(local_url(&url, local))
 }
 
@@ -108,11 +112,7 @@ impl Asker {
 }
 
 /// Keeps `tx` at the primary the Sentinels name, asking every [`POLL`].
-async fn watch_primary(
-    asker: Asker,
-    tx: watch::Sender<Option<(String, u16)>>,
-    shutdown: CancellationToken,
-) {
+async fn watch_primary(asker: Asker, tx: watch::Sender<Option<(String, u16)>>) {
     loop {
         if let Some(addr) = asker.primary().await {
             tx.send_if_modified(|now| {
@@ -124,26 +124,15 @@ async fn watch_primary(
                 true
             });
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(POLL) => {}
-        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
-async fn accept(
-    listener: TcpListener,
-    rx: watch::Receiver<Option<(String, u16)>>,
-    shutdown: CancellationToken,
-) {
+async fn accept(listener: TcpListener, rx: watch::Receiver<Option<(String, u16)>>) {
     loop {
-        let conn = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            c = listener.accept() => c,
-        };
-        match conn {
+        match listener.accept().await {
             Ok((client, _)) => {
-                tokio::spawn(carry(client, rx.clone(), shutdown.clone()));
+                tokio::spawn(carry(client, rx.clone()));
             }
             Err(e) => {
                 warn!(error = %e, "the Redis forwarder could not accept a connection");
@@ -154,12 +143,8 @@ async fn accept(
 }
 
 /// Carries one connection to the current primary until either side
-/// closes it, the Sentinels name another primary, or shutdown.
-async fn carry(
-    mut client: TcpStream,
-    mut rx: watch::Receiver<Option<(String, u16)>>,
-    shutdown: CancellationToken,
-) {
+/// closes it or the Sentinels name another primary.
+async fn carry(mut client: TcpStream, mut rx: watch::Receiver<Option<(String, u16)>>) {
     // Until the Sentinels have answered once, wait (the client's own
     // connection timeout bounds this).
     let primary = match rx.wait_for(Option::is_some).await {
@@ -189,7 +174,6 @@ async fn carry(
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
         _ = moved => info!(old = %format!("{host}:{port}"), "Redis primary moved: connection closed"),
-        _ = shutdown.cancelled() => {}
     }
 }
 
@@ -205,6 +189,9 @@ mod tests {
         };
         let url = cfg.sentinel_url().unwrap();
         let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        assert_eq!(local_url(&url, local), "redis://router:pw@127.0.0.1:40000/3");
+        assert_eq!(
+            local_url(&url, local),
+            "redis://router:pw@127.0.0.1:40000/3"
+        );
     }
 }

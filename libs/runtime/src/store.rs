@@ -68,7 +68,7 @@ pub async fn connect_as(
     let forwarded;
     let cfg = if cfg.is_sentinel() {
         forwarded = RedisConfig {
-            url: crate::sentinel::forward(cfg, shutdown).await?.into(),
+            url: crate::sentinel::forward(cfg).await?.into(),
             ..cfg.clone()
         };
         &forwarded
