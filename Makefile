@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test bench bench-emergency bench-sla bench-trail lint fmt build deps clean
+.PHONY: run test bench bench-emergency bench-sla bench-trail bench-cluster lint fmt build deps clean
 
 ## Start the whole system on this machine and send a first notification.
 run:
@@ -44,6 +44,13 @@ bench-sla: deps
 ## A client's year of history out of a million audit records.
 bench-trail: deps
 	$(CARGO) run --release -p herald-testkit --bin herald-bench-trail -- $(BENCH_TRAIL_ARGS)
+
+## Herald on a three-server NATS cluster: throughput and p99 with one and
+## two processes of each service on R1 and R3 streams, and the longest
+## time with no arrival while the delivery stream's leader is SIGKILLed.
+bench-cluster: deps
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p herald-testkit --bin herald-bench-cluster -- $(BENCH_CLUSTER_ARGS)
 
 ## Formatting, clippy and unused dependencies, as CI checks them.
 lint:

@@ -128,31 +128,9 @@ impl Outcome {
     }
 
     /// How many accepted notifications lack their "accepted" record, and
-    /// how many lack a "sent" record, in the trail (read whole, once).
+    /// how many lack a "sent" record, in the trail.
     pub async fn trail_gaps(&self) -> (usize, usize) {
-        let all = herald_runtime::audit::read_trail(
-            &self.sys.bus().await,
-            &herald_proto::subjects::audit_everything(),
-        )
-        .await
-        .expect("the audit stream reads");
-        let with = |step: AuditStep| -> HashSet<&str> {
-            all.iter()
-                .filter(|r| r.step() == step)
-                .map(|r| r.notification_id.as_str())
-                .collect()
-        };
-        let (accepted, sent) = (with(AuditStep::Accepted), with(AuditStep::Sent));
-        (
-            self.ids
-                .iter()
-                .filter(|id| !accepted.contains(id.as_str()))
-                .count(),
-            self.ids
-                .iter()
-                .filter(|id| !sent.contains(id.as_str()))
-                .count(),
-        )
+        trail_gaps(&self.sys.bus().await, &self.ids).await
     }
 
     /// The HTTP address of the delivery process the fault struck.
@@ -162,6 +140,24 @@ impl Outcome {
             .map(|(_, addr)| *addr)
             .expect("the fault struck delivery")
     }
+}
+
+/// How many of `ids` lack their "accepted" record, and how many lack a
+/// "sent" record, in the trail (read whole, once).
+pub async fn trail_gaps(bus: &herald_runtime::bus::Bus, ids: &[String]) -> (usize, usize) {
+    let all = herald_runtime::audit::read_trail(bus, &herald_proto::subjects::audit_everything())
+        .await
+        .unwrap_or_else(|e| panic!("the audit stream reads: {e}"));
+    let with = |step: AuditStep| -> HashSet<&str> {
+        all.iter()
+            .filter(|r| r.step() == step)
+            .map(|r| r.notification_id.as_str())
+            .collect()
+    };
+    let (accepted, sent) = (with(AuditStep::Accepted), with(AuditStep::Sent));
+    let missing =
+        |have: &HashSet<&str>| ids.iter().filter(|id| !have.contains(id.as_str())).count();
+    (missing(&accepted), missing(&sent))
 }
 
 /// Runs `scenario` (see the module) and counts what reached the sinks once

@@ -6,7 +6,11 @@
 //! |---|---|
 //! | [`system`] | [`TestSystem`]: NATS, Redis, SMTP and HTTP sinks, the services in this process |
 //! | [`traced`] | intake, router and delivery as processes exporting spans to [`otlp`] |
+//! | [`cluster`] | three nats-servers clustered on loopback, with `herald setup`'s credentials |
+//! | [`fleet`] | a Herald over that cluster: every service as several processes, each to SIGKILL |
+//! | [`sentinel`] | a Redis primary and replica behind three Sentinels, to fail over mid-run |
 //! | [`process`] | one service as a process, to SIGKILL and start again |
+//! | [`providers`] | the SMTP and HTTP sinks over TLS, the callers every system knows, the test configuration |
 //! | [`fixtures`] | contacts, one-off recipients, requests |
 //! | [`submit`] | requests sent as a careful client sends them, retried until accepted |
 //! | [`count`] | exactly what reached the sinks: arrived, lost, delivered twice |
@@ -24,15 +28,19 @@ pub mod benchkit;
 pub mod cases;
 pub mod chaos;
 pub mod cli;
+pub mod cluster;
 pub mod count;
 pub mod deploy;
 pub mod fixtures;
+pub mod fleet;
 pub mod grpc;
 pub mod http;
 pub mod idle;
 pub mod otlp;
 pub mod process;
+pub mod providers;
 pub mod scrape;
+pub mod sentinel;
 pub mod servers;
 pub mod smtp;
 pub mod submit;

@@ -41,7 +41,7 @@ pub fn find_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} not found: install it (make test does) or set {env_key}"))
 }
 
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
+pub(crate) fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -101,26 +101,34 @@ pub const KIT_IDENTITIES: [(&str, Role); 1] = [("billing", Role::Publisher)];
 
 use herald_proto::access::{Identity, Role, ServerUser};
 
+/// The credentials and server configuration of a test deployment under
+/// `dir`/secrets, as [`NatsServer`] and [`crate::cluster::NatsCluster`] run
+/// them: `herald setup`'s, with the kit's identities and its own
+/// administrator ([`KIT_ADMIN`]), whose seed lies beside the others so a
+/// `Bus` of the kit finds it as a service finds its own.
+pub(crate) fn kit_deployment(dir: &Path, store_dir: Option<PathBuf>) -> herald_setup::Layout {
+    let layout = herald_setup::Layout::new(dir.join("secrets"));
+    let admin = nkeys::KeyPair::new_user();
+    let options = herald_setup::Options {
+        identities: KIT_IDENTITIES
+            .iter()
+            .map(|(n, r)| Identity::new(*n, *r))
+            .collect(),
+        store_dir,
+        redis_prefix: herald_config::RedisConfig::default().prefix,
+        extra_users: vec![ServerUser::unrestricted(KIT_ADMIN, admin.public_key())],
+        ..Default::default()
+    };
+    herald_setup::write(&layout, &options).expect("the deployment's credentials");
+    let admin_seed = herald_config::seed_path(&layout.nats_credentials(), KIT_ADMIN);
+    std::fs::write(&admin_seed, admin.seed().expect("nkey seed")).expect("kit key written");
+    layout
+}
+
 impl NatsServer {
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let layout = herald_setup::Layout::new(dir.path().join("secrets"));
-        let admin = nkeys::KeyPair::new_user();
-        let options = herald_setup::Options {
-            identities: KIT_IDENTITIES
-                .iter()
-                .map(|(n, r)| Identity::new(*n, *r))
-                .collect(),
-            store_dir: Some(dir.path().join("js")),
-            redis_prefix: herald_config::RedisConfig::default().prefix,
-            extra_users: vec![ServerUser::unrestricted(KIT_ADMIN, admin.public_key())],
-            ..Default::default()
-        };
-        herald_setup::write(&layout, &options).expect("the deployment's credentials");
-        // The kit's own key, beside the others, so that a `Bus` of the
-        // kit finds it as a service finds its own.
-        let admin_seed = herald_config::seed_path(&layout.nats_credentials(), KIT_ADMIN);
-        std::fs::write(&admin_seed, admin.seed().expect("nkey seed")).expect("kit key written");
+        let layout = kit_deployment(dir.path(), Some(dir.path().join("js")));
         let mut s = NatsServer {
             port: free_port(),
             dir,
@@ -291,13 +299,33 @@ pub struct RedisServer {
 }
 
 /// The kit's own user, allowed everything.
-const ADMIN: &str = "herald-kit";
+pub(crate) const ADMIN: &str = "herald-kit";
 
 /// A service user's password: fixed per user, so a restarted server reads
 /// the same ACL file. Loopback only, and the server lives as long as the
 /// test.
-fn password(user: &str) -> String {
+pub(crate) fn password(user: &str) -> String {
     format!("{user}-test-password")
+}
+
+/// The kit's Redis users: every service's from the keyspace table, the
+/// kit's administrator, and no anonymous access.
+pub(crate) fn acl_lines() -> Vec<String> {
+    let mut lines = vec![
+        "user default off".to_string(),
+        format!("user {ADMIN} on >{} ~* &* +@all", password(ADMIN)),
+    ];
+    for service in herald_proto::keyspace::SERVICES {
+        lines.push(format!(
+            "user {service} on >{} {}",
+            password(service),
+            herald_proto::keyspace::acl_rules(
+                service,
+                &herald_config::RedisConfig::default().prefix
+            )
+        ));
+    }
+    lines
 }
 
 impl RedisServer {
@@ -315,22 +343,8 @@ impl RedisServer {
     /// The ACL file: every service's user from the keyspace table, the
     /// kit's administrator, and no anonymous access.
     fn acl_file(&self) -> std::path::PathBuf {
-        let mut lines = vec![
-            "user default off".to_string(),
-            format!("user {ADMIN} on >{} ~* &* +@all", password(ADMIN)),
-        ];
-        for service in herald_proto::keyspace::SERVICES {
-            lines.push(format!(
-                "user {service} on >{} {}",
-                password(service),
-                herald_proto::keyspace::acl_rules(
-                    service,
-                    &herald_config::RedisConfig::default().prefix
-                )
-            ));
-        }
         let path = self.dir.path().join("users.acl");
-        std::fs::write(&path, lines.join("\n") + "\n").expect("ACL file written");
+        std::fs::write(&path, acl_lines().join("\n") + "\n").expect("ACL file written");
         path
     }
 

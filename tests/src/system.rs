@@ -2,9 +2,9 @@
 //! redis-server, an SMTP server and an HTTP listener as providers, and the
 //! services running in this process, each stoppable on its own.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use herald_config::{Config, Coordinator, SystemKeys};
+use herald_config::Config;
 use herald_directory::{contacts::Contact, groups::Group};
 use herald_proto::{
     Message, subjects,
@@ -21,27 +21,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     http::HttpSink,
+    providers::Providers,
     servers::{NatsServer, RedisServer},
-    smtp::{SinkTls, SmtpSink},
+    smtp::SmtpSink,
 };
 
-/// The coordinator every test system knows, and their token.
-pub const COORDINATOR: &str = "anna";
-pub const COORDINATOR_TOKEN: &str = "anna-coordinator-test-token";
-/// The system every test system lets call intake over gRPC, and its key.
-pub const GRPC_CLIENT: &str = "grpc-client";
-pub const GRPC_KEY: &str = "grpc-client-test-key-5b0e";
-/// The HTTP API key of the system `publisher`, the name the kit's NATS
-/// publisher has too: over either door it is the same caller.
-pub const PUBLISHER_API_KEY: &str = "publisher-test-key-7d21";
-/// Where the broadcast service's confirmation links say they lead; tests
-/// send the requests to its real address and sign with this one.
-pub const PUBLIC_URL: &str = "https://herald.test/bc";
-
-/// The shipped templates and routing rules.
-pub fn config_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
-}
+pub use crate::providers::{
+    COORDINATOR, COORDINATOR_TOKEN, GRPC_CLIENT, GRPC_KEY, PUBLIC_URL, PUBLISHER_API_KEY,
+    config_dir,
+};
 
 /// A configuration pointing at the given servers and sinks, on free ports.
 pub fn config(
@@ -51,46 +39,11 @@ pub fn config(
     http: &HttpSink,
     outbox: &std::path::Path,
 ) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = crate::providers::config(smtp, http, outbox);
     cfg.nats.url = nats.url();
     cfg.nats.credentials_dir = Some(nats.credentials_dir());
     cfg.nats.tls_ca_file = Some(nats.tls_ca());
-    cfg.nats.ack_wait = Duration::from_secs(10);
     cfg.redis.url = redis.url().into();
-    cfg.content.templates_dir = config_dir().join("templates");
-    cfg.intake.grpc_addr = "127.0.0.1:0".into();
-    cfg.intake.http_addr = "127.0.0.1:0".into();
-    cfg.router.http_addr = "127.0.0.1:0".into();
-    cfg.delivery.http_addr = "127.0.0.1:0".into();
-    cfg.sla.http_addr = "127.0.0.1:0".into();
-    cfg.escalation.http_addr = "127.0.0.1:0".into();
-    cfg.escalation.survey_secret = Some("test-survey-secret-0123".into());
-    cfg.delivery.smtp_url = Some(smtp.url().into());
-    cfg.delivery.sms_url = Some(http.url("/sms"));
-    cfg.delivery.voice_url = Some(http.url("/voice"));
-    cfg.delivery.outbox_dir = outbox.to_path_buf();
-    cfg.delivery.attempt_timeout = Duration::from_secs(5);
-    cfg.delivery.retry_schedule = [200, 500, 1000, 2000]
-        .into_iter()
-        .map(Duration::from_millis)
-        .collect();
-    cfg.broadcast.http_addr = "127.0.0.1:0".into();
-    cfg.broadcast.public_url = PUBLIC_URL.into();
-    cfg.broadcast.link_secret = Some("test-link-secret-0123456789".into());
-    cfg.broadcast.coordinators = vec![Coordinator {
-        id: COORDINATOR.into(),
-        token_sha256: herald_directory::coordinators::token_sha256(COORDINATOR_TOKEN),
-    }];
-    cfg.intake.api_keys = vec![
-        SystemKeys {
-            system: GRPC_CLIENT.into(),
-            key_sha256: vec![herald_directory::credentials::sha256_hex(GRPC_KEY)],
-        },
-        SystemKeys {
-            system: crate::servers::PUBLISHER.into(),
-            key_sha256: vec![herald_directory::credentials::sha256_hex(PUBLISHER_API_KEY)],
-        },
-    ];
     cfg
 }
 
@@ -140,22 +93,16 @@ impl TestSystem {
         herald_runtime::install_crypto();
         let nats = NatsServer::start();
         let redis = RedisServer::start();
-        // The relay speaks STARTTLS, as relays do: confidential content
-        // goes only over an encrypted connection.
-        let smtp = SmtpSink::start_tls(SinkTls::StartTls).await;
-        // Providers are reached over HTTPS, as real ones are.
-        let http = HttpSink::start_tls().await;
-        let outbox = tempfile::tempdir().expect("outbox dir");
-        let relay_ca = tempfile::tempdir().expect("relay CA dir");
-        let provider_ca = relay_ca.path().join("provider-ca.pem");
-        std::fs::write(&provider_ca, http.certificate_pem().unwrap_or_default())
-            .expect("provider CA written");
-        let ca_file = relay_ca.path().join("relay-ca.pem");
-        std::fs::write(&ca_file, smtp.certificate_pem().unwrap_or_default())
-            .expect("relay CA written");
-        let mut cfg = config(&nats, &redis, &smtp, &http, outbox.path());
-        cfg.delivery.smtp_ca_file = Some(ca_file);
-        cfg.delivery.provider_ca_file = Some(provider_ca);
+        let providers = Providers::start().await;
+        let mut cfg = config(
+            &nats,
+            &redis,
+            &providers.smtp,
+            &providers.http,
+            providers.outbox(),
+        );
+        providers.trust(&mut cfg);
+        let (smtp, http, outbox, relay_ca) = providers.into_parts();
         tweak(&mut cfg);
         nats.provision_keeping(&cfg.nats, &cfg.retention).await;
         let client = nats.admin().await;

@@ -43,7 +43,7 @@ pub use escalation::EscalationConfig;
 pub use intake::{IntakeConfig, SystemKeys};
 pub use integrations::{Integration, IntegrationKind};
 pub use nats::{NatsConfig, seed_path};
-pub use redis::{RedisConfig, redis_password_path};
+pub use redis::{RedisConfig, SentinelUrl, redis_password_path};
 pub use retention::RetentionConfig;
 pub use router::RouterConfig;
 pub use secret::Secret;

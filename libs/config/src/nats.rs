@@ -13,6 +13,11 @@ use crate::checks;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NatsConfig {
+    /// The server, or several servers of one cluster separated by commas
+    /// (`tls://n1:4222,tls://n2:4222`). One is enough while it is up: the
+    /// client learns the cluster's other servers from it and reconnects to
+    /// them when it goes; listing more lets a process start while its
+    /// first server is down.
     pub url: String,
     /// The identity this process connects as. Services always connect as
     /// themselves (`intake`, `router`, …); this names the command line's
@@ -77,7 +82,12 @@ impl Default for NatsConfig {
 
 impl NatsConfig {
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
-        checks::url_scheme("nats.url", &self.url, &["nats", "tls"], problems);
+        if self.urls().next().is_none() {
+            problems.push("`nats.url` is empty: name at least one server".into());
+        }
+        for url in self.urls() {
+            checks::url_scheme("nats.url", url, &["nats", "tls"], problems);
+        }
         if !self.identity.is_empty() && !herald_proto::access::is_identity_name(&self.identity) {
             problems.push(
                 "`nats.identity` must be lowercase letters, digits and `-`, starting with a letter"
@@ -100,7 +110,12 @@ impl NatsConfig {
     /// Whether the connection is TLS: a CA to check the server against, or
     /// a `tls://` URL (the system's roots).
     pub fn is_tls(&self) -> bool {
-        self.tls_ca_file.is_some() || self.url.starts_with("tls://")
+        self.tls_ca_file.is_some() || self.urls().any(|u| u.starts_with("tls://"))
+    }
+
+    /// Each server `url` names, in order, without blanks around the commas.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
     }
 
     /// Where the nkey seed of `identity` is: `nkey_file`, else
@@ -137,6 +152,29 @@ mod tests {
         bad.validate(&mut problems);
         assert!(problems[0].contains("nats.url"), "{problems:?}");
         assert!(problems[1].contains("nats.replicas"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_servers_each_checked() {
+        let cluster = NatsConfig {
+            url: "tls://127.0.0.1:4222, tls://127.0.0.1:4223,tls://127.0.0.1:4224".into(),
+            ..NatsConfig::default()
+        };
+        let mut problems = Vec::new();
+        cluster.validate(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cluster.urls().count(), 3);
+        assert!(cluster.is_tls());
+        for bad in ["nats://127.0.0.1:4222,http://127.0.0.1:4223", " , "] {
+            let mut problems = Vec::new();
+            NatsConfig {
+                url: bad.into(),
+                ..NatsConfig::default()
+            }
+            .validate(&mut problems);
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(problems[0].contains("nats.url"), "{problems:?}");
+        }
     }
 
     #[test]

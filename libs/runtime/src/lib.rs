@@ -15,6 +15,7 @@ pub mod priority;
 pub mod public;
 pub mod query;
 pub mod retry;
+pub mod sentinel;
 pub mod serve;
 pub mod service;
 pub mod shutdown;

@@ -1,6 +1,7 @@
 //! Redis connections. Every service uses one multiplexed, self-reconnecting
 //! connection, so concurrent commands are pipelined on one socket, sent
-//! without delay (`TCP_NODELAY`).
+//! without delay (`TCP_NODELAY`). A `redis+sentinel://` URL connects
+//! through [`crate::sentinel`], which follows the primary.
 
 use std::time::Duration;
 
@@ -64,6 +65,16 @@ pub async fn connect_as(
     service: Option<&str>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ConnectionManager> {
+    let forwarded;
+    let cfg = if cfg.is_sentinel() {
+        forwarded = RedisConfig {
+            url: crate::sentinel::forward(cfg).await?.into(),
+            ..cfg.clone()
+        };
+        &forwarded
+    } else {
+        cfg
+    };
     let info = connection_info(cfg, service)?;
     let client = match &cfg.tls_ca_file {
         // TLS checked against the deployment's own CA.

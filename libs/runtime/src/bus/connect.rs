@@ -33,10 +33,19 @@ impl Bus {
             );
         }
         let seed = read_seed(cfg, identity)?;
+        // Every server named: the first that answers tells of the rest of
+        // its cluster, and the client moves among them all on reconnects.
+        let servers = cfg
+            .urls()
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .with_context(|| format!("nats.url: {u:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let opts = options(cfg, identity, seed.clone());
-            match opts.connect(cfg.url.as_str()).await {
+            match opts.connect(servers.clone()).await {
                 Ok(client) => {
                     let js = jetstream::ContextBuilder::new()
                         .timeout(cfg.publish_timeout)
