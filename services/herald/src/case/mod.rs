@@ -305,6 +305,7 @@ pub(crate) fn kind_words(k: CaseEventKind) -> &'static str {
 
 pub mod feedback;
 mod log;
+pub mod meeting;
 mod show;
 
 use show::show;
