@@ -1,7 +1,7 @@
 //! What the escalation service keeps per case in Redis
 //! (`<escalation keyspace>case:<case>`, JSON): the case as its events describe it, the
-//! current escalation, the follow-up and the action items of its logged
-//! interactions, beside three durable timers in the queue `escalation`:
+//! current escalation, the follow-up, the action items of its logged
+//! interactions and its meetings, beside four durable timers in the queue `escalation`:
 //! `e:<case>` (the next repeat or level), `f:<case>` (the survey, then the
 //! reminder), `a:<case>` (the next reminder of an open action) and
 //! `m:<case>` (the next reminder of a meeting). State

@@ -243,7 +243,11 @@ async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_
             .format("%Y%m%dT%H%M%S")
             .to_string()
     );
-    assert_eq!(ics.value("LOCATION"), "Room 4, first floor", "unescaped by the parser");
+    assert_eq!(
+        ics.value("LOCATION"),
+        "Room 4, first floor",
+        "unescaped by the parser"
+    );
     assert_eq!(ics.param("ATTENDEE", "PARTSTAT"), "NEEDS-ACTION");
     assert!(ics.value("ORGANIZER").contains("sam@staff.example.org"));
 
