@@ -30,6 +30,7 @@ pub mod fixtures;
 pub mod grpc;
 pub mod http;
 pub mod idle;
+pub mod mime;
 pub mod otlp;
 pub mod process;
 pub mod scrape;

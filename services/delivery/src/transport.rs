@@ -459,6 +459,23 @@ async fn write_outbox(
     Ok(path)
 }
 
+/// An email with files: its text first, then each file, as
+/// multipart/mixed. A content type that does not parse is permanent.
+fn with_attachments(job: &DeliveryJob) -> Result<lettre::message::MultiPart, SendError> {
+    use lettre::message::{Attachment, MultiPart, SinglePart};
+    let mut mixed = MultiPart::mixed().singlepart(
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(job.body.clone()),
+    );
+    for (i, a) in job.attachments.iter().enumerate() {
+        let kind = ContentType::parse(&a.content_type)
+            .map_err(|e| SendError::permanent(format!("attachments[{i}].content_type: {e}")))?;
+        mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.content.clone(), kind));
+    }
+    Ok(mixed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,21 +548,4 @@ mod tests {
              </Gather></Response>"
         );
     }
-}
-
-/// An email with files: its text first, then each file, as
-/// multipart/mixed. A content type that does not parse is permanent.
-fn with_attachments(job: &DeliveryJob) -> Result<lettre::message::MultiPart, SendError> {
-    use lettre::message::{Attachment, MultiPart, SinglePart};
-    let mut mixed = MultiPart::mixed().singlepart(
-        SinglePart::builder()
-            .header(ContentType::TEXT_PLAIN)
-            .body(job.body.clone()),
-    );
-    for (i, a) in job.attachments.iter().enumerate() {
-        let kind = ContentType::parse(&a.content_type)
-            .map_err(|e| SendError::permanent(format!("attachments[{i}].content_type: {e}")))?;
-        mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.content.clone(), kind));
-    }
-    Ok(mixed)
 }

@@ -22,11 +22,14 @@ const PUBLIC: &str = "http://127.0.0.1:1/esc";
 const CLIENT: &str = "client-0@clients.example.org";
 const KIM: &str = "kim@staff.example.org";
 
+/// One property: its name, its parameters and its value.
+type Prop = (String, Vec<(String, String)>, String);
+
 /// The VEVENT of an attachment as a standard parser reads it: the
 /// calendar's METHOD, and each property of the event as (name, params, value).
 struct Parsed {
     method: String,
-    event: Vec<(String, Vec<(String, String)>, String)>,
+    event: Vec<Prop>,
 }
 
 impl Parsed {

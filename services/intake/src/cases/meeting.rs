@@ -284,7 +284,8 @@ mod tests {
             ok.meeting.as_ref().map(|m| m.meeting_id.as_str()),
             Some("m-1")
         );
-        let cases: Vec<(&str, Box<dyn Fn(&mut CaseEvent)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut CaseEvent)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("actor", Box::new(|e| e.actor.clear())),
             (
                 "meeting.title",
