@@ -108,6 +108,7 @@ const NOTIFY_FIELDS: &[&str] = &[
     "language",
     "cancel_keys",
     "about_contact_id",
+    "attachments",
 ];
 const CASE_FIELDS: &[&str] = &[
     "event_id",
@@ -122,6 +123,8 @@ const CASE_FIELDS: &[&str] = &[
     "interaction",
     "action_done",
     "feedback_update",
+    "meeting",
+    "meeting_answer",
 ];
 const START_FIELDS: &[&str] = &[
     "broadcast_id",
