@@ -260,6 +260,11 @@ impl Escalator {
     ) -> anyhow::Result<()> {
         let organizer = self.directory.get(&m.organizer).await?;
         let org = person(organizer.as_ref(), &m.organizer);
+        let before = round
+            .checked_sub(1)
+            .and_then(|i| self.policies.meeting_reminders.get(i as usize))
+            .map(|d| humantime::format_duration(*d).to_string())
+            .unwrap_or_default();
         for id in to {
             let contact = self.directory.get(id).await?;
             let zone = contact
@@ -279,7 +284,10 @@ impl Escalator {
                 ..self.meeting_request(case_id, st, contact.as_ref(), id)
             };
             let summary = match self.submit(&req).await? {
-                Ok(_) => format!("meeting {}: reminder {round} sent to {id}", m.id),
+                Ok(_) => format!(
+                    "meeting {}: reminder sent to {id}, {before} before it starts",
+                    m.id
+                ),
                 Err(r) => format!(
                     "meeting {}: reminder to {id} refused: {} {}",
                     m.id, r.field, r.message

@@ -359,7 +359,7 @@ async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_
         "meeting mtg-1 scheduled by fl-sam",
         "meeting mtg-1: tl-kim declined",
         "meeting mtg-1: client-0 accepted",
-        "meeting mtg-1: reminder 2 sent to client-0",
+        "meeting mtg-1: reminder sent to client-0, 15s before it starts",
         "meeting mtg-1 rescheduled",
         "meeting mtg-1 cancelled",
         "meeting mtg-1: cancellation sent to tl-kim",
