@@ -147,6 +147,10 @@ names!(CaseEventKind {
     InteractionLogged => "interaction_logged",
     ActionDone => "action_done",
     FeedbackUpdated => "feedback_updated",
+    MeetingScheduled => "meeting_scheduled",
+    MeetingRescheduled => "meeting_rescheduled",
+    MeetingCancelled => "meeting_cancelled",
+    MeetingAnswered => "meeting_answered",
 });
 
 names!(FeedbackStatus {

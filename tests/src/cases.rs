@@ -106,6 +106,9 @@ owners = ["role:management"]
 [[feedback.department]]
 name = "Client Services"
 owners = ["role:team_lead"]
+# Meeting reminders a day ahead (never reached in a test) and 15 s ahead.
+[meetings]
+reminders = ["24h", "15s"]
 "#
         ),
     )

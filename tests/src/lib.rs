@@ -36,6 +36,7 @@ pub mod fleet;
 pub mod grpc;
 pub mod http;
 pub mod idle;
+pub mod mime;
 pub mod otlp;
 pub mod process;
 pub mod providers;

@@ -11,6 +11,8 @@ use std::{
     time::Duration,
 };
 
+pub use crate::mime::Part;
+use crate::mime::{decode, decode_qp, header_in, param_of};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::TcpListener,
@@ -35,23 +37,7 @@ impl Mail {
     /// A header's value (first occurrence, unfolded).
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
-        let mut found: Option<String> = None;
-        for line in head.split("\r\n") {
-            if let Some(v) = found.as_mut() {
-                if line.starts_with(' ') || line.starts_with('\t') {
-                    v.push(' ');
-                    v.push_str(line.trim());
-                    continue;
-                }
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case(name)
-            {
-                found = Some(v.trim().to_string());
-            }
-        }
-        found
+        header_in(head, name)
     }
 
     pub fn subject(&self) -> String {
@@ -59,56 +45,67 @@ impl Mail {
         decode_encoded_words(&raw)
     }
 
-    /// The body, with quoted-printable or base64 transfer encoding undone.
+    /// The body, with quoted-printable or base64 transfer encoding undone;
+    /// of a multipart message, its first text/plain part.
     pub fn body(&self) -> String {
+        if let Some(text) = self
+            .parts()
+            .into_iter()
+            .find(|p| p.content_type.starts_with("text/plain"))
+        {
+            return String::from_utf8_lossy(&text.body).to_string();
+        }
         let body = self
             .data
             .split_once("\r\n\r\n")
             .map(|x| x.1)
             .unwrap_or_default();
-        match self
-            .header("Content-Transfer-Encoding")
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
-        {
-            Some("quoted-printable") => decode_qp(body),
-            Some("base64") => {
-                use base64::Engine;
-                let clean: String = body.split_whitespace().collect();
-                String::from_utf8_lossy(
-                    &base64::engine::general_purpose::STANDARD
-                        .decode(clean)
-                        .unwrap_or_default(),
-                )
-                .to_string()
-            }
-            _ => body.to_string(),
-        }
+        String::from_utf8_lossy(&decode(body, self.header("Content-Transfer-Encoding"))).to_string()
     }
-}
 
-fn decode_qp(s: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' {
-            if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
-                i += 3;
-                continue;
-            }
-            if let (Some(a), Some(b)) = (bytes.get(i + 1), bytes.get(i + 2))
-                && let Ok(v) = u8::from_str_radix(&format!("{}{}", *a as char, *b as char), 16)
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+    /// The parts of a multipart message (empty for a single-part one),
+    /// each with its transfer encoding undone.
+    pub fn parts(&self) -> Vec<Part> {
+        let Some(ct) = self.header("Content-Type") else {
+            return Vec::new();
+        };
+        if !ct.to_ascii_lowercase().starts_with("multipart/") {
+            return Vec::new();
         }
-        out.push(bytes[i]);
-        i += 1;
+        let Some(boundary) = param_of(&ct, "boundary") else {
+            return Vec::new();
+        };
+        let body = self
+            .data
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or_default();
+        let delimiter = format!("--{boundary}");
+        body.split(delimiter.as_str())
+            .skip(1)
+            .take_while(|chunk| !chunk.starts_with("--"))
+            .filter_map(|chunk| {
+                let chunk = chunk.strip_prefix("\r\n").unwrap_or(chunk);
+                let (head, content) = chunk.split_once("\r\n\r\n")?;
+                let content = content.strip_suffix("\r\n").unwrap_or(content);
+                let content_type = header_in(head, "Content-Type").unwrap_or_default();
+                let filename =
+                    header_in(head, "Content-Disposition").and_then(|d| param_of(&d, "filename"));
+                Some(Part {
+                    body: decode(content, header_in(head, "Content-Transfer-Encoding")),
+                    content_type,
+                    filename,
+                })
+            })
+            .collect()
     }
-    String::from_utf8_lossy(&out).to_string()
+
+    /// The attached file named `filename`, if there is one.
+    pub fn attachment(&self, filename: &str) -> Option<Part> {
+        self.parts()
+            .into_iter()
+            .find(|p| p.filename.as_deref() == Some(filename))
+    }
 }
 
 /// Decodes RFC 2047 `=?utf-8?b?...?=` / `?q?` words, as lettre writes

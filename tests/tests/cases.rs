@@ -674,11 +674,22 @@ async fn a_resolved_case_gets_a_signed_survey_and_one_reminder_unless_answered()
         2,
         "survey and one reminder"
     );
+    // Answered: the survey and no reminder (the feedback's receipt, a
+    // message of its own, also names the case).
     assert_eq!(
         sys.smtp
-            .mails_to("client-1@clients.example.org", "REF-CASE-FU-1")
+            .mails_to(
+                "client-1@clients.example.org",
+                "How did we do with REF-CASE-FU-1"
+            )
             .len(),
         1,
+        "one survey"
+    );
+    assert!(
+        sys.smtp
+            .mails_to("client-1@clients.example.org", "A minute for")
+            .is_empty(),
         "answered: no reminder"
     );
     assert!(

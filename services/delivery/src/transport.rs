@@ -288,14 +288,19 @@ impl Transports {
             .map_err(|e| SendError::permanent(format!("recipient address: {e}")))?;
         let name = (!job.recipient_name.is_empty()).then(|| job.recipient_name.clone());
         let message_id = crate::inbound::message_id(&job.job_id);
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(self.from_email.clone())
             .to(Mailbox::new(name, to))
             .subject(job.subject.clone())
-            .message_id(Some(message_id.clone()))
-            .header(ContentType::TEXT_PLAIN)
-            .body(job.body.clone())
-            .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
+            .message_id(Some(message_id.clone()));
+        let message = if job.attachments.is_empty() {
+            builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(job.body.clone())
+        } else {
+            builder.multipart(with_attachments(job)?)
+        }
+        .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match &self.email {
             Email::Smtp { pool, encrypted } => {
                 let must_encrypt = self.must_encrypt(job);
@@ -452,6 +457,23 @@ async fn write_outbox(
     tokio::fs::write(&tmp, data).await.map_err(io)?;
     tokio::fs::rename(&tmp, &path).await.map_err(io)?;
     Ok(path)
+}
+
+/// An email with files: its text first, then each file, as
+/// multipart/mixed. A content type that does not parse is permanent.
+fn with_attachments(job: &DeliveryJob) -> Result<lettre::message::MultiPart, SendError> {
+    use lettre::message::{Attachment, MultiPart, SinglePart};
+    let mut mixed = MultiPart::mixed().singlepart(
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(job.body.clone()),
+    );
+    for (i, a) in job.attachments.iter().enumerate() {
+        let kind = ContentType::parse(&a.content_type)
+            .map_err(|e| SendError::permanent(format!("attachments[{i}].content_type: {e}")))?;
+        mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(a.content.clone(), kind));
+    }
+    Ok(mixed)
 }
 
 #[cfg(test)]

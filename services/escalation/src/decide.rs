@@ -14,6 +14,7 @@ use herald_runtime::clock::{from_millis, millis};
 use crate::{
     actions::{self, Action},
     machine::{Escalation, FollowStep, FollowUp, Step},
+    meetings::{self, Change, Meeting},
     policy::{Policies, Policy},
     state::{CaseState, FeedbackItem, Timer},
 };
@@ -65,6 +66,18 @@ pub(crate) enum Effect {
         action: Action,
         round: u32,
         overdue: bool,
+    },
+    /// Send every attendee the meeting's invitation as it now stands, or
+    /// its cancellation.
+    MeetingInvite {
+        meeting: Meeting,
+        cancel: bool,
+    },
+    /// Remind these attendees of the meeting (`round`: which reminder time).
+    MeetingReminder {
+        meeting: Meeting,
+        round: u32,
+        to: Vec<String>,
     },
 }
 
@@ -267,6 +280,27 @@ pub(crate) fn on_event(
                 );
             }
         }
+        CaseEventKind::MeetingScheduled
+        | CaseEventKind::MeetingRescheduled
+        | CaseEventKind::MeetingCancelled
+        | CaseEventKind::MeetingAnswered => {
+            match meetings::apply(&mut st.meetings, ev, &policies.meeting_reminders, now) {
+                Some(Change::Invite(meeting)) => effects.push(Effect::MeetingInvite {
+                    meeting,
+                    cancel: false,
+                }),
+                Some(Change::Cancel(meeting)) => effects.push(Effect::MeetingInvite {
+                    meeting,
+                    cancel: true,
+                }),
+                Some(Change::Unknown(id)) => effects.push(Effect::FollowUpNote {
+                    id: format!("mtg-{}-{}-unknown", ev.case_id, ev.event_id),
+                    summary: format!("{id} names no meeting of this case that is still on"),
+                }),
+                Some(Change::Answered) | None => {}
+            }
+            st.meeting_next_ms = meetings::next_due(&st.meetings, &policies.meeting_reminders);
+        }
         _ => return None,
     }
     Some((st, effects))
@@ -310,7 +344,14 @@ pub(crate) fn on_timer(
 ) -> anyhow::Result<(CaseState, Vec<Effect>)> {
     let mut st = stored.clone();
     let mut effects = Vec::new();
-    if which == Timer::Actions {
+    if which == Timer::Meetings {
+        let reminders = &policies.meeting_reminders;
+        for (meeting, to) in meetings::due(&mut st.meetings, reminders, now) {
+            let round = meeting.reminders_passed;
+            effects.push(Effect::MeetingReminder { meeting, round, to });
+        }
+        st.meeting_next_ms = meetings::next_due(&st.meetings, reminders);
+    } else if which == Timer::Actions {
         for (action, round) in actions::due(&mut st.actions, now) {
             let overdue = action.overdue(now);
             effects.push(Effect::ActionReminder {

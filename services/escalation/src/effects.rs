@@ -118,6 +118,13 @@ impl Escalator {
                 Effect::FeedbackStatus { item, note, seq } => {
                     self.feedback_moved(case_id, st, &item, &note, seq).await?;
                 }
+                Effect::MeetingInvite { meeting, cancel } => {
+                    self.invite(case_id, st, &meeting, cancel).await?;
+                }
+                Effect::MeetingReminder { meeting, round, to } => {
+                    self.remind_meeting(case_id, st, &meeting, round, &to)
+                        .await?;
+                }
                 Effect::FollowUpNote { id, summary } => {
                     self.audit(Entry {
                         case_id: case_id.to_string(),

@@ -1,6 +1,7 @@
 //! The durable timers of a case come due: the next repeat or level of its
 //! escalation (`e:<case>`), the follow-up survey or its reminder
-//! (`f:<case>`), the next reminder of an open action (`a:<case>`). Each is run through the reducer on the stored state, its
+//! (`f:<case>`), the next reminder of an open action (`a:<case>`) or of a
+//! meeting (`m:<case>`). Each is run through the reducer on the stored state, its
 //! effects carried out, and the state swapped in with its next timers.
 
 use futures::StreamExt;

@@ -35,8 +35,10 @@
 
 pub mod ack;
 pub mod actions;
+pub mod ics;
 pub mod inbound;
 pub mod machine;
+pub mod meetings;
 pub mod policy;
 pub mod state;
 pub mod survey;
@@ -46,6 +48,7 @@ mod effects;
 mod events;
 mod feedback;
 mod firing;
+mod invite;
 mod metrics;
 mod notify;
 mod view;
@@ -83,6 +86,11 @@ pub const CLIENT_REPLY: &str = "client_reply";
 pub const ACK_REPLY: &str = "acknowledgement_reply";
 /// Reminds an action item's owner that it is due.
 pub const ACTION_REMINDER: &str = "action_reminder";
+/// A meeting's invitation (or its update), its cancellation, and the
+/// reminder before it.
+pub const MEETING_INVITATION: &str = "meeting_invitation";
+pub const MEETING_CANCELLED: &str = "meeting_cancelled";
+pub const MEETING_REMINDER: &str = "meeting_reminder";
 
 /// The durable consumer of people's answers (`HERALD_INBOUND`).
 const INBOUND: &str = "escalation-inbound";
@@ -99,6 +107,8 @@ struct Escalator {
     clock: Arc<dyn Clock>,
     survey_url: String,
     survey_secret: Arc<str>,
+    /// Where meeting answer links point (`escalation.public_url`).
+    public_url: String,
     /// Acknowledgement links, key presses and codes (`ack.rs`).
     acks: Acks,
     /// What the voice provider signs key presses with
@@ -142,6 +152,7 @@ pub async fn start_with_clock(
         clock,
         survey_url: cfg.escalation.survey_url.clone(),
         survey_secret: secret.expose_secret().into(),
+        public_url: cfg.escalation.public_url.clone(),
         acks: Acks::new(
             redis.clone(),
             &cfg.redis.prefix,
@@ -155,7 +166,10 @@ pub async fn start_with_clock(
             .map(|p| Queue::consumer(subjects::STREAM_CASES, format!("escalation-{p}"))),
     );
     service.watch([Queue::consumer(subjects::STREAM_INBOUND, INBOUND)]);
-    service.public_routes(cfg.escalation.public(), ack::routes(esc.clone()));
+    service.public_routes(
+        cfg.escalation.public(),
+        ack::routes(esc.clone()).merge(invite::routes(esc.clone())),
+    );
     // People's answers: acknowledgement codes and clients' replies.
     let inbound = ConsumerSpec {
         stream: subjects::STREAM_INBOUND.into(),
@@ -222,6 +236,10 @@ fn check_templates(cfg: &Config) -> anyhow::Result<()> {
         SURVEY_REMINDER,
         CLIENT_REPLY,
         ACK_REPLY,
+        ACTION_REMINDER,
+        MEETING_INVITATION,
+        MEETING_CANCELLED,
+        MEETING_REMINDER,
     ] {
         store
             .resolve(id, 0)

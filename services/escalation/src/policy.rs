@@ -97,6 +97,9 @@ pub struct Policies {
     pub follow_up: FollowUp,
     /// Who takes a client's feedback, by its category (SOP 000 §5).
     pub departments: Vec<Department>,
+    /// How long before a meeting its attendees are reminded, longest
+    /// first (`[meetings] reminders`; shipped: a day and an hour).
+    pub meeting_reminders: Vec<Duration>,
 }
 
 /// A department feedback is relayed to.
@@ -128,6 +131,27 @@ struct File {
     follow_up: FileFollowUp,
     #[serde(default)]
     feedback: FileFeedback,
+    #[serde(default)]
+    meetings: FileMeetings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMeetings {
+    #[serde(default = "default_reminders")]
+    reminders: Vec<String>,
+}
+
+impl Default for FileMeetings {
+    fn default() -> Self {
+        FileMeetings {
+            reminders: default_reminders(),
+        }
+    }
+}
+
+fn default_reminders() -> Vec<String> {
+    vec!["24h".into(), "1h".into()]
 }
 
 #[derive(Deserialize, Default)]
@@ -330,11 +354,22 @@ impl Policies {
                 owners,
             });
         }
+        let mut meeting_reminders = Vec::new();
+        for (i, r) in file.meetings.reminders.iter().enumerate() {
+            match humantime::parse_duration(r) {
+                Ok(d) if !d.is_zero() => meeting_reminders.push(d),
+                Ok(_) => problems.push(format!("meetings.reminders[{i}]: must be more than zero")),
+                Err(e) => problems.push(format!("meetings.reminders[{i}]: {r:?}: {e}")),
+            }
+        }
+        meeting_reminders.sort_by(|a, b| b.cmp(a));
+        meeting_reminders.dedup();
         if problems.is_empty() {
             Ok(Policies {
                 policies,
                 follow_up,
                 departments,
+                meeting_reminders,
             })
         } else {
             Err(problems

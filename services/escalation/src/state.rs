@@ -1,9 +1,10 @@
 //! What the escalation service keeps per case in Redis
 //! (`<escalation keyspace>case:<case>`, JSON): the case as its events describe it, the
-//! current escalation, the follow-up and the action items of its logged
-//! interactions, beside three durable timers in the queue `escalation`:
+//! current escalation, the follow-up, the action items of its logged
+//! interactions and its meetings, beside four durable timers in the queue `escalation`:
 //! `e:<case>` (the next repeat or level), `f:<case>` (the survey, then the
-//! reminder) and `a:<case>` (the next reminder of an open action). State
+//! reminder), `a:<case>` (the next reminder of an open action) and
+//! `m:<case>` (the next reminder of a meeting). State
 //! and timers change in one compare-and-swap ([`Timers::swap_state`]).
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     actions::{self, Action},
     machine::{Escalation, FollowUp},
+    meetings::Meeting,
 };
 use herald_durable::timers::{TimerChange, Timers};
 use herald_runtime::bus::Permanent;
@@ -53,6 +55,13 @@ pub struct CaseState {
     /// department handling it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<FeedbackItem>,
+    /// Meetings about the case (`meetings.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meetings: Vec<Meeting>,
+    /// When the next meeting reminder is due, kept here so the timer is
+    /// set without the policy at hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_next_ms: Option<i64>,
 }
 
 /// Feedback relayed to a department (SOP 000 §5).
@@ -102,7 +111,12 @@ impl CaseState {
         let e = escalation_timer(case_id);
         let f = follow_up_timer(case_id);
         let a = actions_timer(case_id);
+        let m = meetings_timer(case_id);
         vec![
+            match self.meeting_next_ms {
+                Some(at) => TimerChange::At(m, at),
+                None => TimerChange::Cancel(m),
+            },
             match actions::next_due(&self.actions) {
                 Some(at) => TimerChange::At(a, at),
                 None => TimerChange::Cancel(a),
@@ -122,6 +136,7 @@ impl CaseState {
         self.resolved
             && self.follow_up.next_due().is_none()
             && actions::next_due(&self.actions).is_none()
+            && self.meeting_next_ms.is_none()
             && !self.current.as_ref().is_some_and(Escalation::is_active)
     }
 }
@@ -138,12 +153,17 @@ pub fn actions_timer(case_id: &str) -> String {
     format!("a:{case_id}")
 }
 
+pub fn meetings_timer(case_id: &str) -> String {
+    format!("m:{case_id}")
+}
+
 /// Which of a case's timers came due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
     Escalation,
     FollowUp,
     Actions,
+    Meetings,
 }
 
 /// Which timer an id is, and of which case.
@@ -152,6 +172,7 @@ pub fn parse_timer(id: &str) -> Option<(Timer, &str)> {
         ("e:", Timer::Escalation),
         ("f:", Timer::FollowUp),
         ("a:", Timer::Actions),
+        ("m:", Timer::Meetings),
     ]
     .into_iter()
     .find_map(|(prefix, t)| id.strip_prefix(prefix).map(|case| (t, case)))

@@ -49,6 +49,30 @@ impl Escalator {
                 _ => 0,
             },
             escalations: st.escalations,
+            meetings: st
+                .meetings
+                .iter()
+                .map(|m| herald_proto::v1::MeetingView {
+                    meeting_id: m.id.clone(),
+                    title: m.title.clone(),
+                    organizer: m.organizer.clone(),
+                    start: ts(m.start_ms),
+                    end: ts(m.end_ms),
+                    location: m.location.clone(),
+                    video_link: m.video_link.clone(),
+                    sequence: m.sequence,
+                    cancelled: m.cancelled,
+                    attendees: m
+                        .attendees
+                        .iter()
+                        .map(|a| herald_proto::v1::MeetingAttendee {
+                            contact_id: a.contact.clone(),
+                            answer: a.answer.name().into(),
+                            reminded: a.reminded,
+                        })
+                        .collect(),
+                })
+                .collect(),
             actions: st
                 .actions
                 .iter()

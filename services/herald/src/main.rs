@@ -86,6 +86,10 @@ enum Command {
     /// told), and where it stands.
     #[command(subcommand)]
     Feedback(case::feedback::FeedbackCommand),
+    /// Meetings about a case: schedule, reschedule, cancel, list
+    /// (attendees are invited with a calendar file and reminded).
+    #[command(subcommand)]
+    Meeting(case::meeting::MeetingCommand),
     /// Make this deployment's identities (NATS keys, Redis passwords) and
     /// the server configurations that admit only them.
     Setup(setup::SetupArgs),
@@ -314,6 +318,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Broadcast(c) => broadcast::run(&cfg, c).await,
         Command::Case(c) => case::run(&cfg, c).await,
         Command::Feedback(c) => case::feedback::run(&cfg, c).await,
+        Command::Meeting(c) => case::meeting::run(&cfg, c).await,
         Command::Setup(a) => setup::setup(&cfg, a),
         Command::Provision => setup::provision(&cfg).await,
         Command::Apikey(c) => apikey::run(&cfg, c),

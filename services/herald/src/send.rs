@@ -315,9 +315,9 @@ fn build(args: &SendArgs) -> Result<NotificationRequest, Failure> {
         responsible_staff: f.responsible_staff.unwrap_or_default(),
         language: f.language.unwrap_or_default(),
         cancel_keys: f.cancel_keys,
-        key_press_url: String::new(),
         about_contact_id: f.about.unwrap_or_default(),
         affected_contact_ids: f.affected_contacts,
+        ..Default::default()
     })
 }
 

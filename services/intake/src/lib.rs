@@ -9,6 +9,7 @@
 //! does the caller hear "accepted".
 
 mod approvals;
+pub mod attachments;
 mod breach_release;
 mod broadcasts;
 mod cancel;

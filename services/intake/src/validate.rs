@@ -198,6 +198,7 @@ pub fn check(
             return Err(reject(E::InvalidArgument, format!("cancel_keys[{i}]"), why));
         }
     }
+    crate::attachments::check(&req)?;
     if !req.key_press_url.is_empty() {
         let url = &req.key_press_url;
         let scheme_ok = url.starts_with("https://") || url.starts_with("http://");

@@ -25,12 +25,12 @@ use herald_intake::validate::{self, DirectoryOrder, Limits};
 use herald_proto::{
     Message, subjects,
     v1::{
-        ActionDone, ActionItem, Audience, BreachRelease, BroadcastMessage, CancelBroadcast,
-        CancelRequest, CaseChannel, CaseDetails, CaseEvent, CaseEventKind, ClientReply,
-        CommunicationType, Confidentiality, ContactList, DirectoryRequest, ErrorCode, Feedback,
-        FeedbackUpdate, GroupList, InlineRecipient, Interaction, NotificationRequest, Priority,
-        Recipient, Rejected, Severity, StartBroadcast, UpdateBroadcast, broadcast_command::Command,
-        directory_request::Op, recipient::Target,
+        ActionDone, ActionItem, Attachment, Audience, BreachRelease, BroadcastMessage,
+        CancelBroadcast, CancelRequest, CaseChannel, CaseDetails, CaseEvent, CaseEventKind,
+        ClientReply, CommunicationType, Confidentiality, ContactList, DirectoryRequest, ErrorCode,
+        Feedback, FeedbackUpdate, GroupList, InlineRecipient, Interaction, Meeting, MeetingAnswer,
+        NotificationRequest, Priority, Recipient, Rejected, Severity, StartBroadcast,
+        UpdateBroadcast, broadcast_command::Command, directory_request::Op, recipient::Target,
     },
 };
 use proptest::{collection::vec, option, prelude::*, sample::select};
@@ -108,6 +108,7 @@ const NOTIFY_FIELDS: &[&str] = &[
     "language",
     "cancel_keys",
     "about_contact_id",
+    "attachments",
 ];
 const CASE_FIELDS: &[&str] = &[
     "event_id",
@@ -122,6 +123,8 @@ const CASE_FIELDS: &[&str] = &[
     "interaction",
     "action_done",
     "feedback_update",
+    "meeting",
+    "meeting_answer",
 ];
 const START_FIELDS: &[&str] = &[
     "broadcast_id",
@@ -477,6 +480,58 @@ fn notification_request() -> BoxedStrategy<NotificationRequest> {
                 key_press_url,
                 about_contact_id: about,
                 affected_contact_ids: Vec::new(),
+                attachments: Vec::new(),
+            },
+        )
+        .prop_flat_map(|req| (Just(req), mostly(Just(Vec::new()), vec(attachment(), 0..6))))
+        .prop_map(|(req, attachments)| NotificationRequest { attachments, ..req })
+        .boxed()
+}
+
+/// An attachment, usually a small calendar file, sometimes anything.
+fn attachment() -> BoxedStrategy<Attachment> {
+    (
+        mostly(Just("invite.ics".to_string()), text()),
+        mostly(
+            Just("text/calendar; method=REQUEST; charset=UTF-8".to_string()),
+            text(),
+        ),
+        mostly(
+            vec(any::<u8>(), 1..200),
+            prop_oneof![Just(Vec::new()), vec(any::<u8>(), 65_530..65_540)],
+        ),
+    )
+        .prop_map(|(filename, content_type, content)| Attachment {
+            filename,
+            content_type,
+            content,
+        })
+        .boxed()
+}
+
+/// A meeting, usually a plausible one.
+fn meeting() -> BoxedStrategy<Meeting> {
+    (
+        mostly(Just(String::new()), id()),
+        mostly("[A-Za-z ]{1,40}", prop_oneof![text(), long(195, 205)]),
+        mostly(vec("[a-z0-9-]{1,10}", 1..3), vec(text(), 0..52)),
+        mostly(option::of(timestamp()), option::of(timestamp_in_the_past())),
+        mostly(15..120u32, any::<u32>()),
+        mostly(Just(String::new()), prop_oneof![text(), long(495, 505)]),
+        mostly(
+            Just(String::new()),
+            prop_oneof![Just("https://meet.example/x".to_string()), text()],
+        ),
+    )
+        .prop_map(
+            |(meeting_id, title, attendees, at, duration_minutes, location, video_link)| Meeting {
+                meeting_id,
+                title,
+                attendees,
+                at,
+                duration_minutes,
+                location,
+                video_link,
             },
         )
         .boxed()
@@ -587,7 +642,7 @@ fn interaction() -> BoxedStrategy<Interaction> {
 /// A case event, usually with the details, feedback or interaction its
 /// kind carries.
 fn case_event() -> BoxedStrategy<CaseEvent> {
-    mostly(1..=13i32, enum_value(14))
+    mostly(1..=17i32, enum_value(18))
         .prop_flat_map(|kind| {
             let details = if kind == CaseEventKind::Opened as i32 {
                 mostly(
@@ -651,6 +706,35 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                     )),
                 ),
                 (interaction, action_done, feedback_update),
+                (
+                    if (14..=16).contains(&kind) {
+                        mostly(meeting().prop_map(Some), Just(None))
+                    } else {
+                        mostly(Just(None), option::of(meeting()))
+                    },
+                    mostly(
+                        if kind == CaseEventKind::MeetingAnswered as i32 {
+                            ("[a-z0-9-]{1,10}", "[a-z0-9-]{1,10}", any::<bool>())
+                                .prop_map(|(meeting_id, contact_id, accepted)| {
+                                    Some(MeetingAnswer {
+                                        meeting_id,
+                                        contact_id,
+                                        accepted,
+                                    })
+                                })
+                                .boxed()
+                        } else {
+                            Just(None).boxed()
+                        },
+                        option::of((text(), text(), any::<bool>()).prop_map(
+                            |(meeting_id, contact_id, accepted)| MeetingAnswer {
+                                meeting_id,
+                                contact_id,
+                                accepted,
+                            },
+                        )),
+                    ),
+                ),
             )
         })
         .prop_map(
@@ -665,6 +749,7 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                 reason,
                 reply,
                 (interaction, action_done, feedback_update),
+                (meeting, meeting_answer),
             )| {
                 CaseEvent {
                     event_id,
@@ -679,6 +764,8 @@ fn case_event() -> BoxedStrategy<CaseEvent> {
                     interaction,
                     action_done,
                     feedback_update,
+                    meeting,
+                    meeting_answer,
                 }
             },
         )

@@ -486,6 +486,13 @@ impl Router {
                 } else {
                     String::new()
                 },
+                // Files go with the email, and only with content: a
+                // content-free notice carries none of what was withheld.
+                attachments: if channel == Channel::Email && !withheld {
+                    req.attachments.clone()
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             })
             .collect())

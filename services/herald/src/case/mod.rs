@@ -280,7 +280,7 @@ fn priority(p: Option<&str>) -> Result<Priority, Failure> {
     }
 }
 
-fn kind_words(k: CaseEventKind) -> &'static str {
+pub(crate) fn kind_words(k: CaseEventKind) -> &'static str {
     match k {
         CaseEventKind::Opened => "opened",
         CaseEventKind::Acknowledged => "acknowledged",
@@ -295,12 +295,17 @@ fn kind_words(k: CaseEventKind) -> &'static str {
         CaseEventKind::InteractionLogged => "interaction logged",
         CaseEventKind::ActionDone => "action done",
         CaseEventKind::FeedbackUpdated => "feedback moved on",
+        CaseEventKind::MeetingScheduled => "meeting scheduled",
+        CaseEventKind::MeetingRescheduled => "meeting rescheduled",
+        CaseEventKind::MeetingCancelled => "meeting cancelled",
+        CaseEventKind::MeetingAnswered => "meeting answered",
         CaseEventKind::Unspecified => "event",
     }
 }
 
 pub mod feedback;
 mod log;
+pub mod meeting;
 mod show;
 
 use show::show;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Asks one service about the case. Outer error: not answering.
-async fn query<R: Message + Default>(
+pub(super) async fn query<R: Message + Default>(
     bus: &herald_runtime::bus::Bus,
     subject: &str,
     case_id: &str,

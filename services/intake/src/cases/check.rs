@@ -79,7 +79,7 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
             return Err(reject(
                 E::InvalidArgument,
                 "kind",
-                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied, interaction_logged, action_done, feedback_updated)",
+                "is required (opened, acknowledged, responded, updated, resolved, reopened, escalate_now, feedback_received, waiting_on_client, client_replied, interaction_logged, action_done, feedback_updated, meeting_scheduled, meeting_rescheduled, meeting_cancelled, meeting_answered)",
             ));
         }
         Ok(k) => k,
@@ -272,6 +272,11 @@ pub fn check(mut ev: CaseEvent, now: SystemTime) -> Result<CaseEvent, Rejected> 
         (_, None) => {}
     }
     super::interaction::check(kind, &mut ev)?;
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    super::meeting::check(kind, &mut ev, now_s)?;
     Ok(ev)
 }
 

@@ -21,8 +21,10 @@
 //! answer, no escalation notification of the case begun before the event
 //! reaches anyone, whatever the escalation service is doing.
 
+mod calendar;
 pub(crate) mod check;
 pub(crate) mod interaction;
+pub(crate) mod meeting;
 mod status;
 
 use std::time::{Duration, SystemTime};
@@ -147,6 +149,7 @@ impl Intake {
         // escalations, the responsible staff member is the first level and
         // an action's owner is reminded of it.
         let mut named: Vec<(String, String)> = interaction::named(&ev);
+        named.extend(meeting::named(&ev));
         if let Some(d) = &ev.details {
             if !d.client_contact_id.is_empty() {
                 named.push((
@@ -221,6 +224,19 @@ impl Intake {
                 // again once it makes sense (the case opened meanwhile).
                 let _ = self.dedupe.release_key(&scope).await;
                 return self.case_refused(r);
+            }
+            let now_ms = herald_runtime::clock::millis(now.into());
+            match self.cases.fit_meeting(&ev, now_ms).await {
+                Ok(Ok(())) => {}
+                Ok(Err(r)) => {
+                    let _ = self.dedupe.release_key(&scope).await;
+                    return self.case_refused(r);
+                }
+                Err(e) => {
+                    error!(error = %e, "meetings unreadable");
+                    let _ = self.dedupe.release_key(&scope).await;
+                    return self.case_refused(unavailable());
+                }
             }
         }
 
@@ -428,7 +444,11 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
             entry.attributes.insert("note".into(), u.note.clone());
         }
     }
-    let (said, mut entry) = interaction::document(ev, entry);
+    let (said, entry) = interaction::document(ev, entry);
+    if !said.is_empty() {
+        summary = said;
+    }
+    let (said, mut entry) = meeting::document(ev, entry);
     if !said.is_empty() {
         summary = said;
     }

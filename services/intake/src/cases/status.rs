@@ -104,7 +104,9 @@ pub(super) fn allowed(kind: CaseEventKind, status: Status, case_id: &str) -> Res
         | (K::FeedbackReceived, _)
         | (K::InteractionLogged, _)
         | (K::ActionDone, _)
-        | (K::FeedbackUpdated, _) => None,
+        | (K::FeedbackUpdated, _)
+        | (K::MeetingCancelled, _)
+        | (K::MeetingAnswered, _) => None,
         (_, Status::Resolved) => Some(format!(
             "case {case_id} is resolved; reopen it before sending {}",
             kind.name()

@@ -1,0 +1,369 @@
+//! `herald meeting` against a running Herald: an invitation arrives by
+//! email with an `.ics` that a standard iCalendar parser reads, in the
+//! attendee's time zone and language; a clash with the organiser's other
+//! meeting is refused; the signed links accept and decline; the reminder
+//! goes only to those who did not decline; a reschedule bumps SEQUENCE and
+//! a cancellation sends METHOD:CANCEL.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use herald_testkit::{
+    TestSystem,
+    cases::{client, fast_policies, staff},
+    cli::{Cli, stderr, stdout},
+    smtp::Mail,
+};
+
+/// The base the answer links are made with; the test sends them to the
+/// escalation service's real port instead.
+const PUBLIC: &str = "http://127.0.0.1:1/esc";
+
+const CLIENT: &str = "client-0@clients.example.org";
+const KIM: &str = "kim@staff.example.org";
+
+/// One property: its name, its parameters and its value.
+type Prop = (String, Vec<(String, String)>, String);
+
+/// The VEVENT of an attachment as a standard parser reads it: the
+/// calendar's METHOD, and each property of the event as (name, params, value).
+struct Parsed {
+    method: String,
+    event: Vec<Prop>,
+}
+
+impl Parsed {
+    fn of(mail: &Mail, filename: &str) -> Parsed {
+        let part = mail
+            .attachment(filename)
+            .unwrap_or_else(|| panic!("no {filename} in {}", mail.data));
+        assert!(
+            part.content_type.starts_with("text/calendar"),
+            "{}",
+            part.content_type
+        );
+        let text = String::from_utf8(part.body).unwrap_or_else(|e| panic!("{e}"));
+        let unfolded = icalendar::parser::unfold(&text);
+        let cal = icalendar::parser::read_calendar(&unfolded)
+            .unwrap_or_else(|e| panic!("not iCalendar: {e}\n{text}"));
+        let method = cal
+            .properties
+            .iter()
+            .find(|p| p.name.as_str() == "METHOD")
+            .map(|p| p.val.as_str().to_string())
+            .unwrap_or_default();
+        let event = cal
+            .components
+            .iter()
+            .find(|c| c.name.as_str() == "VEVENT")
+            .unwrap_or_else(|| panic!("no VEVENT in {text}"))
+            .properties
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str().to_string(),
+                    p.params
+                        .iter()
+                        .map(|a| {
+                            (
+                                a.key.as_str().to_string(),
+                                a.val
+                                    .as_ref()
+                                    .map(|v| v.as_str().to_string())
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect(),
+                    p.val.as_str().to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            content_type_method(&part.content_type) == method,
+            "{} against METHOD:{method}",
+            part.content_type
+        );
+        Parsed { method, event }
+    }
+
+    fn value(&self, name: &str) -> String {
+        self.event
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn param(&self, name: &str, param: &str) -> String {
+        self.event
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .and_then(|(_, ps, _)| ps.iter().find(|(k, _)| k == param))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name};{param}"))
+    }
+}
+
+fn content_type_method(ct: &str) -> String {
+    ct.split(';')
+        .filter_map(|p| p.trim().strip_prefix("method="))
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn link_after(body: &str, label: &str) -> String {
+    let at = body
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in {body}"));
+    body[at + label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut sys = TestSystem::start_with(|cfg| {
+        fast_policies(cfg, &path, Duration::from_secs(3600));
+        cfg.escalation.public_url = PUBLIC.into();
+    })
+    .await;
+    let mut people = staff();
+    let mut paris = client(0);
+    paris.time_zone = "Europe/Paris".into();
+    paris.language = "fr".into();
+    people.push(paris);
+    sys.add_contacts(&people).await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let open = herald.run(&[
+        "case",
+        "open",
+        "CASE-M",
+        "--client",
+        "client-0",
+        "--channel",
+        "support_ticket",
+        "--team",
+        "support",
+        "--staff",
+        "fl-sam",
+    ]);
+    assert!(open.status.success(), "{}", stderr(&open));
+
+    // Starts in 25 s (whole seconds, as the file says them); the 15 s
+    // reminder comes 10 s from now.
+    let now = Utc::now();
+    let start = DateTime::from_timestamp(now.timestamp() + 25, 0).unwrap();
+    let at = start.to_rfc3339();
+    let schedule = |id: &str, at: &str| {
+        herald.run(&[
+            "meeting",
+            "schedule",
+            "CASE-M",
+            "--with",
+            "client-0,tl-kim",
+            "--title",
+            "Support plan review",
+            "--by",
+            "fl-sam",
+            "--at",
+            at,
+            "--duration",
+            "30m",
+            "--location",
+            "Room 4, first floor",
+            "--id",
+            id,
+        ])
+    };
+    let bad = herald.run(&[
+        "meeting",
+        "schedule",
+        "CASE-M",
+        "--with",
+        "nobody",
+        "--title",
+        "x",
+        "--by",
+        "fl-sam",
+        "--at",
+        &at,
+        "--duration",
+        "30m",
+    ]);
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("meeting.attendees[0]"),
+        "{}",
+        stderr(&bad)
+    );
+    let made = schedule("mtg-1", &at);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(
+        stdout(&made).contains("meeting scheduled"),
+        "{}",
+        stdout(&made)
+    );
+
+    // The same organiser cannot be in two meetings at once.
+    let overlapping = (start + TimeDelta::minutes(15)).to_rfc3339();
+    let clash = schedule("mtg-2", &overlapping);
+    assert_eq!(clash.status.code(), Some(3), "{}", stderr(&clash));
+    assert!(
+        stderr(&clash).contains("meeting.at") && stderr(&clash).contains("mtg-1"),
+        "{}",
+        stderr(&clash)
+    );
+
+    // The client's invitation: in French, the time in Paris, an .ics a
+    // standard parser reads, with the meeting in their zone.
+    let invite = sys
+        .smtp
+        .wait_for_mail_to(CLIENT, "Support plan review", Duration::from_secs(20))
+        .await;
+    let body = invite.body();
+    assert!(body.contains("vous invite"), "{body}");
+    let paris_time = start
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .format("%H:%M")
+        .to_string();
+    assert!(body.contains(&paris_time), "{paris_time} in {body}");
+    let ics = Parsed::of(&invite, "invite.ics");
+    assert_eq!(ics.method, "REQUEST");
+    assert_eq!(ics.value("SEQUENCE"), "0");
+    let uid = ics.value("UID");
+    assert_eq!(ics.param("DTSTART", "TZID"), "Europe/Paris");
+    assert_eq!(
+        ics.value("DTSTART"),
+        start
+            .with_timezone(&chrono_tz::Europe::Paris)
+            .format("%Y%m%dT%H%M%S")
+            .to_string()
+    );
+    assert_eq!(
+        ics.value("LOCATION"),
+        "Room 4, first floor",
+        "unescaped by the parser"
+    );
+    assert_eq!(ics.param("ATTENDEE", "PARTSTAT"), "NEEDS-ACTION");
+    assert!(ics.value("ORGANIZER").contains("sam@staff.example.org"));
+
+    // Kim declines, the client accepts, each by their own link.
+    let kims = sys
+        .smtp
+        .wait_for_mail_to(KIM, "Support plan review", Duration::from_secs(20))
+        .await;
+    let local =
+        |link: String| link.replace(PUBLIC, &format!("http://{}", sys.http_addr("escalation")));
+    let decline = local(link_after(&kims.body(), "Decline: "));
+    let accept = local(link_after(&body, "Accepter : "));
+    let http = reqwest::Client::new();
+    let forged = http
+        .post(decline.replace("c=tl-kim", "c=client-0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let page = http.get(&decline).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<form method=\"post\">")
+    );
+    for link in [&decline, &accept] {
+        let answered = http.post(link).send().await.unwrap();
+        assert_eq!(answered.status(), 200, "{}", answered.text().await.unwrap());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = stdout(&herald.run(&["meeting", "list", "CASE-M"]));
+        if list.contains("client-0: accepted") && list.contains("tl-kim: declined") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answers not kept: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The reminder reaches the client, who accepted, and not Kim, who
+    // declined.
+    let reminder = sys
+        .smtp
+        .wait_for_mail_to(CLIENT, "Rappel", Duration::from_secs(20))
+        .await;
+    assert!(reminder.body().contains("Room 4"), "{}", reminder.body());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        sys.smtp.mails_to(KIM, "Reminder").is_empty(),
+        "someone who declined was reminded"
+    );
+
+    // Moved: the same UID, SEQUENCE 1, everyone asked again.
+    let later = (start + TimeDelta::hours(2)).to_rfc3339();
+    let moved = herald.run(&["meeting", "reschedule", "CASE-M", "mtg-1", "--at", &later]);
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    let update = sys
+        .smtp
+        .wait_for_mail_to(CLIENT, "Modifié", Duration::from_secs(20))
+        .await;
+    let ics = Parsed::of(&update, "invite.ics");
+    assert_eq!(
+        (ics.method.as_str(), ics.value("SEQUENCE").as_str()),
+        ("REQUEST", "1")
+    );
+    assert_eq!(ics.value("UID"), uid);
+    // The slot it left is free again.
+    let freed = schedule("mtg-3", &at);
+    assert!(freed.status.success(), "{}", stderr(&freed));
+
+    // Cancelled: METHOD:CANCEL, STATUS:CANCELLED, SEQUENCE 2.
+    let off = herald.run(&[
+        "meeting",
+        "cancel",
+        "CASE-M",
+        "mtg-1",
+        "--reason",
+        "no longer needed",
+    ]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let cancel = sys
+        .smtp
+        .wait_for_mail_to(KIM, "Cancelled", Duration::from_secs(20))
+        .await;
+    let ics = Parsed::of(&cancel, "cancel.ics");
+    assert_eq!(ics.method, "CANCEL");
+    assert_eq!(ics.value("STATUS"), "CANCELLED");
+    assert_eq!(ics.value("SEQUENCE"), "2");
+    assert_eq!(ics.value("UID"), uid);
+    let again = herald.run(&["meeting", "reschedule", "CASE-M", "mtg-1", "--at", &later]);
+    assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("meeting.meeting_id"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Everything is in the case's trail.
+    let trail = stdout(&herald.run(&["trail", "CASE-M", "--case"]));
+    for said in [
+        "meeting mtg-1 scheduled by fl-sam",
+        "meeting mtg-1: tl-kim declined",
+        "meeting mtg-1: client-0 accepted",
+        "meeting mtg-1: reminder sent to client-0, 15s before it starts",
+        "meeting mtg-1 rescheduled",
+        "meeting mtg-1 cancelled",
+        "meeting mtg-1: cancellation sent to tl-kim",
+    ] {
+        assert!(trail.contains(said), "{said:?} not in\n{trail}");
+    }
+}
