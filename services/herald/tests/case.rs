@@ -10,9 +10,10 @@ use herald_testkit::{
     cli::{Cli, stderr, stdout},
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
+/// A system with sla and escalation on the fast policies (levels 30 s
+/// apart), the staff and one client in the directory, and the command line.
+async fn cases_system() -> (TestSystem, Cli, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let path = dir.path().to_path_buf();
     let mut sys =
         TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(30))).await;
@@ -22,6 +23,12 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
     sys.start_sla().await;
     sys.start_escalation().await;
     let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    (sys, herald, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line() {
+    let (sys, herald, _dir) = cases_system().await;
 
     // A ticket: an hour to acknowledge on the fast policies.
     let open = herald.run(&[
@@ -120,16 +127,7 @@ async fn cases_are_opened_shown_escalated_and_acknowledged_from_the_command_line
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_logged_from_the_command_line_is_in_the_trail_and_its_action_reminds_its_owner() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let mut sys =
-        TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(30))).await;
-    let mut people = staff();
-    people.push(client(0));
-    sys.add_contacts(&people).await;
-    sys.start_sla().await;
-    sys.start_escalation().await;
-    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let (sys, herald, _dir) = cases_system().await;
     let open = herald.run(&[
         "case",
         "open",
@@ -302,16 +300,7 @@ async fn a_call_logged_from_the_command_line_is_in_the_trail_and_its_action_remi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_reaches_its_department_and_the_client_hears_each_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let mut sys =
-        TestSystem::start_with(|cfg| fast_policies(cfg, &path, Duration::from_secs(30))).await;
-    let mut people = staff();
-    people.push(client(0));
-    sys.add_contacts(&people).await;
-    sys.start_sla().await;
-    sys.start_escalation().await;
-    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let (sys, herald, _dir) = cases_system().await;
     let wait = Duration::from_secs(20);
     let ok = |args: &[&str]| {
         let out = herald.run(args);
