@@ -82,6 +82,8 @@ export HERALD_INTAKE_GRPC_ADDR="127.0.0.1:$(free_port 50051)"
 export HERALD_INTAKE_HTTP_ADDR="127.0.0.1:$(free_port 19101)"
 # The HTTP/JSON API on a listener of its own, apart from health and metrics.
 export HERALD_INTAKE_PUBLIC_ADDR="127.0.0.1:$(free_port 18080)"
+# Where the approve and deny links of approval rules lead, if any are set.
+export HERALD_APPROVALS_PUBLIC_URL="http://$HERALD_INTAKE_PUBLIC_ADDR"
 export HERALD_ROUTER_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_INTAKE_HTTP_ADDR##*:} + 1 )))"
 export HERALD_DELIVERY_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_ROUTER_HTTP_ADDR##*:} + 1 )))"
 export HERALD_SLA_HTTP_ADDR="127.0.0.1:$(free_port $(( ${HERALD_DELIVERY_HTTP_ADDR##*:} + 1 )))"
