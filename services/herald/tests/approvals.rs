@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use herald_config::{ApprovalRule, Config};
+use herald_proto::Message;
 use herald_proto::v1::{
     AuditRecord, AuditStep, CommunicationType, NotificationRequest, intake_reply,
 };
@@ -304,6 +305,25 @@ async fn a_held_first_contact_survives_a_restart_of_intake_and_goes_once() {
 
     sys.stop("intake").await;
     sys.start_intake().await;
+    // A caller retries until the restarted intake answers: its request
+    // subjects may reach the server a moment after it reports ready.
+    let probe = NotificationRequest::default().encode_to_vec();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sys
+        .publisher
+        .request(
+            herald_proto::subjects::from_caller(herald_proto::subjects::INTAKE_NOTIFY, "publisher"),
+            probe.clone().into(),
+        )
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "intake never answered after its restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The retried request finds its hold: still one approval, still held.
     let (again, _) = submit(
         &sys,
