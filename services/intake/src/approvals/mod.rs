@@ -183,13 +183,23 @@ impl Approvals {
         };
         let mut approvers = BTreeSet::new();
         let mut names = BTreeSet::new();
+        // The approvers the rules name, looked up in one round trip: only
+        // those the directory knows can be asked.
+        let named: Vec<String> = first
+            .iter()
+            .flat_map(|(_, _, r)| r.approvers.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let known = self.directory.get_many(&named).await?;
+        approvers.extend(
+            named
+                .into_iter()
+                .zip(known)
+                .filter_map(|(id, c)| c.map(|_| id)),
+        );
         for (_, _, rule) in &first {
             names.insert(rule.name.clone());
-            for id in &rule.approvers {
-                if self.directory.get(id).await?.is_some() {
-                    approvers.insert(id.clone());
-                }
-            }
             if let Some(role) = &rule.approver_role {
                 let all = self.directory.in_group(MemberOf::Role, role).await?;
                 let team = staff.as_ref().and_then(|s| s.team.clone());
