@@ -63,10 +63,12 @@ pub fn config(smtp: &SmtpSink, http: &HttpSink, outbox: &std::path::Path) -> Con
         SystemKeys {
             system: GRPC_CLIENT.into(),
             key_sha256: vec![herald_directory::credentials::sha256_hex(GRPC_KEY)],
+            ..Default::default()
         },
         SystemKeys {
             system: crate::servers::PUBLISHER.into(),
             key_sha256: vec![herald_directory::credentials::sha256_hex(PUBLISHER_API_KEY)],
+            ..Default::default()
         },
     ];
     cfg

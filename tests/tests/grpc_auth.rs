@@ -164,6 +164,7 @@ async fn while_a_key_is_rotated_the_old_and_the_new_both_work() {
         cfg.intake.api_keys.push(herald_config::SystemKeys {
             system: "billing".into(),
             key_sha256: vec![sha256_hex(BILLING_KEY)],
+            ..Default::default()
         });
     })
     .await;

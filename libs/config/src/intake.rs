@@ -47,10 +47,16 @@ pub struct IntakeConfig {
 /// One calling system and the SHA-256 (lower-case hex) of each key it may
 /// present. Its name is what the audit trail records as the caller, so it
 /// follows the same rules as a NATS identity's.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SystemKeys {
     pub system: String,
     pub key_sha256: Vec<String>,
+    /// Whether the system may also query the whole trail by client, staff
+    /// member or case (`GET /v1/trail`): a CRM or records system exporting
+    /// SOP 001 §4.1's interaction records. Without it a system reads only
+    /// the trails of the notifications it submitted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_trail: bool,
 }
 
 impl Default for IntakeConfig {
@@ -177,6 +183,7 @@ mod tests {
         SystemKeys {
             system: system.into(),
             key_sha256: hashes.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
         }
     }
 

@@ -21,6 +21,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod trail_export;
 
 /// Installs the process-wide TLS crypto provider (rustls with ring) that
 /// reqwest and lettre use. Safe to call more than once.

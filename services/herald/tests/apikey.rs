@@ -52,6 +52,7 @@ async fn a_created_key_admits_its_system_once_its_hash_is_configured() {
         cfg.intake.api_keys.push(SystemKeys {
             system: "crm".into(),
             key_sha256: vec![hash],
+            ..Default::default()
         })
     })
     .await;
@@ -129,6 +130,7 @@ async fn herald_send_reaches_a_tls_only_grpc_port_when_given_its_ca() {
         cfg.intake.api_keys.push(SystemKeys {
             system: "crm".into(),
             key_sha256: vec![sha256_hex(key)],
+            ..Default::default()
         });
         cfg.intake.grpc_tls_cert_file = Some(cert);
         cfg.intake.grpc_tls_key_file = Some(tls_key);

@@ -1,7 +1,8 @@
 //! `herald trail` by client, staff, span and kind, against a running
 //! Herald: every record of a client (theirs, and their cases' records that
 //! name nobody), of a staff member, of one kind, and none of anyone else's;
-//! the CSV export read back with a CSV parser.
+//! the CSV export read back with a CSV parser; and the same query over
+//! intake's HTTP API for a system whose key may read the trail.
 
 use std::time::Duration;
 
@@ -10,7 +11,11 @@ use herald_testkit::{
     TestSystem,
     cli::{Cli, stderr, stdout},
     fixtures::{contact, inquiry},
+    system::PUBLISHER_API_KEY,
 };
+
+/// A records system's key that may read the whole trail.
+const RECORDS_KEY: &str = "records-system-trail-key-5d21";
 
 fn for_staff(mut req: NotificationRequest, staff: &str) -> NotificationRequest {
     req.responsible_staff = staff.into();
@@ -27,7 +32,14 @@ fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_and_a_staff_members_trail_hold_theirs_and_nobody_elses() {
-    let sys = TestSystem::start().await;
+    let sys = TestSystem::start_with(|cfg| {
+        cfg.intake.api_keys.push(herald_config::SystemKeys {
+            system: "records".into(),
+            key_sha256: vec![herald_directory::credentials::sha256_hex(RECORDS_KEY)],
+            read_trail: true,
+        });
+    })
+    .await;
     sys.add_contacts(&[
         contact("alice", Some("alice@example.org"), None, "email"),
         contact("bob", Some("bob@example.org"), None, "email"),
@@ -160,4 +172,63 @@ async fn a_clients_and_a_staff_members_trail_hold_theirs_and_nobody_elses() {
     let attributes: serde_json::Value =
         serde_json::from_str(&call[10]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(attributes["interaction"], "call");
+
+    // Over HTTP, a system whose key may read the trail gets the same
+    // records as JSON and as the same CSV; other systems are refused.
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/trail", sys.http_addr("intake"));
+    // Every value here is plain text that needs no escaping.
+    let get = |key: &str, query: &[(&str, &str)]| {
+        let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        http.get(format!("{url}?{}", query.join("&")))
+            .bearer_auth(key)
+            .send()
+    };
+    let json: serde_json::Value = get(RECORDS_KEY, &[("client", "alice")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let records = json["records"].as_array().cloned().unwrap_or_default();
+    assert_eq!(records.len(), alice.len(), "{json:#}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["notificationId"] != to_bob.as_str()),
+        "{json:#}"
+    );
+    let calls = get(
+        RECORDS_KEY,
+        &[("client", "alice"), ("type", "call"), ("format", "csv")],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(calls.status(), reqwest::StatusCode::OK);
+    assert!(
+        calls.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/csv")
+    );
+    let body = calls.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = csv::Reader::from_reader(body.as_ref());
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(rows.len(), 1, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(&rows[0][5], "CASE-A");
+    let not_theirs = get(PUBLISHER_API_KEY, &[("client", "alice")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(not_theirs.status(), reqwest::StatusCode::FORBIDDEN);
+    let problem: serde_json::Value =
+        get(RECORDS_KEY, &[("client", "alice"), ("since", "yesterday")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(problem["field"], "since", "{problem:#}");
 }

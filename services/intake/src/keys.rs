@@ -16,10 +16,14 @@ pub(crate) const NOT_BEARER: &str =
     "the `authorization` value must read `Bearer <key>`, with the calling system's API key";
 pub(crate) const UNKNOWN_KEY: &str = "the API key is not one of intake.api_keys; send `authorization: Bearer <key>` with a current key of the calling system";
 
+pub(crate) const NO_TRAIL: &str = "this system's API key does not allow reading the trail by client, staff or case: an operator sets `read_trail = true` on its entry in intake.api_keys (`herald apikey create --system <name> --read-trail`)";
+
 /// The configured keys: each one's SHA-256 with the system it belongs to.
 #[derive(Clone)]
 pub(crate) struct ApiKeys {
     keys: Arc<[(String, String)]>,
+    /// The systems that may read the whole trail.
+    trail_readers: Arc<[String]>,
 }
 
 impl ApiKeys {
@@ -29,7 +33,21 @@ impl ApiKeys {
             .iter()
             .flat_map(|s| s.key_sha256.iter().map(|h| (s.system.clone(), h.clone())))
             .collect();
-        ApiKeys { keys }
+        let trail_readers = cfg
+            .api_keys
+            .iter()
+            .filter(|s| s.read_trail)
+            .map(|s| s.system.clone())
+            .collect();
+        ApiKeys {
+            keys,
+            trail_readers,
+        }
+    }
+
+    /// Whether `system` may query the trail by client, staff or case.
+    pub(crate) fn reads_trail(&self, system: &str) -> bool {
+        self.trail_readers.iter().any(|s| s == system)
     }
 
     /// The system whose key the `authorization` value (absent: `None`)
@@ -75,6 +93,7 @@ pub(crate) mod tests {
                 .map(|(system, keys)| SystemKeys {
                     system: system.to_string(),
                     key_sha256: keys.iter().map(|k| sha256_hex(k)).collect(),
+                    ..Default::default()
                 })
                 .collect(),
             ..IntakeConfig::default()

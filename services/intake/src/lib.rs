@@ -72,6 +72,8 @@ pub(crate) struct Intake {
     integrations: integrations::Integrations,
     /// First contacts held for approval.
     approvals: approvals::Approvals,
+    /// The trail by client and staff.
+    trail: trail::TrailIndex,
 }
 
 /// A started intake: its gRPC listener beside what every service has.
@@ -155,6 +157,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metrics,
         bus,
         broadcasts: desk.clone(),
+        trail: trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention),
     };
 
     service.public_routes(
@@ -247,7 +250,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .await?;
     // The trail by client and staff: an index of the audit stream, and the
     // operators' queries over it.
-    let index = trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention);
+    let index = intake.trail.clone();
     {
         let index = index.clone();
         service.consume_batches(

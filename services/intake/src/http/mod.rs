@@ -9,6 +9,9 @@
 //! - `GET /v1/notifications/{notification_id}/trail`: the audit trail of a
 //!   notification the calling system submitted (another system's is not
 //!   found, as an unknown id is).
+//! - `GET /v1/trail?client=…&staff=…&case=…&since=…&until=…&type=…`: the
+//!   trail of a client, a staff member or a case over a span, as JSON or
+//!   CSV, for a system whose key has `read_trail` ([`trail`]).
 //! - `POST /v1/integrations/alertmanager/{integration}` and
 //!   `POST /v2/enqueue`: Alertmanager's webhook and PagerDuty's Events API
 //!   v2, each with its integration's key (see [`crate::integrations`]).
@@ -30,6 +33,7 @@ mod json;
 mod openapi;
 mod problem;
 mod routes;
+mod trail;
 
 use std::sync::Arc;
 
@@ -98,6 +102,7 @@ pub(crate) fn routes(intake: Intake, cfg: &IntakeConfig) -> anyhow::Result<Route
             Operation::SubmitCaseEvent => on(filter, submit_case_event),
             Operation::Cancel => on(filter, cancel),
             Operation::NotificationTrail => on(filter, trail),
+            Operation::Trail => on(filter, trail::query),
             Operation::Alertmanager => on(filter, integrations::alertmanager),
             Operation::PagerDuty => on(filter, integrations::enqueue),
             Operation::CapBroadcast => on(filter, broadcasts::submit),

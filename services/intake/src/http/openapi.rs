@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     json::Schema,
-    routes::{Body, ROUTES, Security},
+    routes::{Body, Operation, ROUTES, Security},
 };
 
 /// Messages the JSON mapping writes as a plain string, not an object.
@@ -50,9 +50,16 @@ pub(crate) fn document(schema: &Schema) -> Value {
                     json!({"$ref": "#/components/schemas/Problem"}),
                 ),
             };
+            let mut content = json!({media: {"schema": schema_ref}});
+            if r.operation == Operation::Trail && *status == 200 {
+                content["text/csv"] = json!({"schema": {
+                    "type": "string",
+                    "description": format!("with format=csv or Accept: text/csv; the header row is {}", herald_runtime::trail_export::HEADER),
+                }});
+            }
             responses.insert(
                 status.to_string(),
-                json!({"description": what, "content": {media: {"schema": schema_ref}}}),
+                json!({"description": what, "content": content}),
             );
         }
         let mut op = json!({
@@ -65,6 +72,9 @@ pub(crate) fn document(schema: &Schema) -> Value {
                 json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
             })
             .collect();
+        parameters.extend(r.query.iter().map(|(name, what)| {
+            json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}})
+        }));
         if r.idempotency_header {
             parameters.push(json!({
                 "name": "Idempotency-Key",

@@ -27,6 +27,8 @@ pub(crate) struct Route {
     /// holds (`None`: problem details).
     pub(crate) answers: &'static [(u16, &'static str, Option<Body>)],
     pub(crate) idempotency_header: bool,
+    /// The query string's parameters, each with what it holds.
+    pub(crate) query: &'static [(&'static str, &'static str)],
     pub(crate) security: Security,
 }
 
@@ -59,6 +61,7 @@ pub(crate) enum Operation {
     SubmitCaseEvent,
     Cancel,
     NotificationTrail,
+    Trail,
     Alertmanager,
     PagerDuty,
     CapBroadcast,
@@ -73,6 +76,7 @@ impl Operation {
             Operation::SubmitCaseEvent => "submitCaseEvent",
             Operation::Cancel => "cancel",
             Operation::NotificationTrail => "notificationTrail",
+            Operation::Trail => "trail",
             Operation::Alertmanager => "alertmanagerWebhook",
             Operation::PagerDuty => "pagerDutyEnqueue",
             Operation::CapBroadcast => "capBroadcast",
@@ -127,6 +131,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: true,
+        query: &[],
         security: Security::ApiKey,
     },
     Route {
@@ -155,6 +160,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: true,
+        query: &[],
         security: Security::ApiKey,
     },
     Route {
@@ -176,6 +182,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
+        query: &[],
         security: Security::ApiKey,
     },
     Route {
@@ -196,6 +203,41 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
+        query: &[],
+        security: Security::ApiKey,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/trail",
+        operation: Operation::Trail,
+        summary: "The trail of a client, a staff member or a case over a span (SOP 001 §4.1's interaction records), as JSON or CSV; for a system whose API key has `read_trail`",
+        request: None,
+        answers: &[
+            (
+                200,
+                "the records, oldest first; a `Herald-Truncated: true` header when more matched than `limit`",
+                Some(Body::Proto("herald.v1.TrailRecords")),
+            ),
+            (
+                400,
+                "a parameter is invalid or none of client, staff and case is given; `field` names it",
+                None,
+            ),
+            UNAUTHORIZED,
+            (
+                403,
+                "the API key may not read the trail (`read_trail`)",
+                None,
+            ),
+            (
+                429,
+                "too many trails are being read at once; retry after `Retry-After` seconds",
+                None,
+            ),
+            UNAVAILABLE,
+        ],
+        idempotency_header: false,
+        query: super::trail::PARAMETERS,
         security: Security::ApiKey,
     },
     Route {
@@ -222,6 +264,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
+        query: &[],
         security: Security::IntegrationKey,
     },
     Route {
@@ -249,6 +292,7 @@ pub(crate) const ROUTES: &[Route] = &[
             ),
         ],
         idempotency_header: false,
+        query: &[],
         security: Security::RoutingKey,
     },
     Route {
@@ -285,6 +329,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
+        query: &[],
         security: Security::Coordinator,
     },
     Route {
@@ -304,6 +349,7 @@ pub(crate) const ROUTES: &[Route] = &[
             UNAVAILABLE,
         ],
         idempotency_header: false,
+        query: &[],
         security: Security::Coordinator,
     },
     Route {
@@ -314,6 +360,7 @@ pub(crate) const ROUTES: &[Route] = &[
         request: None,
         answers: &[(200, "the OpenAPI 3.1 document", None)],
         idempotency_header: false,
+        query: &[],
         security: Security::Open,
     },
 ];

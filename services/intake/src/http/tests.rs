@@ -47,6 +47,7 @@ fn the_document_lists_exactly_the_routes_the_router_is_built_from() {
         ("POST", "/v1/cases/{case_id}/events"),
         ("POST", "/v1/cancel"),
         ("GET", "/v1/notifications/{notification_id}/trail"),
+        ("GET", "/v1/trail"),
         ("POST", "/v1/integrations/alertmanager/{integration}"),
         ("POST", "/v2/enqueue"),
         ("POST", "/v1/broadcasts/cap"),

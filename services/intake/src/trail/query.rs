@@ -106,13 +106,7 @@ impl TrailIndex {
                 "",
                 format!("not a herald.v1.TrailQuery: {e}"),
             )),
-            Ok(q) => match check(q) {
-                Err(r) => Err(r),
-                Ok(asked) => self.find(bus, &asked).await.map_err(|e| {
-                    error!(error = %e, "trail query failed");
-                    unavailable()
-                }),
-            },
+            Ok(q) => self.query(bus, q).await,
         };
         TrailReply {
             result: Some(match result {
@@ -120,6 +114,16 @@ impl TrailIndex {
                 Err(r) => trail_reply::Result::Rejected(r),
             }),
         }
+    }
+
+    /// The records `q` asks for, or why it is refused (each refusal naming
+    /// the query's field).
+    pub async fn query(&self, bus: &Bus, q: TrailQuery) -> Result<TrailRecords, Rejected> {
+        let asked = check(q)?;
+        self.find(bus, &asked).await.map_err(|e| {
+            error!(error = %e, "trail query failed");
+            unavailable()
+        })
     }
 
     async fn find(&self, bus: &Bus, q: &Asked) -> anyhow::Result<TrailRecords> {
