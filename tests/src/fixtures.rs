@@ -34,6 +34,7 @@ pub fn contact(id: &str, email: Option<&str>, phone: Option<&str>, preferred: &s
         organisation: Some("acme".into()),
         role: None,
         team: None,
+        interprets: Vec::new(),
     }
 }
 

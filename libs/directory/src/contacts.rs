@@ -23,6 +23,9 @@ pub use crate::safeguards::{
 };
 use crate::{records::JsonRecords, validate};
 
+/// The role of the people meetings take interpreters from.
+pub const INTERPRETER: &str = "interpreter";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
@@ -70,6 +73,12 @@ pub struct Contact {
     /// team.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// An interpreter (`role: interpreter`): the languages they interpret
+    /// between, any two of them (SOP 004, translation and interpretation
+    /// services). A meeting whose attendees speak another language than
+    /// its organiser may ask for one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interprets: Vec<String>,
 }
 
 /// Channels the person agreed to be contacted on.
@@ -103,7 +112,22 @@ impl Consent {
     }
 }
 
+/// A language tag's primary subtag, lower-cased: `fr-CA` is `fr`.
+pub fn primary_language(tag: &str) -> String {
+    tag.split('-').next().unwrap_or(tag).to_ascii_lowercase()
+}
+
 impl Contact {
+    /// Whether this interpreter interprets between `a` and `b` (language
+    /// tags, compared by their primary subtag).
+    pub fn interprets_between(&self, a: &str, b: &str) -> bool {
+        let speaks = |l: &str| {
+            let l = primary_language(l);
+            self.interprets.iter().any(|x| primary_language(x) == l)
+        };
+        self.role.as_deref() == Some(INTERPRETER) && speaks(a) && speaks(b)
+    }
+
     /// The address this contact has for a channel, if any.
     pub fn address(&self, channel: Channel) -> Option<&str> {
         match channel {
@@ -161,6 +185,25 @@ impl Contact {
             out.push(("time_zone".into(), why));
         }
         out.extend(self.safeguard_problems());
+        if !self.interprets.is_empty() {
+            if self.role.as_deref() != Some(INTERPRETER) {
+                out.push((
+                    "interprets".into(),
+                    format!("is for interpreters: give the contact `role: {INTERPRETER}` too"),
+                ));
+            }
+            if self.interprets.len() < 2 {
+                out.push((
+                    "interprets".into(),
+                    "must name at least two languages, the ones interpreted between".into(),
+                ));
+            }
+            for (i, l) in self.interprets.iter().enumerate() {
+                if let Err(why) = validate::language(l) {
+                    out.push((format!("interprets[{i}]"), why));
+                }
+            }
+        }
         for (field, value) in [("role", &self.role), ("team", &self.team)] {
             if let Some(v) = value
                 && !herald_proto::subjects::is_subject_token(v)
@@ -455,6 +498,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parse_file(&y).unwrap()[0].preferred(), Some(Channel::Sms));
+    }
+
+    #[test]
+    fn an_interpreter_names_the_languages_they_interpret_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "- { id: i1, name: I, email: i@example.org, role: interpreter, interprets: [fr, en-GB] }\n\
+             - { id: i2, name: J, email: j@example.org, interprets: [fr, en] }\n\
+             - { id: i3, name: K, email: k@example.org, role: interpreter, interprets: [fr] }\n\
+             - { id: i4, name: L, email: l@example.org, role: interpreter, interprets: [fr, '??'] }\n",
+        )
+        .unwrap();
+        let err = parse_file(&f).unwrap_err().to_string();
+        assert!(!err.contains("(i1)"), "{err}");
+        assert!(
+            err.contains("(i2): interprets is for interpreters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(i3): interprets must name at least two"),
+            "{err}"
+        );
+        assert!(err.contains("(i4): interprets[1]"), "{err}");
+        let i1: Contact = serde_saphyr::from_str(
+            "{ id: i1, name: I, role: interpreter, interprets: [fr, en-GB] }",
+        )
+        .unwrap();
+        assert!(i1.interprets_between("en", "fr-CA"));
+        assert!(!i1.interprets_between("en", "ar"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ impl From<&Contact> for v1::Contact {
             organisation: c.organisation.clone(),
             role: c.role.clone(),
             team: c.team.clone(),
+            interprets: c.interprets.clone(),
         }
     }
 }
@@ -71,6 +72,7 @@ impl From<v1::Contact> for Contact {
             organisation: c.organisation,
             role: c.role,
             team: c.team,
+            interprets: c.interprets,
         }
     }
 }

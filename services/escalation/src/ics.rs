@@ -213,6 +213,7 @@ mod tests {
                 answer: Answer::NeedsAction,
                 reminded: 0,
                 answers: 0,
+                interpreter: false,
             }],
             // 2026-12-10 09:00 UTC: 10:00 in Paris (CET).
             start_ms: 1_796_893_200_000,

@@ -175,7 +175,8 @@ impl Escalator {
                 .unwrap_or_default();
             let (accept, decline) = self.answer_links(case_id, m, &a.contact);
             let description = format!(
-                "{} ({}). Accept: {accept} Decline: {decline}",
+                "{}{} ({}). Accept: {accept} Decline: {decline}",
+                if a.interpreter { "Interpreting: " } else { "" },
                 m.title,
                 st.reference(case_id)
             );
@@ -204,6 +205,7 @@ impl Escalator {
             if !cancel {
                 params.insert("where".into(), place(m));
                 params.insert("updated".into(), (m.sequence > 0).to_string());
+                params.insert("interpreting".into(), a.interpreter.to_string());
                 params.insert("accept_link".into(), accept);
                 params.insert("decline_link".into(), decline);
             }

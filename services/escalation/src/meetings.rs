@@ -59,6 +59,9 @@ pub struct Attendee {
     /// Answers they gave, so each new one is a new event.
     #[serde(default)]
     pub answers: u32,
+    /// Invited to interpret (SOP 004), not as a party to the matter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interpreter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,11 +157,14 @@ pub fn apply(
                 attendees: new
                     .attendees
                     .iter()
-                    .map(|c| Attendee {
+                    .map(|c| (c, false))
+                    .chain(new.interpreters.iter().map(|c| (c, true)))
+                    .map(|(c, interpreter)| Attendee {
                         contact: c.clone(),
                         answer: Answer::NeedsAction,
                         reminded: 0,
                         answers: 0,
+                        interpreter,
                     })
                     .collect(),
                 start_ms,
@@ -329,6 +335,36 @@ mod tests {
         assert_eq!(next_due(&all, &reminders()), None);
         assert_eq!(all[0].attendees[0].reminded, 2);
         assert_eq!(all[0].attendees[1].reminded, 0);
+    }
+
+    #[test]
+    fn an_interpreter_is_invited_answers_and_is_reminded_like_any_attendee() {
+        let mut all = Vec::new();
+        let start = NOW + 48 * HOUR;
+        let ev = event(
+            CaseEventKind::MeetingScheduled,
+            Wire {
+                meeting_id: "m-1".into(),
+                title: "Plan review".into(),
+                attendees: vec!["client-0".into()],
+                interpreters: vec!["int-fr".into()],
+                at: at(start),
+                duration_minutes: 30,
+                ..Default::default()
+            },
+        );
+        let Some(Change::Invite(m)) = apply(&mut all, &ev, &reminders(), NOW) else {
+            panic!("no invitation: {all:?}");
+        };
+        let invited: Vec<(&str, bool)> = m
+            .attendees
+            .iter()
+            .map(|a| (a.contact.as_str(), a.interpreter))
+            .collect();
+        assert_eq!(invited, [("client-0", false), ("int-fr", true)]);
+        assert_eq!(answer(&mut all, "client-0", false), Some(Change::Answered));
+        let first = due(&mut all, &reminders(), start - 24 * HOUR);
+        assert_eq!(first[0].1, ["int-fr"]);
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl Escalator {
                             contact_id: a.contact.clone(),
                             answer: a.answer.name().into(),
                             reminded: a.reminded,
+                            interpreter: a.interpreter,
                         })
                         .collect(),
                 })

@@ -367,3 +367,157 @@ async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_
         assert!(trail.contains(said), "{said:?} not in\n{trail}");
     }
 }
+
+/// An interpreter between English and French, as the directory keeps one.
+fn interpreter(id: &str) -> herald_directory::contacts::Contact {
+    let mut c = client(0);
+    c.id = id.into();
+    c.name = id.into();
+    c.email = Some(format!("{id}@interpreters.example.org"));
+    c.phone = None;
+    c.role = Some("interpreter".into());
+    c.interprets = vec!["fr".into(), "en".into()];
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_in_two_languages_gets_a_free_interpreter_who_is_invited_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut sys = TestSystem::start_with(|cfg| {
+        fast_policies(cfg, &path, Duration::from_secs(3600));
+        cfg.escalation.public_url = PUBLIC.into();
+    })
+    .await;
+    let mut people = staff();
+    let mut paris = client(0);
+    paris.language = "fr".into();
+    people.push(paris);
+    people.push(interpreter("int-marie"));
+    people.push(interpreter("int-paul"));
+    sys.add_contacts(&people).await;
+    sys.start_sla().await;
+    sys.start_escalation().await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    let open = herald.run(&[
+        "case",
+        "open",
+        "CASE-I",
+        "--client",
+        "client-0",
+        "--channel",
+        "support_ticket",
+        "--team",
+        "support",
+        "--staff",
+        "fl-sam",
+    ]);
+    assert!(open.status.success(), "{}", stderr(&open));
+    let at = (Utc::now() + TimeDelta::days(2)).to_rfc3339();
+    let schedule = |id: &str, by: &str, with: &str| {
+        herald.run(&[
+            "meeting",
+            "schedule",
+            "CASE-I",
+            "--with",
+            with,
+            "--title",
+            "Plan review",
+            "--by",
+            by,
+            "--at",
+            &at,
+            "--duration",
+            "1h",
+            "--video-link",
+            "https://meet.example.org/plan",
+            "--interpreter",
+            "--id",
+            id,
+        ])
+    };
+
+    // An English-speaking organiser and a French-speaking client: the
+    // first interpreter between the two is invited.
+    let first = schedule("mtg-a", "fl-sam", "client-0");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let invite = sys
+        .smtp
+        .wait_for_mail_to(
+            "int-marie@interpreters.example.org",
+            "Plan review",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        invite.body().contains("invited as the interpreter"),
+        "{}",
+        invite.body()
+    );
+    let ics = Parsed::of(&invite, "invite.ics");
+    assert_eq!(ics.method, "REQUEST");
+    assert!(ics.value("DESCRIPTION").starts_with("Interpreting: "));
+    let client_mail = sys
+        .smtp
+        .wait_for_mail_to(CLIENT, "Plan review", Duration::from_secs(20))
+        .await;
+    assert!(
+        !client_mail.body().contains("interprète"),
+        "the client is not told they interpret: {}",
+        client_mail.body()
+    );
+
+    // At the same time, with another organiser, Marie is busy: Paul comes.
+    let second = schedule("mtg-b", "tl-kim", "client-0");
+    assert!(second.status.success(), "{}", stderr(&second));
+    sys.smtp
+        .wait_for_mail_to(
+            "int-paul@interpreters.example.org",
+            "Plan review",
+            Duration::from_secs(20),
+        )
+        .await;
+    // A third at that time finds no one free, and says so.
+    let third = schedule("mtg-c", "tl-other", "client-0");
+    assert_eq!(third.status.code(), Some(3), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains("meeting.interpreter")
+            && stderr(&third).contains("another meeting"),
+        "{}",
+        stderr(&third)
+    );
+    // Among English speakers no interpreter is needed.
+    let same = schedule("mtg-d", "tl-other", "tl-kim");
+    assert_eq!(same.status.code(), Some(3), "{}", stderr(&same));
+    assert!(
+        stderr(&same).contains("no interpreter is needed"),
+        "{}",
+        stderr(&same)
+    );
+
+    // Marie accepts by her own link, as any attendee does.
+    let accept = link_after(&invite.body(), "Accept: ")
+        .replace(PUBLIC, &format!("http://{}", sys.http_addr("escalation")));
+    let answered = reqwest::Client::new().post(&accept).send().await.unwrap();
+    assert_eq!(answered.status(), 200, "{}", answered.text().await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = stdout(&herald.run(&["meeting", "list", "CASE-I"]));
+        if list.contains("int-marie (interpreter): accepted") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the interpreter's answer not kept: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let trail = stdout(&herald.run(&["trail", "CASE-I", "--case"]));
+    for said in [
+        "meeting mtg-a scheduled by fl-sam with client-0; interpreting: int-marie",
+        "meeting mtg-b scheduled by tl-kim with client-0; interpreting: int-paul",
+        "meeting mtg-a: int-marie accepted",
+    ] {
+        assert!(trail.contains(said), "{said:?} not in\n{trail}");
+    }
+}

@@ -318,6 +318,7 @@ fn contact() -> BoxedStrategy<Contact> {
                 organisation: None,
                 role: None,
                 team: None,
+                interprets: Vec::new(),
             },
         )
         .boxed()
@@ -522,9 +523,11 @@ fn meeting() -> BoxedStrategy<Meeting> {
             Just(String::new()),
             prop_oneof![Just("https://meet.example/x".to_string()), text()],
         ),
+        any::<bool>(),
+        mostly(Just(Vec::new()), vec(id(), 0..3)),
     )
         .prop_map(
-            |(meeting_id, title, attendees, at, duration_minutes, location, video_link)| Meeting {
+            |(
                 meeting_id,
                 title,
                 attendees,
@@ -532,6 +535,18 @@ fn meeting() -> BoxedStrategy<Meeting> {
                 duration_minutes,
                 location,
                 video_link,
+                interpreter,
+                interpreters,
+            )| Meeting {
+                meeting_id,
+                title,
+                attendees,
+                at,
+                duration_minutes,
+                location,
+                video_link,
+                interpreter,
+                interpreters,
             },
         )
         .boxed()
@@ -945,6 +960,7 @@ fn wire_contact() -> BoxedStrategy<herald_proto::v1::Contact> {
             mostly("[A-Z][a-z]{1,8}", text()),
             mostly(Just(Some("a@example.org".to_string())), option::of(email())),
             mostly(Just(Some("+447700900123".to_string())), option::of(phone())),
+            mostly(Just(Vec::new()), vec(language(), 0..3)),
         ),
         (
             mostly(Just(0), enum_value(3)),
@@ -961,7 +977,7 @@ fn wire_contact() -> BoxedStrategy<herald_proto::v1::Contact> {
     )
         .prop_map(
             |(
-                (id, name, email, phone),
+                (id, name, email, phone, interprets),
                 (preferred_channel, language, time_zone, [e, s, v, verified], org, role, team),
             )| herald_proto::v1::Contact {
                 id,
@@ -988,6 +1004,7 @@ fn wire_contact() -> BoxedStrategy<herald_proto::v1::Contact> {
                 organisation: org,
                 role,
                 team,
+                interprets,
             },
         )
         .boxed()

@@ -325,6 +325,7 @@ impl Router {
                     organisation: None,
                     role: None,
                     team: None,
+                    interprets: Vec::new(),
                 },
                 None => continue,
             };

@@ -37,6 +37,7 @@ fn person(language: &str, phone: Option<&str>) -> Contact {
         organisation: None,
         role: None,
         team: None,
+        interprets: Vec::new(),
     }
 }
 

@@ -69,6 +69,10 @@ pub struct ScheduleArgs {
     /// The meeting's id (the event id); reuse it to retry safely.
     #[arg(long)]
     id: Option<String>,
+    /// Invite an interpreter for each attendee whose language is not the
+    /// organiser's: a free one from the directory (role interpreter).
+    #[arg(long)]
+    interpreter: bool,
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +183,7 @@ pub async fn run(cfg: &Config, cmd: MeetingCommand) -> Result<(), Failure> {
             let mut m = Meeting {
                 title: s.title.clone(),
                 attendees: s.with.clone(),
+                interpreter: s.interpreter,
                 ..Default::default()
             };
             s.when.fill(&mut m)?;
@@ -285,8 +290,11 @@ fn words(m: &MeetingView, tz: Tz) -> String {
     }
     for a in &m.attendees {
         out.push_str(&format!(
-            "  {}: {} (reminded {})\n",
-            a.contact_id, a.answer, a.reminded
+            "  {}{}: {} (reminded {})\n",
+            a.contact_id,
+            if a.interpreter { " (interpreter)" } else { "" },
+            a.answer,
+            a.reminded
         ));
     }
     out

@@ -85,6 +85,12 @@ pub fn check(kind: CaseEventKind, ev: &mut CaseEvent, now_s: i64) -> Result<(), 
                         return bad(&field, "names someone already invited");
                     }
                 }
+                if !m.interpreters.is_empty() {
+                    return bad(
+                        "meeting.interpreters",
+                        "are chosen by Herald from the directory; set meeting.interpreter to ask for one",
+                    );
+                }
                 if m.at.is_none() {
                     return bad("meeting.at", "is required: when the meeting starts");
                 }
@@ -100,6 +106,11 @@ pub fn check(kind: CaseEventKind, ev: &mut CaseEvent, now_s: i64) -> Result<(), 
                 return bad(
                     "meeting.attendees",
                     "are set when the meeting is scheduled; cancel it and schedule a new one to invite others",
+                );
+            } else if m.interpreter || !m.interpreters.is_empty() {
+                return bad(
+                    "meeting.interpreter",
+                    "is asked for when the meeting is scheduled; the interpreters invited then stay invited",
                 );
             }
             if kind == CaseEventKind::MeetingCancelled {
@@ -229,12 +240,22 @@ pub fn document(ev: &CaseEvent, mut entry: Entry) -> (String, Entry) {
     if !m.attendees.is_empty() {
         entry = entry.attr("attendees", m.attendees.join(", "));
     }
+    if !m.interpreters.is_empty() {
+        entry = entry.attr("interpreters", m.interpreters.join(", "));
+    }
     let said = match ev.kind() {
-        CaseEventKind::MeetingScheduled => format!(
+        CaseEventKind::MeetingScheduled if m.interpreters.is_empty() => format!(
             "meeting {} scheduled by {} with {}",
             m.meeting_id,
             ev.actor,
             m.attendees.join(", ")
+        ),
+        CaseEventKind::MeetingScheduled => format!(
+            "meeting {} scheduled by {} with {}; interpreting: {}",
+            m.meeting_id,
+            ev.actor,
+            m.attendees.join(", "),
+            m.interpreters.join(", ")
         ),
         CaseEventKind::MeetingRescheduled => format!("meeting {} rescheduled", m.meeting_id),
         _ => format!("meeting {} cancelled", m.meeting_id),

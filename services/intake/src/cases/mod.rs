@@ -24,6 +24,7 @@
 mod calendar;
 pub(crate) mod check;
 pub(crate) mod interaction;
+mod interpreters;
 pub(crate) mod meeting;
 mod status;
 
@@ -164,6 +165,7 @@ impl Intake {
                 ));
             }
         }
+        let mut people: Vec<herald_directory::contacts::Contact> = Vec::new();
         if !named.is_empty() {
             let ids: Vec<String> = named.iter().map(|(_, id)| id.clone()).collect();
             match self.directory.get_many(&ids).await {
@@ -177,11 +179,38 @@ impl Intake {
                             format!("no contact with id {id:?} in the directory"),
                         ));
                     }
+                    people = found.into_iter().flatten().collect();
                 }
                 Err(e) => {
                     error!(error = %e, "contact lookup failed");
                     return self.case_refused(unavailable());
                 }
+            }
+        }
+        // A meeting that asks for interpreters: who could come, for each
+        // attendee's language other than the organiser's.
+        let mut needs = Vec::new();
+        if let Some(m) = ev.meeting.as_ref().filter(|m| m.interpreter)
+            && kind == CaseEventKind::MeetingScheduled
+        {
+            let Some(organiser) = people.iter().find(|c| c.id == ev.actor) else {
+                return self.case_refused(unavailable());
+            };
+            let guests: Vec<herald_directory::contacts::Contact> = people
+                .iter()
+                .filter(|c| m.attendees.contains(&c.id))
+                .cloned()
+                .collect();
+            let pool = match interpreters::pool(&self.directory).await {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(error = %e, "interpreters unreadable");
+                    return self.case_refused(unavailable());
+                }
+            };
+            match interpreters::needs(organiser, &guests, &pool) {
+                Ok(n) => needs = n,
+                Err(r) => return self.case_refused(r),
             }
         }
 
@@ -226,8 +255,12 @@ impl Intake {
                 return self.case_refused(r);
             }
             let now_ms = herald_runtime::clock::millis(now.into());
-            match self.cases.fit_meeting(&ev, now_ms).await {
-                Ok(Ok(())) => {}
+            match self.cases.fit_meeting(&ev, &needs, now_ms).await {
+                Ok(Ok(chosen)) => {
+                    if let Some(m) = ev.meeting.as_mut() {
+                        m.interpreters = chosen;
+                    }
+                }
                 Ok(Err(r)) => {
                     let _ = self.dedupe.release_key(&scope).await;
                     return self.case_refused(r);
@@ -235,6 +268,18 @@ impl Intake {
                 Err(e) => {
                     error!(error = %e, "meetings unreadable");
                     let _ = self.dedupe.release_key(&scope).await;
+                    return self.case_refused(unavailable());
+                }
+            }
+        } else if kind == CaseEventKind::MeetingScheduled
+            && let Some(m) = ev.meeting.as_mut()
+        {
+            // The first attempt booked the meeting and its interpreters;
+            // the repeat stores the same.
+            match self.cases.booked(&ev.case_id, &m.meeting_id).await {
+                Ok(b) => m.interpreters = b.map(|b| b.interpreters).unwrap_or_default(),
+                Err(e) => {
+                    error!(error = %e, "meetings unreadable");
                     return self.case_refused(unavailable());
                 }
             }
