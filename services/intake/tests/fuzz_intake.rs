@@ -1174,10 +1174,16 @@ fn answer_case_event(payload: &[u8], now: SystemTime) -> Result<(), TestCaseErro
                 accepted.action_done.is_some(),
                 kind == CaseEventKind::ActionDone
             );
-            // Only the default priority of an opened case is filled in.
+            // Only the default priority of an opened case, and a new
+            // meeting's id (the event's), are filled in.
             let mut expected = ev;
             if let (Some(d), Some(a)) = (expected.details.as_mut(), &accepted.details) {
                 d.priority = a.priority;
+            }
+            if kind == CaseEventKind::MeetingScheduled
+                && let Some(m) = expected.meeting.as_mut()
+            {
+                m.meeting_id = accepted.event_id.clone();
             }
             prop_assert_eq!(accepted, expected);
             Ok(())
