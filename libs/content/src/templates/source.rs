@@ -147,6 +147,8 @@ pub(crate) fn compile(
         ));
     }
     let mut used = BTreeSet::new();
+    // Whether every part compiled, so that what the text uses is known.
+    let mut complete = true;
     for (lang, parts) in &t.lang {
         if let Err(why) = herald_directory::validate::language(lang) {
             problems.push(format!("[lang.{lang}]: {why}"));
@@ -174,12 +176,15 @@ pub(crate) fn compile(
                         );
                     }
                 }
-                Err(e) => problems.push(format!("[lang.{lang}] {part}: {}", compile_error(&e))),
+                Err(e) => {
+                    complete = false;
+                    problems.push(format!("[lang.{lang}] {part}: {}", compile_error(&e)));
+                }
             }
         }
     }
     if origin == Origin::Proposed {
-        problems.extend(check_params(t, &used));
+        problems.extend(check_params(t, &used, complete));
     }
     problems
 }
@@ -198,9 +203,10 @@ fn compile_error(e: &minijinja::Error) -> String {
 }
 
 /// A proposal's declared parameters against the variables its text uses:
-/// each name a valid identifier, declared once, used somewhere; every
-/// variable used declared (or one Herald supplies).
-fn check_params(t: &VersionText, used: &BTreeSet<(String, String)>) -> Vec<String> {
+/// each name a valid identifier, declared once, used somewhere (known
+/// only when every part compiled: `complete`); every variable used
+/// declared (or one Herald supplies).
+fn check_params(t: &VersionText, used: &BTreeSet<(String, String)>, complete: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let mut declared = BTreeSet::new();
     for (field, names) in [("params", &t.params), ("optional", &t.optional)] {
@@ -225,7 +231,7 @@ fn check_params(t: &VersionText, used: &BTreeSet<(String, String)>) -> Vec<Strin
     let names_used: BTreeSet<&str> = used.iter().map(|(v, _)| v.as_str()).collect();
     for (field, names) in [("params", &t.params), ("optional", &t.optional)] {
         for name in names {
-            if declared.contains(name.as_str()) && !names_used.contains(name.as_str()) {
+            if complete && declared.contains(name.as_str()) && !names_used.contains(name.as_str()) {
                 problems.push(format!("{field}: {name:?} is declared but no text uses it"));
             }
         }
@@ -315,14 +321,27 @@ voice = "Hello {{ caller }}"
             "{problems:#?}"
         );
         assert!(
-            has("params: \"unused\" is declared but no text uses it"),
-            "{problems:#?}"
-        );
-        assert!(
             has("params: \"1x\" is not a parameter name"),
             "{problems:#?}"
         );
-        assert_eq!(problems.len(), 9, "{problems:#?}");
+        // What the text uses is not known while a part does not compile:
+        // no parameter is said to be unused.
+        assert!(!has("declared but no text uses it"), "{problems:#?}");
+        assert_eq!(problems.len(), 8, "{problems:#?}");
+    }
+
+    #[test]
+    fn a_parameter_no_text_uses_is_a_problem_once_every_part_compiles() {
+        let text = "params = [\"reference\", \"unused\"]\noptional = [\"spare\"]\n\
+                    [lang.en]\nsms = \"About {{ reference }}\"\n";
+        let problems = check_proposal("reply", text).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "params: \"unused\" is declared but no text uses it",
+                "optional: \"spare\" is declared but no text uses it",
+            ]
+        );
     }
 
     #[test]
