@@ -93,10 +93,7 @@ impl Intake {
                 "decide is for approvers, on herald.v1.intake.template_decisions",
             )),
         }
-        .map_err(|r| {
-            info!(field = %r.field, "template request refused");
-            r
-        })
+        .inspect_err(|r| info!(field = %r.field, "template request refused"))
     }
 
     /// Every version of `id` (or of every template), shipped and proposed.

@@ -1,7 +1,8 @@
-//! The template versions proposed at run time as intake keeps them, one
-//! hash per template in its keyspace (`template:<id>`, a field per
-//! version, with `template-ids` listing the templates that have any), and
-//! the steps a version may take, pure so every refusal is tested here:
+//! The template versions proposed at run time as intake keeps them, and
+//! the steps a version may take. One hash per template in intake's
+//! keyspace (`template:<id>`, a field per version) and a set of the
+//! templates that have any (`template-ids`); the steps are pure, so every
+//! refusal is tested here:
 //!
 //! ```text
 //!   propose ──▶ draft ──approve (another person)──▶ approved
