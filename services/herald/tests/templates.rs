@@ -384,6 +384,36 @@ async fn a_proposal_is_checked_previewed_compared_and_a_rejected_one_never_used(
         sms[0].field("Body"),
         Some("We received your inquiry INQ-2. A full response follows within 2 business days.")
     );
+    // A template that exists only as a proposal starts at version 1, and
+    // is refused the same way.
+    let new = write(
+        &dir,
+        "desk.toml",
+        "params = [\"reference\"]\n[lang.en]\nsms = \"Desk hours for {{ reference }}: 9 to 5\"\n",
+    );
+    let said = ok(
+        &herald,
+        &[
+            "templates",
+            "propose",
+            &new,
+            "--id",
+            "desk_hours",
+            "--by",
+            "ed-eve",
+        ],
+    );
+    assert!(said.contains("desk_hours v1 proposed"), "{said}");
+    let req = NotificationRequest {
+        template_id: "desk_hours".into(),
+        ..pinned("k-9", "bob", "INQ-9", 1)
+    };
+    let (field, message) = refusal(&sys, &req).await;
+    assert_eq!(field, "template_version");
+    assert!(
+        message.contains("\"desk_hours\" version 1 is a draft"),
+        "{message}"
+    );
     let rejected = trail_of(&sys, AuditStep::TemplateRejected).await;
     assert_eq!(rejected.len(), 1, "{rejected:#?}");
     assert_eq!(rejected[0].responsible_staff, "ap-amy");

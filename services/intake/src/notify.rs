@@ -154,10 +154,13 @@ impl Intake {
             Ok(r) => r,
             Err(mut r) => {
                 // A proposed version that is not approved: say where it
-                // stands, not only that it cannot be used.
-                if r.field == "template_version"
+                // stands, not only that it cannot be used. (A template
+                // whose only versions are proposals is unknown to the
+                // store: the same holds for it.)
+                if (r.field == "template_version" || r.field == "template_id")
                     && let Some(why) = self.template_refusal(&template_id, template_version).await
                 {
+                    r.field = "template_version".into();
                     r.message = why;
                 }
                 return self.refused(hinted, r);
