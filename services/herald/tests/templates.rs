@@ -175,6 +175,12 @@ async fn a_draft_is_refused_naming_its_state_and_once_approved_goes_out_with_its
         said.contains("inquiry_received v2 approved by ap-amy"),
         "{said}"
     );
+    // Approving it again changes nothing (and writes nothing twice).
+    let again = ok(
+        &herald,
+        &["templates", "approve", TEMPLATE, "2", "--by", "ap-amy"],
+    );
+    assert!(again.contains("v2 approved by ap-amy"), "{again}");
 
     // The same request now goes out with the new words, with no restart;
     // a request pinning no version gets the newest approved one.

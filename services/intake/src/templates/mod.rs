@@ -264,10 +264,13 @@ impl Intake {
                 ));
             };
             // Approving again what the same approver approved: the
-            // version is written to the stream again (a write that failed
-            // the first time completes; a repeat changes nothing).
+            // version is written to the stream and the trail again (what
+            // failed the first time completes; a repeat is dropped as a
+            // duplicate).
             if held.state == State::Approved && d.approve && held.decided_by == by {
                 self.put_in_use(&held).await?;
+                self.template_trail(&held, AuditStep::TemplateApproved, by, caller)
+                    .await?;
                 return Ok(template_reply::Result::Version(held.to_wire(false)));
             }
             let now = herald_runtime::clock::millis(chrono::Utc::now());
