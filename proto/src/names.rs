@@ -72,6 +72,9 @@ names!(AuditStep {
     AwaitingApproval => "awaiting_approval",
     ApprovalDecided => "approval_decided",
     Erased => "erased",
+    TemplateProposed => "template_proposed",
+    TemplateApproved => "template_approved",
+    TemplateRejected => "template_rejected",
 });
 
 names!(Channel {

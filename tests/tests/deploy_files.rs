@@ -154,7 +154,7 @@ const SERVICES: [(&str, u16); 6] = [
 /// writes, each under its own name (`kubectl create secret generic
 /// --from-file` on its folders; see deploy/k8s/README.md). Checked against
 /// what setup really writes below.
-const SETUP_SECRET_KEYS: [&str; 25] = [
+const SETUP_SECRET_KEYS: [&str; 26] = [
     "nats-server.conf",
     "ca.pem",
     "server.pem",
@@ -174,6 +174,7 @@ const SETUP_SECRET_KEYS: [&str; 25] = [
     "provision.nk",
     "dpo.nk",
     "approver.nk",
+    "editor.nk",
     "intake.password",
     "router.password",
     "delivery.password",

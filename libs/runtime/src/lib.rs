@@ -1,8 +1,9 @@
 //! The floor every Herald service stands on: telemetry, the NATS bus,
 //! emergency precedence, health and metrics plumbing, Redis connections,
 //! the clock, the audit trail writer, retries, request serving, shutdown,
-//! and the service builder that wires them together. The configuration it
-//! reads is `herald-config`'s; no domain type lives here.
+//! the templates kept current from the approved-templates stream, and the
+//! service builder that wires them together. The configuration it reads is
+//! `herald-config`'s; no domain type lives here.
 
 pub mod audit;
 pub mod bus;
@@ -21,6 +22,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
 pub mod trail_export;
 
 /// Installs the process-wide TLS crypto provider (rustls with ring) that

@@ -49,12 +49,15 @@ pub enum Role {
     /// The Data Protection Officer: releases a data breach's containment
     /// and erases people.
     Dpo,
-    /// Decides the first contacts an approval rule holds (SOP 004).
+    /// Decides the first contacts an approval rule holds and the template
+    /// versions editors propose (SOP 004).
     Approver,
+    /// Proposes new template versions and reads them (SOP 004).
+    Editor,
 }
 
 impl Role {
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::Service,
         Role::Publisher,
         Role::Coordinator,
@@ -64,6 +67,7 @@ impl Role {
         Role::Provision,
         Role::Dpo,
         Role::Approver,
+        Role::Editor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Role {
             Role::Provision => "provision",
             Role::Dpo => "dpo",
             Role::Approver => "approver",
+            Role::Editor => "editor",
         }
     }
 
@@ -97,7 +102,10 @@ impl Role {
             Role::Dpo => {
                 "the Data Protection Officer: releases a data breach's containment, erases people"
             }
-            Role::Approver => "lists and decides the first contacts held for approval",
+            Role::Approver => {
+                "decides the first contacts held for approval and proposed template versions"
+            }
+            Role::Editor => "proposes template versions and reads them",
         }
     }
 }
@@ -289,7 +297,16 @@ pub fn permissions(who: &Identity) -> Permissions {
             );
         }
         Role::Approver => {
-            p.asks_as(&who.name, &[subjects::INTAKE_APPROVALS]);
+            p.asks_as(
+                &who.name,
+                &[
+                    subjects::INTAKE_APPROVALS,
+                    subjects::INTAKE_TEMPLATE_DECISIONS,
+                ],
+            );
+        }
+        Role::Editor => {
+            p.asks_as(&who.name, &[subjects::INTAKE_TEMPLATES]);
         }
         Role::Replay => {
             p.browses(subjects::STREAM_DLQ).writes_audit();
@@ -316,7 +333,10 @@ fn service(name: &str, p: &mut Permissions) {
     }
     p.writes_audit().sets_aside().keeps_precedence();
     // Erasure: each owner erases its own streams; intake asks the others.
-    for s in STREAMS.iter().filter(|s| s.owner == name) {
+    for s in STREAMS
+        .iter()
+        .filter(|s| s.owner == name && s.may_name_people())
+    {
         p.erases(s.stream);
     }
     if subjects::ERASING_SERVICES.contains(&name) {
@@ -342,7 +362,11 @@ fn service(name: &str, p: &mut Permissions) {
                 .publish(subjects::case_events_all())
                 .publish(subjects::BROADCAST_COMMANDS)
                 .looks_at(subjects::STREAM_BROADCAST)
-                .publish(subjects::BROADCAST_STATUS);
+                .publish(subjects::BROADCAST_STATUS)
+                // Approved template versions: written, and followed to
+                // check requests against them.
+                .publish(subjects::templates_all())
+                .consumes(subjects::STREAM_TEMPLATES);
             stops(p);
             p.responds = true;
         }
@@ -351,7 +375,8 @@ fn service(name: &str, p: &mut Permissions) {
                 p.consumes(subjects::notify_stream(lane));
             }
             p.publish(subjects::delivery_jobs(Lane::Normal))
-                .publish(subjects::delivery_jobs(Lane::Emergency));
+                .publish(subjects::delivery_jobs(Lane::Emergency))
+                .consumes(subjects::STREAM_TEMPLATES);
             // The backlog it feeds, for its metrics.
             for lane in Lane::ALL {
                 p.looks_at(subjects::delivery_stream(lane));

@@ -5,9 +5,11 @@
 //! so that no consumer ever has to read past ordinary traffic to reach it.
 
 mod streams;
+mod templates;
 mod trail;
 
 pub use streams::*;
+pub use templates::*;
 pub use trail::*;
 
 use crate::v1::{Channel, Lane};
@@ -80,7 +82,7 @@ pub fn erase_part(service: &str) -> String {
 /// server lets each identity publish only under its own name (see
 /// [`crate::access`]), so the last token tells intake who asked, as NATS
 /// verified it rather than as the request claims.
-pub const FROM_CALLERS: [&str; 12] = [
+pub const FROM_CALLERS: [&str; 14] = [
     INTAKE_NOTIFY,
     INTAKE_NOTIFY_EMERGENCY,
     INTAKE_CANCEL,
@@ -90,6 +92,8 @@ pub const FROM_CALLERS: [&str; 12] = [
     INTAKE_APPROVALS,
     INTAKE_TRAIL,
     INTAKE_ERASE,
+    INTAKE_TEMPLATES,
+    INTAKE_TEMPLATE_DECISIONS,
     BROADCAST_START,
     BROADCAST_UPDATE,
     BROADCAST_CANCEL,

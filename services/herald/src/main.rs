@@ -13,6 +13,7 @@ mod erase;
 mod groups;
 mod send;
 mod setup;
+mod templates;
 mod trail;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -38,7 +39,8 @@ struct Cli {
     nats_url: Option<String>,
     /// The identity to connect as (its key is `<nats.credentials_dir>/<name>.nk`);
     /// by default each command uses the one named after the role it needs:
-    /// publisher, operator, coordinator, directory, replay or provision.
+    /// publisher, operator, coordinator, directory, replay, provision,
+    /// approver or editor.
     #[arg(long, global = true, env = "HERALD_NATS_IDENTITY", value_name = "NAME")]
     identity: Option<String>,
     #[command(subcommand)]
@@ -54,8 +56,10 @@ enum Command {
     /// Manage the contact directory.
     #[command(subcommand)]
     Contacts(ContactsCommand),
-    /// List the templates and their versions.
-    Templates,
+    /// Template versions: list, propose, diff, preview, approve, reject
+    /// (SOP 004: a new version is a draft until an approver approves it).
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
     /// Stop every notification carrying a cancel key that is not yet sent.
     Cancel {
         key: String,
@@ -326,25 +330,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Breach(BreachCommand::Release { id, reason }) => {
             send::release_breach(&cfg, id, reason).await
         }
-        Command::Templates => {
-            let store = herald_content::templates::TemplateStore::load(&cfg.content.templates_dir)
-                .map_err(|p| Failure {
-                    code: 1,
-                    message: p.join("\n"),
-                })?;
-            for t in store.all() {
-                let langs: Vec<&str> = t.languages.keys().map(String::as_str).collect();
-                println!(
-                    "{:<24} v{:<3} {:<12} [{}] {}",
-                    t.id,
-                    t.version,
-                    if t.approved { "approved" } else { "draft" },
-                    langs.join(", "),
-                    t.description
-                );
-            }
-            Ok(())
-        }
+        Command::Templates(c) => templates::run(&cfg, c).await,
     }
 }
 
@@ -447,7 +433,8 @@ pub fn role_for(subject: &str) -> herald_proto::access::Role {
     match subject {
         subjects::INTAKE_DIRECTORY => Role::Directory,
         subjects::INTAKE_BREACH => Role::Dpo,
-        subjects::INTAKE_APPROVALS => Role::Approver,
+        subjects::INTAKE_APPROVALS | subjects::INTAKE_TEMPLATE_DECISIONS => Role::Approver,
+        subjects::INTAKE_TEMPLATES => Role::Editor,
         subjects::BROADCAST_START
         | subjects::BROADCAST_UPDATE
         | subjects::BROADCAST_CANCEL

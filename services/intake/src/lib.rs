@@ -23,6 +23,7 @@ mod integrations;
 mod keys;
 mod notify;
 mod sharing;
+mod templates;
 mod trail;
 pub mod validate;
 
@@ -42,7 +43,9 @@ use herald_runtime::{
     bus::Bus,
     metrics::{Queue, ReasonLabel},
 };
-use herald_runtime::{bus::Gate, serve::ServeOptions, service::ServiceBuilder};
+use herald_runtime::{
+    bus::Gate, serve::ServeOptions, service::ServiceBuilder, templates::LiveTemplates,
+};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -59,7 +62,11 @@ pub(crate) struct Intake {
     bus: Bus,
     directory: Directory,
     dedupe: Dedupe,
-    templates: Arc<TemplateStore>,
+    /// The shipped templates and every version approved since, followed
+    /// from the approved-templates stream.
+    templates: Arc<LiveTemplates>,
+    /// Template versions proposed at run time and their decisions.
+    proposals: templates::records::Proposals,
     rules: Arc<RoutingRules>,
     auditor: Auditor,
     limits: Arc<Limits>,
@@ -119,7 +126,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     );
     let priority = service.precedence();
     let (bus, redis) = (service.bus.clone(), service.redis.clone());
-    let templates = Arc::new(templates);
+    let (live, following) =
+        herald_runtime::templates::follow(&bus, templates, shutdown.clone()).await?;
+    service.spawn(following);
+    // Broadcasts use the shipped templates (`herald_proto::broadcasts`).
+    let templates = live.current();
     let dedupe = Dedupe::new(redis.clone(), &cfg.redis.prefix, cfg.intake.idempotency_ttl);
     let desk = broadcasts::Desk::new(
         bus.clone(),
@@ -147,7 +158,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         cases,
         directory: Directory::new(redis.clone(), &cfg.redis.prefix),
         dedupe,
-        templates,
+        templates: live,
+        proposals: templates::records::Proposals::new(redis.clone(), &cfg.redis.prefix),
         rules: Arc::new(rules),
         auditor: Auditor::new(bus.clone(), "intake"),
         limits: Arc::new(Limits {
@@ -303,6 +315,35 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             },
         )
         .await?;
+    // Template versions: editors propose, approvers decide.
+    for (subject, desk) in [
+        (subjects::INTAKE_TEMPLATES, templates::Desk::Editors),
+        (
+            subjects::INTAKE_TEMPLATE_DECISIONS,
+            templates::Desk::Approvers,
+        ),
+    ] {
+        let intake = intake.clone();
+        service
+            .serve(
+                &[subjects::from_any_caller(subject)],
+                subjects::QUEUE_INTAKE,
+                ServeOptions::new(4),
+                move |msg| {
+                    let intake = intake.clone();
+                    async move {
+                        Some(
+                            intake
+                                .answer_templates(msg, desk)
+                                .await
+                                .encode_to_vec()
+                                .into(),
+                        )
+                    }
+                },
+            )
+            .await?;
+    }
     // The DPO's erasures: one at a time, each a long scan.
     let erasures = erasure::ErasureDesk::new(
         service.bus.clone(),

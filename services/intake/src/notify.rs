@@ -146,10 +146,25 @@ impl Intake {
                 return self.refused(hinted, unavailable());
             }
         };
-        let req = match validate::check(req, &contacts, &self.templates, &self.rules, &self.limits)
-        {
+        // The templates of this moment, and how far into the approved
+        // versions they reach: the router renders with at least those.
+        let (templates, templates_seen) = (self.templates.current(), self.templates.seen());
+        let (template_id, template_version) = (req.template_id.clone(), req.template_version);
+        let req = match validate::check(req, &contacts, &templates, &self.rules, &self.limits) {
             Ok(r) => r,
-            Err(r) => return self.refused(hinted, r),
+            Err(mut r) => {
+                // A proposed version that is not approved: say where it
+                // stands, not only that it cannot be used. (A template
+                // whose only versions are proposals is unknown to the
+                // store: the same holds for it.)
+                if (r.field == "template_version" || r.field == "template_id")
+                    && let Some(why) = self.template_refusal(&template_id, template_version).await
+                {
+                    r.field = "template_version".into();
+                    r.message = why;
+                }
+                return self.refused(hinted, r);
+            }
         };
         let lane = lane_for(&req, hinted);
         let plan = if approvals {
@@ -253,6 +268,7 @@ impl Intake {
             lane: lane as i32,
             accepted: Some(self.auditor.build(audit)),
             answer_on,
+            templates_seen,
         };
         if let Some(plan) = plan {
             return match self.hold_for_approval(plan, &record, caller).await {

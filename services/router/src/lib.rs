@@ -29,6 +29,7 @@ use herald_runtime::{
     bus::{Bus, ConsumerSpec},
     metrics::Queue,
     service::ServiceBuilder,
+    templates::LiveTemplates,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,9 @@ use crate::metrics::Metrics;
 struct Router {
     bus: Bus,
     directory: Directory,
-    templates: Arc<TemplateStore>,
+    /// The shipped templates and every version approved since, followed
+    /// from the approved-templates stream.
+    templates: Arc<LiveTemplates>,
     rules: Arc<RoutingRules>,
     auditor: Auditor,
     metrics: Arc<Metrics>,
@@ -64,10 +67,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let rules = RoutingRules::load(cfg.content.routing_file.as_deref())
         .map_err(|p| anyhow::anyhow!("routing rules:\n  {}", p.join("\n  ")))?;
     let mut service = ServiceBuilder::connect("router", &cfg, &shutdown).await?;
+    let (templates, following) =
+        herald_runtime::templates::follow(&service.bus, templates, shutdown.clone()).await?;
+    service.spawn(following);
     let router = Arc::new(Router {
         bus: service.bus.clone(),
         directory: Directory::new(service.redis.clone(), &cfg.redis.prefix),
-        templates: Arc::new(templates),
+        templates,
         rules: Arc::new(rules),
         auditor: Auditor::new(service.bus.clone(), "router"),
         metrics: Arc::new(Metrics::register(&mut service.registry)),

@@ -27,6 +27,10 @@ use tracing::{Instrument, error, warn};
 
 use crate::{Router, audit};
 
+/// How long a batch waits for template versions intake knew of and the
+/// router does not yet.
+const TEMPLATES_WAIT: Duration = Duration::from_secs(10);
+
 /// Someone to reach: a directory contact or an inline recipient.
 struct Person {
     contact: Contact,
@@ -101,6 +105,23 @@ impl Router {
                     .collect();
             }
         };
+        // Render with at least the template versions intake checked
+        // against: one approved a moment ago may still be on its way here.
+        let wanted = turns
+            .iter()
+            .filter_map(|t| match t {
+                Turn::Ready { accepted, .. } => Some(accepted.templates_seen),
+                Turn::Done(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        if wanted > self.templates.seen() && !self.templates.reach(wanted, TEMPLATES_WAIT).await {
+            warn!(
+                wanted,
+                seen = self.templates.seen(),
+                "approved templates lag behind intake's; routing with what is here"
+            );
+        }
         // Every write of the batch goes out before any is awaited.
         let mut pending = Vec::with_capacity(turns.len());
         for (turn, found) in turns.iter().zip(resolved) {
@@ -380,6 +401,7 @@ impl Router {
         vars.entry("case_id".into())
             .or_insert_with(|| req.case_id.clone());
 
+        let templates = self.templates.current();
         let render = |channel: Channel| -> Option<(Rendered, bool)> {
             person.contact.address(channel)?;
             let withheld = c == Confidentiality::Sensitive
@@ -393,16 +415,10 @@ impl Router {
             // A template without text for a channel is how the template
             // set is written, not news about this notification: the channel
             // is simply not offered, and nothing is logged for it.
-            if self
-                .templates
-                .lacks_text(template, version, &language, channel)
-            {
+            if templates.lacks_text(template, version, &language, channel) {
                 return None;
             }
-            match self
-                .templates
-                .render(template, version, &language, channel, &vars)
-            {
+            match templates.render(template, version, &language, channel, &vars) {
                 Ok(r) => Some((r, withheld)),
                 Err(e) => {
                     warn!(channel = channel.name(), error = %e, "channel skipped: the template could not be rendered");

@@ -147,6 +147,19 @@ pub fn stream_configs(cfg: &NatsConfig, keep: &RetentionConfig) -> Vec<stream::C
         RetentionPolicy::Limits,
         keep.dead_letters,
     ));
+    // Approved template versions: the organisation's wording, naming no
+    // person, kept for as long as they may be rendered (a version stays
+    // usable until a newer one is approved, and pinned after that), one
+    // message per version.
+    out.push(stream::Config {
+        max_messages_per_subject: 1,
+        ..base(
+            subjects::STREAM_TEMPLATES,
+            vec![subjects::templates_all().to_string()],
+            RetentionPolicy::Limits,
+            Duration::ZERO,
+        )
+    });
     out
 }
 
@@ -203,9 +216,14 @@ mod tests {
         ] {
             assert_eq!(age(stream), Some(secs), "{stream}");
         }
-        // Nothing is kept forever.
+        // Nothing about people is kept forever; template wording names
+        // nobody and stays while it may be rendered.
         for c in stream_configs(&NatsConfig::default(), &RetentionConfig::default()) {
-            assert!(!c.max_age.is_zero(), "{}", c.name);
+            let people = subjects::STREAMS
+                .iter()
+                .find(|s| s.stream == c.name)
+                .is_some_and(|s| s.may_name_people());
+            assert_eq!(c.max_age.is_zero(), !people, "{}", c.name);
         }
     }
 }

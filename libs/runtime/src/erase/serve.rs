@@ -90,7 +90,8 @@ impl Eraser {
     }
 
     /// Deletes the messages naming `person` from every stream this service
-    /// owns, each handed to `before` first ([`streams::erase`]): what each
+    /// owns that may name people ([`subjects::NAMES_NOBODY`] are left
+    /// alone), each handed to `before` first ([`streams::erase`]): what each
     /// stream lost, and the first failure.
     pub async fn erase_streams(
         &self,
@@ -99,7 +100,10 @@ impl Eraser {
     ) -> (Vec<ErasedPart>, Option<String>) {
         let mut parts = Vec::new();
         let mut failure = None;
-        for s in subjects::STREAMS.iter().filter(|s| s.owner == self.service) {
+        for s in subjects::STREAMS
+            .iter()
+            .filter(|s| s.owner == self.service && s.may_name_people())
+        {
             match streams::erase(&self.bus.js, s.stream, person, before).await {
                 Ok(n) => parts.push(self.part(s.stream.to_string(), n)),
                 Err(e) => {

@@ -7,6 +7,15 @@
 //! is minijinja; a variable the caller did not pass is an error, never an
 //! empty gap. Only versions marked `approved = true` are used unless a
 //! request pins a version, and even a pinned version must be approved.
+//!
+//! Versions proposed at run time ([`source::check_proposal`]) join the
+//! shipped ones once an approver approves them ([`TemplateStore::with_approved`]):
+//! the store is rebuilt with them, never changed in place, so a reader
+//! holding a store renders with one consistent set.
+
+pub mod diff;
+pub mod preview;
+pub mod source;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -14,40 +23,37 @@ use std::{
 };
 
 use herald_proto::v1::Channel;
-use minijinja::{Environment, UndefinedBehavior};
-use serde::Deserialize;
+use minijinja::Environment;
+
+use source::template_key;
+pub use source::{Origin, Parts, SUPPLIED, VersionText, check_proposal, is_template_id};
 
 /// The template sent in place of sensitive content on channels that may not
 /// carry it. It must exist in every deployment.
 pub const CONTENT_FREE_NOTICE: &str = "secure_message_notice";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TemplateFile {
-    #[serde(default)]
-    description: String,
-    approved: bool,
-    #[serde(default)]
-    approved_by: String,
-    /// Parameters a request must pass.
-    #[serde(default)]
-    params: Vec<String>,
-    #[serde(default = "default_language")]
-    default_language: String,
-    lang: BTreeMap<String, Parts>,
+/// One version's text and where it comes from, as a store is built from it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub version: u32,
+    pub text: String,
+    pub origin: Origin,
+    /// Where problems are said to be: the file, or `template <id> v<N>`.
+    pub place: String,
 }
 
-fn default_language() -> String {
-    "en".into()
-}
-
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct Parts {
-    subject: Option<String>,
-    email: Option<String>,
-    sms: Option<String>,
-    voice: Option<String>,
+impl Source {
+    /// A version proposed at run time and approved.
+    pub fn approved(id: &str, version: u32, text: &str) -> Source {
+        Source {
+            id: id.to_string(),
+            version,
+            text: text.to_string(),
+            origin: Origin::Proposed,
+            place: format!("template {id} v{version}"),
+        }
+    }
 }
 
 /// One version of a template, as loaded.
@@ -59,9 +65,14 @@ pub struct TemplateVersion {
     pub approved_by: String,
     pub description: String,
     pub params: Vec<String>,
+    /// Parameters a request may pass.
+    pub optional: Vec<String>,
     pub default_language: String,
     /// Language tag → channels it has text for.
     pub languages: BTreeMap<String, Vec<Channel>>,
+    pub origin: Origin,
+    /// The version's text as written.
+    pub text: String,
 }
 
 /// Text ready to send.
@@ -96,122 +107,127 @@ pub enum TemplateError {
     Render { id: String, reason: String },
 }
 
-/// Every template version under a folder, compiled once at start.
+/// Every template version a service uses, compiled once.
 pub struct TemplateStore {
     versions: HashMap<String, Vec<TemplateVersion>>,
     env: Environment<'static>,
+    sources: Vec<Source>,
 }
 
 impl TemplateStore {
-    /// Loads and compiles every template, reporting every broken file.
+    /// Loads and compiles every template file under `dir`, reporting every
+    /// broken file.
     pub fn load(dir: &Path) -> Result<TemplateStore, Vec<String>> {
+        let (sources, mut problems) = read_folder(dir);
+        let (store, built) = TemplateStore::build(sources);
+        problems.extend(built);
+        if problems.is_empty() {
+            Ok(store)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Compiles `sources` into a store. A version with problems is left
+    /// out; its problems come back, each prefixed with its place.
+    pub fn build(sources: Vec<Source>) -> (TemplateStore, Vec<String>) {
         let mut problems = Vec::new();
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut env = source::environment();
         let mut versions: HashMap<String, Vec<TemplateVersion>> = HashMap::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => return Err(vec![format!("templates folder {}: {e}", dir.display())]),
-        };
-        let mut folders: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        folders.sort();
-        for folder in folders.into_iter().filter(|p| p.is_dir()) {
-            let Some(id) = folder.file_name().map(|n| n.to_string_lossy().to_string()) else {
-                continue;
-            };
-            let mut files: Vec<_> = match std::fs::read_dir(&folder) {
-                Ok(e) => e.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        let mut kept = Vec::with_capacity(sources.len());
+        for src in sources {
+            let tf = match source::parse(&src.text) {
+                Ok(tf) => tf,
                 Err(e) => {
-                    problems.push(format!("{}: {e}", folder.display()));
+                    problems.push(format!("{}: {e}", src.place));
                     continue;
                 }
             };
-            files.sort();
-            for file in files {
-                let Some(name) = file.file_name().map(|n| n.to_string_lossy().to_string()) else {
-                    continue;
-                };
-                let Some(version) = name
-                    .strip_prefix('v')
-                    .and_then(|n| n.strip_suffix(".toml"))
-                    .and_then(|n| n.parse::<u32>().ok())
-                else {
-                    problems.push(format!(
-                        "{}: expected files named v<N>.toml",
-                        file.display()
-                    ));
-                    continue;
-                };
-                let parsed = std::fs::read_to_string(&file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| toml::from_str::<TemplateFile>(&t).map_err(|e| e.to_string()));
-                let tf = match parsed {
-                    Ok(tf) => tf,
-                    Err(e) => {
-                        problems.push(format!("{}: {e}", file.display()));
-                        continue;
-                    }
-                };
-                if !tf.lang.contains_key(&tf.default_language) {
-                    problems.push(format!(
-                        "{}: default_language {:?} has no [lang.{}] table",
-                        file.display(),
-                        tf.default_language,
-                        tf.default_language
-                    ));
-                }
-                let mut languages = BTreeMap::new();
-                for (lang, parts) in &tf.lang {
-                    if let Err(why) = herald_directory::validate::language(lang) {
-                        problems.push(format!("{}: [lang.{lang}]: {why}", file.display()));
-                    }
-                    if parts.email.is_some() != parts.subject.is_some() {
-                        problems.push(format!(
-                            "{}: [lang.{lang}] needs both subject and email, or neither",
-                            file.display()
-                        ));
-                    }
-                    let mut channels = Vec::new();
-                    for (part, text, channel) in [
-                        ("subject", &parts.subject, None),
-                        ("email", &parts.email, Some(Channel::Email)),
-                        ("sms", &parts.sms, Some(Channel::Sms)),
-                        ("voice", &parts.voice, Some(Channel::Voice)),
-                    ] {
-                        let Some(text) = text else { continue };
-                        let key = template_key(&id, version, lang, part);
-                        if let Err(e) = env.add_template_owned(key, text.clone()) {
-                            problems.push(format!("{}: [lang.{lang}] {part}: {e}", file.display()));
-                        }
-                        if let Some(c) = channel {
-                            channels.push(c);
-                        }
-                    }
-                    languages.insert(lang.clone(), channels);
-                }
-                versions
-                    .entry(id.clone())
-                    .or_default()
-                    .push(TemplateVersion {
-                        id: id.clone(),
-                        version,
-                        approved: tf.approved,
-                        approved_by: tf.approved_by,
-                        description: tf.description,
-                        params: tf.params,
-                        default_language: tf.default_language,
-                        languages,
-                    });
+            let found = source::compile(&src.id, src.version, &tf, src.origin, &mut env);
+            if !found.is_empty() {
+                problems.extend(found.into_iter().map(|p| format!("{}: {p}", src.place)));
+                continue;
             }
+            let languages = tf
+                .lang
+                .iter()
+                .map(|(lang, parts)| {
+                    let channels = [
+                        (parts.email.is_some(), Channel::Email),
+                        (parts.sms.is_some(), Channel::Sms),
+                        (parts.voice.is_some(), Channel::Voice),
+                    ]
+                    .into_iter()
+                    .filter_map(|(has, c)| has.then_some(c))
+                    .collect();
+                    (lang.clone(), channels)
+                })
+                .collect();
+            versions
+                .entry(src.id.clone())
+                .or_default()
+                .push(TemplateVersion {
+                    id: src.id.clone(),
+                    version: src.version,
+                    // A proposed version is built into a store only once
+                    // an approver has approved it.
+                    approved: src.origin == Origin::Proposed || tf.approved == Some(true),
+                    approved_by: tf.approved_by.unwrap_or_default(),
+                    description: tf.description,
+                    params: tf.params,
+                    optional: tf.optional,
+                    default_language: tf.default_language,
+                    languages,
+                    origin: src.origin,
+                    text: src.text.clone(),
+                });
+            kept.push(src);
         }
         for v in versions.values_mut() {
             v.sort_by_key(|t| t.version);
         }
-        if problems.is_empty() {
-            Ok(TemplateStore { versions, env })
-        } else {
-            Err(problems)
+        let store = TemplateStore {
+            versions,
+            env,
+            sources: kept,
+        };
+        (store, problems)
+    }
+
+    /// This store with approved runtime versions added (one replacing a
+    /// runtime version of the same number, as a repeat of an approval
+    /// does). A version that clashes with a shipped file or does not
+    /// compile is left out and reported.
+    pub fn with_approved(&self, added: Vec<Source>) -> (TemplateStore, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut sources = self.sources.clone();
+        for src in added {
+            let clash = sources
+                .iter()
+                .any(|s| s.origin == Origin::File && s.id == src.id && s.version == src.version);
+            if clash {
+                problems.push(format!(
+                    "{}: a shipped file has this version number; the approved version is not used",
+                    src.place
+                ));
+                continue;
+            }
+            sources.retain(|s| !(s.id == src.id && s.version == src.version));
+            sources.push(src);
         }
+        let (store, built) = TemplateStore::build(sources);
+        problems.extend(built);
+        (store, problems)
+    }
+
+    /// Every version of template `id`, oldest first (empty when unknown).
+    pub fn versions(&self, id: &str) -> &[TemplateVersion] {
+        self.versions.get(id).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The highest version number template `id` has (0: none).
+    pub fn newest_version(&self, id: &str) -> u32 {
+        self.versions(id).last().map_or(0, |t| t.version)
     }
 
     /// The version a request gets: the pinned one (if approved) or the
@@ -300,6 +316,19 @@ impl TemplateStore {
         vars: &BTreeMap<String, String>,
     ) -> Result<Rendered, TemplateError> {
         let t = self.resolve(id, version)?;
+        self.render_version(t, language, channel, vars)
+    }
+
+    /// Renders version `t` of this store, approved or not, for one
+    /// channel and language (with its fallbacks).
+    pub fn render_version(
+        &self,
+        t: &TemplateVersion,
+        language: &str,
+        channel: Channel,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Rendered, TemplateError> {
+        let id = t.id.as_str();
         let lang =
             self.pick_language(t, language, channel)
                 .ok_or_else(|| TemplateError::NoText {
@@ -347,8 +376,61 @@ impl TemplateStore {
     }
 }
 
-fn template_key(id: &str, version: u32, lang: &str, part: &str) -> String {
-    format!("{id}@v{version}/{lang}/{part}")
+/// Every `<id>/v<N>.toml` under `dir`, read, with what could not be read.
+fn read_folder(dir: &Path) -> (Vec<Source>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            return (
+                sources,
+                vec![format!("templates folder {}: {e}", dir.display())],
+            );
+        }
+    };
+    let mut folders: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    folders.sort();
+    for folder in folders.into_iter().filter(|p| p.is_dir()) {
+        let Some(id) = folder.file_name().map(|n| n.to_string_lossy().to_string()) else {
+            continue;
+        };
+        let mut files: Vec<_> = match std::fs::read_dir(&folder) {
+            Ok(e) => e.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(e) => {
+                problems.push(format!("{}: {e}", folder.display()));
+                continue;
+            }
+        };
+        files.sort();
+        for file in files {
+            let Some(name) = file.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                continue;
+            };
+            let Some(version) = name
+                .strip_prefix('v')
+                .and_then(|n| n.strip_suffix(".toml"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                problems.push(format!(
+                    "{}: expected files named v<N>.toml",
+                    file.display()
+                ));
+                continue;
+            };
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push(Source {
+                    id: id.clone(),
+                    version,
+                    text,
+                    origin: Origin::File,
+                    place: file.display().to_string(),
+                }),
+                Err(e) => problems.push(format!("{}: {e}", file.display())),
+            }
+        }
+    }
+    (sources, problems)
 }
 
 #[cfg(test)]
@@ -430,6 +512,49 @@ email = "Bonjour {{ recipient_name }}"
             s.resolve("nope", 0).unwrap_err(),
             TemplateError::Unknown("nope".into())
         );
+    }
+
+    #[test]
+    fn an_approved_runtime_version_joins_a_new_store_and_wins_unpinned() {
+        let s = store(&[("ack/v1.toml", V1)]).unwrap();
+        let v2 = "params = [\"reference\"]\n[lang.en]\nsms = \"New {{ reference }}\"\n";
+        let (s2, problems) = s.with_approved(vec![Source::approved("ack", 2, v2)]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let r = s2.render("ack", 0, "en", Channel::Sms, &vars()).unwrap();
+        assert_eq!((r.version, r.body.as_str()), (2, "New R-1"));
+        assert_eq!(s2.versions("ack")[1].origin, Origin::Proposed);
+        assert_eq!(s2.newest_version("ack"), 2);
+        // The store it came from is untouched; v1 can still be pinned.
+        assert_eq!(
+            s.render("ack", 0, "en", Channel::Sms, &vars())
+                .unwrap()
+                .version,
+            1
+        );
+        assert_eq!(
+            s2.render("ack", 1, "en", Channel::Sms, &vars())
+                .unwrap()
+                .body,
+            "Got R-1"
+        );
+        // Approving it again replaces it rather than adding a second v2.
+        let (s3, _) = s2.with_approved(vec![Source::approved("ack", 2, v2)]);
+        assert_eq!(s3.versions("ack").len(), 2);
+        // A shipped file's number, or text that does not compile: left out.
+        let (s4, problems) = s.with_approved(vec![
+            Source::approved("ack", 1, v2),
+            Source::approved("ack", 3, "[lang.en]\nsms = \"{{\"\n"),
+        ]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("template ack v1: a shipped file"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("template ack v3: [lang.en] sms"),
+            "{problems:?}"
+        );
+        assert_eq!(s4.newest_version("ack"), 1);
     }
 
     #[test]
