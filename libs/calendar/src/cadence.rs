@@ -21,9 +21,13 @@ use crate::Calendar;
 pub enum Cadence {
     Weekly(Weekday),
     /// Every other week on the weekday of `anchor`, one of its dates.
-    Biweekly { anchor: NaiveDate },
+    Biweekly {
+        anchor: NaiveDate,
+    },
     /// On this day of every month (1 to 28, so every month has it).
-    Monthly { day: u32 },
+    Monthly {
+        day: u32,
+    },
 }
 
 /// The first Monday of the Unix epoch: biweekly cadences with no anchor of
@@ -34,6 +38,45 @@ pub const EPOCH_MONDAY: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 5) {
 };
 
 impl Cadence {
+    /// A cadence as a configuration names it: `weekly`, `biweekly` or
+    /// `monthly`, on `weekday` (weekly and biweekly) or `day_of_month`
+    /// (monthly, 1 to 28); a biweekly one falls in the weeks of `first`.
+    /// The error says which of them is wrong.
+    pub fn from_words(
+        cadence: &str,
+        weekday: &str,
+        day_of_month: u32,
+        first: Option<NaiveDate>,
+    ) -> Result<Cadence, String> {
+        let day = || {
+            weekday
+                .parse::<Weekday>()
+                .map_err(|_| format!("weekday: {weekday:?} is not a day of the week"))
+        };
+        match cadence {
+            "weekly" => Ok(Cadence::Weekly(day()?)),
+            "biweekly" => {
+                let w = day()?;
+                match first {
+                    Some(f) if f.weekday() != w => Err(format!(
+                        "first: {f} is a {}, not a {}",
+                        day_name(f.weekday()),
+                        day_name(w)
+                    )),
+                    Some(anchor) => Ok(Cadence::Biweekly { anchor }),
+                    None => Ok(Cadence::biweekly_on(w)),
+                }
+            }
+            "monthly" if (1..=28).contains(&day_of_month) => {
+                Ok(Cadence::Monthly { day: day_of_month })
+            }
+            "monthly" => Err(format!("day_of_month: {day_of_month} is not 1 to 28")),
+            other => Err(format!(
+                "cadence: {other:?} is not weekly, biweekly or monthly"
+            )),
+        }
+    }
+
     /// Every other `weekday`, counting weeks from [`EPOCH_MONDAY`].
     pub fn biweekly_on(weekday: Weekday) -> Cadence {
         Cadence::Biweekly {
@@ -193,7 +236,11 @@ mod tests {
     }
 
     fn office() -> Calendar {
-        Calendars::built_in().unwrap().get("office").unwrap().clone()
+        Calendars::built_in()
+            .unwrap()
+            .get("office")
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -256,8 +303,40 @@ mod tests {
         assert_eq!(o.due, utc("2026-12-18T08:00:00Z"), "09:00 in Paris");
         assert_eq!(o.from, utc("2026-12-04T08:00:00Z"));
         let epoch = Cadence::biweekly_on(Weekday::Mon);
-        assert_eq!(epoch, Cadence::Biweekly { anchor: EPOCH_MONDAY });
+        assert_eq!(
+            epoch,
+            Cadence::Biweekly {
+                anchor: EPOCH_MONDAY
+            }
+        );
         assert!(s.words().starts_with("every other Friday"), "{}", s.words());
+    }
+
+    #[test]
+    fn cadences_read_from_their_words() {
+        assert_eq!(
+            Cadence::from_words("weekly", "Friday", 1, None),
+            Ok(Cadence::Weekly(Weekday::Fri))
+        );
+        assert_eq!(
+            Cadence::from_words("monthly", "monday", 15, None),
+            Ok(Cadence::Monthly { day: 15 })
+        );
+        assert!(
+            Cadence::from_words("biweekly", "monday", 1, Some(d(2026, 12, 4)))
+                .unwrap_err()
+                .starts_with("first:")
+        );
+        assert!(
+            Cadence::from_words("daily", "monday", 1, None)
+                .unwrap_err()
+                .starts_with("cadence:")
+        );
+        assert!(
+            Cadence::from_words("weekly", "someday", 1, None)
+                .unwrap_err()
+                .starts_with("weekday:")
+        );
     }
 
     #[test]
