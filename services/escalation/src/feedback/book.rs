@@ -1,5 +1,6 @@
 //! Every case's feedback, kept for the departments across cases (SOP 000
-//! §5: feedback tracked and followed up): `<escalation keyspace>feedback:case:<case>`
+//! §5: feedback tracked and followed up). It is kept in
+//! `<escalation keyspace>feedback:case:<case>`
 //! (JSON: the case, its client and reference, the category, department,
 //! rating and status, when it arrived and last moved) and
 //! `<escalation keyspace>feedback:received`, the cases scored by when

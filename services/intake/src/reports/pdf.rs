@@ -1,5 +1,5 @@
 //! The monthly progress report as a PDF (SOP 002 §5: "PDF or PowerPoint
-//! document"), written with `pdf-writer`: A4 pages of text in Helvetica
+//! document"), written with `pdf-writer`. A4 pages of text in Helvetica
 //! (one of the fonts every reader has, so nothing is embedded and a
 //! month's report stays a few kilobytes, well under the attachment limit),
 //! a title line, then the report's lines, a new page when one is full.
