@@ -30,7 +30,9 @@ const CLIENT_0: &str = "client-0@clients.example.org";
 /// that a test then moves its clock past.
 fn an_hour_ahead() -> DateTime<Utc> {
     let t = Utc::now() + TimeDelta::hours(1);
-    t.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap()
+    t.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or_else(|| panic!("{t} on a whole minute"))
 }
 
 fn weekly_at(contact: &str, at: DateTime<Utc>) -> ClientReport {
@@ -87,7 +89,7 @@ fn reports_to(sys: &TestSystem, to: &str, subject: &str) -> Vec<Mail> {
 }
 
 async fn system(tweak: impl FnOnce(&mut Config)) -> (TestSystem, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary folder: {e}"));
     let path = dir.path().to_path_buf();
     let sys = TestSystem::start_with(|cfg| {
         fast_policies(cfg, &path, Duration::from_secs(3600));
