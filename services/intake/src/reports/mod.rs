@@ -292,11 +292,12 @@ impl Intake {
             let sched = a.schedule(a.zone(contact.as_ref(), cal));
             let timer = a.timer();
             let stored = self.reports.load(&timer).await?;
-            let (seen, state, next) = match &stored {
+            let (seen, state, next, fresh) = match &stored {
                 Some((raw, s)) if s.schedule == sched.words() => (
                     Some(raw.as_slice()),
                     s.clone(),
                     sched.occurrence(s.nominal, cal),
+                    false,
                 ),
                 _ => {
                     let next = sched.next_after(now, cal);
@@ -304,14 +305,21 @@ impl Intake {
                         nominal: next.nominal,
                         schedule: sched.words(),
                     };
-                    (stored.as_ref().map(|(raw, _)| raw.as_slice()), s, next)
+                    (
+                        stored.as_ref().map(|(raw, _)| raw.as_slice()),
+                        s,
+                        next,
+                        true,
+                    )
                 }
             };
-            if self
+            // A kept schedule's timer is set again at the same time, in
+            // case it was lost; only a new date goes in the trail.
+            let set = self
                 .reports
                 .swap(&timer, seen, Some((&state, &next)))
-                .await?
-            {
+                .await?;
+            if set && fresh {
                 self.document_schedule(a, &next).await?;
             }
         }

@@ -32,6 +32,7 @@ struct Words {
     met_count: &'static str,
     missed_count: &'static str,
     to: &'static str,
+    more: &'static str,
 }
 
 const EN: Words = Words {
@@ -55,6 +56,7 @@ const EN: Words = Words {
     met_count: "Response times met",
     missed_count: "Response times missed",
     to: "to",
+    more: "more (the trail has them all)",
 };
 
 const FR: Words = Words {
@@ -78,7 +80,22 @@ const FR: Words = Words {
     met_count: "Délais de réponse tenus",
     missed_count: "Délais de réponse manqués",
     to: "au",
+    more: "de plus (le journal les a tous)",
 };
+
+/// The most cases, and next steps, a report lists one by one: a busy
+/// client's month still fits the attachment limit (64 KiB).
+pub const MAX_LISTED: usize = 150;
+
+/// At most [`MAX_LISTED`] of `items`, then how many more there are.
+fn capped(items: Vec<String>, w: &Words) -> Vec<String> {
+    let n = items.len();
+    let mut out: Vec<String> = items.into_iter().take(MAX_LISTED).collect();
+    if n > MAX_LISTED {
+        out.push(format!("… {} {}", n - MAX_LISTED, w.more));
+    }
+    out
+}
 
 fn words(language: &str) -> &'static Words {
     if language.to_ascii_lowercase().starts_with("fr") {
@@ -149,13 +166,17 @@ pub fn params(f: &Figures, client_name: &str, language: &str, tz: Tz) -> BTreeMa
                 .join("\n")
         }
     };
-    let cases = list(f.cases.iter().map(|c| case_text(c, w, tz)).collect());
-    let steps = list(
+    let cases = list(capped(
+        f.cases.iter().map(|c| case_text(c, w, tz)).collect(),
+        w,
+    ));
+    let steps = list(capped(
         f.next_steps()
             .iter()
             .map(|(r, a)| step_text(r, a))
             .collect(),
-    );
+        w,
+    ));
     BTreeMap::from([
         ("client_name".to_string(), client_name.to_string()),
         ("period".to_string(), period(f, language, tz)),
@@ -192,8 +213,8 @@ pub fn document(f: &Figures, client_name: &str, language: &str, tz: Tz) -> (Stri
     if f.cases.is_empty() {
         lines.push(Line::Text(w.none.to_string()));
     }
-    for c in &f.cases {
-        lines.push(Line::Text(case_text(c, w, tz)));
+    for c in capped(f.cases.iter().map(|c| case_text(c, w, tz)).collect(), w) {
+        lines.push(Line::Text(c));
     }
     lines.push(Line::Blank);
     lines.push(Line::Heading(w.next_steps.to_string()));
@@ -201,8 +222,8 @@ pub fn document(f: &Figures, client_name: &str, language: &str, tz: Tz) -> (Stri
     if steps.is_empty() {
         lines.push(Line::Text(w.none.to_string()));
     }
-    for (r, a) in steps {
-        lines.push(Line::Text(step_text(&r, &a)));
+    for s in capped(steps.iter().map(|(r, a)| step_text(r, a)).collect(), w) {
+        lines.push(Line::Text(s));
     }
     (format!("{} – {client_name}", w.title), lines)
 }
@@ -249,6 +270,24 @@ mod tests {
             chrono_tz::Europe::Paris,
         );
         assert_eq!(fr["cases"], "- aucune");
+    }
+
+    #[test]
+    fn a_busy_clients_report_lists_the_first_cases_and_fits_the_attachment_limit() {
+        let mut f = figures();
+        let one = f.cases[0].clone();
+        f.cases = (0..1000)
+            .map(|i| CaseLine {
+                reference: format!("INQ-{i:04}"),
+                ..one.clone()
+            })
+            .collect();
+        let p = params(&f, "Acme", "en", chrono_tz::UTC);
+        assert_eq!(p["cases"].lines().count(), MAX_LISTED + 1);
+        assert!(p["cases"].ends_with("… 850 more (the trail has them all)"));
+        let (title, lines) = document(&f, "Acme", "en", chrono_tz::UTC);
+        let pdf = super::super::pdf::document(&title, &lines);
+        assert!(pdf.len() < 64 * 1024, "{} bytes", pdf.len());
     }
 
     #[test]
