@@ -163,6 +163,7 @@ pub async fn start_with_clock(
     let integrations =
         integrations::Integrations::new(&cfg.intake, redis.clone(), &cfg.redis.prefix);
     integrations.check_templates(&templates)?;
+    reports::check_templates(&agreed, &templates)?;
     // The trail by client and staff: an index of the audit stream, and the
     // operators' queries over it.
     let index = trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention);

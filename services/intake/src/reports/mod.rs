@@ -152,6 +152,29 @@ pub(crate) fn agreed(cfg: &[ClientReport]) -> Result<Vec<Agreed>, Vec<String>> {
     }
 }
 
+/// The templates the agreed schedules send must exist and be approved,
+/// or every report would be refused when it falls due.
+pub(crate) fn check_templates(
+    agreed: &[Agreed],
+    templates: &herald_content::templates::TemplateStore,
+) -> anyhow::Result<()> {
+    for a in agreed {
+        let id = if a.kind == ReportKind::Monthly {
+            send::PROGRESS_REPORT
+        } else {
+            send::STATUS_UPDATE
+        };
+        templates.resolve(id, 0).map_err(|e| {
+            anyhow::anyhow!(
+                "the {} report of {} is sent with template {id}: {e}",
+                a.kind.name(),
+                a.client
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// What is kept beside each schedule's timer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct State {
