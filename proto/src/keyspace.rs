@@ -37,7 +37,7 @@ pub const INTAKE: Keyspace = Keyspace {
     name: "intake",
     owner: "intake",
     readers: &[],
-    holds: "idempotency keys, whether each case is open and the channel its client last wrote on, broadcast start claims, the case each integration's alert has, first contacts held for approval and the approvals given, the meetings about each case and each organiser's busy times, the trail's index by client and staff, the template versions proposed at run time and how each was decided",
+    holds: "idempotency keys, whether each case is open and the channel its client last wrote on, broadcast start claims, the case each integration's alert has, first contacts held for approval and the approvals given, the meetings about each case and each organiser's busy times, the trail's index by client and staff, the template versions proposed at run time and how each was decided, each client's report schedules and their timers",
 };
 
 pub const DELIVERY: Keyspace = Keyspace {
@@ -65,7 +65,7 @@ pub const ESCALATION: Keyspace = Keyspace {
     name: "escalation",
     owner: "escalation",
     readers: &[],
-    holds: "each case's escalation, follow-up and meetings, and their timers; the acknowledgement codes sent to each number",
+    holds: "each case's escalation, follow-up and meetings, and their timers; the acknowledgement codes sent to each number; every case's feedback and the feedback trend report's timer",
 };
 
 /// Every keyspace, each once.

@@ -6,7 +6,7 @@
 use crate::v1::{
     AuditStep, BroadcastState, CaseChannel, CaseEventKind, Channel, ClockKind, ClockState,
     CommunicationType, Confidentiality, DeliveryState, ErrorCode, FeedbackStatus, InteractionKind,
-    Lane, Priority, Severity, SlaEventKind,
+    Lane, Priority, ReportKind, Severity, SlaEventKind,
 };
 
 /// Implements `name()` (the canonical lower-case name) and `parse()`
@@ -75,6 +75,10 @@ names!(AuditStep {
     TemplateProposed => "template_proposed",
     TemplateApproved => "template_approved",
     TemplateRejected => "template_rejected",
+    ReportSent => "report_sent",
+    ReportScheduled => "report_scheduled",
+    ReportFailed => "report_failed",
+    FeedbackTrendSent => "feedback_trend_sent",
 });
 
 names!(Channel {
@@ -154,6 +158,15 @@ names!(CaseEventKind {
     MeetingRescheduled => "meeting_rescheduled",
     MeetingCancelled => "meeting_cancelled",
     MeetingAnswered => "meeting_answered",
+});
+
+names!(ReportKind {
+    Unspecified => "unspecified",
+    Weekly => "weekly",
+    Biweekly => "biweekly" | "fortnightly",
+    Monthly => "monthly",
+    Incident => "incident",
+    FeedbackTrend => "feedback_trend" | "feedback-trend" | "trend",
 });
 
 names!(FeedbackStatus {
@@ -268,7 +281,7 @@ mod tests {
     #[test]
     fn names_follow_the_protobuf_names_and_parse_back() {
         agrees(
-            (0..29).filter_map(|i| AuditStep::try_from(i).ok()),
+            (0..40).filter_map(|i| AuditStep::try_from(i).ok()),
             AuditStep::name,
             |v| v.as_str_name(),
             AuditStep::parse,

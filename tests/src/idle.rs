@@ -119,7 +119,9 @@ async fn busy(
 }
 
 /// Every timer queue holding something, whoever owns it: a sorted set
-/// exists in Redis only while it has members.
+/// exists in Redis only while it has members. Report schedules
+/// (`timer:reports:`) are left out: they recur for as long as they are
+/// agreed, so they are never work in flight.
 async fn pending_timers(redis: &ConnectionManager, prefix: &str) -> anyhow::Result<Vec<String>> {
     let mut c = redis.clone();
     let mut keys: Vec<String> = Vec::new();
@@ -132,7 +134,7 @@ async fn pending_timers(redis: &ConnectionManager, prefix: &str) -> anyhow::Resu
     }
     let mut out = Vec::new();
     for key in keys {
-        if !(key.ends_with(":due") || key.ends_with(":lease")) {
+        if !(key.ends_with(":due") || key.ends_with(":lease")) || key.contains("timer:reports:") {
             continue;
         }
         let n: u64 = redis::cmd("ZCARD").arg(&key).query_async(&mut c).await?;

@@ -147,8 +147,15 @@ impl TestSystem {
     }
 
     pub async fn start_intake(&mut self) {
+        self.start_intake_with_clock(std::sync::Arc::new(SystemClock))
+            .await;
+    }
+
+    /// Starts intake with the clock its report schedules are kept by (a
+    /// `ManualClock` lets a test move past a report's date).
+    pub async fn start_intake_with_clock(&mut self, clock: std::sync::Arc<dyn Clock>) {
         let stop = CancellationToken::new();
-        let running = herald_intake::start(self.cfg_for("intake"), stop.clone())
+        let running = herald_intake::start_with_clock(self.cfg_for("intake"), stop.clone(), clock)
             .await
             .expect("intake starts");
         self.grpc_addr = running.grpc_addr;
@@ -232,10 +239,18 @@ impl TestSystem {
     }
 
     pub async fn start_escalation(&mut self) {
+        self.start_escalation_with_clock(std::sync::Arc::new(SystemClock))
+            .await;
+    }
+
+    /// Starts the escalation service with the clock its timers are kept by
+    /// (the feedback trend's date, among others).
+    pub async fn start_escalation_with_clock(&mut self, clock: std::sync::Arc<dyn Clock>) {
         let stop = CancellationToken::new();
-        let running = herald_escalation::start(self.cfg_for("escalation"), stop.clone())
-            .await
-            .expect("escalation starts");
+        let running =
+            herald_escalation::start_with_clock(self.cfg_for("escalation"), stop.clone(), clock)
+                .await
+                .expect("escalation starts");
         let (http_addr, public_addr) = (running.http_addr, running.public_addr);
         wait_ready(&running.health).await;
         self.escalation = Some(Service {

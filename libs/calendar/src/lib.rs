@@ -156,6 +156,31 @@ impl Calendar {
         })
     }
 
+    /// Whether `date` is a business day: not a holiday, and a day with
+    /// working spans.
+    pub fn is_business_day(&self, date: NaiveDate) -> bool {
+        !self.is_holiday(date)
+            && !self.week[date.weekday().num_days_from_monday() as usize].is_empty()
+    }
+
+    /// `date` if it is a business day, else the first one after it (`date`
+    /// itself when the calendar has none within three years).
+    pub fn business_day_from(&self, date: NaiveDate) -> NaiveDate {
+        (0..HORIZON_DAYS)
+            .map(|i| date + TimeDelta::days(i))
+            .find(|d| self.is_business_day(*d))
+            .unwrap_or(date)
+    }
+
+    /// The UTC instant the local clock of `tz` reads `time` on `date` (the
+    /// first of two readings when clocks go back, the first instant after
+    /// the gap when they go forward).
+    pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+        let cal = Calendar::always_open("", tz);
+        let minutes = time.signed_duration_since(NaiveTime::MIN).num_minutes() as u32;
+        cal.instant(date, minutes, Edge::Start)
+    }
+
     /// Whether `t` falls in working time.
     pub fn is_working(&self, t: DateTime<Utc>) -> bool {
         self.intervals_from(t)
@@ -233,6 +258,7 @@ enum Edge {
     End,
 }
 
+pub mod cadence;
 mod file;
 #[cfg(test)]
 mod tests;

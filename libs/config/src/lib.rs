@@ -25,6 +25,7 @@ mod integrations;
 mod layers;
 mod nats;
 mod redis;
+mod reports;
 mod retention;
 mod router;
 mod secret;
@@ -44,6 +45,7 @@ pub use intake::{IntakeConfig, SystemKeys};
 pub use integrations::{Integration, IntegrationKind};
 pub use nats::{NatsConfig, seed_path};
 pub use redis::{RedisConfig, SentinelUrl, redis_password_path};
+pub use reports::{CADENCES, ClientReport, ReportsConfig, WEEKDAYS, parse_date, parse_hh_mm};
 pub use retention::RetentionConfig;
 pub use router::RouterConfig;
 pub use secret::Secret;
@@ -76,6 +78,7 @@ pub struct Config {
     pub sla: SlaConfig,
     pub escalation: EscalationConfig,
     pub approvals: ApprovalsConfig,
+    pub reports: ReportsConfig,
     pub retention: RetentionConfig,
 }
 
@@ -162,6 +165,7 @@ impl Config {
         self.sla.validate(problems);
         self.escalation.validate(problems);
         self.approvals.validate(problems);
+        self.reports.validate(problems);
         self.retention.validate(problems);
         across_sections::validate(self, problems);
     }

@@ -38,7 +38,8 @@ pub enum Role {
     Publisher,
     /// The emergency broadcast front door.
     Coordinator,
-    /// Reads the trail, dead letters and case clocks; changes nothing.
+    /// Reads the trail, dead letters, case clocks and feedback; sends
+    /// reports, and changes nothing else.
     Operator,
     /// Imports and removes contacts and groups.
     Directory,
@@ -95,7 +96,9 @@ impl Role {
             Role::Service => "one of Herald's services, allowed its own subjects and streams",
             Role::Publisher => "a system sending notifications, case events and cancels",
             Role::Coordinator => "starts, updates and cancels emergency broadcasts",
-            Role::Operator => "reads the trail, dead letters, case clocks and broadcast status",
+            Role::Operator => {
+                "reads the trail, dead letters, case clocks, feedback and broadcast status; sends reports"
+            }
             Role::Directory => "imports, shows and removes contacts and groups",
             Role::Replay => "reads dead letters and sends their jobs again",
             Role::Provision => "declares and updates Herald's streams",
@@ -280,12 +283,16 @@ pub fn permissions(who: &Identity) -> Permissions {
                 .publish(subjects::BROADCAST_STATUS);
         }
         Role::Operator => {
-            p.asks_as(&who.name, &[subjects::INTAKE_TRAIL])
-                .publish(subjects::SLA_QUERY)
-                .publish(subjects::ESCALATION_QUERY)
-                .publish(subjects::BROADCAST_STATUS)
-                .browses(subjects::STREAM_AUDIT)
-                .browses(subjects::STREAM_DLQ);
+            p.asks_as(
+                &who.name,
+                &[subjects::INTAKE_TRAIL, subjects::INTAKE_REPORTS],
+            )
+            .publish(subjects::SLA_QUERY)
+            .publish(subjects::ESCALATION_QUERY)
+            .publish(subjects::ESCALATION_FEEDBACK)
+            .publish(subjects::BROADCAST_STATUS)
+            .browses(subjects::STREAM_AUDIT)
+            .browses(subjects::STREAM_DLQ);
         }
         Role::Directory => {
             p.asks_as(&who.name, &[subjects::INTAKE_DIRECTORY]);
@@ -411,7 +418,8 @@ fn service(name: &str, p: &mut Permissions) {
                     "escalation",
                     &[subjects::INTAKE_NOTIFY, subjects::INTAKE_CASE],
                 )
-                .subscribe(subjects::ESCALATION_QUERY);
+                .subscribe(subjects::ESCALATION_QUERY)
+                .subscribe(subjects::ESCALATION_FEEDBACK);
             stops(p);
             p.responds = true;
         }

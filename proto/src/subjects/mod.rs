@@ -63,6 +63,10 @@ pub const INTAKE_APPROVALS: &str = "herald.v1.intake.approvals";
 /// Request/reply (`herald.v1.TrailQuery`): operators ask for the trail of
 /// a client, a member of staff or a case over a span of time.
 pub const INTAKE_TRAIL: &str = "herald.v1.intake.trail";
+/// Request/reply (`herald.v1.ReportRequest` in, `herald.v1.ReportReply`
+/// out): operators send a client's report or a case's incident report now,
+/// and read a client's report schedule (SOP 002 §5).
+pub const INTAKE_REPORTS: &str = "herald.v1.intake.reports";
 /// Request/reply (`herald.v1.EraseContact` in, `herald.v1.EraseReply`
 /// out): the Data Protection Officer erases a person (SOP 003 §6.5).
 pub const INTAKE_ERASE: &str = "herald.v1.intake.erase";
@@ -82,7 +86,7 @@ pub fn erase_part(service: &str) -> String {
 /// server lets each identity publish only under its own name (see
 /// [`crate::access`]), so the last token tells intake who asked, as NATS
 /// verified it rather than as the request claims.
-pub const FROM_CALLERS: [&str; 14] = [
+pub const FROM_CALLERS: [&str; 15] = [
     INTAKE_NOTIFY,
     INTAKE_NOTIFY_EMERGENCY,
     INTAKE_CANCEL,
@@ -91,6 +95,7 @@ pub const FROM_CALLERS: [&str; 14] = [
     INTAKE_BREACH,
     INTAKE_APPROVALS,
     INTAKE_TRAIL,
+    INTAKE_REPORTS,
     INTAKE_ERASE,
     INTAKE_TEMPLATES,
     INTAKE_TEMPLATE_DECISIONS,
@@ -128,6 +133,9 @@ pub const QUEUE_ESCALATION: &str = "herald-escalation";
 pub const SLA_QUERY: &str = "herald.v1.sla.query";
 /// Request/reply: a `CaseQuery` in, an `EscalationQueryReply` out.
 pub const ESCALATION_QUERY: &str = "herald.v1.escalation.query";
+/// Request/reply: a `FeedbackListRequest` in, a `FeedbackListReply` out
+/// (every case's feedback, for `herald feedback list`).
+pub const ESCALATION_FEEDBACK: &str = "herald.v1.escalation.feedback";
 
 /// Everything that happens to cases, in one stream so that it has one
 /// order: lifecycle events accepted by intake (`AcceptedCaseEvent`,

@@ -213,6 +213,7 @@ pub(crate) fn on_event(
                 rating,
                 owners: Vec::new(),
                 updated_ms: at,
+                received_ms: at,
             };
             st.feedback = Some(item.clone());
             effects.push(Effect::FeedbackRouted {

@@ -114,9 +114,15 @@ impl Escalator {
                     if let Some(f) = st.feedback.as_mut() {
                         f.owners = told;
                     }
+                    self.book
+                        .put(&crate::feedback::book::Kept::of(case_id, st, &item))
+                        .await?;
                 }
                 Effect::FeedbackStatus { item, note, seq } => {
                     self.feedback_moved(case_id, st, &item, &note, seq).await?;
+                    self.book
+                        .put(&crate::feedback::book::Kept::of(case_id, st, &item))
+                        .await?;
                 }
                 Effect::MeetingInvite { meeting, cancel } => {
                     self.invite(case_id, st, &meeting, cancel).await?;

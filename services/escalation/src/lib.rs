@@ -114,6 +114,10 @@ struct Escalator {
     /// What the voice provider signs key presses with
     /// (`delivery.provider_token`, `delivery.provider_signing_key`).
     provider_keys: herald_content::signature::ProviderKeys,
+    /// Every case's feedback, across cases.
+    book: feedback::book::Book,
+    /// The feedback trend's schedule.
+    trend: feedback::trend::TrendTimer,
 }
 
 pub use herald_runtime::service::Running;
@@ -140,6 +144,13 @@ pub async fn start_with_clock(
         );
     };
     check_templates(&cfg)?;
+    let calendars = herald_config::built_in_or_file(
+        cfg.sla.calendars_file.as_deref(),
+        herald_calendar::DEFAULT_CALENDARS,
+        "calendars",
+    )
+    .and_then(|(text, origin)| herald_calendar::Calendars::parse(&text, &origin))
+    .map_err(|p| anyhow::anyhow!("calendars:\n  {}", p.join("\n  ")))?;
     let mut service = ServiceBuilder::connect("escalation", &cfg, &shutdown).await?;
     let redis = service.redis.clone();
     let esc = Escalator {
@@ -160,6 +171,8 @@ pub async fn start_with_clock(
             cfg.escalation.ack_code_ttl,
         ),
         provider_keys: herald_content::signature::ProviderKeys::from_config(&cfg.delivery),
+        book: feedback::book::Book::new(redis.clone(), &cfg.redis.prefix, cfg.retention.case_state),
+        trend: feedback::trend::TrendTimer::new(redis.clone(), &cfg.redis.prefix, calendars),
     };
     service.watch(
         (0..subjects::CASE_PARTITIONS)
@@ -207,6 +220,43 @@ pub async fn start_with_clock(
         let e = e.clone();
         async move { e.fire(batch).await }
     }));
+    // The feedback trend: arranged, then fired when due.
+    let e = esc.clone();
+    let stop = shutdown.clone();
+    let (lease, poll) = (cfg.escalation.lease, cfg.escalation.poll);
+    service.spawn(async move {
+        let mut backoff =
+            herald_runtime::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        while let Err(err) = e.arrange_trend().await {
+            tracing::warn!(error = %err, "feedback trend not arranged; retrying");
+            if !backoff.wait(&stop).await {
+                return Ok(());
+            }
+        }
+        let (t, clock) = (e.trend.timers.clone(), e.clock.clone());
+        let opts = RunOptions {
+            batch: 1,
+            lease,
+            poll,
+        };
+        timers::run(t, clock, opts, stop, move |batch| {
+            let e = e.clone();
+            async move { e.fire_trend(batch).await }
+        })
+        .await
+    });
+    let e = esc.clone();
+    service
+        .serve(
+            &[subjects::ESCALATION_FEEDBACK],
+            subjects::QUEUE_ESCALATION,
+            ServeOptions::new(4),
+            move |msg| {
+                let e = e.clone();
+                async move { Some(e.answer_feedback_list(&msg.payload).await.into()) }
+            },
+        )
+        .await?;
     let e = esc.clone();
     service
         .serve(
@@ -240,6 +290,7 @@ fn check_templates(cfg: &Config) -> anyhow::Result<()> {
         MEETING_INVITATION,
         MEETING_CANCELLED,
         MEETING_REMINDER,
+        feedback::trend::FEEDBACK_TREND,
     ] {
         store
             .resolve(id, 0)

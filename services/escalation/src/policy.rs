@@ -100,6 +100,19 @@ pub struct Policies {
     /// How long before a meeting its attendees are reminded, longest
     /// first (`[meetings] reminders`; shipped: a day and an hour).
     pub meeting_reminders: Vec<Duration>,
+    /// When each department's heads get the feedback trend
+    /// (`[feedback.trend]`; shipped: monthly, on the 1st at 09:00); None
+    /// when it is off.
+    pub trend: Option<Trend>,
+}
+
+/// The feedback trend's schedule: a cadence at a local time, on the
+/// business days of a team's calendar (and in its time zone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trend {
+    pub cadence: herald_calendar::cadence::Cadence,
+    pub at: chrono::NaiveTime,
+    pub team: String,
 }
 
 /// A department feedback is relayed to.
@@ -159,6 +172,78 @@ fn default_reminders() -> Vec<String> {
 struct FileFeedback {
     #[serde(default)]
     department: Vec<FileDepartment>,
+    #[serde(default)]
+    trend: FileTrend,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileTrend {
+    /// weekly, biweekly, monthly or off.
+    cadence: String,
+    weekday: String,
+    day_of_month: u32,
+    at: String,
+    team: String,
+    first: Option<String>,
+}
+
+impl Default for FileTrend {
+    fn default() -> Self {
+        FileTrend {
+            cadence: "monthly".into(),
+            weekday: "monday".into(),
+            day_of_month: 1,
+            at: "09:00".into(),
+            team: String::new(),
+            first: None,
+        }
+    }
+}
+
+impl FileTrend {
+    fn parse(self, problems: &mut Vec<String>) -> Option<Trend> {
+        if self.cadence == "off" {
+            return None;
+        }
+        let first = match self.first.as_deref() {
+            None => None,
+            Some(f) => match chrono::NaiveDate::parse_from_str(f, "%Y-%m-%d") {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    problems.push(format!("feedback.trend.first: {f:?} is not YYYY-MM-DD"));
+                    None
+                }
+            },
+        };
+        let cadence = herald_calendar::cadence::Cadence::from_words(
+            &self.cadence,
+            &self.weekday.to_ascii_lowercase(),
+            self.day_of_month,
+            first,
+        )
+        .map_err(|e| {
+            problems.push(format!(
+                "feedback.trend.{e}{}",
+                if e.starts_with("cadence") {
+                    " (or off)"
+                } else {
+                    ""
+                }
+            ))
+        })
+        .ok();
+        let at = herald_config::parse_hh_mm(&self.at)
+            .and_then(|(h, m)| chrono::NaiveTime::from_hms_opt(h, m, 0));
+        if at.is_none() {
+            problems.push(format!("feedback.trend.at: {:?} is not HH:MM", self.at));
+        }
+        Some(Trend {
+            cadence: cadence?,
+            at: at?,
+            team: self.team,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -330,6 +415,7 @@ impl Policies {
         if follow_up.reminder_after.is_zero() {
             problems.push("follow_up.reminder_after must be more than zero".into());
         }
+        let trend = file.feedback.trend.parse(&mut problems);
         let mut departments = Vec::new();
         for (i, d) in file.feedback.department.into_iter().enumerate() {
             let at = format!("feedback.department[{i}] ({})", d.name);
@@ -370,6 +456,7 @@ impl Policies {
                 follow_up,
                 departments,
                 meeting_reminders,
+                trend,
             })
         } else {
             Err(problems
@@ -441,6 +528,9 @@ name = "empty"
 [follow_up]
 delay = "1h"
 reminder_after = "0s"
+[feedback.trend]
+cadence = "daily"
+at = "noon"
 "#,
             "escalation.toml",
         )
@@ -456,8 +546,38 @@ reminder_after = "0s"
             "timeout \"soon\"",
             "(empty): has no [[policy.level]]",
             "reminder_after",
+            "feedback.trend.cadence: \"daily\" is not weekly, biweekly or monthly (or off)",
+            "feedback.trend.at",
         ] {
             assert!(problems.contains(want), "{want} not in:\n{problems}");
         }
+    }
+
+    #[test]
+    fn the_feedback_trend_is_monthly_unless_said_otherwise() {
+        let shipped = Policies::load(None).unwrap();
+        let trend = shipped.trend.unwrap();
+        assert_eq!(
+            trend.cadence,
+            herald_calendar::cadence::Cadence::Monthly { day: 1 }
+        );
+        let off = Policies::parse(
+            r#"
+[[policy]]
+name = "p"
+[[policy.level]]
+name = "frontline"
+targets = ["responsible"]
+timeout = "30m"
+[follow_up]
+delay = "1h"
+reminder_after = "1h"
+[feedback.trend]
+cadence = "off"
+"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(off.trend, None);
     }
 }

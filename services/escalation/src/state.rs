@@ -78,6 +78,9 @@ pub struct FeedbackItem {
     #[serde(default)]
     pub owners: Vec<String>,
     pub updated_ms: i64,
+    /// When it was received (0 in records kept before this was).
+    #[serde(default)]
+    pub received_ms: i64,
 }
 
 impl CaseState {

@@ -11,6 +11,7 @@ mod case;
 mod dlq;
 mod erase;
 mod groups;
+mod report;
 mod send;
 mod setup;
 mod templates;
@@ -90,6 +91,11 @@ enum Command {
     /// told), and where it stands.
     #[command(subcommand)]
     Feedback(case::feedback::FeedbackCommand),
+    /// Reports to clients (SOP 002 §5): a status update or progress report
+    /// now, a case's incident report by email and phone, and a client's
+    /// agreed schedule.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Meetings about a case: schedule, reschedule, cancel, list
     /// (attendees are invited with a calendar file and reminded).
     #[command(subcommand)]
@@ -323,6 +329,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Case(c) => case::run(&cfg, c).await,
         Command::Feedback(c) => case::feedback::run(&cfg, c).await,
         Command::Meeting(c) => case::meeting::run(&cfg, c).await,
+        Command::Report(c) => report::run(&cfg, c).await,
         Command::Setup(a) => setup::setup(&cfg, a),
         Command::Provision => setup::provision(&cfg).await,
         Command::Apikey(c) => apikey::run(&cfg, c),
@@ -439,7 +446,11 @@ pub fn role_for(subject: &str) -> herald_proto::access::Role {
         | subjects::BROADCAST_UPDATE
         | subjects::BROADCAST_CANCEL
         | subjects::BROADCAST_STATUS => Role::Coordinator,
-        subjects::SLA_QUERY | subjects::ESCALATION_QUERY | subjects::INTAKE_TRAIL => Role::Operator,
+        subjects::SLA_QUERY
+        | subjects::ESCALATION_QUERY
+        | subjects::ESCALATION_FEEDBACK
+        | subjects::INTAKE_TRAIL
+        | subjects::INTAKE_REPORTS => Role::Operator,
         _ => Role::Publisher,
     }
 }

@@ -22,6 +22,7 @@ mod http;
 mod integrations;
 mod keys;
 mod notify;
+mod reports;
 mod sharing;
 mod templates;
 mod trail;
@@ -79,8 +80,10 @@ pub(crate) struct Intake {
     integrations: integrations::Integrations,
     /// First contacts held for approval.
     approvals: approvals::Approvals,
-    /// The trail by client and staff.
+    /// The trail's index by client and staff.
     trail: trail::TrailIndex,
+    /// The reports agreed with clients, and their timers.
+    reports: reports::Reports,
 }
 
 /// A started intake: its gRPC listener beside what every service has.
@@ -112,6 +115,25 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 /// Connects, binds its listeners and starts serving; returns once ready to
 /// take requests.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    start_with_clock(cfg, shutdown, Arc::new(herald_runtime::clock::SystemClock)).await
+}
+
+/// [`start`], with the clock the report schedules are kept by (a
+/// `ManualClock` lets a test move past a report's date).
+pub async fn start_with_clock(
+    cfg: Config,
+    shutdown: CancellationToken,
+    clock: Arc<dyn herald_runtime::clock::Clock>,
+) -> anyhow::Result<Running> {
+    let calendars = herald_config::built_in_or_file(
+        cfg.sla.calendars_file.as_deref(),
+        herald_calendar::DEFAULT_CALENDARS,
+        "calendars",
+    )
+    .and_then(|(text, origin)| herald_calendar::Calendars::parse(&text, &origin))
+    .map_err(|p| anyhow::anyhow!("calendars:\n  {}", p.join("\n  ")))?;
+    let agreed = reports::agreed(&cfg.reports.client)
+        .map_err(|p| anyhow::anyhow!("report schedules:\n  {}", p.join("\n  ")))?;
     let templates = TemplateStore::load(&cfg.content.templates_dir)
         .map_err(|p| anyhow::anyhow!("templates:\n  {}", p.join("\n  ")))?;
     let rules = RoutingRules::load(cfg.content.routing_file.as_deref())
@@ -152,7 +174,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let integrations =
         integrations::Integrations::new(&cfg.intake, redis.clone(), &cfg.redis.prefix);
     integrations.check_templates(&templates)?;
+    reports::check_templates(&agreed, &templates)?;
+    // The trail by client and staff: an index of the audit stream, and the
+    // operators' queries over it.
+    let index = trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention);
     let intake = Intake {
+        trail: index.clone(),
+        reports: reports::Reports::new(redis.clone(), &cfg.redis.prefix, agreed, calendars, clock),
         approvals: approvals::Approvals::new(&cfg.approvals, redis.clone(), &cfg.redis.prefix),
         integrations,
         cases,
@@ -169,7 +197,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metrics,
         bus,
         broadcasts: desk.clone(),
-        trail: trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention),
     };
 
     service.public_routes(
@@ -192,6 +219,51 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             },
         ));
     }
+    {
+        // The report schedules: each kept, then fired when due.
+        let fire = intake.clone();
+        let stop = shutdown.clone();
+        service.spawn(async move {
+            let mut backoff = herald_runtime::retry::Backoff::new(
+                Duration::from_millis(200),
+                Duration::from_secs(5),
+            );
+            while let Err(e) = fire.arrange_reports().await {
+                tracing::warn!(error = %e, "report schedules not arranged; retrying");
+                if !backoff.wait(&stop).await {
+                    return Ok(());
+                }
+            }
+            let timers = fire.reports.timers().clone();
+            let clock = fire.reports.clock();
+            herald_durable::timers::run(
+                timers,
+                clock,
+                herald_durable::timers::RunOptions {
+                    batch: 16,
+                    ..Default::default()
+                },
+                stop,
+                move |batch| {
+                    let fire = fire.clone();
+                    async move { fire.fire_reports(batch).await }
+                },
+            )
+            .await
+        });
+    }
+    let reporters = intake.clone();
+    service
+        .serve(
+            &[subjects::from_any_caller(subjects::INTAKE_REPORTS)],
+            subjects::QUEUE_INTAKE,
+            ServeOptions::new(4),
+            move |msg| {
+                let intake = reporters.clone();
+                async move { Some(intake.answer_reports(msg).await.encode_to_vec().into()) }
+            },
+        )
+        .await?;
     let (grpc_addr, grpc_task) = grpc::serve(
         &cfg.intake,
         intake.clone(),
@@ -260,9 +332,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
             },
         )
         .await?;
-    // The trail by client and staff: an index of the audit stream, and the
-    // operators' queries over it.
-    let index = intake.trail.clone();
     {
         let index = index.clone();
         service.consume_batches(

@@ -397,6 +397,7 @@ fn a_resolution_schedules_the_survey_and_one_reminder_until_feedback() {
         rating: 4,
         owners: Vec::new(),
         updated_ms: now(&c),
+        received_ms: now(&c),
     };
     assert_eq!(
         effects,

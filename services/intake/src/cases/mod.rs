@@ -468,6 +468,10 @@ fn case_audit(ev: &CaseEvent, seq: u64) -> Entry {
         }
         if !d.reference.is_empty() {
             parts.push(format!("reference {}", d.reference));
+            // What reports name the case by.
+            entry
+                .attributes
+                .insert("reference".into(), d.reference.clone());
         }
         if !parts.is_empty() {
             summary = format!("{summary}: {}", parts.join(", "));

@@ -181,7 +181,7 @@ impl TrailIndex {
     }
 
     /// The cases `client` is the client of, opened before `until`.
-    async fn cases_of(&self, client: &str, until: i64) -> anyhow::Result<Vec<String>> {
+    pub(crate) async fn cases_of(&self, client: &str, until: i64) -> anyhow::Result<Vec<String>> {
         let mut redis = self.redis.clone();
         Ok(redis::cmd("ZRANGEBYSCORE")
             .arg(cases_key(&self.prefix, client))

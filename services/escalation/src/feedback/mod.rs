@@ -3,6 +3,12 @@
 //! in the escalation policies), with the client's words, and the client is
 //! told it arrived and, later, each change of its status (in progress,
 //! resolved) on their usual channel. Every step is in the case's trail.
+//! Each case's feedback is also kept across cases ([`book`]), for
+//! `herald feedback list` and the periodic trend to the departments'
+//! heads ([`trend`]).
+
+pub(crate) mod book;
+pub(crate) mod trend;
 
 use std::collections::BTreeMap;
 
