@@ -123,9 +123,12 @@ fn link_after(body: &str, label: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+/// Herald with the sla and escalation services, quick policies, answer
+/// links made with [`PUBLIC`], and the staff and `others` in the directory.
+async fn with_meetings(
+    dir: &tempfile::TempDir,
+    others: Vec<herald_directory::contacts::Contact>,
+) -> TestSystem {
     let path = dir.path().to_path_buf();
     let mut sys = TestSystem::start_with(|cfg| {
         fast_policies(cfg, &path, Duration::from_secs(3600));
@@ -133,18 +136,19 @@ async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_
     })
     .await;
     let mut people = staff();
-    let mut paris = client(0);
-    paris.time_zone = "Europe/Paris".into();
-    paris.language = "fr".into();
-    people.push(paris);
+    people.extend(others);
     sys.add_contacts(&people).await;
     sys.start_sla().await;
     sys.start_escalation().await;
-    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    sys
+}
+
+/// Opens `case` for client-0, handled by fl-sam in the support team.
+fn open_case(herald: &Cli, case: &str) {
     let open = herald.run(&[
         "case",
         "open",
-        "CASE-M",
+        case,
         "--client",
         "client-0",
         "--channel",
@@ -155,6 +159,17 @@ async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_
         "fl-sam",
     ]);
     assert!(open.status.success(), "{}", stderr(&open));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_is_invited_answered_reminded_moved_and_cancelled_and_a_clash_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paris = client(0);
+    paris.time_zone = "Europe/Paris".into();
+    paris.language = "fr".into();
+    let sys = with_meetings(&dir, vec![paris]).await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    open_case(&herald, "CASE-M");
 
     // Starts in 25 s (whole seconds, as the file says them); the 15 s
     // reminder comes 10 s from now.
@@ -383,36 +398,12 @@ fn interpreter(id: &str) -> herald_directory::contacts::Contact {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_in_two_languages_gets_a_free_interpreter_who_is_invited_and_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let mut sys = TestSystem::start_with(|cfg| {
-        fast_policies(cfg, &path, Duration::from_secs(3600));
-        cfg.escalation.public_url = PUBLIC.into();
-    })
-    .await;
-    let mut people = staff();
-    let mut paris = client(0);
-    paris.language = "fr".into();
-    people.push(paris);
-    people.push(interpreter("int-marie"));
-    people.push(interpreter("int-paul"));
-    sys.add_contacts(&people).await;
-    sys.start_sla().await;
-    sys.start_escalation().await;
+    let mut french = client(0);
+    french.language = "fr".into();
+    let people = vec![french, interpreter("int-marie"), interpreter("int-paul")];
+    let sys = with_meetings(&dir, people).await;
     let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
-    let open = herald.run(&[
-        "case",
-        "open",
-        "CASE-I",
-        "--client",
-        "client-0",
-        "--channel",
-        "support_ticket",
-        "--team",
-        "support",
-        "--staff",
-        "fl-sam",
-    ]);
-    assert!(open.status.success(), "{}", stderr(&open));
+    open_case(&herald, "CASE-I");
     let at = (Utc::now() + TimeDelta::days(2)).to_rfc3339();
     let schedule = |id: &str, by: &str, with: &str| {
         herald.run(&[
