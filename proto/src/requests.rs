@@ -1,9 +1,20 @@
 //! Small helpers for the messages every request/reply subject shares: the
-//! refusal that names a field, and reading a case query.
+//! refusal that names a field, reading a case query, and a directory
+//! contact as a notification's recipient.
 
 use prost::Message;
 
-use crate::v1::{CaseQuery, ErrorCode, Rejected};
+use crate::v1::{CaseQuery, ErrorCode, Recipient, Rejected, recipient::Target};
+
+impl Recipient {
+    /// Contact `id` of the directory: intake picks the channel and address
+    /// from their entry.
+    pub fn contact(id: &str) -> Recipient {
+        Recipient {
+            target: Some(Target::ContactId(id.to_string())),
+        }
+    }
+}
 
 impl Rejected {
     pub fn new(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Rejected {

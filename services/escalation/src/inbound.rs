@@ -249,9 +249,7 @@ impl Escalator {
                 // The client's own words: kept off channels that would
                 // carry them in clear.
                 confidentiality: Confidentiality::Confidential as i32,
-                recipients: vec![Recipient {
-                    target: Some(RecipientTarget::ContactId(st.staff.clone())),
-                }],
+                recipients: vec![Recipient::contact(&st.staff)],
                 template_id: CLIENT_REPLY.into(),
                 params: BTreeMap::from([
                     ("reference".to_string(), reference.clone()),

@@ -24,7 +24,7 @@ use herald_content::token;
 use herald_directory::contacts::Contact;
 use herald_proto::v1::{
     Attachment, AuditStep, CaseEvent, CaseEventKind, Channel, CommunicationType, MeetingAnswer,
-    NotificationRequest, Priority,
+    NotificationRequest, Priority, Recipient,
 };
 use herald_runtime::audit::Entry;
 use tracing::error;
@@ -33,7 +33,6 @@ use crate::{
     Escalator, MEETING_CANCELLED, MEETING_INVITATION, MEETING_REMINDER,
     ics::{self, Invite, Person},
     meetings::{Answer, Meeting},
-    notify::contact_recipient,
     state::CaseState,
 };
 
@@ -317,7 +316,7 @@ impl Escalator {
         NotificationRequest {
             communication_type: CommunicationType::FollowUp as i32,
             priority: Priority::Normal as i32,
-            recipients: vec![contact_recipient(id)],
+            recipients: vec![Recipient::contact(id)],
             // The calendar file goes by email; someone without an address
             // is told on their usual channel.
             channel_override: if contact.is_some_and(|c| c.email.is_some()) {

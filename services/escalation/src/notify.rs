@@ -12,7 +12,7 @@ use herald_proto::{
     Message, subjects,
     v1::{
         AuditStep, CommunicationType, ErrorCode, IntakeReply, Lane, NotificationRequest, Priority,
-        Recipient, Rejected, intake_reply, recipient::Target as RecipientTarget,
+        Recipient, Rejected, intake_reply,
     },
 };
 use herald_runtime::audit::Entry;
@@ -133,7 +133,7 @@ impl Escalator {
                 ),
                 communication_type: CommunicationType::EscalationNotice as i32,
                 priority: st.priority,
-                recipients: vec![contact_recipient(&c.id)],
+                recipients: vec![Recipient::contact(&c.id)],
                 template_id: STAFF_ALERT.into(),
                 params,
                 case_id: case_id.to_string(),
@@ -177,7 +177,7 @@ impl Escalator {
                 idempotency_key: format!("esc:{case_id}:{}:{level_index}:client", esc.seq),
                 communication_type: CommunicationType::EscalationNotice as i32,
                 priority: st.priority,
-                recipients: vec![contact_recipient(&st.client)],
+                recipients: vec![Recipient::contact(&st.client)],
                 template_id: CLIENT_NOTICE.into(),
                 params,
                 case_id: case_id.to_string(),
@@ -247,7 +247,7 @@ impl Escalator {
             idempotency_key: format!("fu:{case_id}:{seq}:{what}"),
             communication_type: CommunicationType::FollowUp as i32,
             priority: Priority::Normal as i32,
-            recipients: vec![contact_recipient(&st.client)],
+            recipients: vec![Recipient::contact(&st.client)],
             template_id: if reminder { SURVEY_REMINDER } else { SURVEY }.into(),
             params: BTreeMap::from([
                 ("reference".to_string(), st.reference(case_id)),
@@ -293,7 +293,7 @@ impl Escalator {
             idempotency_key: format!("act:{case_id}:{}:{round}", action.id),
             communication_type: CommunicationType::FollowUp as i32,
             priority: Priority::Normal as i32,
-            recipients: vec![contact_recipient(&action.owner)],
+            recipients: vec![Recipient::contact(&action.owner)],
             template_id: ACTION_REMINDER.into(),
             params: BTreeMap::from([
                 ("reference".to_string(), st.reference(case_id)),
@@ -362,14 +362,6 @@ impl Escalator {
             }
             None => anyhow::bail!("intake sent an empty reply"),
         }
-    }
-}
-
-/// The recipient that is contact `contact_id` of the directory: intake
-/// picks the channel and address from their entry.
-pub(crate) fn contact_recipient(contact_id: &str) -> Recipient {
-    Recipient {
-        target: Some(RecipientTarget::ContactId(contact_id.to_string())),
     }
 }
 

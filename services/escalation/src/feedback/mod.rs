@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 
 use herald_proto::v1::{
     AuditStep, CommunicationType, Confidentiality, FeedbackStatus, NotificationRequest, Priority,
+    Recipient,
 };
 use herald_runtime::audit::Entry;
 
-use crate::{Escalator, notify::contact_recipient, state::CaseState, state::FeedbackItem};
+use crate::{Escalator, state::CaseState, state::FeedbackItem};
 
 /// The department's copy of the feedback.
 pub const FEEDBACK_RELAYED: &str = "feedback_relayed";
@@ -46,7 +47,7 @@ impl Escalator {
                 priority: Priority::Normal as i32,
                 // The client's own words.
                 confidentiality: Confidentiality::Confidential as i32,
-                recipients: vec![contact_recipient(&owner.id)],
+                recipients: vec![Recipient::contact(&owner.id)],
                 template_id: FEEDBACK_RELAYED.into(),
                 params: BTreeMap::from([
                     ("reference".to_string(), st.reference(case_id)),
@@ -141,7 +142,7 @@ impl Escalator {
             idempotency_key: format!("fb:{case_id}:{seq}:{status}"),
             communication_type: CommunicationType::FollowUp as i32,
             priority: Priority::Normal as i32,
-            recipients: vec![contact_recipient(&st.client)],
+            recipients: vec![Recipient::contact(&st.client)],
             template_id: FEEDBACK_STATUS.into(),
             params: BTreeMap::from([
                 ("reference".to_string(), st.reference(case_id)),

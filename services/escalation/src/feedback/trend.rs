@@ -20,7 +20,7 @@ use herald_calendar::{
 };
 use herald_durable::timers::{Due, TimerChange, Timers};
 use herald_proto::v1::{
-    AuditStep, CommunicationType, FeedbackStatus, NotificationRequest, Priority,
+    AuditStep, CommunicationType, FeedbackStatus, NotificationRequest, Priority, Recipient,
 };
 use herald_runtime::{audit::Entry, clock::millis};
 use redis::{AsyncCommands, aio::ConnectionManager};
@@ -30,7 +30,6 @@ use tracing::warn;
 use super::book::Kept;
 use crate::{
     Escalator,
-    notify::contact_recipient,
     policy::{Target, Trend},
     state::CaseState,
 };
@@ -270,7 +269,7 @@ impl Escalator {
                     idempotency_key: format!("trend:{}:{}:{}", d.name, o.nominal, head.id),
                     communication_type: CommunicationType::StatusReport as i32,
                     priority: Priority::Normal as i32,
-                    recipients: vec![contact_recipient(&head.id)],
+                    recipients: vec![Recipient::contact(&head.id)],
                     template_id: FEEDBACK_TREND.into(),
                     params: BTreeMap::from([
                         ("department".to_string(), d.name.clone()),

@@ -13,7 +13,6 @@ use herald_proto::{
     v1::{
         AcceptedNotification, AuditRecord, AuditStep, CommunicationType, Confidentiality,
         ErrorCode, IntakeReply, Lane, NotificationRequest, Priority, Recipient, intake_reply,
-        recipient::Target,
     },
 };
 use herald_runtime::{audit::Entry, clock::millis};
@@ -338,9 +337,7 @@ fn internal(
         priority: Priority::High as i32,
         // Names and ids, never the held message's content.
         confidentiality: Confidentiality::Standard as i32,
-        recipients: vec![Recipient {
-            target: Some(Target::ContactId(to.to_string())),
-        }],
+        recipients: vec![Recipient::contact(to)],
         template_id: template.into(),
         params,
         case_id: held.case_id.clone(),

@@ -9,13 +9,13 @@ use herald_proto::{
     subjects,
     v1::{
         AuditStep, Channel, CommunicationType, ErrorCode, IncidentReport, IntakeReply, Lane,
-        NotificationRequest, Priority, Rejected, ReportKind, ReportSent, intake_reply,
+        NotificationRequest, Priority, Recipient, Rejected, ReportKind, ReportSent, intake_reply,
     },
 };
 use herald_runtime::audit::Entry;
 use sha2::{Digest, Sha256};
 
-use super::{at_ms, figures, send::to};
+use super::{at_ms, figures};
 use crate::{Intake, validate::reject};
 
 /// The incident report's template (its email and its call).
@@ -88,7 +88,7 @@ impl Intake {
             idempotency_key: format!("report:incident:{}:{digest}", ask.case_id),
             communication_type: CommunicationType::Incident as i32,
             priority: Priority::High as i32,
-            recipients: vec![to(&client)],
+            recipients: vec![Recipient::contact(&client)],
             template_id: INCIDENT_REPORT.into(),
             // Email and phone, as the SOP's table says, whatever the
             // client's usual channel.

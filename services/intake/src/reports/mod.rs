@@ -47,7 +47,7 @@ use herald_calendar::{
 use herald_config::{ClientReport, parse_date, parse_hh_mm};
 use herald_directory::contacts::Contact;
 use herald_durable::timers::{Due, TimerChange, Timers};
-use herald_proto::v1::{AuditRecord, AuditStep, ReportKind};
+use herald_proto::v1::{AuditStep, ReportKind};
 use herald_runtime::{audit::Entry, clock::Clock};
 use redis::{AsyncCommands, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
@@ -58,10 +58,7 @@ use crate::Intake;
 /// The timer queue the schedules are kept in.
 pub const QUEUE: &str = "reports";
 
-/// When a record was written, in ms since the epoch.
-pub(crate) fn at_ms(r: &AuditRecord) -> i64 {
-    herald_runtime::clock::millis(herald_proto::system_time(r.at.as_ref()).into())
-}
+pub(crate) use crate::trail::at_ms;
 
 /// One agreed schedule, as checked at start.
 #[derive(Debug, Clone)]

@@ -7,15 +7,10 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use futures::StreamExt;
 use herald_directory::contacts::Contact;
-use herald_proto::{
-    subjects,
-    v1::{
-        Attachment, AuditRecord, AuditStep, CommunicationType, ErrorCode, IntakeReply, Lane,
-        NotificationRequest, Priority, Recipient, Rejected, ReportKind, ReportSent, intake_reply,
-        recipient::Target,
-    },
+use herald_proto::v1::{
+    Attachment, AuditStep, CommunicationType, ErrorCode, IntakeReply, Lane, NotificationRequest,
+    Priority, Recipient, Rejected, ReportKind, ReportSent, intake_reply,
 };
 use herald_runtime::{audit::Entry, clock::millis};
 
@@ -27,37 +22,7 @@ pub const STATUS_UPDATE: &str = "status_update";
 /// The progress report's template (monthly, with the PDF).
 pub const PROGRESS_REPORT: &str = "progress_report";
 
-/// A contact as a request's recipient.
-pub(crate) fn to(contact: &str) -> Recipient {
-    Recipient {
-        target: Some(Target::ContactId(contact.to_string())),
-    }
-}
-
 impl Intake {
-    /// The whole trails of `client`'s cases opened before `until`.
-    pub(crate) async fn client_trails(
-        &self,
-        client: &str,
-        until: i64,
-    ) -> anyhow::Result<Vec<(String, Vec<AuditRecord>)>> {
-        let cases = self.trail.cases_of(client, until).await?;
-        let bus = &self.bus;
-        let read: Vec<(String, anyhow::Result<Vec<AuditRecord>>)> = futures::stream::iter(cases)
-            .map(|c| async move {
-                let t = herald_runtime::audit::read_trail(bus, &subjects::audit_of_case(&c)).await;
-                (c, t)
-            })
-            .buffered(4)
-            .collect()
-            .await;
-        let mut out = Vec::with_capacity(read.len());
-        for (c, t) in read {
-            out.push((c, t?));
-        }
-        Ok(out)
-    }
-
     /// Sends `contact`'s `kind` report of `[from, until)`, named `period`
     /// (its nominal date, or the instant an on-demand one ends). A refusal
     /// is documented and handed back; a failure of storage is an error,
@@ -75,7 +40,10 @@ impl Intake {
         requester: &str,
     ) -> anyhow::Result<Result<ReportSent, Rejected>> {
         let (from_ms, until_ms) = (millis(from), millis(until));
-        let trails = self.client_trails(&contact.id, until_ms).await?;
+        let trails = self
+            .trail
+            .client_trails(&self.bus, &contact.id, until_ms)
+            .await?;
         let f = figures::figures(&trails, from_ms, until_ms);
         let params = render::params(&f, &contact.name, &contact.language, tz);
         let mut attachments = Vec::new();
@@ -96,7 +64,7 @@ impl Intake {
             idempotency_key: format!("report:{}:{}:{period}", contact.id, kind.name()),
             communication_type: CommunicationType::StatusReport as i32,
             priority: Priority::Normal as i32,
-            recipients: vec![to(&contact.id)],
+            recipients: vec![Recipient::contact(&contact.id)],
             template_id: template.into(),
             params,
             requester: requester.to_string(),

@@ -56,7 +56,7 @@ fn cases_key(prefix: &str, client: &str) -> String {
 }
 
 /// When a record was written, in ms since the epoch.
-fn at_ms(r: &AuditRecord) -> i64 {
+pub(crate) fn at_ms(r: &AuditRecord) -> i64 {
     herald_runtime::clock::millis(herald_proto::system_time(r.at.as_ref()).into())
 }
 

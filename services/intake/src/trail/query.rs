@@ -141,15 +141,8 @@ impl TrailIndex {
             let seqs = self.positions(q).await?;
             candidates.extend(self.fetch(bus, seqs).await?);
         }
-        let case_trails = futures::stream::iter(cases.iter().cloned())
-            .map(|c| async move {
-                herald_runtime::audit::read_trail(bus, &subjects::audit_of_case(&c)).await
-            })
-            .buffered(4)
-            .collect::<Vec<_>>()
-            .await;
-        for t in case_trails {
-            candidates.extend(t?);
+        for (_, t) in read_cases(bus, cases.iter().cloned()).await? {
+            candidates.extend(t);
         }
         // A notification's own records (accepted, routed) name no one: they
         // are the client's when the notification reached them.
@@ -178,6 +171,17 @@ impl TrailIndex {
             records: candidates,
             truncated,
         })
+    }
+
+    /// The whole trails of `client`'s cases opened before `until`, each
+    /// with its case id.
+    pub(crate) async fn client_trails(
+        &self,
+        bus: &Bus,
+        client: &str,
+        until: i64,
+    ) -> anyhow::Result<Vec<(String, Vec<AuditRecord>)>> {
+        read_cases(bus, self.cases_of(client, until).await?).await
     }
 
     /// The cases `client` is the client of, opened before `until`.
@@ -257,6 +261,22 @@ impl TrailIndex {
         }
         Ok(out)
     }
+}
+
+/// The whole trail of each of `cases`, a few read at once, in order.
+async fn read_cases(
+    bus: &Bus,
+    cases: impl IntoIterator<Item = String>,
+) -> anyhow::Result<Vec<(String, Vec<AuditRecord>)>> {
+    let read: Vec<(String, anyhow::Result<Vec<AuditRecord>>)> = futures::stream::iter(cases)
+        .map(|c| async move {
+            let t = herald_runtime::audit::read_trail(bus, &subjects::audit_of_case(&c)).await;
+            (c, t)
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    read.into_iter().map(|(c, t)| Ok((c, t?))).collect()
 }
 
 #[cfg(test)]
