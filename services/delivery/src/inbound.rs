@@ -10,7 +10,9 @@
 //!   attachments): `from`, `sender`, `recipient`, `subject`,
 //!   `stripped-text` / `body-plain`, the headers (`Message-Id`,
 //!   `In-Reply-To`, `References`) as fields of their own or in
-//!   `message-headers`, and `timestamp`, `token`, `signature`
+//!   `message-headers`, the first `text/calendar` attachment (an
+//!   attendee's iMIP answer to an invitation), and `timestamp`, `token`,
+//!   `signature`
 //!   ([`herald_content::mailhook`], keyed with
 //!   `delivery.inbound_email_signing_key`).
 //!
@@ -52,6 +54,11 @@ const MAX_POST: usize = 10 * 1024 * 1024;
 /// Longest reply text kept; anything longer is cut at a character
 /// boundary.
 const MAX_TEXT: usize = 16 * 1024;
+/// Largest calendar file kept from an email; a larger one is not an
+/// answer to an invitation.
+const MAX_CALENDAR: usize = 64 * 1024;
+/// The field an email's calendar attachment is read into.
+const CALENDAR: &str = "herald-calendar";
 
 /// The `Message-ID` an email job is sent with, by which a reply names it.
 pub fn message_id(job_id: &str) -> String {
@@ -280,6 +287,7 @@ async fn sms(State(d): State<Delivery>, uri: Uri, headers: HeaderMap, body: Byte
         text: clip(field(&params, &["Body"]).unwrap_or_default()),
         received_at: Some(herald_proto::timestamp(SystemTime::now())),
         in_reply_to: None,
+        calendar: String::new(),
     };
     match d.store_inbound(msg, &[]).await {
         Ok(()) => (
@@ -295,8 +303,9 @@ async fn sms(State(d): State<Delivery>, uri: Uri, headers: HeaderMap, body: Byte
     }
 }
 
-/// The fields of an inbound-email post, form-encoded or multipart (file
-/// parts, the attachments, are skipped).
+/// The fields of an inbound-email post, form-encoded or multipart. Of
+/// the file parts, the attachments, only the first calendar file is kept
+/// (as the field [`CALENDAR`]).
 async fn email_fields(req: Request) -> Result<Vec<(String, String)>, String> {
     let multipart = req
         .headers()
@@ -318,6 +327,20 @@ async fn email_fields(req: Request) -> Result<Vec<(String, String)>, String> {
             continue;
         };
         if part.file_name().is_some() {
+            let calendar = part
+                .content_type()
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/calendar"))
+                || part
+                    .file_name()
+                    .is_some_and(|f| f.to_ascii_lowercase().ends_with(".ics"));
+            if calendar && !out.iter().any(|(n, _)| n == CALENDAR) {
+                let bytes = part.bytes().await.map_err(|e| format!("{name}: {e}"))?;
+                if bytes.len() <= MAX_CALENDAR
+                    && let Ok(text) = String::from_utf8(bytes.to_vec())
+                {
+                    out.push((CALENDAR.to_string(), text));
+                }
+            }
             continue;
         }
         let text = part.text().await.map_err(|e| format!("{name}: {e}"))?;
@@ -399,6 +422,7 @@ async fn email(State(d): State<Delivery>, req: Request) -> Response {
         text: clip(text.trim()),
         received_at: Some(herald_proto::timestamp(SystemTime::now())),
         in_reply_to: None,
+        calendar: field(&fields, &[CALENDAR]).unwrap_or_default().to_string(),
     };
     match d.store_inbound(msg, &jobs).await {
         Ok(()) => answer(StatusCode::OK, "received"),

@@ -90,6 +90,11 @@ impl Escalator {
 
     async fn handle_inbound(&self, m: &InboundMessage) -> anyhow::Result<()> {
         let channel = Channel::try_from(m.channel).unwrap_or_default();
+        // A calendar program's answer to an invitation is the attendee's
+        // answer, not a message to the case.
+        if let Some(reply) = crate::imip::read(&m.calendar) {
+            return self.answer_by_calendar(m, &reply).await;
+        }
         if channel == Channel::Sms
             && let Command::Ack(code) = command(&m.text)
         {

@@ -331,7 +331,7 @@ impl Escalator {
         }
     }
 
-    async fn meeting_note(
+    pub(crate) async fn meeting_note(
         &self,
         case_id: &str,
         m: &Meeting,
@@ -352,8 +352,9 @@ impl Escalator {
         .await
     }
 
-    /// What pressing an answer link does: the page's status and words.
-    async fn answer(&self, link: &Link) -> (StatusCode, String) {
+    /// What an answer does (`how` it came: pressing a link, a calendar's
+    /// reply): the page's status and words.
+    pub(crate) async fn answer(&self, link: &Link, how: &str) -> (StatusCode, String) {
         let stored = match self.store.get(&link.case_id).await {
             Ok(s) => s,
             Err(e) => {
@@ -412,7 +413,7 @@ impl Escalator {
             case_id: link.case_id.clone(),
             kind: CaseEventKind::MeetingAnswered as i32,
             actor: link.contact_id.clone(),
-            reason: "answered by the link in the invitation".into(),
+            reason: how.into(),
             meeting_answer: Some(MeetingAnswer {
                 meeting_id: m.id.clone(),
                 contact_id: link.contact_id.clone(),
@@ -485,7 +486,9 @@ async fn answer_post(State(e): State<Escalator>, uri: Uri) -> Response {
     let Some(link) = read(&e, &uri) else {
         return refused();
     };
-    let (code, text) = e.answer(&link).await;
+    let (code, text) = e
+        .answer(&link, "answered by the link in the invitation")
+        .await;
     let title = if code == StatusCode::OK {
         "Thank you"
     } else {

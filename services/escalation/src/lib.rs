@@ -36,6 +36,7 @@
 pub mod ack;
 pub mod actions;
 pub mod ics;
+pub mod imip;
 pub mod inbound;
 pub mod machine;
 pub mod meetings;

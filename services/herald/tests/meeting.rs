@@ -3,7 +3,8 @@
 //! attendee's time zone and language; a clash with the organiser's other
 //! meeting is refused; the signed links accept and decline; the reminder
 //! goes only to those who did not decline; a reschedule bumps SEQUENCE and
-//! a cancellation sends METHOD:CANCEL.
+//! a cancellation sends METHOD:CANCEL; an interpreter is found and invited;
+//! a calendar program's iMIP REPLY by email answers for its sender.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use herald_testkit::{
 const PUBLIC: &str = "http://127.0.0.1:1/esc";
 
 const CLIENT: &str = "client-0@clients.example.org";
+/// The inbound-email webhook's signing key.
+const MAIL_KEY: &str = "inbound-mail-key-meetings";
 const KIM: &str = "kim@staff.example.org";
 
 /// One property: its name, its parameters and its value.
@@ -133,6 +136,7 @@ async fn with_meetings(
     let mut sys = TestSystem::start_with(|cfg| {
         fast_policies(cfg, &path, Duration::from_secs(3600));
         cfg.escalation.public_url = PUBLIC.into();
+        cfg.delivery.inbound_email_signing_key = Some(MAIL_KEY.into());
     })
     .await;
     let mut people = staff();
@@ -511,4 +515,148 @@ async fn a_meeting_in_two_languages_gets_a_free_interpreter_who_is_invited_and_a
     ] {
         assert!(trail.contains(said), "{said:?} not in\n{trail}");
     }
+}
+
+/// A calendar program's answer to an invitation, as iMIP sends it.
+fn calendar_reply(uid: &str, sequence: &str, attendee: &str, partstat: &str) -> String {
+    [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Example Corp.//Calendar 1.0//EN",
+        "METHOD:REPLY",
+        "BEGIN:VEVENT",
+        &format!("UID:{uid}"),
+        &format!("SEQUENCE:{sequence}"),
+        "DTSTAMP:20261204T120000Z",
+        &format!("ATTENDEE;PARTSTAT={partstat}:mailto:{attendee}"),
+        "END:VEVENT",
+        "END:VCALENDAR",
+        "",
+    ]
+    .join("\r\n")
+}
+
+/// Posts an email from `from` carrying `ics` as an attachment to
+/// delivery's inbound-email webhook, as a mail service's inbound parse
+/// does (multipart, signed): its status.
+async fn mail_in_with_calendar(sys: &TestSystem, from: &str, token: &str, ics: &str) -> u16 {
+    let timestamp = Utc::now().timestamp().to_string();
+    let signature = herald_content::mailhook::sign(MAIL_KEY, &timestamp, token);
+    let boundary = "herald-test-boundary";
+    let mut body = String::new();
+    for (name, value) in [
+        ("from", from),
+        ("recipient", "replies@herald.example.org"),
+        ("subject", "Accepted: Plan review"),
+        ("body-plain", "Kim has answered."),
+        ("Message-Id", &format!("<{token}@calendar.example.org>")),
+        ("timestamp", &timestamp),
+        ("token", token),
+        ("signature", &signature),
+    ] {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"invite.ics\"\r\nContent-Type: text/calendar; method=REPLY\r\n\r\n{ics}\r\n--{boundary}--\r\n"
+    ));
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/inbound/email",
+            sys.http_addr("delivery")
+        ))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_reply_by_email_answers_for_its_sender_and_only_for_the_invitation_standing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = with_meetings(&dir, vec![client(0)]).await;
+    let herald = Cli::new(env!("CARGO_BIN_EXE_herald"), &sys);
+    open_case(&herald, "CASE-R");
+    let at = (Utc::now() + TimeDelta::days(3)).to_rfc3339();
+    let made = herald.run(&[
+        "meeting",
+        "schedule",
+        "CASE-R",
+        "--with",
+        "client-0,tl-kim",
+        "--title",
+        "Plan review",
+        "--by",
+        "fl-sam",
+        "--at",
+        &at,
+        "--duration",
+        "30m",
+        "--id",
+        "mtg-r",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let invite = sys
+        .smtp
+        .wait_for_mail_to(KIM, "Plan review", Duration::from_secs(20))
+        .await;
+    let uid = Parsed::of(&invite, "invite.ics").value("UID");
+    let list = || stdout(&herald.run(&["meeting", "list", "CASE-R"]));
+
+    // Someone else's address cannot answer for Kim, nor can an answer to
+    // an invitation that is not the one standing.
+    let trail = || stdout(&herald.run(&["trail", "CASE-R", "--case"]));
+    let accepted = calendar_reply(&uid, "0", KIM, "ACCEPTED");
+    assert_eq!(
+        mail_in_with_calendar(&sys, CLIENT, "tok-forged", &accepted).await,
+        200
+    );
+    let stale = calendar_reply(&uid, "7", KIM, "ACCEPTED");
+    assert_eq!(
+        mail_in_with_calendar(&sys, KIM, "tok-stale", &stale).await,
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !trail().contains("a calendar reply from tl-kim was not counted") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stale answer is not noted: {}",
+            trail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Kim's calendar declines the invitation she has.
+    let declined = calendar_reply(&uid, "0", KIM, "DECLINED");
+    assert_eq!(
+        mail_in_with_calendar(&sys, KIM, "tok-kim", &declined).await,
+        200
+    );
+    while !list().contains("tl-kim: declined") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the calendar's answer not kept: {}",
+            list()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(list().contains("client-0: needs-action"), "{}", list());
+    let trail = trail();
+    assert!(trail.contains("meeting mtg-r: tl-kim declined"), "{trail}");
+    assert!(
+        !trail.contains("tl-kim accepted"),
+        "a forged or stale answer counted: {trail}"
+    );
+    // The reply was an answer, not a message to the case: nobody was told
+    // of a client reply.
+    assert!(
+        !trail.contains("Kim has answered"),
+        "the reply's words reached the trail: {trail}"
+    );
 }
