@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use herald_proto::{
     Message, subjects,
-    v1::{IntakeReply, Lane, NotificationRequest, intake_reply},
+    v1::{ErrorCode, IntakeReply, Lane, NotificationRequest, intake_reply},
 };
 
 /// Submits one request until intake accepts it, as the system
 /// [`crate::servers::PUBLISHER`] (`client` is that identity's, or the
-/// kit's); returns the notification id. Panics if intake refuses it, or has not accepted it in two minutes.
+/// kit's); returns the notification id. Retries what intake answers
+/// "unavailable"; panics if intake refuses it otherwise, or has not
+/// accepted it in two minutes.
 pub async fn submit(client: &async_nats::Client, req: &NotificationRequest, lane: Lane) -> String {
     let payload = req.encode_to_vec();
     let give_up = Instant::now() + Duration::from_secs(120);
@@ -30,6 +32,9 @@ pub async fn submit(client: &async_nats::Client, req: &NotificationRequest, lane
         {
             match reply.result {
                 Some(intake_reply::Result::Accepted(a)) => return a.notification_id,
+                // "Retry with the same key": what intake answers while it
+                // cannot reach a store, as during a failover.
+                Some(intake_reply::Result::Rejected(r)) if r.code() == ErrorCode::Unavailable => {}
                 other => panic!("request {} refused: {other:?}", req.idempotency_key),
             }
         }
