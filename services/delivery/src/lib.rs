@@ -103,6 +103,9 @@ struct Shared {
 pub use handoff::fallback_job_id;
 pub use herald_runtime::service::Running;
 
+/// Jobs taken from the stream at once, at most (never waited for).
+const BATCH: usize = 64;
+
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(cfg, shutdown).await?.wait().await
 }
@@ -193,9 +196,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         let grace = cfg.delivery.attempt_timeout + Duration::from_secs(2);
         let gate = service.lane_gate(lane);
         let d = delivery.clone();
-        service.consume(spec, gate, grace, move |msg| {
+        // The jobs that are ready together are worked in one task: their
+        // claims, ledger writes and trail records reach Redis and NATS
+        // together, and each job is still settled on its own answer.
+        service.consume_batches(spec, gate, BATCH, grace, move |msgs| {
             let d = d.clone();
-            async move { d.handle(msg).await }
+            async move { futures::future::join_all(msgs.into_iter().map(|m| d.handle(m))).await }
         });
     }
     // Its part of erasing a person (SOP 003 §6.5), asked by intake.
