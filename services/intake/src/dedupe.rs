@@ -19,6 +19,8 @@
 use prost::Message;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::warn;
 
 use herald_proto::v1::NotificationRequest;
 
@@ -34,18 +36,39 @@ pub enum Claim {
     Conflict,
 }
 
+/// What [`Dedupe::claim`] worked out for a request: its key and
+/// fingerprint, computed once.
+pub struct Ticket {
+    key: String,
+    fingerprint: String,
+}
+
+/// A `done` mark on its way to Redis.
+struct Mark {
+    key: String,
+    value: String,
+}
+
+/// Marks written in one pipeline, at most.
+const MARKS_AT_ONCE: usize = 512;
+
 #[derive(Clone)]
 pub struct Dedupe {
     redis: ConnectionManager,
     prefix: String,
+    marks: mpsc::UnboundedSender<Mark>,
     ttl_secs: u64,
 }
 
 impl Dedupe {
+    /// Starts the task that writes `done` marks (so: inside a runtime).
     pub fn new(redis: ConnectionManager, prefix: &str, ttl: std::time::Duration) -> Dedupe {
+        let (marks, queued) = mpsc::unbounded_channel();
+        tokio::spawn(write_marks(redis.clone(), queued));
         Dedupe {
             redis,
             prefix: herald_proto::keyspace::INTAKE.prefix(prefix),
+            marks,
             ttl_secs: ttl.as_secs().max(1),
         }
     }
@@ -65,25 +88,30 @@ impl Dedupe {
         format!("{}idem:{}", self.prefix, hex::encode(&digest[..16]))
     }
 
-    /// Claims the key for `notification_id`, or reports who has it.
+    /// Claims the key for `notification_id`, or reports who has it; the
+    /// ticket names the key and the request's fingerprint, for
+    /// [`Dedupe::complete`].
     pub async fn claim(
         &self,
         caller: &str,
         req: &NotificationRequest,
         notification_id: &str,
-    ) -> redis::RedisResult<Claim> {
-        self.claim_at(
-            &self.key(caller, req),
-            &fingerprint(req),
-            notification_id,
-            self.ttl_secs,
-        )
-        .await
+    ) -> redis::RedisResult<(Claim, Ticket)> {
+        let ticket = Ticket {
+            key: self.key(caller, req),
+            fingerprint: fingerprint(req),
+        };
+        let claim = self
+            .claim_at(
+                &ticket.key,
+                &ticket.fingerprint,
+                notification_id,
+                self.ttl_secs,
+            )
+            .await?;
+        Ok((claim, ticket))
     }
 
-    /// As [`Dedupe::claim`] for any kind of request: `scope` names the
-    /// idempotency key (who sent it and the key they chose), `fp` is the
-    /// request's fingerprint, `id` what a repeat is answered with.
     pub async fn claim_key(&self, scope: &str, fp: &str, id: &str) -> redis::RedisResult<Claim> {
         self.claim_at(&self.key_of(scope), fp, id, self.ttl_secs)
             .await
@@ -147,18 +175,20 @@ impl Dedupe {
         })
     }
 
-    /// Records that the notification is safely in the stream.
-    pub async fn complete(
-        &self,
-        caller: &str,
-        req: &NotificationRequest,
-        notification_id: &str,
-    ) -> redis::RedisResult<()> {
-        self.complete_at(&self.key(caller, req), &fingerprint(req), notification_id)
-            .await
+    /// Records that the notification is safely in the stream, without
+    /// waiting: the marks of requests finished together go to Redis in
+    /// one pipeline. A mark that is lost leaves the key `pending`, which
+    /// costs a retry a republish under the same id and nothing else.
+    pub fn complete(&self, ticket: Ticket, notification_id: &str) {
+        let mark = Mark {
+            key: ticket.key,
+            value: format!("{notification_id} {} done", ticket.fingerprint),
+        };
+        if self.marks.send(mark).is_err() {
+            warn!("the idempotency marker has stopped; the key stays pending");
+        }
     }
 
-    /// Marks a claim made with [`Dedupe::claim_at`] done.
     pub async fn complete_at(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         redis::cmd("SET")
@@ -179,6 +209,28 @@ impl Dedupe {
 
 /// A digest of the request as received (maps encode in key order, so the
 /// encoding is deterministic).
+/// Writes the marks queued by [`Dedupe::complete`]: whatever is queued
+/// when a write starts goes in one pipeline. Each mark only moves a
+/// `pending` key to `done` (`XX`, keeping its expiry), so a key that
+/// expired meanwhile is not brought back.
+async fn write_marks(mut redis: ConnectionManager, mut queued: mpsc::UnboundedReceiver<Mark>) {
+    let mut marks = Vec::with_capacity(MARKS_AT_ONCE);
+    while queued.recv_many(&mut marks, MARKS_AT_ONCE).await > 0 {
+        let mut pipe = redis::pipe();
+        for m in marks.drain(..) {
+            pipe.cmd("SET")
+                .arg(m.key)
+                .arg(m.value)
+                .arg("XX")
+                .arg("KEEPTTL")
+                .ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+            warn!(error = %e, "could not mark idempotency keys done; they stay pending");
+        }
+    }
+}
+
 pub fn fingerprint<M: Message>(msg: &M) -> String {
     hex::encode(&Sha256::digest(msg.encode_to_vec())[..12])
 }

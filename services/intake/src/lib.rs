@@ -57,9 +57,20 @@ use crate::{
     validate::{Limits, reject},
 };
 
-/// Everything a request needs, shared by the NATS and gRPC paths.
+/// Everything a request needs, shared by the NATS and gRPC paths: one
+/// allocation, so a request's handle costs one reference count.
 #[derive(Clone)]
-pub(crate) struct Intake {
+pub(crate) struct Intake(Arc<Shared>);
+
+impl std::ops::Deref for Intake {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub(crate) struct Shared {
     bus: Bus,
     directory: Directory,
     dedupe: Dedupe,
@@ -178,7 +189,7 @@ pub async fn start_with_clock(
     // The trail by client and staff: an index of the audit stream, and the
     // operators' queries over it.
     let index = trail::TrailIndex::new(redis.clone(), &cfg.redis.prefix, cfg.nats.audit_retention);
-    let intake = Intake {
+    let intake = Intake(Arc::new(Shared {
         trail: index.clone(),
         reports: reports::Reports::new(redis.clone(), &cfg.redis.prefix, agreed, calendars, clock),
         approvals: approvals::Approvals::new(&cfg.approvals, redis.clone(), &cfg.redis.prefix),
@@ -197,7 +208,7 @@ pub async fn start_with_clock(
         metrics,
         bus,
         broadcasts: desk.clone(),
-    };
+    }));
 
     service.public_routes(
         cfg.intake.public(),

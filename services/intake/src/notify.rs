@@ -187,9 +187,16 @@ impl Intake {
         span.record("case_id", req.case_id.as_str());
 
         let fresh_id = herald_proto::ids::notification_id();
-        let (id, duplicate) = match self.dedupe.claim(caller, &req, &fresh_id).await {
-            Ok(Claim::New) => (fresh_id, false),
-            Ok(Claim::Done(id)) => {
+        let (claim, ticket) = match self.dedupe.claim(caller, &req, &fresh_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "idempotency check failed");
+                return self.refused(lane, unavailable());
+            }
+        };
+        let (id, duplicate) = match claim {
+            Claim::New => (fresh_id, false),
+            Claim::Done(id) => {
                 span.record("notification_id", id.as_str());
                 span.record("outcome", "duplicate");
                 self.metrics
@@ -201,8 +208,8 @@ impl Intake {
                 info!("duplicate request answered with the first notification id");
                 return accepted(id, true);
             }
-            Ok(Claim::Pending(id)) => (id, true),
-            Ok(Claim::Conflict) => {
+            Claim::Pending(id) => (id, true),
+            Claim::Conflict => {
                 return self.refused(
                     lane,
                     reject(
@@ -211,10 +218,6 @@ impl Intake {
                         "was already used for a different request; use a new key for a new notification",
                     ),
                 );
-            }
-            Err(e) => {
-                error!(error = %e, "idempotency check failed");
-                return self.refused(lane, unavailable());
             }
         };
         span.record("notification_id", id.as_str());
@@ -273,7 +276,7 @@ impl Intake {
         if let Some(plan) = plan {
             return match self.hold_for_approval(plan, &record, caller).await {
                 Ok(()) => {
-                    self.mark_done(caller, &req, &id);
+                    self.dedupe.complete(ticket, &id);
                     span.record("outcome", "awaiting_approval");
                     info!("first contact held for approval");
                     reply(id, duplicate, true)
@@ -302,7 +305,7 @@ impl Intake {
             error!(error = %e, "notification not stored");
             return self.refused(lane, unavailable());
         }
-        self.mark_done(caller, &req, &id);
+        self.dedupe.complete(ticket, &id);
         let lane_label = LaneLabel {
             lane: lane.name().into(),
         };
@@ -317,20 +320,6 @@ impl Intake {
             .get_or_create(&lane_label)
             .observe(started.elapsed().as_secs_f64());
         reply(id, duplicate, false)
-    }
-
-    /// Marks the idempotency key done. That saves a retry a republish; it
-    /// is not needed for correctness (a pending key republishes under the
-    /// same id, which JetStream and delivery both drop, and holds the same
-    /// approval), so it does not hold up the reply.
-    fn mark_done(&self, caller: &str, req: &NotificationRequest, id: &str) {
-        let dedupe = self.dedupe.clone();
-        let (caller, req, id) = (caller.to_string(), req.clone(), id.to_string());
-        tokio::spawn(async move {
-            if let Err(e) = dedupe.complete(&caller, &req, &id).await {
-                warn!(error = %e, "could not mark the idempotency key done");
-            }
-        });
     }
 
     /// Stores `record` held for approval, then its trail records, before
