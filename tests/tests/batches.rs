@@ -1,6 +1,7 @@
-//! A stage that works in batches (`bus::consume_batches`, the router's
-//! consumer): it takes what is ready without waiting for more, never more
-//! than its bound, and settles each message as its own answer says.
+//! A stage that works in batches (`bus::consume_batches`, the router's and
+//! delivery's consumers; `serve` with a batch, intake's front door): it
+//! takes what is ready without waiting for more, never more than its
+//! bound, and settles or answers each message as its own handler says.
 
 use std::{
     collections::HashMap,
@@ -149,4 +150,74 @@ async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answ
 /// Whether every message of the work-queue stream has been acknowledged.
 async fn drained(work: &stream::Stream) -> bool {
     work.clone().info().await.expect("info").state.messages == 0
+}
+
+/// Request/reply in batches (`serve` with `ServeOptions::batch`, intake's
+/// front door): requests that arrive together are answered by one task,
+/// never more than the bound, and each caller gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_arrive_together_are_answered_together_each_with_its_own_reply() {
+    let nats = NatsServer::start();
+    let admin = nats.admin().await;
+    let requests = admin.subscribe("batches.ask").await.expect("subscribe");
+    // Which task answered each request: one task per batch.
+    let tasks: Arc<Mutex<HashMap<String, Vec<u32>>>> = Arc::default();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let (client, tasks, shutdown) = (admin.clone(), tasks.clone(), shutdown.clone());
+        async move {
+            herald_runtime::serve::serve(
+                client,
+                requests,
+                herald_runtime::serve::ServeOptions::new(64).batch(8),
+                shutdown,
+                move |msg: async_nats::Message| {
+                    let tasks = tasks.clone();
+                    async move {
+                        let n: u32 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+                        let task = format!("{:?}", tokio::task::try_id());
+                        tasks.lock().unwrap().entry(task).or_default().push(n);
+                        Some(format!("answer {n}").into())
+                    }
+                },
+            )
+            .await
+        }
+    });
+
+    const ASKED: u32 = 400;
+    let asked = (0..ASKED).map(|n| {
+        let client = admin.clone();
+        async move {
+            let reply =
+                tokio::time::timeout(WAIT, client.request("batches.ask", n.to_string().into()))
+                    .await
+                    .expect("answered in time")
+                    .expect("answered");
+            (n, String::from_utf8(reply.payload.to_vec()).unwrap())
+        }
+    });
+    for (n, reply) in futures::future::join_all(asked).await {
+        assert_eq!(
+            reply,
+            format!("answer {n}"),
+            "request {n} got its own answer"
+        );
+    }
+    {
+        let tasks = tasks.lock().unwrap();
+        let largest = tasks.values().map(Vec::len).max().unwrap_or(0);
+        assert!(largest > 1, "requests that arrived together shared a task");
+        assert!(largest <= 8, "no batch beyond its bound: {largest}");
+        assert_eq!(tasks.values().map(Vec::len).sum::<usize>(), ASKED as usize);
+    }
+
+    // A lone request is answered without waiting for company.
+    let reply = tokio::time::timeout(WAIT, admin.request("batches.ask", "1000".into()))
+        .await
+        .expect("answered in time")
+        .expect("answered");
+    assert_eq!(&reply.payload[..], b"answer 1000");
+    shutdown.cancel();
+    server.await.expect("server stopped");
 }

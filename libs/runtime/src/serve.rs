@@ -8,7 +8,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::{sync::Semaphore, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -26,6 +26,10 @@ pub struct ServeOptions {
     pub gate: Gate,
     /// On shutdown, how long requests in hand may take to be answered.
     pub grace: Duration,
+    /// Requests that arrived together are answered by one task, up to this
+    /// many (never waiting for more, so a lone request is not held up):
+    /// their store round trips and replies then leave together.
+    pub batch: usize,
 }
 
 impl ServeOptions {
@@ -34,7 +38,14 @@ impl ServeOptions {
             concurrency: concurrency.max(1),
             gate: Gate::None,
             grace: Duration::from_secs(10),
+            batch: 1,
         }
+    }
+
+    /// Answers up to `batch` requests that are ready together in one task.
+    pub fn batch(mut self, batch: usize) -> ServeOptions {
+        self.batch = batch.max(1);
+        self
     }
 
     pub fn gate(mut self, gate: Gate) -> ServeOptions {
@@ -119,20 +130,35 @@ pub async fn serve<S, F, Fut>(
             Gate::Busy(precedence) => Some(precedence.busy()),
             _ => None,
         };
-        let reply_to = msg.reply.clone();
         // Boxed, so the task holds a pointer rather than the handler's
         // whole state machine, which spawning would copy several times.
-        let work = Box::pin(handle(msg));
+        let mut batch = vec![(msg.reply.clone(), Box::pin(handle(msg)))];
+        let mut permits = vec![permit];
+        while batch.len() < opts.batch {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            match requests.next().now_or_never() {
+                Some(Some(msg)) => {
+                    batch.push((msg.reply.clone(), Box::pin(handle(msg))));
+                    permits.push(permit);
+                }
+                _ => break,
+            }
+        }
         let client = client.clone();
         tokio::spawn(async move {
-            let reply = work.await;
+            let (to, work): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let replies = futures::future::join_all(work).await;
             drop(busy);
-            if let (Some(to), Some(reply)) = (reply_to, reply)
-                && let Err(e) = client.publish(to, reply).await
-            {
-                warn!(error = %e, "could not send the reply");
+            for (to, reply) in to.into_iter().zip(replies) {
+                if let (Some(to), Some(reply)) = (to, reply)
+                    && let Err(e) = client.publish(to, reply).await
+                {
+                    warn!(error = %e, "could not send the reply");
+                }
             }
-            drop(permit);
+            drop(permits);
         });
     }
     drop(requests);

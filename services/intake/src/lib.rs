@@ -295,7 +295,9 @@ pub async fn start_with_clock(
             .serve(
                 &[subjects::from_any_caller(subjects::intake_notify(lane))],
                 subjects::QUEUE_INTAKE,
-                ServeOptions::new(cfg.intake.concurrency).gate(gate),
+                ServeOptions::new(cfg.intake.concurrency)
+                    .gate(gate)
+                    .batch(64),
                 move |msg| {
                     let intake = intake.clone();
                     async move { Some(intake.handle_nats(msg, lane).await.encode_to_vec().into()) }
