@@ -204,7 +204,11 @@ elseif state == 'failed' then
   return {'failed', '', '0'}
 end
 local attempt
-if retake then
+if not state then
+  -- A job never claimed (nearly every claim): its first attempt, set
+  -- with the rest of the state in one write.
+  attempt = 1
+elseif retake then
   attempt = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
   if attempt < 1 then
     attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -212,7 +216,7 @@ if retake then
 else
   attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
-redis.call('HSET', KEYS[1], 'state', 'sending', 'owner', ARGV[1], 'deadline', tostring(now + tonumber(ARGV[2])))
+redis.call('HSET', KEYS[1], 'state', 'sending', 'owner', ARGV[1], 'deadline', tostring(now + tonumber(ARGV[2])), 'attempts', tostring(attempt))
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'job', ARGV[4])
 end

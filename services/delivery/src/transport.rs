@@ -134,7 +134,8 @@ enum Email {
 }
 
 enum Webhook {
-    Http(String),
+    /// Parsed once at start, not per send.
+    Http(reqwest::Url),
     Outbox(PathBuf),
 }
 
@@ -147,9 +148,21 @@ pub struct Transports {
     from_email: Mailbox,
     sms_from: String,
     voice_from: String,
-    auth: Option<(String, String)>,
+    /// The provider's basic credentials, encoded once at start.
+    auth: Option<reqwest::header::HeaderValue>,
     callback_base: Option<String>,
     encrypted_from: EncryptedFrom,
+}
+
+/// `Authorization: Basic …` for the provider's account and token, kept
+/// out of logs and debug output.
+fn basic_auth(user: &str, token: &str) -> anyhow::Result<reqwest::header::HeaderValue> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| anyhow::anyhow!("delivery.provider_account: not usable in an HTTP header"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl Transports {
@@ -190,9 +203,14 @@ impl Transports {
             }
             None => Email::Outbox(cfg.outbox_dir.join("email")),
         };
-        let webhook = |url: &Option<String>, name: &str| match url {
-            Some(u) => Webhook::Http(u.clone()),
-            None => Webhook::Outbox(cfg.outbox_dir.join(name)),
+        let webhook = |url: &Option<String>, name: &str| -> anyhow::Result<Webhook> {
+            Ok(match url {
+                Some(u) => Webhook::Http(
+                    reqwest::Url::parse(u)
+                        .map_err(|e| anyhow::anyhow!("delivery.{name}_url {u:?}: {e}"))?,
+                ),
+                None => Webhook::Outbox(cfg.outbox_dir.join(name)),
+            })
         };
         let provider_roots = match &cfg.provider_ca_file {
             Some(path) => {
@@ -222,17 +240,16 @@ impl Transports {
         }
         Ok(Transports {
             email,
-            sms: webhook(&cfg.sms_url, "sms"),
-            voice: webhook(&cfg.voice_url, "voice"),
+            sms: webhook(&cfg.sms_url, "sms")?,
+            voice: webhook(&cfg.voice_url, "voice")?,
             http,
             from_email,
             sms_from: cfg.sms_from.clone(),
             voice_from: cfg.voice_from.clone(),
-            auth: cfg.provider_account.clone().zip(
-                cfg.provider_token
-                    .as_ref()
-                    .map(|t| t.expose_secret().to_owned()),
-            ),
+            auth: match (&cfg.provider_account, &cfg.provider_token) {
+                (Some(user), Some(token)) => Some(basic_auth(user, token.expose_secret())?),
+                _ => None,
+            },
             callback_base: cfg.status_callback_base.clone(),
             encrypted_from: cfg.encrypted_from,
         })
@@ -366,7 +383,7 @@ impl Transports {
                     via: path.display().to_string(),
                 })
             }
-            Webhook::Http(url) if self.must_encrypt(job) && !url.starts_with("https://") => {
+            Webhook::Http(url) if self.must_encrypt(job) && url.scheme() != "https" => {
                 Err(SendError::permanent(format!(
                     "confidential content goes to the {} provider only over HTTPS, and its URL \
                      is not https://: not sent in clear",
@@ -376,15 +393,15 @@ impl Transports {
             Webhook::Http(url) => {
                 let mut req = self
                     .http
-                    .post(url)
+                    .post(url.clone())
                     // Providers that honour it drop a repeat of the same job.
                     .header("Idempotency-Key", &job.job_id)
                     .form(&form);
                 if let Some(tp) = herald_runtime::telemetry::current_traceparent() {
                     req = req.header("traceparent", tp);
                 }
-                if let Some((user, token)) = &self.auth {
-                    req = req.basic_auth(user, Some(token));
+                if let Some(auth) = &self.auth {
+                    req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
                 }
                 let resp = req.send().await.map_err(|e| {
                     let kind = if e.is_timeout() {
