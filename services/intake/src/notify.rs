@@ -266,7 +266,7 @@ impl Intake {
         };
         let record = AcceptedNotification {
             notification_id: id.clone(),
-            request: Some(req.clone()),
+            request: Some(req),
             accepted_at: Some(herald_proto::now()),
             lane: lane as i32,
             accepted: Some(self.auditor.build(audit)),
@@ -287,8 +287,9 @@ impl Intake {
                 }
             };
         }
-        if req.communication_type == CommunicationType::DataBreach as i32
-            && let Err(e) = self.broadcasts.breach_protocol(&id, &req, caller).await
+        if let Some(req) = &record.request
+            && req.communication_type == CommunicationType::DataBreach as i32
+            && let Err(e) = self.broadcasts.breach_protocol(&id, req, caller).await
         {
             error!(error = %e, "breach protocol broadcast not stored");
             return self.refused(lane, unavailable());

@@ -13,8 +13,12 @@
 //!   trail, so they need no entry of their own and the writes can be
 //!   indexed in any order.
 //!
-//! Each index keeps what the stream keeps (`nats.audit_retention`): older
-//! positions are dropped on each write and a key no longer written expires.
+//! Each index keeps what the stream keeps (`nats.audit_retention`): a key
+//! no longer written expires, and older positions are dropped from a key
+//! on one write in [`TRIM_EVERY`] (on average), which bounds what a busy
+//! key holds past the retention without a second command per write.
+//! A position not yet dropped points at a write the stream no longer
+//! has, which a query skips, and cases are listed from the retention on.
 //! A query reads the positions of the span asked for, fetches those writes
 //! and keeps the records that match ([`query`]).
 
@@ -33,6 +37,10 @@ use tracing::warn;
 
 /// Audit writes indexed in one Redis round trip, and at once.
 pub const BATCH: usize = 256;
+
+/// A key's positions older than the retention are dropped when a write
+/// whose stream position is a multiple of this touches it.
+pub const TRIM_EVERY: u64 = 16;
 
 #[derive(Clone)]
 pub(crate) struct TrailIndex {
@@ -107,7 +115,8 @@ impl TrailIndex {
         let oldest =
             herald_runtime::clock::millis(chrono::Utc::now()) - self.retention.as_millis() as i64;
         let mut pipe = redis::pipe();
-        let mut touched = std::collections::BTreeSet::new();
+        // Each key written, and whether this batch trims it.
+        let mut touched = std::collections::BTreeMap::<String, bool>::new();
         for (seq, records) in &writes {
             for r in records {
                 let at = at_ms(r);
@@ -121,16 +130,18 @@ impl TrailIndex {
                 if let Some(client) = opened_client(r) {
                     let cases = cases_key(&self.prefix, client);
                     pipe.zadd(&cases, &r.case_id, at).ignore();
-                    touched.insert(cases);
+                    *touched.entry(cases).or_default() |= seq % TRIM_EVERY == 0;
                 }
                 for k in keys {
                     pipe.zadd(&k, *seq, at).ignore();
-                    touched.insert(k);
+                    *touched.entry(k).or_default() |= seq % TRIM_EVERY == 0;
                 }
             }
         }
-        for k in &touched {
-            pipe.zrembyscore(k, "-inf", oldest).ignore();
+        for (k, trim) in &touched {
+            if *trim {
+                pipe.zrembyscore(k, "-inf", oldest).ignore();
+            }
             pipe.expire(k, keep as i64).ignore();
         }
         if !touched.is_empty() {

@@ -187,9 +187,13 @@ impl TrailIndex {
     /// The cases `client` is the client of, opened before `until`.
     pub(crate) async fn cases_of(&self, client: &str, until: i64) -> anyhow::Result<Vec<String>> {
         let mut redis = self.redis.clone();
+        // Not the cases the stream no longer keeps, which the index may
+        // still name until it is next trimmed.
+        let oldest =
+            herald_runtime::clock::millis(chrono::Utc::now()) - self.retention.as_millis() as i64;
         Ok(redis::cmd("ZRANGEBYSCORE")
             .arg(cases_key(&self.prefix, client))
-            .arg("-inf")
+            .arg(oldest)
             .arg(if until == i64::MAX {
                 "+inf".to_string()
             } else {
