@@ -221,3 +221,107 @@ async fn requests_that_arrive_together_are_answered_together_each_with_its_own_r
     shutdown.cancel();
     server.await.expect("server stopped");
 }
+
+/// On the emergency lane a batch counts as one piece of emergency work per
+/// message: one message that waits (on a provider's pace, say) steps aside
+/// for itself, and the rest of its batch still holds the normal lane back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_message_that_waits_steps_aside_alone_and_its_batch_still_holds_the_normal_lane()
+ {
+    let nats = NatsServer::start();
+    let admin = nats.admin().await;
+    let js = jetstream::new(admin.clone());
+    let work = js
+        .create_stream(stream::Config {
+            name: "URGENT".into(),
+            subjects: vec!["urgent.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    for i in 0..64u32 {
+        js.publish("urgent.x", i.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    let precedence = herald_runtime::priority::Precedence::new();
+    // For each batch: its size, and whether the normal lane was held while
+    // one of its messages stood aside.
+    let seen: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+    let shutdown = CancellationToken::new();
+    let bus = Bus {
+        client: admin.clone(),
+        js: js.clone(),
+        cfg: herald_config::NatsConfig::default(),
+        identity: herald_testkit::servers::KIT_ADMIN.into(),
+    };
+    let spec = ConsumerSpec {
+        stream: "URGENT".into(),
+        durable: "urgent".into(),
+        filter: "urgent.>".into(),
+        // As many as one batch: a full batch is the only work in hand.
+        concurrency: 16,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: -1,
+    };
+    let handler = {
+        let (seen, precedence) = (seen.clone(), precedence.clone());
+        move |msgs: Vec<jetstream::Message>| {
+            let (seen, precedence) = (seen.clone(), precedence.clone());
+            async move {
+                let waiting = precedence.park();
+                let held = precedence.is_yielding();
+                drop(waiting);
+                seen.lock().unwrap().push((msgs.len(), held));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                vec![Disposition::Ack; msgs.len()]
+            }
+        }
+    };
+    let consumer = tokio::spawn({
+        let (shutdown, gate) = (shutdown.clone(), Gate::Busy(precedence.clone()));
+        async move {
+            bus::consume_batches(
+                &bus,
+                spec,
+                gate,
+                16,
+                Arc::new(AtomicBool::new(false)),
+                shutdown,
+                Duration::from_secs(5),
+                handler,
+            )
+            .await
+        }
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !drained(&work).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|(n, _)| *n > 1),
+        "the backlog came in batches: {seen:?}"
+    );
+    for (n, held) in &seen {
+        if *n > 1 {
+            assert!(
+                held,
+                "a batch of {n} with one message waiting let the normal lane go"
+            );
+        }
+    }
+    shutdown.cancel();
+    consumer.await.expect("consumer").expect("stopped cleanly");
+    assert!(
+        !precedence.is_yielding(),
+        "no emergency work left when all is settled"
+    );
+}

@@ -126,10 +126,6 @@ pub async fn serve<S, F, Fut>(
                 _ = precedence.normal_may_proceed() => {}
             }
         }
-        let busy = match &opts.gate {
-            Gate::Busy(precedence) => Some(precedence.busy()),
-            _ => None,
-        };
         // Boxed, so the task holds a pointer rather than the handler's
         // whole state machine, which spawning would copy several times.
         let mut batch = vec![(msg.reply.clone(), Box::pin(handle(msg)))];
@@ -146,6 +142,11 @@ pub async fn serve<S, F, Fut>(
                 _ => break,
             }
         }
+        // One guard per request, as for consumers.
+        let busy: Vec<_> = match &opts.gate {
+            Gate::Busy(precedence) => batch.iter().map(|_| precedence.busy()).collect(),
+            _ => Vec::new(),
+        };
         let client = client.clone();
         tokio::spawn(async move {
             let (to, work): (Vec<_>, Vec<_>) = batch.into_iter().unzip();

@@ -225,9 +225,11 @@ where
                             None => break,
                         }
                     }
-                    let busy = match &gate {
-                        Gate::Busy(priority) => Some(priority.busy()),
-                        _ => None,
+                    // One guard per message, as a handler that waits
+                    // steps aside for one message only (`Precedence::park`).
+                    let busy: Vec<_> = match &gate {
+                        Gate::Busy(priority) => batch.iter().map(|_| priority.busy()).collect(),
+                        _ => Vec::new(),
                     };
                     let work = Box::pin(handler(batch.clone()));
                     tokio::spawn(async move {
