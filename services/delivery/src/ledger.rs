@@ -216,13 +216,16 @@ elseif retake then
 else
   attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
-redis.call('HSET', KEYS[1], 'state', 'sending', 'owner', ARGV[1], 'deadline', tostring(now + tonumber(ARGV[2])), 'attempts', tostring(attempt))
+local fields = {'state', 'sending', 'owner', ARGV[1], 'deadline', tostring(now + tonumber(ARGV[2])), 'attempts', tostring(attempt)}
 if ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[1], 'job', ARGV[4])
+  table.insert(fields, 'job')
+  table.insert(fields, ARGV[4])
 end
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'meta', ARGV[5])
+  table.insert(fields, 'meta')
+  table.insert(fields, ARGV[5])
 end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {'claimed', interrupted, tostring(attempt)}
 "#;
