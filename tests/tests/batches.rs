@@ -27,41 +27,12 @@ async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answ
     let nats = NatsServer::start();
     let admin = nats.admin().await;
     let js = jetstream::new(admin.clone());
-    let work = js
-        .create_stream(stream::Config {
-            name: "BATCHES".into(),
-            subjects: vec!["batches.>".into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            ..Default::default()
-        })
-        .await
-        .expect("stream");
     // A backlog, there before the consumer starts.
     const BACKLOG: u32 = 300;
-    for i in 0..BACKLOG {
-        js.publish("batches.x", i.to_string().into())
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
-    }
+    let work = backlog(&js, "BATCHES", BACKLOG).await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let shutdown = CancellationToken::new();
-    let bus = Bus {
-        client: admin.clone(),
-        js: js.clone(),
-        cfg: herald_config::NatsConfig::default(),
-        identity: herald_testkit::servers::KIT_ADMIN.into(),
-    };
-    let spec = ConsumerSpec {
-        stream: "BATCHES".into(),
-        durable: "batches".into(),
-        filter: "batches.>".into(),
-        concurrency: 64,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: -1,
-    };
     let handler = {
         let seen = seen.clone();
         move |msgs: Vec<jetstream::Message>| {
@@ -91,31 +62,17 @@ async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answ
             }
         }
     };
-    let consumer = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            bus::consume_batches(
-                &bus,
-                spec,
-                Gate::None,
-                16,
-                Arc::new(AtomicBool::new(false)),
-                shutdown,
-                Duration::from_secs(5),
-                handler,
-            )
-            .await
-        }
-    });
+    let consumer = consume(
+        &admin,
+        "BATCHES",
+        (64, 16),
+        Gate::None,
+        shutdown.clone(),
+        handler,
+    );
 
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !drained(&work).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "backlog not drained"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_drained(&work, deadline, "backlog not drained").await;
     {
         let seen = seen.lock().unwrap();
         let largest = seen.batches.iter().map(Vec::len).max().unwrap_or(0);
@@ -134,13 +91,7 @@ async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answ
         .expect("publish")
         .await
         .expect("stored");
-    while !drained(&work).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "lone message not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_drained(&work, deadline, "lone message not handled").await;
     let lone = seen.lock().unwrap().batches[before..].to_vec();
     assert_eq!(lone, [vec![1000]]);
     shutdown.cancel();
@@ -150,6 +101,15 @@ async fn a_batch_takes_what_is_ready_and_each_message_is_settled_by_its_own_answ
 /// Whether every message of the work-queue stream has been acknowledged.
 async fn drained(work: &stream::Stream) -> bool {
     work.clone().info().await.expect("info").state.messages == 0
+}
+
+/// Waits until every message of `work` is acknowledged; fails saying
+/// `what` if that is not so by `deadline`.
+async fn until_drained(work: &stream::Stream, deadline: tokio::time::Instant, what: &str) {
+    while !drained(work).await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Request/reply in batches (`serve` with `ServeOptions::batch`, intake's
@@ -231,42 +191,12 @@ async fn an_emergency_message_that_waits_steps_aside_alone_and_its_batch_still_h
     let nats = NatsServer::start();
     let admin = nats.admin().await;
     let js = jetstream::new(admin.clone());
-    let work = js
-        .create_stream(stream::Config {
-            name: "URGENT".into(),
-            subjects: vec!["urgent.>".into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            ..Default::default()
-        })
-        .await
-        .expect("stream");
-    for i in 0..64u32 {
-        js.publish("urgent.x", i.to_string().into())
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
-    }
+    let work = backlog(&js, "URGENT", 64).await;
     let precedence = herald_runtime::priority::Precedence::new();
     // For each batch: its size, and whether the normal lane was held while
     // one of its messages stood aside.
     let seen: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
     let shutdown = CancellationToken::new();
-    let bus = Bus {
-        client: admin.clone(),
-        js: js.clone(),
-        cfg: herald_config::NatsConfig::default(),
-        identity: herald_testkit::servers::KIT_ADMIN.into(),
-    };
-    let spec = ConsumerSpec {
-        stream: "URGENT".into(),
-        durable: "urgent".into(),
-        filter: "urgent.>".into(),
-        // As many as one batch: a full batch is the only work in hand.
-        concurrency: 16,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: -1,
-    };
     let handler = {
         let (seen, precedence) = (seen.clone(), precedence.clone());
         move |msgs: Vec<jetstream::Message>| {
@@ -281,30 +211,17 @@ async fn an_emergency_message_that_waits_steps_aside_alone_and_its_batch_still_h
             }
         }
     };
-    let consumer = tokio::spawn({
-        let (shutdown, gate) = (shutdown.clone(), Gate::Busy(precedence.clone()));
-        async move {
-            bus::consume_batches(
-                &bus,
-                spec,
-                gate,
-                16,
-                Arc::new(AtomicBool::new(false)),
-                shutdown,
-                Duration::from_secs(5),
-                handler,
-            )
-            .await
-        }
-    });
+    // As many in hand as one batch: a full batch is the only work there.
+    let consumer = consume(
+        &admin,
+        "URGENT",
+        (16, 16),
+        Gate::Busy(precedence.clone()),
+        shutdown.clone(),
+        handler,
+    );
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !drained(&work).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "backlog not drained"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_drained(&work, deadline, "backlog not drained").await;
     let seen = seen.lock().unwrap().clone();
     assert!(
         seen.iter().any(|(n, _)| *n > 1),
@@ -324,4 +241,71 @@ async fn an_emergency_message_that_waits_steps_aside_alone_and_its_batch_still_h
         !precedence.is_yielding(),
         "no emergency work left when all is settled"
     );
+}
+
+/// A work-queue stream `name` on `<name>.>` holding `count` messages,
+/// the numbers from 0, there before any consumer starts.
+async fn backlog(js: &jetstream::Context, name: &str, count: u32) -> stream::Stream {
+    let subject = name.to_lowercase();
+    let work = js
+        .create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![format!("{subject}.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    for i in 0..count {
+        js.publish(format!("{subject}.x"), i.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    work
+}
+
+/// Runs `handler` over the stream `name` (see [`backlog`]) in batches of
+/// at most `bound`, `concurrency` messages in hand, until `shutdown`.
+fn consume<F, Fut>(
+    admin: &async_nats::Client,
+    name: &str,
+    (concurrency, bound): (usize, usize),
+    gate: Gate,
+    shutdown: CancellationToken,
+    handler: F,
+) -> tokio::task::JoinHandle<anyhow::Result<()>>
+where
+    F: Fn(Vec<jetstream::Message>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Vec<Disposition>> + Send + 'static,
+{
+    let bus = Bus {
+        client: admin.clone(),
+        js: jetstream::new(admin.clone()),
+        cfg: herald_config::NatsConfig::default(),
+        identity: herald_testkit::servers::KIT_ADMIN.into(),
+    };
+    let subject = name.to_lowercase();
+    let spec = ConsumerSpec {
+        stream: name.into(),
+        durable: subject.clone(),
+        filter: format!("{subject}.>"),
+        concurrency,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: -1,
+    };
+    tokio::spawn(async move {
+        bus::consume_batches(
+            &bus,
+            spec,
+            gate,
+            bound,
+            Arc::new(AtomicBool::new(false)),
+            shutdown,
+            Duration::from_secs(5),
+            handler,
+        )
+        .await
+    })
 }
