@@ -257,6 +257,16 @@ impl ServiceBuilder {
     /// depths, and makes sure every subscription is registered with NATS
     /// before anyone is told the service is up.
     pub async fn start(mut self, addr: &str) -> anyhow::Result<Running> {
+        // The server answers a flush once it has every subscription sent
+        // before it, so a request made once this service says it is up
+        // finds its subjects answered. A server out of reach does not hold
+        // the start up: the consumers then report not ready themselves.
+        if tokio::time::timeout(Duration::from_secs(5), self.bus.client.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the NATS server did not confirm the subscriptions in time");
+        }
         if !self.queues.is_empty() {
             let poller = crate::metrics::watch_queues(
                 self.bus.clone(),
