@@ -112,6 +112,9 @@ impl Dedupe {
         Ok((claim, ticket))
     }
 
+    /// As [`Dedupe::claim`] for any kind of request: `scope` names the
+    /// idempotency key (who sent it and the key they chose), `fp` is the
+    /// request's fingerprint, `id` what a repeat is answered with.
     pub async fn claim_key(&self, scope: &str, fp: &str, id: &str) -> redis::RedisResult<Claim> {
         self.claim_at(&self.key_of(scope), fp, id, self.ttl_secs)
             .await
@@ -189,6 +192,7 @@ impl Dedupe {
         }
     }
 
+    /// Marks a claim made with [`Dedupe::claim_at`] done.
     pub async fn complete_at(&self, key: &str, fp: &str, id: &str) -> redis::RedisResult<()> {
         let mut r = self.redis.clone();
         redis::cmd("SET")
@@ -207,8 +211,6 @@ impl Dedupe {
     }
 }
 
-/// A digest of the request as received (maps encode in key order, so the
-/// encoding is deterministic).
 /// Writes the marks queued by [`Dedupe::complete`]: whatever is queued
 /// when a write starts goes in one pipeline. Each mark only moves a
 /// `pending` key to `done` (`XX`, keeping its expiry), so a key that
@@ -231,6 +233,8 @@ async fn write_marks(mut redis: ConnectionManager, mut queued: mpsc::UnboundedRe
     }
 }
 
+/// A digest of the request as received (maps encode in key order, so the
+/// encoding is deterministic).
 pub fn fingerprint<M: Message>(msg: &M) -> String {
     hex::encode(&Sha256::digest(msg.encode_to_vec())[..12])
 }
