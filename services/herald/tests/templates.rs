@@ -69,6 +69,16 @@ fn ok(herald: &Cli, args: &[&str]) -> String {
 }
 
 /// Runs `herald <args>`, which Herald must refuse (exit 3): what it said.
+/// The line `herald templates list` prints for version 2 of the template.
+fn second_version(herald: &Cli) -> String {
+    let listed = ok(herald, &["templates", "list", TEMPLATE]);
+    listed
+        .lines()
+        .find(|l| l.contains(" v2 "))
+        .unwrap_or_else(|| panic!("no v2 in {listed}"))
+        .to_string()
+}
+
 fn refused(herald: &Cli, args: &[&str]) -> String {
     let out = herald.run(args);
     assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stdout(&out));
@@ -138,11 +148,7 @@ async fn a_draft_is_refused_naming_its_state_and_once_approved_goes_out_with_its
         ],
     );
     assert!(said.contains("inquiry_received v2 proposed"), "{said}");
-    let listed = ok(&herald, &["templates", "list", TEMPLATE]);
-    let v2 = listed
-        .lines()
-        .find(|l| l.contains(" v2 "))
-        .unwrap_or_else(|| panic!("no v2 in {listed}"));
+    let v2 = second_version(&herald);
     assert!(
         v2.contains("draft") && v2.contains("proposed by ed-eve"),
         "{v2}"
@@ -365,11 +371,7 @@ async fn a_proposal_is_checked_previewed_compared_and_a_rejected_one_never_used(
         ],
     );
     assert!(said.contains("v2 rejected by ap-amy"), "{said}");
-    let listed = ok(&herald, &["templates", "list", TEMPLATE]);
-    let v2 = listed
-        .lines()
-        .find(|l| l.contains(" v2 "))
-        .unwrap_or_else(|| panic!("no v2 in {listed}"));
+    let v2 = second_version(&herald);
     assert!(
         v2.contains("rejected") && v2.contains("rejected by ap-amy") && v2.contains("(too curt)"),
         "{v2}"
