@@ -498,6 +498,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_provider_url_that_does_not_parse_is_refused_at_start_naming_its_key() {
+        herald_runtime::install_crypto();
+        let outbox = tempfile::tempdir().unwrap();
+        let cfg = DeliveryConfig {
+            outbox_dir: outbox.path().to_path_buf(),
+            voice_url: Some("http://[::1".into()),
+            ..Default::default()
+        };
+        let refused = Transports::new(&cfg).err().expect("refused").to_string();
+        assert!(refused.starts_with("delivery.voice_url"), "{refused}");
+        let cfg = DeliveryConfig {
+            voice_url: Some("http://127.0.0.1:9/voice".into()),
+            ..cfg
+        };
+        assert!(Transports::new(&cfg).is_ok());
+    }
+
+    #[test]
     fn http_statuses_are_classified_once() {
         assert!(classify_http(200, None, "").is_ok());
         assert!(classify_http(202, None, "").is_ok());
